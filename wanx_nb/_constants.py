@@ -1,0 +1,48 @@
+"""Names and defaults shared across the package: environment variables, timeouts, retries, polling."""
+
+__all__ = [
+    "DEFAULT_REGION",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_WAIT_TIMEOUT",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_REGION",
+    "ENV_WORKSPACE",
+    "ENV_MODE",
+    "ENV_STORE",
+    "ENV_BUDGET",
+    "QUERY_QPS",
+    "RETRY_INITIAL_DELAY",
+    "RETRY_MAX_DELAY",
+    "RETRY_AFTER_CAP",
+    "POLL_MIN_DELAY",
+    "POLL_MAX_DELAY",
+    "TASK_TTL_SECONDS",
+]
+
+ENV_API_KEY = "DASHSCOPE_API_KEY"
+ENV_BASE_URL = "DASHSCOPE_HTTP_BASE_URL"  # the official SDK's name, so one setting serves both
+ENV_REGION = "DASHSCOPE_REGION"
+ENV_WORKSPACE = "DASHSCOPE_WORKSPACE_ID"
+ENV_MODE = "WANX_NB_MODE"
+ENV_STORE = "WANX_NB_STORE"
+ENV_BUDGET = "WANX_NB_BUDGET_YUAN"
+
+DEFAULT_REGION = "beijing"
+DEFAULT_TIMEOUT = 60.0  # seconds for one HTTP exchange
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_WAIT_TIMEOUT = 600.0  # every wait has a deadline; tasks usually take 1-2 minutes
+
+RETRY_INITIAL_DELAY = 0.5
+RETRY_MAX_DELAY = 8.0
+RETRY_AFTER_CAP = 60.0  # a Retry-After longer than this is not worth waiting for inside a cell
+
+# GET /tasks/{id} is limited to 20 QPS per account, shared by all its users; we keep well below it.
+QUERY_QPS = 10.0
+POLL_MIN_DELAY = 0.25
+POLL_MAX_DELAY = 10.0  # the docs recommend polling every 10 s
+
+TASK_TTL_SECONDS = 24 * 3600  # task records and result URLs live 24 h

@@ -1,0 +1,323 @@
+"""Every error wanx_nb raises, as one tree.
+
+- WanxError
+  - ValidationError (also a ValueError): the request breaks the model's rules; nothing was sent.
+  - ConfigurationError: a missing or contradictory setting (no key for the real service, bad region...).
+  - BudgetExceededError: the pre-flight cost estimate exceeds the configured budget; nothing was sent.
+  - ReplayMissError: replay mode has no recording of this request; nothing was sent.
+  - APIError: talking to the service failed.
+    - APIConnectionError: the request never completed (DNS, refused, reset).
+      - APITimeoutError: the request timed out.
+        - SubmitOutcomeUnknownError: a submit timed out after it was sent; a task may exist.
+    - APIStatusError: the service answered with an error status and code.
+      - BadRequestError (400)
+        - ContentInspectionError: DataInspectionFailed / IPInfringementSuspect.
+        - UnsupportedOperationError: e.g. cancelling a task that is not PENDING.
+      - AuthenticationError (401)
+      - PermissionDeniedError (403)
+      - NotFoundError (404)
+      - RateLimitError (429)
+      - ServerError (5xx)
+  - TaskError: a task ended without the images.
+    - TaskFailedError: the task FAILED (its code and message are the server's).
+    - TaskCanceledError: the task was CANCELED.
+    - TaskUnknownError: the server does not know the task (wrong id, or older than 24 h).
+  - WaitTimeoutError: our own deadline for a task passed; the task may still finish.
+
+Every error carries the server's `code`, its `message` verbatim (Chinese kept), and `request_id` and
+`task_id` where there is one. No error ever holds the API key: messages are built from server fields
+and our own text only, and `redact()` scrubs anything that looks like a key as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContentInspectionError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Problem",
+    "RateLimitError",
+    "ReplayMissError",
+    "ServerError",
+    "SubmitOutcomeUnknownError",
+    "TaskCanceledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskUnknownError",
+    "UnsupportedOperationError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "WanxError",
+    "make_status_error",
+    "redact",
+]
+
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text: str) -> str:
+    """Replace anything shaped like a DashScope key (`sk-...`) with `sk-***`."""
+    return _KEY_PATTERN.sub("sk-***", text)
+
+
+class WanxError(Exception):
+    """Base class of every wanx_nb error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class Problem:
+    """One broken rule: the parameter, the bad value and what is allowed."""
+
+    __slots__ = ("param", "value", "allowed")
+
+    def __init__(self, param: str, value: Any, allowed: str) -> None:
+        self.param, self.value, self.allowed = param, value, allowed
+
+    def __str__(self) -> str:
+        return f"{self.param}={self.value!r}: {self.allowed}"
+
+    def __repr__(self) -> str:
+        return f"Problem({self.param!r}, {self.value!r}, {self.allowed!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Problem) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class ValidationError(WanxError, ValueError):
+    """The request breaks the model's rules. Raised before anything is sent."""
+
+    def __init__(self, model: str, problems: list[Problem]) -> None:
+        self.model = model
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        plural = "s" if len(self.problems) > 1 else ""
+        super().__init__(f"invalid request for model {model!r} ({len(self.problems)} problem{plural}):\n{lines}")
+
+
+class ConfigurationError(WanxError):
+    """A setting is missing or contradicts another."""
+
+
+class BudgetExceededError(WanxError):
+    """The run would cost more than the budget allows. Raised before anything is sent."""
+
+    def __init__(self, estimate: float, remaining: float, budget: float) -> None:
+        self.estimate, self.remaining, self.budget = estimate, remaining, budget
+        super().__init__(
+            f"this run would cost about ¥{estimate:.2f}, but only ¥{remaining:.2f} of the ¥{budget:.2f} budget "
+            "is left; nothing was sent. Raise it with `%config WanxMagics.budget_yuan = ...` or "
+            "WANX_NB_BUDGET_YUAN, or set it to 0 to turn the budget off."
+        )
+
+
+class ReplayMissError(WanxError):
+    """Replay mode found no recording for a request. Nothing was sent."""
+
+    def __init__(self, key: str, summary: str) -> None:
+        self.key = key
+        super().__init__(
+            f"replay mode has no recording of this request ({summary}; key {key[:12]}); nothing was sent. "
+            "Record it first with mode 'record' (WANX_NB_MODE=record), or switch to 'live'."
+        )
+
+
+class APIError(WanxError):
+    """Talking to the service failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.code = code
+        self.request_id = request_id
+        self.task_id = task_id
+        self.method = method
+        self.url = url
+        super().__init__(message)
+
+
+class APIConnectionError(APIError):
+    """The request never completed: the server could not be reached or the connection broke."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class SubmitOutcomeUnknownError(APITimeoutError):
+    """A submit timed out after the request was sent: the task may have been created (and billed).
+
+    It is not retried, so a retry never creates a second billed task.
+    """
+
+    def __init__(self, model: str, sent_at: str) -> None:
+        super().__init__(
+            f"the submit for model {model!r} timed out after it was sent, so a task may have been created "
+            f"and billed. It was not retried. Find it with `list_tasks(model_name={model!r}, "
+            f"start_time={sent_at!r})` (or `%wanx resume`) before submitting again.",
+            code="SubmitOutcomeUnknown",
+        )
+
+
+class APIStatusError(APIError):
+    """The service answered with an error status."""
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str | None,
+        server_message: str,
+        *,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.server_message = server_message
+        self.retry_after = retry_after
+        where = f" on {method} {_path(url)}" if method and url else ""
+        rid = f" (request_id={request_id!r})" if request_id else ""
+        hint = _HINTS.get(status_code, "")
+        super().__init__(
+            f"{status_code} {code or 'error'}{where}{rid}: {server_message}{hint}",
+            code=code,
+            request_id=request_id,
+            task_id=task_id,
+            method=method,
+            url=url,
+        )
+
+
+class BadRequestError(APIStatusError):
+    """400: the service rejected the request."""
+
+
+class ContentInspectionError(BadRequestError):
+    """400 DataInspectionFailed or IPInfringementSuspect: the content check refused the input."""
+
+
+class UnsupportedOperationError(BadRequestError):
+    """400 UnsupportedOperation: e.g. cancelling a task that is no longer PENDING."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid (or belongs to another region)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the account may not do this (model not activated, arrears, workspace...)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the model or workspace does not exist."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests, or a quota is used up."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the service failed; retrying later may work."""
+
+
+_HINTS = {
+    401: " (check DASHSCOPE_API_KEY; Beijing and Singapore keys are not interchangeable)",
+}
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_BY_CODE: dict[str, type[APIStatusError]] = {
+    "DataInspectionFailed": ContentInspectionError,
+    "IPInfringementSuspect": ContentInspectionError,
+    "UnsupportedOperation": UnsupportedOperationError,
+    "InvalidApiKey": AuthenticationError,
+}
+
+
+def make_status_error(
+    status_code: int,
+    code: str | None,
+    message: str,
+    **context: Any,
+) -> APIStatusError:
+    """The most specific APIStatusError for an error response: by code first, then by status."""
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status_code)
+    if cls is None:
+        cls = ServerError if status_code >= 500 else APIStatusError
+    return cls(status_code, code, message, **context)
+
+
+class TaskError(WanxError):
+    """A task ended without producing the images."""
+
+    def __init__(self, task_id: str, status: str, code: str | None, message: str, request_id: str | None = None) -> None:
+        self.task_id, self.status, self.code, self.request_id = task_id, status, code, request_id
+        self.server_message = message
+        super().__init__(f"task {task_id} {status}" + (f": {code}: {message}" if code or message else ""))
+
+
+class TaskFailedError(TaskError):
+    """The task FAILED; `code` and `message` are the server's."""
+
+
+class TaskCanceledError(TaskError):
+    """The task was CANCELED."""
+
+
+class TaskUnknownError(TaskError):
+    """The server does not know the task: a wrong id, or older than its 24 h retention."""
+
+
+class WaitTimeoutError(WanxError):
+    """Our deadline for a task passed. The task may still finish: wait on it again or cancel it."""
+
+    def __init__(self, task_id: str, elapsed: float, status: str) -> None:
+        self.task_id, self.elapsed, self.status = task_id, elapsed, status
+        super().__init__(
+            f"task {task_id} still {status} after {elapsed:.1f}s; it may still finish: "
+            f"wait on it again, or cancel it while it is PENDING"
+        )
+
+
+def _path(url: str | None) -> str:
+    if not url:
+        return ""
+    # Keep the path only: hosts and query strings (signatures) do not belong in messages.
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path or url

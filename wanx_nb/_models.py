@@ -1,0 +1,196 @@
+"""Plain data the client returns: Task, ImageResult, GenerationResult."""
+
+from __future__ import annotations
+
+import enum
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._registry import get_model
+from ._request import GenerationRequest
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["GenerationResult", "ImageResult", "Task", "TaskStatus"]
+
+
+class TaskStatus(str, enum.Enum):
+    """The server's task states. UNKNOWN means a wrong or expired (over 24 h) task id."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.UNKNOWN)
+
+    @classmethod
+    def parse(cls, value: str | None) -> TaskStatus:
+        try:
+            return cls(value or "UNKNOWN")
+        except ValueError:
+            return cls.UNKNOWN
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task as the server last reported it (`GET /tasks/{id}` or the create response)."""
+
+    task_id: str
+    status: TaskStatus
+    request_id: str | None = None
+    submit_time: str | None = None
+    scheduled_time: str | None = None
+    end_time: str | None = None
+    results: tuple[dict[str, Any], ...] = ()
+    metrics: dict[str, int] | None = None
+    code: str | None = None
+    message: str | None = None
+    usage: dict[str, Any] | None = None
+    emulator: bool = False
+
+    @property
+    def image_count(self) -> int:
+        """Images billed: `usage.image_count` (successful images only)."""
+        if self.usage and "image_count" in self.usage:
+            return int(self.usage["image_count"])
+        return sum(1 for r in self.results if r.get("url"))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.task_id!r} [{self.status.value}]>"
+
+
+@dataclass
+class ImageResult:
+    """One image of a task, with its provenance. `ok` is False for a per-image failure."""
+
+    index: int
+    seed: int | None
+    size: str
+    url: str | None = None
+    orig_prompt: str | None = None
+    actual_prompt: str | None = None
+    code: str | None = None
+    message: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    path: str | None = None
+    sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None and (self.url is not None or self.data is not None)
+
+    @property
+    def image(self) -> Image:
+        """The image as a PIL image (decoded from the stored bytes)."""
+        from PIL import Image as PILImage
+
+        if self.data is None:
+            if self.path is None:
+                raise ValueError(f"image {self.index} has no data: {self.code}: {self.message}")
+            with open(self.path, "rb") as fh:
+                self.data = fh.read()
+        return PILImage.open(io.BytesIO(self.data))
+
+    def metadata(self) -> dict[str, Any]:
+        out = {
+            "index": self.index,
+            "seed": self.seed,
+            "size": self.size,
+            "url": self.url,
+            "orig_prompt": self.orig_prompt,
+            "actual_prompt": self.actual_prompt,
+            "path": self.path,
+            "sha256": self.sha256,
+        }
+        if self.code:
+            out.update(code=self.code, message=self.message)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"failed {self.code}"
+        return f"<ImageResult #{self.index} {self.size} seed={self.seed} {state}>"
+
+
+@dataclass
+class GenerationResult:
+    """The outcome of one request: the terminal task, its images, cost and provenance."""
+
+    request: GenerationRequest
+    task: Task
+    images: list[ImageResult]
+    backend: str = "dashscope"
+    elapsed: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    created_at: str | None = None
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def succeeded(self) -> list[ImageResult]:
+        return [im for im in self.images if im.ok]
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [im for im in self.images if not im.ok]
+
+    @property
+    def cost_yuan(self) -> float:
+        """Price per image times the images that succeeded (what the service bills)."""
+        return round(get_model(self.request.model).price_yuan * len(self.succeeded), 4)
+
+    @property
+    def from_emulator(self) -> bool:
+        return self.backend == "emulator"
+
+    @property
+    def pil_images(self) -> list[Image]:
+        return [im.image for im in self.succeeded]
+
+    @property
+    def paths(self) -> list[str]:
+        return [im.path for im in self.images if im.path]
+
+    def metadata(self) -> dict[str, Any]:
+        """Provenance: everything needed to know how each image was made (never the API key)."""
+        return {
+            "wanx_nb_version": __version__,
+            "backend": self.backend,
+            "model": self.request.model,
+            "request": self.request.canonical(),
+            "task_id": self.task.task_id,
+            "request_id": self.task.request_id,
+            "status": self.task.status.value,
+            "submit_time": self.task.submit_time,
+            "end_time": self.task.end_time,
+            "created_at": self.created_at,
+            "usage": self.task.usage,
+            "cost_yuan": self.cost_yuan,
+            "elapsed_s": round(self.elapsed, 3),
+            "warnings": list(self.warnings),
+            "images": [im.metadata() for im in self.images],
+        }
+
+    def __repr__(self) -> str:
+        ok, total = len(self.succeeded), len(self.images)
+        src = " (emulator)" if self.from_emulator else ""
+        return f"<GenerationResult {self.request.model} {ok}/{total} images ¥{self.cost_yuan:.2f}{src}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        from .rendering import result_mimebundle
+
+        return result_mimebundle(self)
