@@ -1,0 +1,76 @@
+"""wanx_nb: Tongyi Wanxiang text-to-image in Jupyter.
+
+`%load_ext wanx_nb` registers `%%wanx` and `%wanx`. Importing the package is cheap: the client, the
+widgets, the emulator and PIL load on first use (module `__getattr__` below).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+__all__ = [
+    "AsyncWanxClient",
+    "GenerationRequest",
+    "GenerationResult",
+    "ImageResult",
+    "MODELS",
+    "Panel",
+    "Session",
+    "Store",
+    "Task",
+    "TaskStatus",
+    "WanxClient",
+    "__version__",
+    "compare",
+    "get_session",
+    "history",
+    "load_ipython_extension",
+    "read_png_provenance",
+    "unload_ipython_extension",
+]
+
+# name -> module that defines it; imported on first attribute access.
+_LAZY = {
+    "AsyncWanxClient": "._client",
+    "WanxClient": "._client",
+    "GenerationRequest": "._request",
+    "GenerationResult": "._models",
+    "ImageResult": "._models",
+    "Task": "._models",
+    "TaskStatus": "._models",
+    "MODELS": "._registry",
+    "Session": "._session",
+    "get_session": "._session",
+    "Store": "._store",
+    "read_png_provenance": "._store",
+    "history": "._history",
+    "Panel": ".panel",
+    "compare": ".compare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wanx_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext wanx_nb`: register the magics (the heavy modules load on first use)."""
+    from .magics import WanxMagics
+
+    ipython.register_magics(WanxMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext wanx_nb`: nothing to undo beyond IPython's own bookkeeping."""

@@ -1,0 +1,166 @@
+"""Every validation rule of the spec, with the text a user sees. Nothing here sends a request."""
+
+import pytest
+
+from wanx_nb._exceptions import ValidationError
+from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES, get_model
+from wanx_nb._request import GenerationRequest
+from wanx_nb._validation import parse_size, validate
+
+GUIDE_V2 = ["wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo"]
+
+
+def problems(**kwargs):
+    with pytest.raises(ValidationError) as info:
+        validate(GenerationRequest(**{"prompt": "a fox", **kwargs}))
+    return info.value
+
+
+def test_valid_requests_pass_for_every_model():
+    for name in MODELS:
+        assert validate(GenerationRequest("一只狐狸", model=name)) == []
+
+
+def test_unknown_model_names_suggestions():
+    err = problems(model="wanx2.1-t2i-turb")
+    assert "model='wanx2.1-t2i-turb'" in str(err)
+    assert "did you mean 'wanx2.1-t2i-turbo'" in str(err)
+
+
+def test_international_names_are_accepted():
+    assert get_model("wan2.1-t2i-turbo").name == "wanx2.1-t2i-turbo"
+    assert get_model("wanx2.1-t2i-plus").wire_name("singapore") == "wan2.1-t2i-plus"
+    assert get_model("wanx2.1-t2i-plus").wire_name("beijing") == "wanx2.1-t2i-plus"
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_empty_prompt_is_rejected(prompt):
+    err = problems(prompt=prompt)
+    assert "prompt=" in str(err) and "a non-empty text" in str(err)
+
+
+def test_long_prompt_warns_that_the_server_truncates():
+    warnings = validate(GenerationRequest("字" * 801, model="wanx2.1-t2i-turbo"))
+    assert warnings == ["prompt is 801 characters; wanx2.1-t2i-turbo keeps the first 800 and the server truncates the rest"]
+    assert validate(GenerationRequest("x" * 2000, model="wan2.5-t2i-preview")) == []
+
+
+def test_long_negative_prompt_warns():
+    (warning,) = validate(GenerationRequest("fox", negative_prompt="n" * 501))
+    assert "negative_prompt is 501 characters" in warning
+
+
+@pytest.mark.parametrize("model", GUIDE_V2)
+@pytest.mark.parametrize("size", ["511*1024", "1024*1441", "1441*1441", "300*300"])
+def test_v2_sides_outside_512_1440_are_rejected(model, size):
+    err = problems(model=model, size=size)
+    assert f"size={size!r}: W*H with each side between 512 and 1440 pixels" in str(err)
+
+
+@pytest.mark.parametrize("size", ["512*1440", "1440*512", "768*1024", "1440*1440", "1024x768"])
+def test_v2_accepts_any_size_in_range_including_the_api_reference_512(size):
+    # Disagreement: the guide says 768; the API references say 512. We accept what any source accepts.
+    assert validate(GenerationRequest("fox", size=size)) == []
+
+
+def test_size_must_be_w_times_h():
+    err = problems(size="big")
+    assert "size='big': a size written W*H" in str(err)
+
+
+@pytest.mark.parametrize("size", V1_SIZES)
+def test_v1_accepts_its_four_sizes(size):
+    assert validate(GenerationRequest("fox", model="wanx-v1", size=size)) == []
+
+
+def test_v1_rejects_other_sizes_listing_the_four():
+    err = problems(model="wanx-v1", size="1024*768")
+    assert "wanx-v1 supports only 1024*1024, 720*1280, 768*1152, 1280*720" in str(err)
+
+
+def test_wan25_size_is_ruled_by_area_and_aspect():
+    assert validate(GenerationRequest("fox", model="wan2.5-t2i-preview", size="1280*1280")) == []
+    err = problems(model="wan2.5-t2i-preview", size="600*600")
+    assert "between 589824 and 2073600 pixels" in str(err)
+    err = problems(model="wan2.5-t2i-preview", size="1440*300")
+    assert "aspect ratio between 1:4 and 4:1" in str(err)
+
+
+@pytest.mark.parametrize("n", [0, 5, -1, 2.0, True])
+def test_n_is_an_integer_from_1_to_4(n):
+    assert f"n={n!r}: an integer from 1 to 4" in str(problems(n=n))
+
+
+@pytest.mark.parametrize("seed", [-1, 2147483648, "7"])
+def test_seed_range(seed):
+    assert f"seed={seed!r}: an integer from 0 to 2147483647" in str(problems(seed=seed))
+
+
+@pytest.mark.parametrize("param,value", [("style", "<anime>"), ("ref_img", "https://x/a.png"), ("ref_strength", 0.5), ("ref_mode", "repaint")])
+@pytest.mark.parametrize("model", GUIDE_V2)
+def test_v1_only_parameters_are_errors_on_v2_not_dropped(model, param, value):
+    err = problems(model=model, **{param: value})
+    assert f"{model} (V2) does not take {param}; it is a V1 parameter" in str(err)
+
+
+@pytest.mark.parametrize("param", ["prompt_extend", "watermark"])
+def test_v2_only_parameters_are_errors_on_v1(param):
+    err = problems(model="wanx-v1", **{param: True})
+    assert f"wanx-v1 (V1) does not take {param}; it is a V2 parameter" in str(err)
+
+
+def test_flags_must_be_booleans():
+    assert "prompt_extend='yes': true or false" in str(problems(prompt_extend="yes"))
+
+
+def test_v1_style_must_be_one_of_ten():
+    assert len(V1_STYLES) == 10
+    err = problems(model="wanx-v1", style="anime")
+    assert "style='anime': one of <auto>, <photography>" in str(err)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "strong"])
+def test_ref_strength_range(value):
+    assert "a number from 0.0 to 1.0" in str(problems(model="wanx-v1", ref_img="https://x/a.png", ref_strength=value))
+
+
+def test_ref_mode_values():
+    err = problems(model="wanx-v1", ref_img="https://x/a.png", ref_mode="style")
+    assert "ref_mode='style': 'repaint' (follow the content) or 'refonly' (follow the style)" in str(err)
+
+
+def test_ref_img_local_file_must_exist(tmp_path):
+    err = problems(model="wanx-v1", ref_img=str(tmp_path / "missing.png"))
+    assert "an existing local file" in str(err)
+    real = tmp_path / "ref.png"
+    real.write_bytes(b"png")
+    assert validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(real))) == []
+
+
+def test_ref_img_url_without_chinese_characters():
+    err = problems(model="wanx-v1", ref_img="https://example.com/女孩.png")
+    assert "without Chinese characters" in str(err)
+
+
+def test_ref_options_without_ref_img_warn():
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_strength=0.2))
+    assert "no effect without ref_img" in warning
+
+
+def test_one_error_lists_every_problem():
+    err = problems(model="wanx2.1-t2i-turbo", prompt="", size="9*9", n=7, seed=-5, style="<anime>")
+    assert len(err.problems) == 5
+    assert str(err).startswith("invalid request for model 'wanx2.1-t2i-turbo' (5 problems):")
+    assert {p.param for p in err.problems} == {"prompt", "size", "n", "seed", "style"}
+    assert isinstance(err, ValueError)
+
+
+def test_model_outside_its_regions_only_warns():
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1"), region="singapore")
+    assert "documented for beijing only" in warning
+
+
+def test_parse_size():
+    assert parse_size("1024*768") == (1024, 768)
+    assert parse_size("1024x768") == (1024, 768)
+    assert parse_size("1024") is None
