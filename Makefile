@@ -1,0 +1,33 @@
+# Two commands for a fresh clone (see README):
+#   make demo   installs wanx_nb and runs the model-comparison notebook headless (emulator when no key)
+#   make test   installs the test tools and runs every test: unit, emulator, notebooks (nbval), browser UI
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
+export JUPYTER_PLATFORM_DIRS := 1
+
+.PHONY: demo test test-fast bench chromium
+
+$(PY):
+	python3 -m venv $(VENV)
+
+demo: $(PY)
+	$(PIP) -e '.[notebook]'
+	$(VENV)/bin/wanx-nb report --out report
+
+test: $(PY) chromium
+	$(PIP) -e '.[test,ui]'
+	$(PY) -m pytest -q -p no:cacheprovider tests notebooks \
+	    --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
+# The browser test drives Debian's Chromium (a test tool's own browser download cannot work here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test-fast: $(PY)
+	$(PY) -m pytest -q -p no:cacheprovider tests -m "not ui"
+
+bench: $(PY)
+	$(PIP) -e '.[test]'
+	$(PY) bench/run.py

@@ -1,0 +1,158 @@
+"""The `wanx-nb` command: generate, serve the emulator, list models, resume, export and re-run manifests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import WanxError
+from ._registry import MODELS
+from ._request import DEFAULT_MODEL, GenerationRequest
+
+__all__ = ["main"]
+
+EMULATOR_NOTICE = "note: made by the offline emulator (no DASHSCOPE_API_KEY set): placeholder images, not model output"
+
+
+def _request_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model id (default {DEFAULT_MODEL})")
+    p.add_argument("-n", type=int, default=1, help="images per task, 1-4 (default 1; the API's own default is 4)")
+    p.add_argument("--size", help="W*H, e.g. 1024*768")
+    p.add_argument("--seed", type=int, help="seed of the first image (default: chosen and recorded)")
+    p.add_argument("--negative", dest="negative_prompt", help="negative prompt")
+    p.add_argument("--extend", dest="prompt_extend", action="store_true", default=None, help="V2: prompt rewriting on")
+    p.add_argument("--no-extend", dest="prompt_extend", action="store_false", help="V2: prompt rewriting off")
+    p.add_argument("--watermark", action="store_true", default=None, help="V2: draw the AI-generated mark")
+    p.add_argument("--style", help="V1: one of the ten styles, e.g. '<watercolor>'")
+    p.add_argument("--ref", dest="ref_img", help="V1: reference image (local path or URL)")
+    p.add_argument("--ref-strength", type=float, help="V1: 0.0-1.0")
+    p.add_argument("--ref-mode", choices=["repaint", "refonly"], help="V1: follow content or style")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wanx-nb", description="Tongyi Wanxiang text-to-image from the shell.")
+    parser.add_argument("--store", help="store directory (default $WANX_NB_STORE or ./wanx_store)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate images and write them with a JSON record each")
+    gen.add_argument("prompt")
+    _request_args(gen)
+    gen.add_argument("-o", "--out", default="wanx_output", help="output directory (default ./wanx_output)")
+    gen.add_argument("--reproducible", action="store_true", help="no prompt rewriting (or re-send a recorded one)")
+
+    emu = sub.add_parser("emulator", help="serve the offline DashScope emulator on 127.0.0.1")
+    emu.add_argument("--port", type=int, default=8000)
+    emu.add_argument("--time-scale", type=float, default=0.05, help="task durations x this (1.0 = realistic)")
+
+    sub.add_parser("models", help="list the models, prices and limits")
+    sub.add_parser("resume", help="recover tasks submitted but never saved (within 24 h)")
+
+    exp = sub.add_parser("export", help="write a manifest of the store's generations")
+    exp.add_argument("manifest", help="path of the JSON manifest to write")
+
+    rerun = sub.add_parser("rerun", help="run a manifest's generations again and report which images differ")
+    rerun.add_argument("manifest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except WanxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from ._session import Session
+
+    return Session(store=args.store) if args.store else Session()
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    fields = ("model", "n", "size", "seed", "negative_prompt", "prompt_extend", "watermark", "style", "ref_img",
+              "ref_strength", "ref_mode")
+    request = GenerationRequest(args.prompt, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+    session = _session(args)
+    result = session.generate(request, reproducible=args.reproducible)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for im in result.images:
+        stem = f"{result.model}_{result.task_id[:8]}_{im.index}"
+        record = {**result.metadata(), "image": im.metadata()}
+        record.pop("images")
+        if im.data is not None:
+            (out / f"{stem}.png").write_bytes(im.data)
+            written.append(out / f"{stem}.png")
+        (out / f"{stem}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
+    print(f"{result.model}: {len(result.succeeded)}/{len(result.images)} images, ¥{result.cost_yuan:.2f}, task {result.task_id}")
+    for im in result.images:
+        if im.ok:
+            print(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
+        else:
+            print(f"  seed {im.seed}  failed: {im.code}: {im.message}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    print(f"wrote {len(written)} image(s) and their JSON records to {out}/ (store: {session.store.root}/)")
+    if result.from_emulator:
+        print(EMULATOR_NOTICE)
+    return 0 if result.succeeded else 1
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator import EmulatorSettings, serve
+
+    print(f"wanx_nb emulator on http://127.0.0.1:{args.port}/api/v1 (Ctrl-C stops it)")
+    print(f"  use it: export DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:{args.port}/api/v1 DASHSCOPE_API_KEY=sk-emulator")
+    serve(port=args.port, settings=EmulatorSettings(time_scale=args.time_scale))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    print(f"{'model':22} {'family':6} {'¥/image':>7} {'rps':>4} {'conc':>4}  sizes")
+    for spec in MODELS.values():
+        print(f"{spec.name:22} {spec.family:6} {spec.price_yuan:7.2f} {spec.submit_rps:4g} {spec.concurrency:4d}  {spec.size_rule()}")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    session = _session(args)
+    recovered = session.resume()
+    for result in recovered:
+        print(f"recovered task {result.task_id}: {len(result.succeeded)} image(s) saved")
+    print(f"{len(recovered)} task(s) recovered")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    manifest = _session(args).store.manifest()
+    Path(args.manifest).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+    print(f"wrote {len(manifest['generations'])} generation(s) to {args.manifest}")
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .rerun import rerun_manifest
+
+    report = rerun_manifest(json.loads(Path(args.manifest).read_text()), session=_session(args))
+    print(report.text())
+    return 0 if report.all_same else 1
+
+
+_COMMANDS = {
+    "generate": _cmd_generate,
+    "emulator": _cmd_emulator,
+    "models": _cmd_models,
+    "resume": _cmd_resume,
+    "export": _cmd_export,
+    "rerun": _cmd_rerun,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
