@@ -8,7 +8,7 @@
   - APIError: talking to the service failed.
     - APIConnectionError: the request never completed (DNS, refused, reset).
       - APITimeoutError: the request timed out.
-        - SubmitOutcomeUnknownError: a submit timed out after it was sent; a task may exist.
+        - SubmitOutcomeUnknownError: a submit got no answer after it was sent; a task may exist.
     - APIStatusError: the service answered with an error status and code.
       - BadRequestError (400)
         - ContentInspectionError: DataInspectionFailed / IPInfringementSuspect.
@@ -178,7 +178,8 @@ class SubmitOutcomeUnknownError(APITimeoutError):
 
     def __init__(self, model: str, sent_at: str) -> None:
         super().__init__(
-            f"the submit for model {model!r} timed out after it was sent, so a task may have been created "
+            f"the submit for model {model!r} got no answer after it was sent (a timeout, a dropped connection or "
+            f"a gateway error), so a task may have been created "
             f"and billed. It was not retried. Find it with `list_tasks(model_name={model!r}, "
             f"start_time={sent_at!r})` (or `%wanx resume`) before submitting again.",
             code="SubmitOutcomeUnknown",

@@ -1,0 +1,126 @@
+"""Retry delays, retry rules and the poll schedule (pure functions)."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from wanx_nb._backoff import (
+    POLL_LEAD,
+    DurationModel,
+    Failure,
+    next_poll_delay,
+    parse_retry_after,
+    retry_delay,
+    should_retry_read,
+    should_retry_submit,
+)
+from wanx_nb._constants import POLL_MAX_DELAY, POLL_MIN_DELAY, RETRY_AFTER_CAP, RETRY_INITIAL_DELAY, RETRY_MAX_DELAY
+
+
+def test_retry_delay_is_exponential_capped_and_jittered_down_by_at_most_a_quarter():
+    no_jitter = [retry_delay(k, rng=lambda: 0.0) for k in range(7)]
+    assert no_jitter == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert no_jitter[0] == RETRY_INITIAL_DELAY and max(no_jitter) == RETRY_MAX_DELAY
+    full = [retry_delay(k, rng=lambda: 0.999999) for k in range(3)]
+    assert full == pytest.approx([0.375, 0.75, 1.5], rel=1e-4)
+
+
+def test_retry_after_wins_up_to_the_cap_and_a_longer_one_gives_up():
+    assert retry_delay(0, retry_after=3.0) == 3.0
+    assert retry_delay(5, retry_after=0.0) == 0.0
+    assert retry_delay(0, retry_after=RETRY_AFTER_CAP) == RETRY_AFTER_CAP
+    assert retry_delay(0, retry_after=RETRY_AFTER_CAP + 1) is None
+
+
+def test_parse_retry_after_seconds_ms_and_http_date():
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "1.5"}) == 1.5
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    now = 1_736_323_200.0
+    date = email.utils.formatdate(now + 7, usegmt=True)
+    assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(7.0)
+    assert parse_retry_after({"retry-after": email.utils.formatdate(now - 30, usegmt=True)}, now=now) == 0.0
+    assert parse_retry_after({"retry-after": date}) is None  # a date needs `now`
+    assert parse_retry_after({"retry-after": "soon"}, now=now) is None
+    assert parse_retry_after({}) is None
+
+
+@pytest.mark.parametrize(("status", "retry"), [(408, True), (429, True), (500, True), (502, True), (503, True),
+                                                (504, True), (400, False), (401, False), (403, False), (404, False)])
+def test_reads_retry_408_429_and_5xx(status, retry):
+    assert should_retry_read(status) is retry
+
+
+@pytest.mark.parametrize(("status", "retry"), [(429, True), (503, True), (500, False), (502, False), (504, False),
+                                                (408, False), (400, False)])
+def test_submits_retry_only_what_cannot_have_created_a_task(status, retry):
+    assert should_retry_submit(status) is retry
+
+
+def test_transport_failures():
+    assert should_retry_submit(failure=Failure.NOT_SENT)
+    assert not should_retry_submit(failure=Failure.AFTER_SENT)
+    assert not should_retry_submit(failure=Failure.FATAL)
+    assert should_retry_read(failure=Failure.NOT_SENT) and should_retry_read(failure=Failure.AFTER_SENT)
+    assert not should_retry_read(failure=Failure.FATAL)
+
+
+def simulate(expected: float, finishes_at: float) -> tuple[list[float], float]:
+    """Poll times until the first poll at or after `finishes_at`."""
+    t, polls = 0.0, []
+    while not polls or polls[-1] < finishes_at:
+        t += next_poll_delay(t, expected, len(polls))
+        polls.append(t)
+    return polls, polls[-1] - finishes_at
+
+
+def test_first_poll_is_shortly_before_the_expected_end():
+    assert next_poll_delay(0.0, 12.0, 0) == pytest.approx(POLL_LEAD * 12.0)
+    assert next_poll_delay(5.0, 12.0, 1) == pytest.approx(POLL_LEAD * 12.0 - 5.0)
+
+
+def test_schedule_notices_completion_quickly_with_few_requests():
+    polls, lag = simulate(expected=12.0, finishes_at=12.0)
+    assert polls == pytest.approx([9.6, 10.56, 11.616, 12.7776])
+    assert lag < 0.1 * 12.0
+    # A task taking twice as long as expected: still noticed within ~10% of its duration.
+    polls, lag = simulate(expected=12.0, finishes_at=24.0)
+    assert len(polls) <= 11 and lag <= 0.11 * 24.0
+
+
+def test_poll_intervals_grow_and_are_clamped():
+    assert next_poll_delay(1000.0, 12.0, 50) == POLL_MAX_DELAY
+    assert next_poll_delay(0.5, 0.1, 3) == POLL_MIN_DELAY  # past the lead on a tiny task
+    assert next_poll_delay(0.0, 0.0, 0) == POLL_MIN_DELAY
+    assert next_poll_delay(20.0, 12.0, 5) < next_poll_delay(40.0, 12.0, 6)
+
+
+def test_a_queued_task_is_polled_less_often_the_longer_it_waits():
+    assert next_poll_delay(0.0, 0.6, 3) == pytest.approx(0.48)
+    assert next_poll_delay(0.0, 0.6, 3, queued=30.0) == pytest.approx(3.0)
+    assert next_poll_delay(0.0, 0.6, 9, queued=600.0) == POLL_MAX_DELAY
+    assert next_poll_delay(0.0, 30.0, 3, queued=30.0) == pytest.approx(24.0)  # the lead still wins
+
+
+def test_poll_jitter_stays_within_ten_percent():
+    lo = next_poll_delay(20.0, 12.0, 3, rng=lambda: 0.0)
+    hi = next_poll_delay(20.0, 12.0, 3, rng=lambda: 0.999999)
+    assert lo == pytest.approx(1.8) and hi == pytest.approx(2.2, rel=1e-4)
+
+
+def test_duration_model_learns_a_per_model_correction():
+    model = DurationModel()
+    assert model.expected("m", 10.0) == 10.0
+    model.observe("m", 10.0, 20.0)
+    assert model.expected("m", 10.0) == pytest.approx(20.0)
+    model.observe("m", 10.0, 20.0)
+    assert model.correction("m") == pytest.approx(2.0)
+    model.observe("m", 10.0, 5.0)  # half weight to the newest, in log space: sqrt(2 * 0.5) = 1
+    assert model.correction("m") == pytest.approx(1.0)
+    assert model.correction("other") == 1.0
+    model.observe("z", 10.0, 1e9)
+    assert model.correction("z") == pytest.approx(DurationModel.MAX_RATIO)
+    model.observe("z", 10.0, 0.0)  # ignored
+    assert model.correction("z") == pytest.approx(DurationModel.MAX_RATIO)

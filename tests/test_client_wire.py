@@ -1,0 +1,377 @@
+"""Client behaviour at the wire level, with scripted httpx.MockTransport replies.
+
+These cover what the emulator cannot produce (odd bodies, HTTP-date Retry-After, gateway errors on
+submit, configuration); the end-to-end behaviour is in test_client_emulator.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from wanx_nb._client import AsyncWanxClient, Submission, WanxClient
+from wanx_nb._constants import RETRY_AFTER_CAP
+from wanx_nb._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    RateLimitError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from wanx_nb._models import TaskStatus
+from wanx_nb._request import MAX_SEED, GenerationRequest
+
+KEY = "sk-wirekey-0123456789SECRET"
+BASE = "https://dashscope.aliyuncs.com/api/v1"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def created(task_id: str = "t-1") -> httpx.Response:
+    return httpx.Response(200, json={"output": {"task_status": "PENDING", "task_id": task_id}, "request_id": "r-c"})
+
+
+def task_body(status: str, task_id: str = "t-1", **extra: object) -> dict:
+    return {"request_id": "r-q", "output": {"task_id": task_id, "task_status": status, **extra}}
+
+
+class Script:
+    """Replies in order per route; records every request."""
+
+    def __init__(self, **routes: list[httpx.Response | Exception | Handler]) -> None:
+        self.routes = {k: list(v) for k, v in routes.items()}
+        self.requests: list[httpx.Request] = []
+
+    def route_of(self, request: httpx.Request) -> str:
+        path = request.url.path
+        if path.endswith("/image-synthesis"):
+            return "create"
+        if path.endswith("/cancel"):
+            return "cancel"
+        if path.endswith("/tasks"):
+            return "list"
+        if "/tasks/" in path:
+            return "query"
+        if path.endswith("/uploads"):
+            return "policy"
+        return "other"
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        queue = self.routes.get(self.route_of(request))
+        if not queue:
+            raise AssertionError(f"unscripted request {request.method} {request.url}")
+        reply = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(reply, Exception):
+            raise reply
+        if callable(reply):
+            return reply(request)
+        return reply
+
+    def count(self, route: str) -> int:
+        return sum(1 for r in self.requests if self.route_of(r) == route)
+
+
+def make_client(script: Script, **kwargs: object) -> tuple[AsyncWanxClient, list[float]]:
+    client = AsyncWanxClient(KEY, transport=httpx.MockTransport(script), **kwargs)  # type: ignore[arg-type]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    client._sleep = sleep
+    return client, slept
+
+
+REQ = GenerationRequest("a red fox", model="wanx2.1-t2i-turbo", n=2)
+
+
+# ---- configuration -----------------------------------------------------------------------------
+
+
+def test_config_from_environment(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    monkeypatch.setenv("DASHSCOPE_REGION", "singapore")
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE_ID", "llm-ws")
+    monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
+    client = AsyncWanxClient()
+    assert client.backend == "dashscope" and client.region == "singapore" and client.workspace == "llm-ws"
+    assert client.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1/")
+    assert AsyncWanxClient().base_url == "http://127.0.0.1:9/api/v1"
+    assert AsyncWanxClient(region="virginia", base_url=None).region == "virginia"
+
+
+def test_config_errors(monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="no API key"):
+        AsyncWanxClient(base_url="http://127.0.0.1:9/api/v1")
+    with pytest.raises(ConfigurationError, match="unknown region 'mars'"):
+        AsyncWanxClient(KEY, region="mars")
+    with pytest.raises(ConfigurationError, match="max_retries"):
+        AsyncWanxClient(KEY, max_retries=-1)
+
+
+async def test_repr_shows_at_most_the_last_four_characters_of_the_key():
+    client = AsyncWanxClient(KEY)
+    assert KEY not in repr(client) and KEY[:-4] not in repr(client)
+    assert "CRET" in repr(client) and "dashscope" in repr(client)
+    await client.aclose()
+
+
+# ---- submit ------------------------------------------------------------------------------------
+
+
+async def test_submit_sends_the_headers_the_seed_and_the_regional_model_name():
+    script = Script(create=[created()])
+    client, _ = make_client(script, region="singapore", workspace="llm-ws")
+    sub = await client.submit(REQ)
+    (request,) = script.requests
+    assert request.url == "https://dashscope-intl.aliyuncs.com/api/v1/services/aigc/text2image/image-synthesis"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["x-dashscope-async"] == "enable"
+    assert request.headers["x-dashscope-workspace"] == "llm-ws"
+    assert request.headers["content-type"] == "application/json"
+    body = json.loads(request.content)
+    assert body["model"] == "wan2.1-t2i-turbo"
+    seed = body["parameters"]["seed"]
+    assert 0 <= seed <= MAX_SEED - 2
+    assert isinstance(sub, Submission) and sub.status is TaskStatus.PENDING and sub.task_id == "t-1"
+    assert sub.request is not None and sub.request.seed == seed and sub.request.seeds == (seed, seed + 1)
+    assert sub.task.task_id == "t-1" and type(sub.task).__name__ == "Task"
+    await client.aclose()
+
+
+async def test_validation_fails_before_anything_is_sent():
+    script = Script()
+    client, _ = make_client(script)
+    with pytest.raises(ValidationError) as info:
+        await client.submit(GenerationRequest("x", model="wanx-v1", size="999*999", style="<nope>"))
+    assert {p.param for p in info.value.problems} == {"size", "style"}
+    assert script.requests == []
+    await client.aclose()
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateway_error_on_submit_means_outcome_unknown_and_no_resubmit(status):
+    script = Script(create=[httpx.Response(status, text="upstream timeout")])
+    client, _ = make_client(script)
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await client.submit(REQ)
+    assert script.count("create") == 1
+    assert "list_tasks(model_name='wanx2.1-t2i-turbo', start_time=" in str(info.value)
+    assert isinstance(info.value.__cause__, ServerError)
+    await client.aclose()
+
+
+async def test_a_500_on_submit_is_not_retried():
+    script = Script(create=[httpx.Response(500, json={"code": "InternalError", "message": "An internal error has occured"})])
+    client, slept = make_client(script)
+    with pytest.raises(ServerError, match="occured"):
+        await client.submit(REQ)
+    assert script.count("create") == 1 and slept == []
+    await client.aclose()
+
+
+async def test_submit_read_error_after_sending_is_outcome_unknown():
+    script = Script(create=[httpx.RemoteProtocolError("Server disconnected without sending a response.")])
+    client, _ = make_client(script)
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await client.submit(REQ)
+    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+    assert script.count("create") == 1
+    await client.aclose()
+
+
+async def test_submit_429_with_a_long_retry_after_is_not_waited_for():
+    long = str(int(RETRY_AFTER_CAP) + 60)
+    script = Script(create=[httpx.Response(429, headers={"Retry-After": long},
+                                           json={"code": "Throttling", "message": "Requests throttling triggered."})])
+    client, slept = make_client(script)
+    with pytest.raises(RateLimitError) as info:
+        await client.submit(REQ)
+    assert info.value.retry_after == float(long) and script.count("create") == 1 and slept == []
+    await client.aclose()
+
+
+# ---- reads -------------------------------------------------------------------------------------
+
+
+async def test_poll_honours_an_http_date_retry_after():
+    now = 1_736_323_200.0
+    script = Script(query=[
+        httpx.Response(503, headers={"Retry-After": email.utils.formatdate(now + 4, usegmt=True)}, text="busy"),
+        httpx.Response(200, json=task_body("RUNNING")),
+    ])
+    client, slept = make_client(script)
+    client._wall = lambda: now
+    task = await client.get_task("t-1")
+    assert task.status is TaskStatus.RUNNING and slept == [4.0] and script.count("query") == 2
+    await client.aclose()
+
+
+async def test_non_json_error_bodies_keep_the_raw_text():
+    script = Script(query=[httpx.Response(401, text="Unauthorized: go away", headers={"X-Request-ID": "hdr-9"})])
+    client, _ = make_client(script)
+    with pytest.raises(AuthenticationError) as info:
+        await client.get_task("t-1")
+    err = info.value
+    assert err.code is None and err.server_message == "Unauthorized: go away" and err.request_id == "hdr-9"
+    assert err.task_id == "t-1" and KEY not in str(err)
+    await client.aclose()
+
+
+async def test_a_200_that_is_not_json_is_an_api_error():
+    script = Script(query=[httpx.Response(200, text="<html>captive portal</html>", headers={"content-type": "text/html"})])
+    client, _ = make_client(script)
+    with pytest.raises(APIError, match="not JSON") as info:
+        await client.get_task("t-1")
+    assert info.value.code == "InvalidResponse"
+    await client.aclose()
+
+
+async def test_connection_errors_on_reads_are_retried_then_mapped_from_the_httpx_error():
+    script = Script(query=[httpx.ConnectError("[Errno 111] Connection refused")])
+    client, slept = make_client(script, max_retries=2)
+    with pytest.raises(APIConnectionError) as info:
+        await client.get_task("t-1")
+    assert not isinstance(info.value, APITimeoutError)
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert script.count("query") == 3 and len(slept) == 2 and slept[1] > slept[0] * 1.3
+    await client.aclose()
+
+
+async def test_read_timeouts_become_api_timeout_errors():
+    script = Script(list=[httpx.ReadTimeout("timed out")])
+    client, _ = make_client(script, max_retries=1)
+    with pytest.raises(APITimeoutError) as info:
+        await client.list_tasks()
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout) and script.count("list") == 2
+    await client.aclose()
+
+
+async def test_wait_raises_wait_timeout_at_the_deadline_with_a_fake_clock():
+    script = Script(create=[created()], query=[httpx.Response(200, json=task_body("RUNNING"))])
+    client, _ = make_client(script)
+    now = [0.0]
+    client._clock = lambda: now[0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client._sleep = sleep
+    sub = await client.submit(REQ)
+    with pytest.raises(WaitTimeoutError) as info:
+        await client.wait(sub, timeout=30.0)
+    assert info.value.task_id == "t-1" and info.value.status == "RUNNING"
+    assert info.value.elapsed == pytest.approx(30.0)
+    polls = script.count("query")
+    assert 5 <= polls <= 15  # ~9.6 s lead, then 10% steps: few requests
+    await client.aclose()
+
+
+async def test_wait_on_a_task_id_polls_at_once_and_reports_every_status():
+    script = Script(query=[httpx.Response(200, json=task_body("RUNNING")),
+                           httpx.Response(200, json=task_body("SUCCEEDED", results=[{"url": "https://x/1.png"}]))])
+    client, slept = make_client(script)
+    seen: list[str] = []
+    task = await client.wait("t-1", on_status=lambda t: seen.append(t.status.value), timeout=math.inf)
+    assert task.status is TaskStatus.SUCCEEDED and seen == ["RUNNING", "SUCCEEDED"]
+    assert len(slept) == 1  # polled at once, slept once
+    await client.aclose()
+
+
+async def test_download_never_sends_the_api_key():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"\x89PNG...")
+
+    client = AsyncWanxClient(KEY, transport=httpx.MockTransport(handler))
+    assert await client.download("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1") == b"\x89PNG..."
+    assert "authorization" not in seen[0].headers
+    assert all(KEY not in v for v in seen[0].headers.values())
+    await client.aclose()
+
+
+async def test_closed_clients_say_so():
+    client, _ = make_client(Script())
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get_task("t-1")
+
+
+async def test_the_key_never_reaches_logs_or_errors(caplog):
+    caplog.set_level(logging.DEBUG)
+    script = Script(
+        create=[httpx.ConnectError(f"refused with Bearer {KEY}"), created()],
+        query=[httpx.Response(500, json={"code": "InternalError", "message": "boom"}),
+               httpx.Response(401, json={"code": "InvalidApiKey", "message": "Invalid API-key provided."})],
+    )
+    client, _ = make_client(script)
+    await client.submit(REQ)
+    with pytest.raises(AuthenticationError) as info:
+        await client.get_task("t-1")
+    assert "retrying POST /services/aigc/text2image/image-synthesis after ConnectError" in caplog.text
+    assert "retrying GET /tasks/t-1 after 500 InternalError" in caplog.text
+    assert KEY not in caplog.text
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    await client.aclose()
+
+
+# ---- the blocking facade -----------------------------------------------------------------------
+
+
+def test_sync_facade_works_and_closes():
+    script = Script(create=[created()], query=[httpx.Response(200, json=task_body("CANCELED"))])
+    with WanxClient(KEY, transport=httpx.MockTransport(script)) as client:
+        assert client.backend == "dashscope" and KEY not in repr(client) and repr(client).startswith("<WanxClient")
+        sub = client.submit(REQ)
+        assert client.get_task(sub.task_id).status is TaskStatus.CANCELED
+    with pytest.raises(RuntimeError, match="closed"):
+        client.get_task("t-1")
+    assert not client._thread.is_alive()
+
+
+async def test_sync_facade_works_inside_a_running_event_loop():
+    script = Script(query=[httpx.Response(200, json=task_body("RUNNING"))])
+    client = WanxClient(KEY, transport=httpx.MockTransport(script))
+    try:
+        asyncio.get_running_loop()  # like a notebook cell: a loop is running in this thread
+        assert client.get_task("t-1").status is TaskStatus.RUNNING
+    finally:
+        client.close()
+
+
+def test_sync_facade_refuses_calls_from_its_own_callbacks():
+    script = Script(query=[httpx.Response(200, json=task_body("RUNNING")),
+                           httpx.Response(200, json=task_body("FAILED", code="X", message="y"))])
+    errors: list[Exception] = []
+    with WanxClient(KEY, transport=httpx.MockTransport(script)) as client:
+        client.async_client._sleep = _no_sleep
+
+        def on_status(task):  # type: ignore[no-untyped-def]
+            try:
+                client.get_task("t-1")
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        assert client.wait("t-1", on_status=on_status).status is TaskStatus.FAILED
+    assert errors and "deadlock" in str(errors[0])
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None

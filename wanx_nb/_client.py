@@ -1,0 +1,839 @@
+"""`AsyncWanxClient` (asyncio, httpx) and `WanxClient`, its blocking facade.
+
+The client is the only module that does network I/O or sleeps. Wire format: `_protocol`; timing
+decisions: `_backoff`; client-side limits: `_scheduler`.
+
+    async with AsyncWanxClient() as client:             # no key: the offline emulator, and it says so
+        result = await client.generate(GenerationRequest("a red fox in snow", n=2))
+        result.images[0].data                           # PNG bytes; seed, size, prompts alongside
+
+Configuration comes from the arguments or the environment: DASHSCOPE_API_KEY, DASHSCOPE_HTTP_BASE_URL,
+DASHSCOPE_REGION (beijing, singapore, virginia) and DASHSCOPE_WORKSPACE_ID. With no key, no base URL
+and no transport the in-process emulator serves every call (`client.backend == "emulator"`).
+
+Retries:
+- reads (poll, list, download, upload policy and upload) retry connection errors and 408, 429, 5xx;
+- a submit is retried only when no task can exist: the connection was never made, 429 or 503. A
+  timeout or broken connection after sending (or a 502/504 gateway error) raises
+  SubmitOutcomeUnknownError and is never re-sent: a second submit could be a second billed task;
+- a cancel follows the submit rule (a retried cancel would answer "not PENDING" to itself).
+Delays: exponential backoff with jitter, or the server's Retry-After (see `_backoff`); every retry
+decision is logged at DEBUG on the "wanx_nb" logger. The API key is never logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import inspect
+import logging
+import math
+import mimetypes
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from ._backoff import (
+    DurationModel,
+    Failure,
+    next_poll_delay,
+    parse_retry_after,
+    retry_delay,
+    should_retry_read,
+    should_retry_submit,
+)
+from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_REGION,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_REGION,
+    ENV_WORKSPACE,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    SubmitOutcomeUnknownError,
+    TaskCanceledError,
+    TaskFailedError,
+    TaskUnknownError,
+    WaitTimeoutError,
+    WanxError,
+)
+from ._models import GenerationResult, ImageResult, Task, TaskStatus
+from ._protocol import (
+    EMULATOR_HEADER,
+    TaskPage,
+    WireRequest,
+    build_cancel,
+    build_create,
+    build_list,
+    build_policy,
+    build_query,
+    format_list_time,
+    image_results,
+    is_local_path,
+    parse_json,
+    parse_policy,
+    parse_server_time,
+    parse_task,
+    parse_task_page,
+    status_error,
+    upload_form,
+)
+from ._registry import ModelSpec, get_model, get_region
+from ._request import MAX_SEED, GenerationRequest
+from ._scheduler import Scheduler
+from ._validation import validate
+from ._version import __version__
+
+__all__ = ["AsyncWanxClient", "Submission", "WanxClient"]
+
+log = logging.getLogger("wanx_nb")
+
+T = TypeVar("T")
+Kind = Literal["read", "submit", "cancel"]
+OnStatus = Callable[[Task], Any]
+OnSubmitted = Callable[[Task, GenerationRequest], Any]
+
+# The emulator checks for a Bearer token but not its value; this one is shaped so `redact()` hides it.
+_EMULATOR_KEY = "sk-wanx-nb-emulator"
+_DEFAULT_EXPECTED = 15.0  # seconds, for a task whose model we do not know (resumed by id)
+_emulator_notice_logged = False
+
+
+@dataclass(frozen=True, repr=False)
+class Submission(Task):
+    """The Task a submit created, plus the request exactly as it was sent and the validation warnings.
+
+    `request` has the seed filled in (image i has seed + i) and local reference images replaced by
+    their oss:// URLs.
+    """
+
+    request: GenerationRequest | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def task(self) -> Task:
+        """The plain Task (without the request)."""
+        return Task(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Task)})
+
+
+@dataclass
+class _Expectation:
+    model: str
+    base: float  # seconds the registry (times the emulator's time scale) expects
+    submitted_at: float  # client clock
+    resumed: bool = False  # submitted earlier (another process): when it started is not known
+
+
+class AsyncWanxClient:
+    """Talks to the DashScope text-to-image API (or the offline emulator), with retries and limits.
+
+    Parameters:
+        api_key: a DashScope key (default `$DASHSCOPE_API_KEY`). Without one, and without base_url
+            and transport, the in-process emulator is used and `backend == "emulator"`.
+        base_url: e.g. "https://dashscope.aliyuncs.com/api/v1" (default `$DASHSCOPE_HTTP_BASE_URL`,
+            else the region's URL).
+        region: "beijing" (default), "singapore" or "virginia" (default `$DASHSCOPE_REGION`). Picks
+            the base URL, the model names sent (international names drop the "x") and validation.
+        workspace: sent as `X-DashScope-WorkSpace` (default `$DASHSCOPE_WORKSPACE_ID`).
+        timeout, connect_timeout: seconds for one HTTP exchange and for connecting.
+        max_retries: retries per call (0 turns them off); see the module docstring for which.
+        wait_timeout: default deadline of `wait()`/`generate()` in seconds (None: no deadline).
+        transport: an httpx.AsyncBaseTransport (tests, proxies); used for image downloads too.
+        emulator: a `wanx_nb.emulator.Emulator` to serve every call in-process.
+
+    Example:
+        >>> async with AsyncWanxClient() as client:
+        ...     task = await client.submit(GenerationRequest("a red fox", model="wanx-v1", n=1))
+        ...     task = await client.wait(task)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        region: str | None = None,
+        workspace: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        emulator: Any = None,
+    ) -> None:
+        key = api_key or os.environ.get(ENV_API_KEY) or None
+        base = base_url or os.environ.get(ENV_BASE_URL) or None
+        try:
+            self.region = get_region(region or os.environ.get(ENV_REGION) or DEFAULT_REGION).name
+        except KeyError as exc:
+            raise ConfigurationError(str(exc.args[0])) from None
+        self.workspace = workspace or os.environ.get(ENV_WORKSPACE) or None
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        self.max_retries = max_retries
+        self.wait_timeout = wait_timeout
+
+        if emulator is None and key is None and base is None and transport is None:
+            emulator = _default_emulator()
+        self._emulator = emulator
+        if emulator is not None:
+            from .emulator import EMULATOR_BASE_URL
+
+            transport = transport or emulator.transport()
+            base = EMULATOR_BASE_URL
+            key = key or _EMULATOR_KEY
+            self.backend = "emulator"
+            self._time_scale = float(getattr(getattr(emulator, "settings", None), "time_scale", 1.0))
+        else:
+            if key is None:
+                raise ConfigurationError(
+                    f"no API key: set {ENV_API_KEY} or pass api_key=...; or pass neither a key nor a "
+                    "base_url to use the offline emulator"
+                )
+            base = base or get_region(self.region).base_url
+            self.backend = "dashscope"
+            self._time_scale = 1.0
+        self._api_key: str = key
+        self.base_url = base.rstrip("/")
+        timeouts = httpx.Timeout(timeout, connect=connect_timeout)
+        headers = {"User-Agent": f"wanx_nb/{__version__}"}
+        # Two clients: the API one, and one for image hosts and the upload host, which must never
+        # see the API key. Auth is added per request by `_protocol`, never as a client default.
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeouts, transport=transport, headers=headers)
+        self._files = httpx.AsyncClient(timeout=timeouts, transport=transport, headers=headers, follow_redirects=True)
+        self._closed = False
+
+        # Injection points for tests: a monotonic clock, an async sleep, wall time, randomness.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._wall: Callable[[], float] = time.time
+        self._rng = random.Random()
+        self._scheduler = Scheduler(clock=lambda: self._clock(), sleep=lambda s: self._sleep(s))
+        self._durations = DurationModel()
+        self._expect: dict[str, _Expectation] = {}
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncWanxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections. The client cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._http.aclose()
+        await self._files.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        tail = f" api_key='…{self._api_key[-4:]}'" if self.backend != "emulator" else ""
+        return f"<AsyncWanxClient backend={self.backend!r} region={self.region!r} base_url={self.base_url!r}{tail}>"
+
+    # ---- operations ----------------------------------------------------------------------------
+
+    async def submit(self, request: GenerationRequest) -> Submission:
+        """Validate `request`, then create its task. Returns at once with the PENDING task.
+
+        Nothing is sent when validation fails (ValidationError). A missing seed is picked here and
+        sent, so the seed of every image is known; a local `ref_img` is uploaded first and sent as its
+        oss:// URL. The returned Submission is a Task that also carries the request as sent.
+        Only the submit rate is limited here; `generate()` also keeps to the model's concurrency.
+        """
+        prepared, warnings = await self._prepare(request)
+        return await self._create(prepared, warnings)
+
+    async def get_task(self, task_id: str) -> Task:
+        """The task as the server reports it now (`GET /tasks/{id}`); UNKNOWN for a wrong or expired id."""
+        wire = build_query(task_id, api_key=self._api_key, workspace=self.workspace)
+        response = await self._request(wire, kind="read", task_id=task_id, query=True)
+        return self._parse_task(response)
+
+    async def wait(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = None,
+        on_status: OnStatus | None = None,
+    ) -> Task:
+        """Poll until the task is terminal and return it, whatever its status (check `task.status`).
+
+        `timeout` (default: the client's `wait_timeout`; `math.inf` for none) bounds the wait; past
+        it WaitTimeoutError is raised and the task may still finish. `on_status(task)` is called
+        after every poll. Polls follow `_backoff.next_poll_delay`: one sleep until shortly before the
+        task is expected to end, then short, growing intervals.
+        """
+        if isinstance(task, Task) and task.status.is_terminal:
+            return task
+        task_id = task if isinstance(task, str) else task.task_id
+        expectation = self._expect.get(task_id)
+        start = self._clock()
+        limit = self.wait_timeout if timeout is None else timeout
+        deadline = start + limit if limit is not None and math.isfinite(limit) else None
+        if expectation is not None:
+            expected = self._durations.expected(expectation.model, expectation.base)
+        else:
+            expected = _DEFAULT_EXPECTED * self._time_scale
+        fresh = expectation is not None and not expectation.resumed
+        # A task we did not just submit is looked at at once; if it runs, assume it is near its end.
+        origin = expectation.submitted_at if fresh else start - expected  # type: ignore[union-attr]
+        status = task.status.value if isinstance(task, Task) else "PENDING"
+        polls = 0
+        queued_since: float | None = None  # when we first saw it PENDING after the lead
+        while True:
+            if polls or fresh:
+                now = self._clock()
+                queued = now - queued_since if queued_since is not None else 0.0
+                delay = next_poll_delay(now - origin, expected, polls, queued=queued, rng=self._rng.random)
+                if deadline is not None:
+                    delay = min(delay, max(deadline - now, 0.0))
+                await self._sleep(delay)
+            sent_at = self._clock()
+            current = await self.get_task(task_id)
+            polls += 1
+            status = current.status.value
+            await _call(on_status, current)
+            match current.status:
+                case TaskStatus.PENDING:
+                    origin = sent_at  # not started yet: it cannot end before sent_at + its duration
+                    if queued_since is None:
+                        queued_since = sent_at
+                case TaskStatus.RUNNING | TaskStatus.SUSPENDED:
+                    queued_since = None
+                case TaskStatus.SUCCEEDED | TaskStatus.FAILED | TaskStatus.CANCELED | TaskStatus.UNKNOWN:
+                    self._learn(task_id, current, origin)
+                    return current
+                case _ as unreachable:  # pragma: no cover - TaskStatus is exhaustive above
+                    raise AssertionError(f"unhandled task status {unreachable!r}")
+            if deadline is not None and self._clock() >= deadline:
+                raise WaitTimeoutError(task_id, self._clock() - start, status)
+
+    async def cancel(self, task_id: str) -> None:
+        """Cancel a PENDING task. A task that already runs cannot be cancelled: UnsupportedOperationError."""
+        wire = build_cancel(task_id, api_key=self._api_key, workspace=self.workspace)
+        await self._request(wire, kind="cancel", task_id=task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        page_no: int = 1,
+        page_size: int = 10,
+        start_time: dt.datetime | dt.date | str | None = None,
+        end_time: dt.datetime | dt.date | str | None = None,
+        model_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        api_key_id: str | None = None,
+        region: str | None = None,
+    ) -> TaskPage:
+        """One page of the account's tasks (`GET /tasks`), newest first as the server orders them.
+
+        Times are datetimes (aware ones are converted to UTC+8, the server's clock) or strings
+        `YYYYMMDDhhmmss`. `model_name` may be any registry name; the region's wire name is sent.
+        """
+        if model_name:
+            with contextlib.suppress(KeyError):
+                model_name = get_model(model_name).wire_name(self.region)
+        wire = build_list(
+            api_key=self._api_key,
+            workspace=self.workspace,
+            page_no=page_no,
+            page_size=page_size,
+            start_time=start_time,
+            end_time=end_time,
+            model_name=model_name,
+            api_key_id=api_key_id,
+            region=region,
+            status=status,
+        )
+        response = await self._request(wire, kind="read")
+        return parse_task_page(self._json(response))
+
+    async def upload(self, path: str | os.PathLike[str], model: str) -> str:
+        """Upload a local file for `model` and return its `oss://` URL (valid 48 h, for that model only).
+
+        The temporary-upload flow: get a policy from the API, then a multipart POST to the policy's
+        upload host, which never receives the API key. Beijing only.
+        """
+        local = Path(os.fspath(path).removeprefix("file://"))
+        if not local.is_file():
+            raise FileNotFoundError(f"no such file to upload: {str(local)!r}")
+        if self.backend == "dashscope" and self.base_url == get_region(self.region).base_url:
+            if not get_region(self.region).supports_upload:
+                raise ConfigurationError(
+                    f"temporary file upload exists only in the Beijing region, not {self.region}; "
+                    "pass ref_img as an http(s) URL instead"
+                )
+        try:
+            wire_model = get_model(model).wire_name(self.region)
+        except KeyError:
+            wire_model = model
+        policy_response = await self._request(
+            build_policy(wire_model, api_key=self._api_key, workspace=self.workspace), kind="read"
+        )
+        policy = parse_policy(self._json(policy_response))
+        content = await asyncio.to_thread(local.read_bytes)
+        content_type = mimetypes.guess_type(local.name)[0]
+        key, fields = upload_form(policy, local.name, content_type)
+        files = {"file": (local.name, content, content_type or "application/octet-stream")}
+        wire = WireRequest("POST", policy.upload_host, {"Accept": "application/json"})
+        try:
+            await self._request(wire, kind="read", http=self._files, data=fields, files=files)
+        except APIStatusError as exc:
+            # The object key is unique per policy, so "already exists" means an earlier attempt landed.
+            if not (exc.status_code == 409 and exc.code == "FileAlreadyExists"):
+                raise
+        log.debug("uploaded %s for %s as oss://%s", local.name, wire_model, key)
+        return f"oss://{key}"
+
+    async def download(self, url: str) -> bytes:
+        """The bytes at a result URL. Sent without the API key; result URLs expire after 24 h."""
+        response = await self._request(WireRequest("GET", url), kind="read", http=self._files)
+        return response.content
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        timeout: float | None = None,
+        on_submitted: OnSubmitted | None = None,
+        on_status: OnStatus | None = None,
+    ) -> GenerationResult:
+        """Submit, wait and download every image. Raises when the task did not produce images.
+
+        Keeps to the model's submit rate and concurrency (a slot is held from before the submit until
+        the task ends). `on_submitted(task, sent_request)` runs the moment the task exists;
+        `on_status(task)` after every poll. A FAILED task raises TaskFailedError (the server's code
+        and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError. Images that failed on the
+        server, or whose download failed, are kept as ImageResult with `code` and `message`.
+        """
+        start = self._clock()
+        prepared, warnings = await self._prepare(request)
+        spec = get_model(prepared.model)
+        async with self._scheduler.slot(spec.name, spec.concurrency):
+            submission = await self._create(prepared, warnings)
+            await _call(on_submitted, submission, prepared)
+            final = await self.wait(submission, timeout=timeout, on_status=on_status)
+        return await self._finish(final, prepared, warnings, start)
+
+    async def collect(
+        self,
+        task: Task | str,
+        request: GenerationRequest,
+        *,
+        timeout: float | None = None,
+        on_status: OnStatus | None = None,
+    ) -> GenerationResult:
+        """Wait for an existing task (e.g. one written ahead before a restart) and download its images.
+
+        `request` is the request as it was sent (for seeds and sizes). Raises like `generate()`.
+        """
+        start = self._clock()
+        task_id = task if isinstance(task, str) else task.task_id
+        if task_id not in self._expect:
+            with contextlib.suppress(KeyError):
+                spec = get_model(request.model)
+                base = spec.expected_seconds(request.effective_prompt_extend) * self._time_scale
+                self._expect[task_id] = _Expectation(spec.name, base, start, resumed=True)
+        final = await self.wait(task, timeout=timeout, on_status=on_status)
+        return await self._finish(final, request, [], start)
+
+    async def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        timeout: float | None = None,
+        on_submitted: OnSubmitted | None = None,
+        on_status: OnStatus | None = None,
+        on_result: Callable[[int, GenerationResult | Exception], Any] | None = None,
+    ) -> list[GenerationResult | Exception]:
+        """Run every request concurrently within each model's rate and concurrency limits.
+
+        Returns one entry per request, in order: the GenerationResult, or the exception it raised.
+        `on_result(index, result_or_exception)` runs as each one finishes.
+        """
+
+        async def one(index: int, request: GenerationRequest) -> GenerationResult | Exception:
+            outcome: GenerationResult | Exception
+            try:
+                outcome = await self.generate(request, timeout=timeout, on_submitted=on_submitted, on_status=on_status)
+            except Exception as exc:  # returned in place, like asyncio.gather(return_exceptions=True)
+                outcome = exc
+            await _call(on_result, index, outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    # ---- internals: the steps of generate ------------------------------------------------------
+
+    async def _prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        warnings = validate(request, region=self.region)
+        if request.seed is None:
+            request = request.replace(seed=self._rng.randint(0, MAX_SEED - request.effective_n))
+        if request.ref_img and is_local_path(request.ref_img):
+            request = request.replace(ref_img=await self.upload(request.ref_img, request.model))
+        return request, warnings
+
+    async def _create(self, request: GenerationRequest, warnings: list[str]) -> Submission:
+        spec = get_model(request.model)
+        wire = build_create(
+            request, api_key=self._api_key, wire_model=spec.wire_name(self.region), workspace=self.workspace
+        )
+        submitted_at = self._clock()
+        response = await self._request(wire, kind="submit", spec=spec)
+        task = self._parse_task(response)
+        base = spec.expected_seconds(request.effective_prompt_extend) * self._time_scale
+        if len(self._expect) > 1000:
+            self._expect.pop(next(iter(self._expect)))
+        self._expect[task.task_id] = _Expectation(spec.name, base, submitted_at)
+        log.debug("created task %s (%s)", task.task_id, request.summary())
+        fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
+        return Submission(**fields, request=request, warnings=tuple(warnings))
+
+    async def _finish(
+        self, final: Task, request: GenerationRequest, warnings: list[str], start: float
+    ) -> GenerationResult:
+        match final.status:
+            case TaskStatus.SUCCEEDED:
+                pass
+            case TaskStatus.FAILED:
+                raise TaskFailedError(final.task_id, "FAILED", final.code, final.message or "", final.request_id)
+            case TaskStatus.CANCELED:
+                raise TaskCanceledError(final.task_id, "CANCELED", final.code, final.message or "", final.request_id)
+            case TaskStatus.UNKNOWN:
+                raise TaskUnknownError(
+                    final.task_id,
+                    "UNKNOWN",
+                    None,
+                    "the service does not know this task: the id is wrong, or it is older than 24 h",
+                    final.request_id,
+                )
+            case TaskStatus.PENDING | TaskStatus.RUNNING | TaskStatus.SUSPENDED:  # pragma: no cover
+                raise AssertionError(f"task {final.task_id} is not finished ({final.status.value})")
+        images = image_results(final, request)
+        await asyncio.gather(*(self._fetch(im) for im in images if im.ok))
+        backend = "emulator" if (self.backend == "emulator" or final.emulator) else self.backend
+        return GenerationResult(
+            request=request,
+            task=final,
+            images=images,
+            backend=backend,
+            elapsed=self._clock() - start,
+            warnings=list(warnings),
+            created_at=dt.datetime.fromtimestamp(self._wall(), dt.timezone.utc).isoformat(timespec="milliseconds"),
+        )
+
+    async def _fetch(self, image: ImageResult) -> None:
+        assert image.url is not None
+        try:
+            image.data = await self.download(image.url)
+        except WanxError as exc:
+            image.code = getattr(exc, "code", None) or "DownloadFailed"
+            image.message = str(exc)
+
+    def _learn(self, task_id: str, task: Task, origin: float) -> None:
+        expectation = self._expect.pop(task_id, None)
+        if expectation is None or task.status is not TaskStatus.SUCCEEDED:
+            return
+        started, ended = parse_server_time(task.scheduled_time), parse_server_time(task.end_time)
+        if started is not None and ended is not None:
+            observed = (ended - started).total_seconds()  # both on the server's clock
+        elif not expectation.resumed:
+            observed = self._clock() - origin  # an upper bound: includes our polling lag
+        else:
+            return
+        self._durations.observe(expectation.model, expectation.base, observed)
+
+    # ---- internals: HTTP -----------------------------------------------------------------------
+
+    def _parse_task(self, response: httpx.Response) -> Task:
+        return parse_task(self._json(response), emulator=EMULATOR_HEADER in response.headers)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        body = parse_json(response.content)
+        if body is None:
+            raise APIError(
+                f"unexpected response to {response.request.method} {response.request.url.path}: "
+                f"HTTP {response.status_code} but not JSON ({response.headers.get('content-type', 'no content type')})",
+                code="InvalidResponse",
+                method=response.request.method,
+                url=str(response.request.url),
+            )
+        return body
+
+    async def _request(
+        self,
+        wire: WireRequest,
+        *,
+        kind: Kind,
+        http: httpx.AsyncClient | None = None,
+        task_id: str | None = None,
+        spec: ModelSpec | None = None,
+        query: bool = False,
+        data: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error."""
+        if self._closed:
+            raise RuntimeError("this client is closed; create a new one")
+        http = http or self._http
+        retry_rule = should_retry_read if kind == "read" else should_retry_submit
+        what = f"{wire.method} {_short(wire.path)}"
+        attempt = 0
+        while True:
+            if spec is not None:
+                await self._scheduler.submit_turn(spec.name, spec.submit_rps)
+            if query:
+                await self._scheduler.query_turn()
+            sent_at = self._wall()
+            try:
+                response = await http.request(
+                    wire.method, wire.path, headers=wire.headers, params=wire.params, json=wire.json,
+                    data=data, files=files,
+                )
+            except httpx.HTTPError as exc:
+                failure = _classify(exc)
+                if retry_rule(failure=failure) and attempt < self.max_retries:
+                    delay = retry_delay(attempt, rng=self._rng.random) or 0.0
+                    log.debug(
+                        "retrying %s after %s (%s) in %.2fs (retry %d of %d)",
+                        what, type(exc).__name__, failure.value, delay, attempt + 1, self.max_retries,
+                    )
+                    await self._sleep(delay)
+                    attempt += 1
+                    continue
+                if kind == "submit" and failure is Failure.AFTER_SENT:
+                    assert spec is not None
+                    log.debug("not retrying %s: %s after sending; a task may exist", what, type(exc).__name__)
+                    raise SubmitOutcomeUnknownError(spec.name, _list_time(sent_at)) from exc
+                log.debug("giving up %s after %s (%d retries)", what, type(exc).__name__, attempt)
+                raise _connection_error(exc, wire.method, str(exc.request.url) if _has_request(exc) else wire.path, task_id) from exc
+
+            if response.is_success:
+                return response
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers, now=self._wall())
+            error = status_error(
+                status, response.content, response.headers,
+                method=wire.method, url=str(response.request.url), task_id=task_id, retry_after=retry_after,
+            )
+            if retry_rule(status) and attempt < self.max_retries:
+                delay = retry_delay(attempt, retry_after=retry_after, rng=self._rng.random)
+                if delay is not None:
+                    log.debug(
+                        "retrying %s after %d %s in %.2fs%s (retry %d of %d)",
+                        what, status, error.code or "", delay, " (Retry-After)" if retry_after is not None else "",
+                        attempt + 1, self.max_retries,
+                    )
+                    if kind == "submit" and status == 429 and spec is not None:
+                        self._scheduler.throttled(spec.name, delay)  # the next submit_turn waits it out
+                    else:
+                        await self._sleep(delay)
+                    attempt += 1
+                    continue
+                log.debug("not retrying %s: Retry-After %.0fs is over the cap", what, retry_after)
+            elif retry_rule(status):
+                log.debug("giving up %s after %d %s (%d retries)", what, status, error.code or "", attempt)
+            if kind == "submit" and status in (502, 504):
+                # A gateway gave up waiting: the service behind it may have created the task.
+                assert spec is not None
+                log.debug("not retrying %s: %d from a gateway; a task may exist", what, status)
+                raise SubmitOutcomeUnknownError(spec.name, _list_time(sent_at)) from error
+            raise error
+
+
+def _classify(exc: httpx.HTTPError) -> Failure:
+    """Could the server have seen the request? (ConnectTimeout and PoolTimeout: never connected.)"""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Failure.NOT_SENT
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.TooManyRedirects)):
+        return Failure.FATAL
+    return Failure.AFTER_SENT
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when the error has no request
+    except RuntimeError:
+        return False
+    return True
+
+
+def _connection_error(exc: httpx.HTTPError, method: str, url: str, task_id: str | None) -> APIConnectionError:
+    path = _short(url)
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"{method} {path} timed out ({type(exc).__name__}: {reason})", method=method, url=url, task_id=task_id
+        )
+    return APIConnectionError(
+        f"{method} {path} failed: could not talk to the server ({type(exc).__name__}: {reason})",
+        method=method, url=url, task_id=task_id,
+    )
+
+
+def _short(url: str) -> str:
+    """Scheme, host and path of a URL, never its query string (signed URLs carry signatures)."""
+    return url.split("?", 1)[0]
+
+
+def _list_time(wall: float) -> str:
+    """A `list_tasks(start_time=...)` value a minute before `wall` (server clock, UTC+8)."""
+    return format_list_time(dt.datetime.fromtimestamp(wall - 60, dt.timezone.utc))
+
+
+async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
+    if callback is None:
+        return
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _default_emulator() -> Any:
+    global _emulator_notice_logged
+    from .emulator import default_emulator
+
+    if not _emulator_notice_logged:
+        _emulator_notice_logged = True
+        log.info(
+            "wanx_nb: no DashScope API key found (%s), so the offline emulator answers every call; "
+            "its images are placeholders. Set %s to use the real service.",
+            ENV_API_KEY, ENV_API_KEY,
+        )
+    return default_emulator()
+
+
+# ---- the blocking facade -----------------------------------------------------------------------
+
+
+class WanxClient:
+    """The blocking form of AsyncWanxClient, for scripts and notebook cells.
+
+    It runs an AsyncWanxClient on its own event loop in a background thread, so it works inside
+    Jupyter's running loop without `asyncio.run` or nest_asyncio. Same arguments and methods;
+    callbacks run on the background thread. Close it with `close()` or `with WanxClient() as c:`.
+    Ctrl-C (a kernel interrupt) cancels the call in progress.
+    """
+
+    def __init__(self, api_key: str | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wanx_nb-client", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+        async def make() -> AsyncWanxClient:
+            return AsyncWanxClient(api_key, **kwargs)
+
+        try:
+            self._client = self._run(make())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("this WanxClient is closed; create a new one")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a WanxClient method was called from one of its own callbacks; that would deadlock")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    @property
+    def backend(self) -> str:
+        return self._client.backend
+
+    @property
+    def region(self) -> str:
+        return self._client.region
+
+    @property
+    def async_client(self) -> AsyncWanxClient:
+        """The AsyncWanxClient underneath (it lives on this facade's background loop)."""
+        return self._client
+
+    def submit(self, request: GenerationRequest) -> Submission:
+        return self._run(self._client.submit(request))
+
+    def get_task(self, task_id: str) -> Task:
+        return self._run(self._client.get_task(task_id))
+
+    def wait(self, task: Task | str, *, timeout: float | None = None, on_status: OnStatus | None = None) -> Task:
+        return self._run(self._client.wait(task, timeout=timeout, on_status=on_status))
+
+    def cancel(self, task_id: str) -> None:
+        return self._run(self._client.cancel(task_id))
+
+    def list_tasks(self, **kwargs: Any) -> TaskPage:
+        return self._run(self._client.list_tasks(**kwargs))
+
+    def upload(self, path: str | os.PathLike[str], model: str) -> str:
+        return self._run(self._client.upload(path, model))
+
+    def download(self, url: str) -> bytes:
+        return self._run(self._client.download(url))
+
+    def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
+        return self._run(self._client.generate(request, **kwargs))
+
+    def collect(self, task: Task | str, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
+        return self._run(self._client.collect(task, request, **kwargs))
+
+    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[GenerationResult | Exception]:
+        return self._run(self._client.generate_many(requests, **kwargs))
+
+    def close(self) -> None:
+        """Close the connections and stop the background thread."""
+        if self._closed:
+            return
+        try:
+            self._run(self._client.aclose())
+        finally:
+            self._closed = True
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> WanxClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        inner = repr(self._client) if hasattr(self, "_client") else "<unconfigured>"
+        return inner.replace("<AsyncWanxClient", "<WanxClient", 1)
