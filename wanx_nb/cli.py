@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a manifest of the store's generations")
     exp.add_argument("manifest", help="path of the JSON manifest to write")
 
+    rep = sub.add_parser("report", help="execute a notebook headless and write it as HTML (default: the comparison)")
+    rep.add_argument("--notebook", default="notebooks/02_model_comparison.ipynb")
+    rep.add_argument("--out", default="report", help="directory for the HTML and whatever the notebook saves")
+    rep.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+
     rerun = sub.add_parser("rerun", help="run a manifest's generations again and report which images differ")
     rerun.add_argument("manifest")
     return parser
@@ -145,7 +150,28 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0 if report.all_same else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    source = Path(args.notebook)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(source, as_version=4)
+    # The notebook runs with the report directory as its working directory, so what it saves lands there.
+    NotebookClient(nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    target = out / (source.stem.split("_", 1)[-1] + ".html")
+    target.write_text(html, encoding="utf-8")
+    print(f"executed {source} -> {target}")
+    for extra in sorted(out.glob("*.png")):
+        print(f"  also wrote {extra}")
+    return 0
+
+
 _COMMANDS = {
+    "report": _cmd_report,
     "generate": _cmd_generate,
     "emulator": _cmd_emulator,
     "models": _cmd_models,

@@ -1,0 +1,144 @@
+"""The session: budget, replay, write-ahead + resume, reproducible mode, key hygiene (issue 4)."""
+
+import asyncio
+import json
+import logging
+import time
+
+import pytest
+
+from wanx_nb._exceptions import BudgetExceededError, ReplayMissError, ValidationError
+from wanx_nb._request import GenerationRequest
+from wanx_nb._session import Session
+from wanx_nb._store import Store, read_png_provenance
+from wanx_nb.emulator import Emulator, EmulatorSettings
+
+CANARY = "sk-canary7f3e9b2c4d5a6e8f0123"
+
+
+def creates(emulator):
+    return [r for r in emulator.request_log if r.route == "create"]
+
+
+@pytest.fixture
+def emulator():
+    return Emulator(EmulatorSettings(time_scale=0.001))
+
+
+@pytest.fixture
+def session(tmp_path, emulator):
+    return Session(store=tmp_path / "store", emulator=emulator)
+
+
+def test_generate_stores_images_before_returning(session):
+    result = session.generate(GenerationRequest("red fox", n=2, seed=5))
+    assert result.backend == "emulator"
+    assert [im.seed for im in result.images] == [5, 6]
+    for im in result.images:
+        assert read_png_provenance(im.path)["task_id"] == result.task_id
+    assert session.spent_yuan == pytest.approx(0.28)
+
+
+def test_unseeded_requests_get_a_known_seed(session):
+    result = session.generate(GenerationRequest("red fox", n=2))
+    seeds = [im.seed for im in result.images]
+    assert seeds[0] is not None and seeds[1] == seeds[0] + 1
+    assert result.request.seed == seeds[0]
+
+
+def test_budget_refuses_before_any_request(tmp_path, emulator):
+    session = Session(store=tmp_path / "s", emulator=emulator, budget_yuan=0.5)
+    with pytest.raises(BudgetExceededError) as info:
+        session.generate_many([GenerationRequest("fox", model="wanx2.1-t2i-plus", n=4)])  # ¥0.80
+    assert "¥0.80" in str(info.value) and "budget" in str(info.value) and "Raise it" in str(info.value)
+    assert emulator.request_log == []
+    session.generate(GenerationRequest("fox", model="wanx2.1-t2i-plus", n=2, seed=1))  # ¥0.40 fits
+    with pytest.raises(BudgetExceededError):
+        session.generate(GenerationRequest("fox", model="wanx2.1-t2i-plus", n=1))  # ¥0.20 > ¥0.10 left
+
+
+def test_validation_fails_before_any_request(session, emulator):
+    with pytest.raises(ValidationError):
+        session.generate(GenerationRequest("fox", model="wanx-v1", watermark=True))
+    assert emulator.request_log == []
+
+
+def test_replay_serves_recorded_bytes_and_never_sends(tmp_path, emulator):
+    store = tmp_path / "store"
+    recorded = Session(store=store, emulator=emulator, mode="record").generate(GenerationRequest("fox", n=1))
+    sent_before = len(emulator.request_log)
+    replay = Session(store=store, emulator=emulator, mode="replay")
+    again = replay.generate(GenerationRequest("fox", n=1))
+    assert again.backend == "replay"
+    assert [im.data for im in again.images] == [im.data for im in recorded.images]
+    assert again.images[0].seed == recorded.images[0].seed
+    assert len(emulator.request_log) == sent_before
+
+
+def test_replay_miss_fails_loudly_without_sending(tmp_path, emulator):
+    replay = Session(store=tmp_path / "empty", emulator=emulator, mode="replay")
+    with pytest.raises(ReplayMissError) as info:
+        replay.generate(GenerationRequest("never recorded", n=1, seed=3))
+    assert "no recording" in str(info.value) and "WANX_NB_MODE=record" in str(info.value)
+    assert emulator.request_log == []
+
+
+def test_replay_serves_repeated_unseeded_requests_in_recorded_order(tmp_path, emulator):
+    store = tmp_path / "store"
+    rec = Session(store=store, emulator=emulator, mode="record")
+    seeds = [rec.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(2)]
+    rep = Session(store=store, emulator=emulator, mode="replay")
+    assert [rep.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(2)] == seeds
+
+
+def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
+    emulator = Emulator(EmulatorSettings(time_scale=0.05))  # long enough to crash mid-wait
+    store = tmp_path / "store"
+    crashed = Session(store=store, emulator=emulator)
+    future = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)])
+    deadline = time.monotonic() + 10
+    while not Store(store).unfinished_tasks() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    future.cancel()  # the kernel dies: the wait never finishes, nothing is downloaded
+    (pending,) = Store(store).unfinished_tasks()
+    assert pending.request.seed == 9
+
+    restarted = Session(store=store, emulator=emulator)
+    (recovered,) = restarted.resume()
+    assert recovered.task_id == pending.task_id
+    assert [im.seed for im in recovered.images] == [9, 10]
+    assert all(read_png_provenance(im.path)["task_id"] == pending.task_id for im in recovered.images)
+    assert len(creates(emulator)) == 1
+    assert Store(store).unfinished_tasks() == []
+
+
+def test_reproducible_turns_rewriting_off_then_resends_the_recorded_prompt(session, emulator):
+    first = session.generate(GenerationRequest("fox", n=1, seed=1), reproducible=True)
+    assert any("prompt rewriting turned off" in w for w in first.warnings)
+    assert creates(emulator)[0].json["parameters"]["prompt_extend"] is False
+    rewritten = session.generate(GenerationRequest("wolf", n=1, seed=2))
+    assert rewritten.images[0].actual_prompt and rewritten.images[0].actual_prompt != "wolf"
+    again = session.generate(GenerationRequest("wolf", n=1, seed=2), reproducible=True)
+    assert any("re-sent the recorded rewritten prompt" in w for w in again.warnings)
+    assert creates(emulator)[-1].json["input"]["prompt"] == rewritten.images[0].actual_prompt
+
+
+async def test_top_level_await_works_from_another_loop(session):
+    result = await session.agenerate(GenerationRequest("fox", n=1, seed=4))
+    assert result.images[0].seed == 4
+
+
+def test_the_key_never_reaches_the_store_outputs_or_logs(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    emulator = Emulator(EmulatorSettings(time_scale=0.001))
+    session = Session(api_key=CANARY, store=tmp_path / "store", emulator=emulator)
+    result = session.generate(GenerationRequest("fox", n=2, seed=1))
+    bundle, meta = result._repr_mimebundle_()
+    with pytest.raises(Exception) as info:
+        session.generate(GenerationRequest("EMU_BLOCK_INPUT fox", n=1))
+    texts = [json.dumps(bundle), json.dumps(meta), repr(result), str(info.value), repr(info.value), caplog.text]
+    for path in (tmp_path / "store").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("latin-1"))
+    assert all(CANARY not in t for t in texts)
+    assert all(CANARY[3:] not in t for t in texts)
