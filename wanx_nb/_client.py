@@ -78,6 +78,7 @@ from ._exceptions import (
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._protocol import (
     EMULATOR_HEADER,
+    TIME_SCALE_HEADER,
     TaskPage,
     WireRequest,
     build_cancel,
@@ -505,6 +506,9 @@ class AsyncWanxClient:
         submitted_at = self._clock()
         response = await self._request(wire, kind="submit", spec=spec)
         task = self._parse_task(response)
+        if TIME_SCALE_HEADER in response.headers:
+            # A served emulator runs tasks at this fraction of the real durations: expect those.
+            self._time_scale = float(response.headers[TIME_SCALE_HEADER])
         base = spec.expected_seconds(request.effective_prompt_extend) * self._time_scale
         if len(self._expect) > 1000:
             self._expect.pop(next(iter(self._expect)))

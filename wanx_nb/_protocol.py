@@ -31,6 +31,7 @@ __all__ = [
     "EMULATOR_HEADER",
     "LIST_PATH",
     "QUERY_PATH",
+    "TIME_SCALE_HEADER",
     "UPLOAD_PATH",
     "ErrorInfo",
     "TaskPage",
@@ -64,6 +65,7 @@ UPLOAD_PATH = "/uploads"
 # Every response of wanx_nb's emulator carries this header (any value); tasks read from such a
 # response are marked `emulator=True`, even when the emulator is reached over a real socket.
 EMULATOR_HEADER = "X-Wanx-Emulator"
+TIME_SCALE_HEADER = "X-Wanx-Emulator-Time-Scale"
 
 # Server timestamps ("2025-01-08 16:03:59.840") are China wall-clock time, UTC+8 (§3.2, inferred
 # from one recording; §6.13). The list filters use the same clock (inferred, §6.9).
