@@ -71,12 +71,12 @@ def run_sync(
         raise RuntimeError("run_sync() cannot be called from the wanx_nb loop itself; await the coroutine")
     future = submit(coro)
     try:
-        while True:
-            try:
-                return future.result(timeout=tick if on_tick else None)
-            except concurrent.futures.TimeoutError:
-                if on_tick:
-                    on_tick()
+        # wait() rather than result(timeout=): on 3.11+ a TimeoutError raised by the work itself would
+        # be indistinguishable from the tick timing out.
+        while not concurrent.futures.wait([future], timeout=tick if on_tick else None).done:
+            if on_tick:
+                on_tick()
+        return future.result()
     except KeyboardInterrupt:
         future.cancel()
         message = on_interrupt() if on_interrupt else ""

@@ -83,6 +83,7 @@ class ImageResult:
     data: bytes | None = field(default=None, repr=False)
     path: str | None = None
     sha256: str | None = None
+    export_path: str | None = field(default=None, compare=False)  # a readable copy (the magic's output_dir)
 
     @property
     def ok(self) -> bool:

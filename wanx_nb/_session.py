@@ -175,7 +175,7 @@ class Session:
 
     def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[GenerationResult | BaseException]:
         """Blocking form of agenerate_many. Ctrl-C / kernel interrupt cancels PENDING tasks."""
-        return _loop.run_sync(self.agenerate_many(requests, **kwargs), on_interrupt=self._on_interrupt)
+        return _loop.run_sync(self.agenerate_many(requests, **kwargs), on_interrupt=self.interrupt_message)
 
     def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
         (result,) = self.generate_many([request], **kwargs)
@@ -259,7 +259,8 @@ class Session:
                 running.append(task_id)
         return canceled, running
 
-    def _on_interrupt(self) -> str:
+    def interrupt_message(self) -> str:
+        """Cancel PENDING tasks (after an interrupt) and say what was canceled and what still runs."""
         canceled, running = self.cancel_pending()
         parts = []
         if canceled:

@@ -1,0 +1,469 @@
+"""%%wanx and %wanx in a real InteractiveShell, against the in-process emulator."""
+
+import os
+import re
+import sys
+import time
+import types
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+from IPython.utils.capture import capture_output
+
+from wanx_nb import rendering
+from wanx_nb._models import GenerationResult
+from wanx_nb._request import GenerationRequest
+from wanx_nb._session import Session, get_session, set_session
+from wanx_nb.emulator import Emulator, EmulatorSettings
+from wanx_nb.magics import WanxMagics
+
+
+def ipython(tmp_path_factory):
+    """The process's InteractiveShell; when we create it, it writes nothing under ~/.ipython."""
+    if InteractiveShell.initialized():
+        return InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False
+    return InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
+
+
+@pytest.fixture
+def emulator():
+    return Emulator(EmulatorSettings(time_scale=0.001))
+
+
+@pytest.fixture
+def session(tmp_path, emulator):
+    s = Session(store=tmp_path / "store", emulator=emulator)
+    set_session(s)
+    yield s
+    set_session(None)
+
+
+@pytest.fixture
+def shell(tmp_path, tmp_path_factory, monkeypatch, session):
+    monkeypatch.chdir(tmp_path)  # output_dir "wanx_output" lands in the test's folder
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
+    ip = ipython(tmp_path_factory)
+    ip.run_line_magic("load_ext", "wanx_nb")
+    # A fresh WanxMagics per test: forget settings earlier tests made with %config.
+    ip.config.pop("WanxMagics", None)
+    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
+    ip.register_magics(WanxMagics)
+    saved_preview = rendering.options.preview_px
+    yield ip
+    rendering.options.preview_px = saved_preview
+    for name in ("res", "fox", "animal", "scene", "grid", "req"):
+        ip.user_ns.pop(name, None)
+
+
+def magics(ip):
+    return ip.magics_manager.registry["WanxMagics"]
+
+
+@pytest.fixture
+def captured(shell, monkeypatch):
+    """Patch the run handler (as jupyter-ai's tests do): record what would be sent."""
+    calls = []
+
+    def fake(self, args, request):
+        calls.append((args, request))
+        return "sent"
+
+    monkeypatch.setattr(WanxMagics, "handle_generate", fake)
+    return calls
+
+
+def cell(ip, line, body="a red fox in snow"):
+    return ip.run_cell_magic("wanx", line, body)
+
+
+# ---- parsing into the request ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("", dict(model="wanx2.1-t2i-turbo", n=1, size=None, seed=None)),
+        ("-m wanx2.1-t2i-plus", dict(model="wanx2.1-t2i-plus")),
+        ("--model wanx2.0-t2i-turbo", dict(model="wanx2.0-t2i-turbo")),
+        ("-n 3", dict(n=3)),
+        ("--size 1280x720", dict(size="1280*720")),
+        ("--size 1280*720", dict(size="1280*720")),
+        ("--seed 42", dict(seed=42)),
+        ('--negative "blurry, low quality"', dict(negative_prompt="blurry, low quality")),
+        ("--negative '模糊，低质量'", dict(negative_prompt="模糊，低质量")),
+        ("--extend", dict(prompt_extend=True)),
+        ("--no-extend", dict(prompt_extend=False)),
+        ("--watermark", dict(watermark=True)),
+        ("--no-watermark", dict(watermark=False)),
+        ("-m wanx-v1 --style anime", dict(model="wanx-v1", style="<anime>")),
+        ("-m wanx-v1 --style '3d cartoon'", dict(style="<3d cartoon>")),
+        ("-m wanx-v1 --style '<oil painting>'", dict(style="<oil painting>")),
+        (
+            "-m wanx-v1 --ref https://example.com/ref.png --ref-strength 0.3 --ref-mode refonly",
+            dict(ref_img="https://example.com/ref.png", ref_strength=0.3, ref_mode="refonly"),
+        ),
+    ],
+)
+def test_every_option_lands_in_the_request(captured, shell, line, expected):
+    assert cell(shell, line) == "sent"
+    (args, request), = captured
+    assert isinstance(request, GenerationRequest) and request.prompt == "a red fox in snow"
+    for field, value in expected.items():
+        assert getattr(request, field) == value, field
+
+
+def test_local_reference_image_path(captured, shell, tmp_path):
+    ref = tmp_path / "sketch.png"
+    ref.write_bytes(b"\x89PNG\r\n\x1a\n")
+    cell(shell, f"-m wanx-v1 --ref {ref}")
+    assert captured[0][1].ref_img == str(ref)
+
+
+def test_flags_reach_the_run_handler(captured, shell):
+    cell(shell, "--reproducible -o fox --no-display")
+    args = captured[0][0]
+    assert args.reproducible and args.output == "fox" and args.no_display
+
+
+def test_the_whole_multiline_body_is_one_stripped_prompt(captured, shell):
+    cell(shell, "", "\n  a red fox\nin fresh snow  \n\n")
+    assert captured[0][1].prompt == "a red fox\nin fresh snow"
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("-n two", "invalid int value"),
+        ("--bogus", "unrecognized arguments: --bogus"),
+        ("turbo", "unrecognized arguments: turbo"),
+        ('--negative "unclosed', "No closing quotation"),
+        ("--seed", "expected one argument"),
+        ("-o 3x", "variable name"),
+        ("--api-key sk-abc", "unrecognized arguments"),
+    ],
+)
+def test_bad_options_are_usage_errors_with_the_usage_text(captured, shell, line, words):
+    with pytest.raises(UsageError) as info:
+        cell(shell, line)
+    assert words in str(info.value)
+    assert "usage:" in str(info.value) and "%%wanx [-m MODEL]" in str(info.value)
+    assert captured == []
+
+
+def test_help_names_the_key_variable_and_the_cheap_default_n(shell):
+    text = " ".join(repr(cell(shell, "--help")).split())
+    assert "DASHSCOPE_API_KEY" in text and "--api-key" not in text
+    assert "WanxMagics.default_n = 1; the API itself would make 4" in text
+    assert "--compare" in text and "--dry-run" in text
+    assert "DASHSCOPE_API_KEY" in (WanxMagics.wanx_cell.__doc__ or "")
+
+
+def test_validation_lists_every_problem_before_anything_is_sent(captured, shell, emulator):
+    with pytest.raises(UsageError) as info:
+        cell(shell, "-m wanx-v1 --size 999x999 --watermark -n 7")
+    message = str(info.value)
+    assert "3 problems" in message
+    assert "size='999*999'" in message and "watermark" in message and "n=7" in message
+    assert captured == [] and emulator.request_log == []
+
+
+def test_unknown_model_suggests_a_close_name(captured, shell):
+    with pytest.raises(UsageError, match="wanx2.1-t2i-turbo"):
+        cell(shell, "-m wanx2.1-t2i-trubo")
+
+
+def test_empty_cell_is_a_usage_error(captured, shell):
+    with pytest.raises(UsageError, match="prompt"):
+        cell(shell, "", "   \n ")
+
+
+# ---- {name} interpolation -----------------------------------------------------------------------
+
+
+def test_names_and_attributes_are_filled_from_the_namespace(captured, shell):
+    shell.user_ns["animal"] = "fox"
+    shell.user_ns["scene"] = types.SimpleNamespace(place="a pine forest", light=types.SimpleNamespace(kind="dawn"))
+    cell(shell, "", "a red {animal} in {scene.place} at {scene.light.kind}, {{literal}} {not a field}")
+    assert captured[0][1].prompt == "a red fox in a pine forest at dawn, {literal} {not a field}"
+
+
+def test_an_undefined_name_is_a_usage_error_naming_it(captured, shell):
+    with pytest.raises(UsageError, match="'colour' is not defined"):
+        cell(shell, "", "a {colour} fox")
+    shell.user_ns["animal"] = "fox"
+    with pytest.raises(UsageError, match="has no attribute 'tail'"):
+        cell(shell, "", "a {animal.tail}")
+    assert captured == []
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+
+def test_config_defaults_take_effect(captured, shell):
+    shell.run_line_magic("config", "WanxMagics.default_model = 'wanx2.1-t2i-plus'")
+    shell.run_line_magic("config", "WanxMagics.default_n = 2")
+    shell.run_line_magic("config", "WanxMagics.default_size = '1280x720'")
+    cell(shell, "")
+    request = captured[0][1]
+    assert (request.model, request.n, request.size) == ("wanx2.1-t2i-plus", 2, "1280*720")
+    cell(shell, "-m wanx-v1 -n 1 --size 720*1280")
+    assert (captured[1][1].model, captured[1][1].n, captured[1][1].size) == ("wanx-v1", 1, "720*1280")
+
+
+def test_config_pushes_budget_mode_store_and_preview_to_the_session(shell, session, tmp_path):
+    shell.run_line_magic("config", "WanxMagics.budget_yuan = 0.2")
+    shell.run_line_magic("config", "WanxMagics.store_dir = %r" % str(tmp_path / "other"))
+    shell.run_line_magic("config", "WanxMagics.preview_px = 200")
+    text = repr(shell.run_line_magic("wanx", "config"))
+    assert session.budget_yuan == 0.2 and str(session.store.root) == str(tmp_path / "other")
+    assert rendering.options.preview_px == 200
+    assert re.search(r"WanxMagics.budget_yuan +0.2\n", text) and re.search(r"session.budget +¥0.20\n", text)
+    shell.run_line_magic("config", "WanxMagics.mode = 'replay'")
+    shell.run_line_magic("wanx", "config")
+    assert session.mode == "replay"
+
+
+def test_budget_refuses_a_run_before_anything_is_sent(shell, emulator):
+    shell.run_line_magic("config", "WanxMagics.budget_yuan = 0.3")
+    with pytest.raises(UsageError, match="budget"):
+        cell(shell, "-m wanx2.1-t2i-plus -n 2")  # ¥0.40
+    assert emulator.request_log == []
+
+
+def test_replay_miss_is_a_clean_error(shell, emulator):
+    shell.run_line_magic("config", "WanxMagics.mode = 'replay'")
+    with pytest.raises(UsageError, match="replay mode has no recording"):
+        cell(shell, "--seed 1")
+    assert emulator.request_log == []
+
+
+# ---- dry run ------------------------------------------------------------------------------------
+
+
+def test_dry_run_shows_the_estimate_and_sends_nothing(shell, session, emulator):
+    shown = cell(shell, "--dry-run -m wanx2.1-t2i-plus -n 3 --seed 5 -o req")
+    data, metadata = shown._repr_mimebundle_()
+    assert data["text/plain"].startswith("dry run: nothing was sent.")
+    assert "wanx2.1-t2i-plus: 3 image(s) of 1024*1024, seed 5" in data["text/plain"]
+    assert "estimated cost: ¥0.60 (¥0.20 per image" in data["text/plain"]
+    assert "&quot;seed&quot;: 5" in data["text/html"]  # the body that would be sent
+    assert metadata["wanx_nb"]["estimate_yuan"] == pytest.approx(0.6)
+    assert shell.user_ns["req"].n == 3
+    assert emulator.request_log == [] and session.store.history() == []
+
+
+# ---- %wanx subcommands --------------------------------------------------------------------------
+
+
+def test_models_lists_the_guide_models_with_prices_and_the_backend(shell, monkeypatch):
+    data, _ = shell.run_line_magic("wanx", "models")._repr_mimebundle_()
+    for name, price in [("wanx2.1-t2i-plus", "0.20"), ("wanx2.1-t2i-turbo", "0.14"),
+                        ("wanx2.0-t2i-turbo", "0.04"), ("wanx-v1", "0.16")]:
+        row = next(line for line in data["text/plain"].splitlines() if line.startswith(name + " "))
+        assert price in row
+        assert f"<td>{name}</td>" in data["text/html"]
+    assert "backend: emulator" in data["text/plain"]
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-verysecret0123456789")
+    data, metadata = shell.run_line_magic("wanx", "models")._repr_mimebundle_()
+    assert "DASHSCOPE_API_KEY is set" in data["text/plain"]
+    assert "verysecret" not in repr((data, metadata))
+
+
+def test_unknown_subcommand_suggests_the_right_one(shell):
+    with pytest.raises(UsageError, match="Did you mean 'models'"):
+        shell.run_line_magic("wanx", "modles")
+    assert "history" in repr(shell.run_line_magic("wanx", ""))
+
+
+def test_panel_subcommand_returns_the_panel(shell):
+    panel = shell.run_line_magic("wanx", "panel")
+    assert type(panel).__name__ == "Panel"
+
+
+# ---- end to end against the emulator --------------------------------------------------------------
+
+
+def test_end_to_end_result_files_and_display(shell, session, tmp_path):
+    shell.user_ns["animal"] = "fox"
+    result = cell(shell, "-n 2 --seed 7 -o res", "a red {animal} in snow")
+    assert isinstance(result, GenerationResult) and shell.user_ns["res"] is result
+    assert result.backend == "emulator" and result.request.prompt == "a red fox in snow"
+    assert [im.seed for im in result.images] == [7, 8]
+    for im in result.images:
+        assert os.path.exists(im.path)  # in the store
+    exported = sorted(os.listdir(tmp_path / "wanx_output"))
+    assert exported == ["wanx2.1-t2i-turbo_7.png", "wanx2.1-t2i-turbo_8.png"]
+    data, metadata = result._repr_mimebundle_()
+    assert data["text/plain"] == "<wanx wanx2.1-t2i-turbo: 2/2 images 1024*1024 seeds 7-8 ¥0.28 [emulator]>"
+    assert result.task_id not in data["text/plain"]
+    assert "wanx_output/wanx2.1-t2i-turbo_7.png" in data["text/html"]
+    assert "emulator: not the real service" in data["text/html"]
+    assert metadata["wanx_nb"]["task_id"] == result.task_id
+
+    # The same run again: same names are kept when the bytes are the same.
+    cell(shell, "-n 2 --seed 7", "a red {animal} in snow")
+    assert sorted(os.listdir(tmp_path / "wanx_output")) == exported
+
+    history = shell.run_line_magic("wanx", "history --text fox --limit 5")
+    hdata, _ = history._repr_mimebundle_()
+    assert "a red fox in snow" in hdata["text/plain"] and "<img src=\"data:image/" in hdata["text/html"]
+    shown = shell.run_line_magic("wanx", f"show {result.task_id}")
+    assert shown.task_id == result.task_id and len(shown.succeeded) == 2
+    cost = repr(shell.run_line_magic("wanx", "cost"))
+    assert re.search(r"this session +¥0.56\n", cost) and "¥0.56 for 4 image(s)" in cost
+
+
+def test_no_display_still_binds_the_name(shell):
+    assert cell(shell, "--no-display -o fox --seed 3") is None
+    assert isinstance(shell.user_ns["fox"], GenerationResult)
+
+
+def test_a_failed_task_is_shown_as_an_error_with_a_next_step(shell):
+    shown = cell(shell, "-o res", "EMU_BLOCK_INPUT a fox")
+    data, metadata = shown._repr_mimebundle_()
+    assert "DataInspectionFailed" in data["text/plain"] and "rephrase the prompt" in data["text/plain"]
+    assert metadata["wanx_nb"]["code"] == "DataInspectionFailed"
+    assert isinstance(shell.user_ns["res"], Exception)
+
+
+def test_a_partial_failure_keeps_the_good_image_and_labels_the_bad_one(shell):
+    result = cell(shell, "-n 2 --seed 11", "EMU_PARTIAL_FAILURE a fox")
+    data, _ = result._repr_mimebundle_()
+    assert data["text/plain"].startswith("<wanx wanx2.1-t2i-turbo: 1/2 images")
+    assert "InternalError.Timeout" in data["text/html"] and "retry this seed" in data["text/html"]
+
+
+def test_show_and_history_errors_are_usage_errors(shell):
+    with pytest.raises(UsageError, match="no saved result"):
+        shell.run_line_magic("wanx", "show no-such-task")
+    with pytest.raises(UsageError, match="TASK_ID"):
+        shell.run_line_magic("wanx", "show")
+    with pytest.raises(UsageError, match="ISO 8601"):
+        shell.run_line_magic("wanx", "history --since yesterday")
+    with pytest.raises(UsageError, match="usage:"):
+        shell.run_line_magic("wanx", "history --limit many")
+
+
+def test_resume_with_nothing_left_says_so(shell):
+    assert "nothing to resume" in repr(shell.run_line_magic("wanx", "resume"))
+
+
+def test_live_status_is_shown_then_replaced(shell):
+    shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
+    with capture_output() as captured:
+        result = cell(shell, "--seed 4")
+    assert isinstance(result, GenerationResult)
+    texts = [o.data.get("text/plain", "") for o in captured.outputs]
+    assert any("wanx2.1-t2i-turbo:" in t for t in texts[:-1])  # the status while it ran
+    assert texts[-1] == ""  # blanked at the end: the returned result takes its place
+
+
+def test_terminal_ipython_prints_the_text_summary(shell, capsys):
+    shell.run_cell("%%wanx --seed 21 -o res\na red fox", store_history=False)
+    out = capsys.readouterr().out
+    assert "<wanx wanx2.1-t2i-turbo: 1/1 images 1024*1024 seed 21 ¥0.14 [emulator]>" in out
+
+
+def test_wait_timeout_ends_the_cell_and_cancels_pending_tasks(tmp_path, shell, monkeypatch):
+    slow = Emulator(EmulatorSettings(time_scale=0.001, pending_seconds=30))
+    set_session(Session(store=tmp_path / "slow", emulator=slow))
+    shell.run_line_magic("config", "WanxMagics.wait_timeout = 0.5")
+    start = time.monotonic()
+    shown = cell(shell, "-o res")
+    assert time.monotonic() - start < 10
+    text = repr(shown)
+    assert "no result after 0.5 s" in text and "canceled PENDING task(s)" in text
+    assert "%wanx resume" in text
+
+
+def test_keyboard_interrupt_cancels_pending_tasks_and_says_so(tmp_path, shell, monkeypatch):
+    from wanx_nb._progress import LiveStatus
+
+    slow = Emulator(EmulatorSettings(time_scale=0.001, pending_seconds=30))
+    set_session(Session(store=tmp_path / "slow", emulator=slow))
+    shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
+    original = LiveStatus.tick
+
+    def tick(self):
+        original(self)
+        if any(row.phase == "pending" for row in self.rows()):
+            raise KeyboardInterrupt  # what a kernel interrupt does to the blocked cell
+
+    monkeypatch.setattr(LiveStatus, "tick", tick)
+    with capture_output():
+        with pytest.raises(KeyboardInterrupt) as info:
+            cell(shell, "--seed 2")
+    assert "canceled PENDING task(s)" in str(info.value)
+
+
+def test_compare_calls_the_grid_with_the_prompt_models_and_params(shell, monkeypatch):
+    calls = []
+
+    def compare(prompts, models=None, n=1, seed=None, dry_run=False, **params):
+        calls.append(dict(prompts=prompts, models=models, n=n, seed=seed, dry_run=dry_run, **params))
+        return "grid"
+
+    monkeypatch.setitem(sys.modules, "wanx_nb.comparison", types.SimpleNamespace(compare=compare))
+    shell.user_ns["animal"] = "fox"
+    assert cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid",
+                "a {animal}") == "grid"
+    assert calls[-1] == dict(prompts=["a fox"], models=["wanx2.1-t2i-plus", "wanx-v1"], n=2, seed=9,
+                             dry_run=False, size="1024*1024")
+    assert shell.user_ns["grid"] == "grid"
+    cell(shell, "--compare --dry-run --negative blurry")
+    assert calls[-1]["models"] is None and calls[-1]["dry_run"] is True and calls[-1]["n"] == 1
+    assert calls[-1]["negative_prompt"] == "blurry"
+    cell(shell, "--compare wanx2.1-t2i-plus --reproducible")
+    assert calls[-1]["prompt_extend"] is False and "reproducible" not in calls[-1]
+
+
+def test_compare_end_to_end_with_the_real_grid(shell):
+    grid = cell(shell, "--compare wanx2.1-t2i-turbo wanx2.0-t2i-turbo --seed 5 -o grid", "a red fox")
+    assert type(grid).__name__ == "CompareGrid" and shell.user_ns["grid"] is grid
+    data, _ = grid._repr_mimebundle_()
+    assert "wanx2.1-t2i-turbo" in data["text/plain"] and "wanx2.0-t2i-turbo" in data["text/plain"]
+
+
+def test_top_level_await_in_the_shell(shell):
+    shell.user_ns["get_session"] = get_session
+    shell.user_ns["GenerationRequest"] = GenerationRequest
+    outcome = shell.run_cell("r = await get_session().agenerate(GenerationRequest('a fox', n=1, seed=3))")
+    outcome.raise_error()
+    assert isinstance(shell.user_ns.pop("r"), GenerationResult)
+
+
+def test_in_a_real_kernel_the_status_is_replaced_by_the_result(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext wanx_nb"),
+        nbformat.v4.new_code_cell(
+            "from wanx_nb._session import Session, set_session\n"
+            "from wanx_nb.emulator import Emulator, EmulatorSettings\n"
+            "set_session(Session(store='store', emulator=Emulator(EmulatorSettings(time_scale=0.05))))"
+        ),
+        nbformat.v4.new_code_cell("%%wanx -n 2 --seed 7 -o res\na red fox in snow"),
+        nbformat.v4.new_code_cell("import os; print(sorted(os.listdir('wanx_output')))"),
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, HOME=str(tmp_path), IPYTHONDIR=str(tmp_path / "ipython"),
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DASHSCOPE_API_KEY", None)
+    env.pop("DASHSCOPE_HTTP_BASE_URL", None)
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=env)  # passed on to the kernel manager's start_kernel
+    outputs = nb.cells[2].outputs
+    assert [o.output_type for o in outputs] == ["display_data", "execute_result"]
+    assert outputs[0].data["text/plain"] == ""  # the live status, blanked once the result arrived
+    result = outputs[1]
+    assert result.data["text/plain"] == "<wanx wanx2.1-t2i-turbo: 2/2 images 1024*1024 seeds 7-8 ¥0.28 [emulator]>"
+    assert "emulator: not the real service" in result.data["text/html"]
+    assert result.metadata["wanx_nb"]["model"] == "wanx2.1-t2i-turbo"
+    assert "wanx2.1-t2i-turbo_7.png" in nb.cells[3].outputs[0].text

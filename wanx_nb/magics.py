@@ -1,0 +1,443 @@
+"""`%%wanx` (generate from the cell body) and `%wanx SUBCOMMAND` (models, config, history...).
+
+The magics are thin: `_magic_args` parses, the Session generates, `rendering` draws. They return
+objects that render themselves (a GenerationResult, a Gallery, a table) and never print.
+
+Loading the extension stays cheap: this module imports only IPython, traitlets and `_magic_args` at
+import time. The session, the client (httpx), the emulator, PIL and the widgets load inside the
+handlers, on first use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import shutil
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import CaselessStrEnum, Float, Int, Unicode, observe
+
+from ._magic_args import (
+    CELL_HELP,
+    LINE_HELP,
+    SUBCOMMANDS,
+    CellArgs,
+    interpolate,
+    parse_cell_line,
+    parse_history_line,
+)
+
+__all__ = ["WanxMagics"]
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class _CellTimeout(Exception):
+    """The cell's own deadline passed (kept apart from TimeoutError, which `run_sync` polls with)."""
+
+
+@magics_class
+class WanxMagics(Magics):
+    """`%%wanx` and `%wanx`. Settings are traitlets: `%config WanxMagics.default_model = "wanx-v1"`."""
+
+    default_model = Unicode(
+        "wanx2.1-t2i-turbo", help="model used when %%wanx has no -m (see %wanx models)"
+    ).tag(config=True)
+    default_n = Int(
+        1, help="images per %%wanx cell when -n is not given: 1 is cheaper than the API's own default of 4"
+    ).tag(config=True)
+    default_size = Unicode(None, allow_none=True, help="size when --size is not given (None: the model's)").tag(
+        config=True
+    )
+    output_dir = Unicode(
+        "wanx_output",
+        allow_none=True,
+        help="folder the full PNGs are copied to as <model>_<seed>.png ('' or None: no copies)",
+    ).tag(config=True)
+    preview_px = Int(384, help="largest side of the previews embedded in the notebook, in pixels").tag(config=True)
+    wait_timeout = Float(
+        600.0, help="seconds a %%wanx cell waits at most; tasks still running can be collected with %wanx resume"
+    ).tag(config=True)
+    budget_yuan = Float(
+        0.0, help="refuse runs whose estimate exceeds what is left of this many yuan (0: no budget)"
+    ).tag(config=True)
+    mode = CaselessStrEnum(
+        ["live", "record", "replay"],
+        default_value=None,
+        allow_none=True,
+        help="live, record or replay (None: the session's, from WANX_NB_MODE or live)",
+    ).tag(config=True)
+    store_dir = Unicode(
+        None, allow_none=True, help="store folder for images and the index (None: WANX_NB_STORE or ./wanx_store)"
+    ).tag(config=True)
+    live_status = CaselessStrEnum(
+        ["auto", "on", "off"], "auto", help="live status while a cell runs (auto: in a Jupyter kernel only)"
+    ).tag(config=True)
+
+    # ---- settings -> session -------------------------------------------------------------------
+
+    @observe("budget_yuan", "mode", "store_dir", "preview_px")
+    def _on_setting_change(self, change: dict[str, Any]) -> None:
+        # Remember what the user set; it is pushed to the session at the next use (whichever
+        # session is current then), so the defaults never override WANX_NB_* environment settings.
+        self.__dict__.setdefault("_explicit", set()).add(change["name"])
+
+    def _explicit_settings(self) -> set[str]:
+        return self.__dict__.setdefault("_explicit", set())
+
+    def session(self) -> Any:
+        """The current Session, with the settings made here pushed to it."""
+        from pathlib import Path
+
+        from . import rendering
+        from ._session import get_session
+
+        session = get_session()
+        explicit = self._explicit_settings()
+        rendering.options.preview_px = self.preview_px
+        if "budget_yuan" in explicit:
+            session.budget_yuan = self.budget_yuan or None
+        if "mode" in explicit and self.mode:
+            session.mode = self.mode.lower()
+        if "store_dir" in explicit and self.store_dir and Path(self.store_dir) != Path(session.store.root):
+            from ._store import Store
+
+            session.store = Store(self.store_dir)
+        return session
+
+    # ---- %%wanx --------------------------------------------------------------------------------
+
+    @cell_magic("wanx")
+    def wanx_cell(self, line: str, cell: str) -> Any:
+        args = parse_cell_line(line)
+        if args.help:
+            return self.handle_help("")
+        body = cell.strip()
+        if not body:
+            raise UsageError("the cell body is the prompt, and it is empty: write what to draw below %%wanx")
+        prompt = interpolate(body, self.shell.user_ns if self.shell is not None else {}).strip()
+        if args.compare is not None:
+            return self.handle_compare(args, prompt)
+        request = args.to_request(
+            prompt, default_model=self.default_model, default_n=self.default_n, default_size=self.default_size
+        )
+        self.validate(request)
+        if args.dry_run:
+            return self.handle_dry_run(args, request)
+        return self.handle_generate(args, request)
+
+    def validate(self, request: Any) -> list[str]:
+        """Check the request before anything is sent; every problem at once, as a UsageError."""
+        from ._exceptions import ValidationError
+        from ._validation import validate
+
+        try:
+            return validate(request)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
+
+    def handle_generate(self, args: CellArgs, request: Any) -> Any:
+        """Run one request through the session with a live status; return the result (or the error)."""
+        import asyncio
+
+        from . import _loop
+        from ._exceptions import WanxError
+        from ._progress import LiveStatus
+        from .rendering import Bundle, ErrorReport, error_mimebundle
+
+        session = self.session()
+        status = LiveStatus(enabled=self._live_status_enabled())
+        timeout = self.wait_timeout if self.wait_timeout and self.wait_timeout > 0 else None
+
+        async def run() -> list[Any]:
+            try:
+                return await asyncio.wait_for(
+                    session.agenerate_many([request], reproducible=args.reproducible, on_progress=status.on_progress),
+                    timeout,
+                )
+            except asyncio.TimeoutError:
+                raise _CellTimeout() from None
+
+        try:
+            outcomes = _loop.run_sync(
+                run(), on_interrupt=session.interrupt_message, on_tick=status.tick if status.enabled else None
+            )
+        except KeyboardInterrupt as exc:
+            message = str(exc) or "interrupted"
+            interrupted = KeyboardInterrupt(message)
+            status.finish(Bundle(*error_mimebundle(interrupted)))
+            raise interrupted from None
+        except _CellTimeout:
+            canceled, running = session.cancel_pending()
+            error = WanxError(_timeout_message(self.wait_timeout, canceled, running))
+            error.code = "WaitTimeout"  # type: ignore[attr-defined]
+            status.finish()
+            return self._finish(args, error, ErrorReport(error))
+        except WanxError as exc:  # refused before anything ran: budget, replay miss, configuration
+            status.finish()
+            raise UsageError(str(exc)) from None
+
+        outcome = outcomes[0]
+        status.finish()
+        if isinstance(outcome, BaseException):
+            return self._finish(args, outcome, ErrorReport(outcome))
+        self.export(outcome)
+        return self._finish(args, outcome, outcome)
+
+    def _finish(self, args: CellArgs, value: Any, shown: Any) -> Any:
+        if args.output and self.shell is not None:
+            self.shell.user_ns[args.output] = value
+        return None if args.no_display else shown
+
+    def _live_status_enabled(self) -> bool:
+        if self.live_status == "on":
+            return True
+        if self.live_status == "off":
+            return False
+        return getattr(self.shell, "kernel", None) is not None
+
+    def export(self, result: Any) -> list[str]:
+        """Copy each stored full PNG to `output_dir` as `<model>_<seed>.png`; returns the paths.
+
+        An existing file with other content is never overwritten: the copy gets the image's hash
+        in its name instead. Each image's `export_path` is set for the gallery caption.
+        """
+        if not self.output_dir:
+            return []
+        os.makedirs(self.output_dir, exist_ok=True)
+        paths = []
+        for im in result.succeeded:
+            source = im.path if im.path and os.path.exists(im.path) else None
+            if source is None and im.data is None:
+                continue
+            data = _read(source) if source else im.data
+            digest = im.sha256 or hashlib.sha256(data).hexdigest()
+            stem = _SAFE_NAME.sub("_", result.model) + (f"_{im.seed}" if im.seed is not None else f"_{digest[:8]}")
+            target = os.path.join(self.output_dir, f"{stem}.png")
+            if os.path.exists(target) and _read(target) != data:
+                target = os.path.join(self.output_dir, f"{stem}_{digest[:8]}.png")
+            if not os.path.exists(target):
+                if source:
+                    shutil.copyfile(source, target)
+                else:
+                    with open(target, "wb") as fh:
+                        fh.write(data)
+            im.export_path = target
+            paths.append(target)
+        return paths
+
+    def handle_dry_run(self, args: CellArgs, request: Any) -> Any:
+        """Validate, estimate the cost and show the body that would be sent; send nothing."""
+        import json
+
+        from ._exceptions import BudgetExceededError, WanxError
+        from ._registry import get_model
+        from .rendering import CSS, Bundle
+
+        session = self.session()
+        try:
+            prepared, notes = session.prepare(request, reproducible=args.reproducible)
+        except WanxError as exc:
+            raise UsageError(str(exc)) from None
+        images, yuan = session.estimate_cost([prepared])
+        spec = get_model(prepared.model)
+        try:
+            session.check_budget([prepared])
+            budget = "within the budget" if session.budget_yuan else "no budget set"
+        except BudgetExceededError as exc:
+            budget = str(exc)
+        seed = prepared.seed if prepared.seed is not None else "picked at run time"
+        backend = session.backend
+        where = {
+            "emulator": "the offline emulator would answer (free): the estimate is for the real service",
+            "replay": "replay mode: the store would answer (free)",
+        }.get(backend, f"would be sent to {backend}")
+        lines = [
+            "dry run: nothing was sent.",
+            f"  {prepared.model}: {images} image(s) of {prepared.effective_size}, seed {seed}",
+            f"  estimated cost: ¥{yuan:.2f} (¥{spec.price_yuan:.2f} per image, if every image succeeds); {budget}",
+            f"  {where}",
+            *(f"  note: {n}" for n in notes),
+        ]
+        body = json.dumps(prepared.to_body(), ensure_ascii=False, indent=2)
+        text = "\n".join(lines)
+        import html as _html
+
+        html_out = (
+            f'{CSS}<div class="wanx-result"><pre>{_html.escape(text)}</pre>'
+            f"<details><summary>request body</summary><pre>{_html.escape(body)}</pre></details></div>"
+        )
+        if args.output and self.shell is not None:
+            self.shell.user_ns[args.output] = prepared
+        meta = {"wanx_nb": {"dry_run": True, "request": prepared.canonical(), "images": images, "estimate_yuan": yuan}}
+        return None if args.no_display else Bundle({"text/plain": text, "text/html": html_out}, meta)
+
+    def handle_compare(self, args: CellArgs, prompt: str) -> Any:
+        """`--compare`: the comparison grid (wanx_nb.compare) for this prompt over several models."""
+        from ._exceptions import ValidationError, WanxError
+
+        self.session()
+        try:
+            from .comparison import compare
+        except ImportError as exc:
+            raise UsageError(f"--compare is not available: {exc}") from None
+        params = args.params()
+        seed = params.pop("seed", None)
+        if "size" not in params and self.default_size:
+            params["size"] = self.default_size
+        if args.reproducible:
+            # compare() takes request parameters only; reproducible means "no prompt rewriting" there.
+            params.setdefault("prompt_extend", False)
+        n = args.n if args.n is not None else self.default_n
+        try:
+            grid = compare(
+                prompts=[prompt], models=list(args.compare) or None, n=n, seed=seed, dry_run=args.dry_run, **params
+            )
+        except (ValidationError, WanxError) as exc:
+            raise UsageError(str(exc)) from None
+        return self._finish(args, grid, grid)
+
+    # ---- %wanx SUBCOMMAND ----------------------------------------------------------------------
+
+    @line_magic("wanx")
+    def wanx_line(self, line: str) -> Any:
+        sub, _, rest = line.strip().partition(" ")
+        if sub in ("", "-h", "--help"):
+            sub = "help"
+        if sub not in SUBCOMMANDS:
+            close = difflib.get_close_matches(sub, list(SUBCOMMANDS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"unknown subcommand {sub!r}.{hint}\n\n{LINE_HELP}")
+        return getattr(self, f"handle_{sub}")(rest.strip())
+
+    def handle_help(self, rest: str) -> Any:
+        from .rendering import CSS, Bundle
+
+        text = f"{LINE_HELP}\n\n%%wanx [options]\n<prompt>\n\n{CELL_HELP.removeprefix('::').strip()}"
+        import html as _html
+
+        return Bundle({"text/plain": text, "text/html": f'{CSS}<pre class="wanx-result">{_html.escape(text)}</pre>'})
+
+    def handle_models(self, rest: str) -> Any:
+        from ._registry import MODELS
+        from .rendering import Bundle, models_mimebundle
+
+        _no_args("models", rest)
+        session = self.session()
+        return Bundle(*models_mimebundle(MODELS, backend=session.backend, has_key=session.has_key, mode=session.mode))
+
+    def handle_config(self, rest: str) -> Any:
+        from .rendering import CSS, Bundle, table_html, table_text
+
+        _no_args("config", rest)
+        session = self.session()
+        rows = [[f"WanxMagics.{name}", repr(getattr(self, name)), trait.help]
+                for name, trait in sorted(self.class_traits(config=True).items())]
+        budget = f"¥{session.budget_yuan:.2f}" if session.budget_yuan else "none"
+        rows += [
+            ["session.backend", session.backend, "emulator without DASHSCOPE_API_KEY; dashscope with it"],
+            ["session.mode", session.mode, "live, record or replay"],
+            ["session.store", str(session.store.root), "images and index"],
+            ["session.budget", budget, "set with %config WanxMagics.budget_yuan = ..."],
+            ["API key", "set" if session.has_key else "not set", "read from DASHSCOPE_API_KEY; never shown"],
+        ]
+        headers = ["setting", "value", "meaning"]
+        html_out = f'{CSS}<div class="wanx-result">{table_html(headers, rows)}</div>'
+        return Bundle({"text/plain": table_text(headers[:2], [r[:2] for r in rows]), "text/html": html_out})
+
+    def handle_panel(self, rest: str) -> Any:
+        _no_args("panel", rest)
+        self.session()
+        try:
+            from .panel import Panel
+        except ImportError as exc:
+            raise UsageError(f"the panel is not available: {exc}") from None
+        return Panel(model=self.default_model)
+
+    def handle_history(self, rest: str) -> Any:
+        from .rendering import Bundle, history_mimebundle
+
+        h = parse_history_line(rest)
+        session = self.session()
+        try:
+            rows = session.store.history(model=h.model, text=h.text, since=h.since, until=h.until, limit=h.limit)
+        except KeyError as exc:  # unknown model
+            raise UsageError(str(exc.args[0])) from None
+        except ValueError as exc:  # a --since/--until that is not ISO 8601
+            raise UsageError(f"--since/--until take an ISO 8601 time such as 2025-01-31T08:00: {exc}") from None
+        thumbnails = {}
+        if h.thumbnails:
+            for row in rows:
+                if row.thumbnail and os.path.exists(row.thumbnail):
+                    thumbnails[row.task_id] = _read(row.thumbnail)
+        return Bundle(*history_mimebundle(rows, thumbnails=thumbnails))
+
+    def handle_show(self, rest: str) -> Any:
+        task_id = rest.strip()
+        if not task_id or " " in task_id:
+            raise UsageError("usage: %wanx show TASK_ID (find ids with %wanx history)")
+        session = self.session()
+        result = session.store.get(task_id)
+        if result is None:
+            raise UsageError(f"no saved result for task {task_id!r} in {session.store.root}; list them with %wanx history")
+        return result
+
+    def handle_resume(self, rest: str) -> Any:
+        from ._exceptions import WanxError
+        from .rendering import Bundle, Gallery
+
+        _no_args("resume", rest)
+        session = self.session()
+        try:
+            recovered = session.resume()
+        except WanxError as exc:
+            raise UsageError(str(exc)) from None
+        if not recovered:
+            return Bundle({"text/plain": "nothing to resume: every task written ahead has been collected"})
+        return Gallery(recovered, title=f"recovered {len(recovered)} task(s)")
+
+    def handle_cost(self, rest: str) -> Any:
+        from .rendering import CSS, Bundle, table_html, table_text
+
+        _no_args("cost", rest)
+        session = self.session()
+        images, yuan = session.store.total_cost()
+        rows = [
+            ["this session", f"¥{session.spent_yuan:.2f}"],
+            [f"store {session.store.root}", f"¥{yuan:.2f} for {images} image(s)"],
+        ]
+        if session.budget_yuan:
+            left = max(session.budget_yuan - session.spent_yuan, 0.0)
+            rows.append(["budget", f"¥{session.budget_yuan:.2f}, ¥{left:.2f} left"])
+        else:
+            rows.append(["budget", "none (set %config WanxMagics.budget_yuan = ...)"])
+        note = "at list prices; emulator and replayed results cost nothing on the real service"
+        html_out = f'{CSS}<div class="wanx-result">{table_html(["", "cost"], rows)}<div class="wanx-note">{note}</div></div>'
+        return Bundle({"text/plain": table_text(["", "cost"], rows) + "\n" + note, "text/html": html_out})
+
+
+WanxMagics.wanx_cell.__doc__ = CELL_HELP
+WanxMagics.wanx_line.__doc__ = LINE_HELP
+
+
+def _no_args(sub: str, rest: str) -> None:
+    if rest:
+        raise UsageError(f"%wanx {sub} takes no arguments (got {rest!r})")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _timeout_message(seconds: float, canceled: list[str], running: list[str]) -> str:
+    parts = [f"no result after {seconds:g} s (WanxMagics.wait_timeout); nothing more is waited for"]
+    if canceled:
+        parts.append(f"canceled PENDING task(s) {', '.join(canceled)}")
+    if running:
+        parts.append(f"still running (will be billed; collect with %wanx resume): {', '.join(running)}")
+    return "; ".join(parts)
