@@ -48,7 +48,7 @@ _LAZY = {
     "read_png_provenance": "._store",
     "history": "._history",
     "Panel": ".panel",
-    "compare": ".compare",
+    "compare": ".comparison",
 }
 
 

@@ -1,0 +1,307 @@
+"""The comparison grid: layout, shared seed, parameter adaptation, dry runs, failures, the saved PNG."""
+
+import concurrent.futures
+import hashlib
+import importlib
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, ValidationError
+from wanx_nb._models import GenerationResult
+from wanx_nb._png import read_provenance
+from wanx_nb._registry import V1_SIZES, get_model
+from wanx_nb._session import Session
+from wanx_nb.comparison import (
+    DEFAULT_SEED,
+    GUIDE_MODELS,
+    GUIDE_PROMPTS,
+    CompareGrid,
+    adapt_params,
+    compare,
+)
+from wanx_nb.emulator import Emulator, EmulatorSettings
+
+# The module (the function is also `wanx_nb.compare`).
+compare_module = importlib.import_module("wanx_nb.comparison")
+
+
+def creates(emulator):
+    return [r for r in emulator.request_log if r.route == "create"]
+
+
+@pytest.fixture
+def emulator():
+    return Emulator(EmulatorSettings(time_scale=0.001))
+
+
+@pytest.fixture
+def session(tmp_path, emulator):
+    return Session(store=tmp_path / "store", emulator=emulator)
+
+
+# ---- plan, layout, seed ------------------------------------------------------------------------
+
+
+def test_dry_run_lays_out_the_guide_grid_states_images_and_cost_and_sends_nothing(session, emulator):
+    grid = compare(GUIDE_PROMPTS, dry_run=True, session=session)
+    assert isinstance(grid, CompareGrid) and grid.dry_run
+    assert grid.shape == (4, 4) and grid.models == GUIDE_MODELS and grid.prompts == GUIDE_PROMPTS
+    assert emulator.request_log == []
+    assert (grid.plan.images, grid.plan.yuan) == (16, pytest.approx(4 * (0.20 + 0.14 + 0.04 + 0.16)))
+    text = grid._repr_mimebundle_()[0]["text/plain"]
+    assert "16 images" in text and "¥2.16" in text and "dry run, nothing sent" in text
+    assert f"seed {DEFAULT_SEED} in every cell (chosen by compare" in text
+    assert all(grid[i, m] is None for i in range(4) for m in GUIDE_MODELS)
+    assert grid.cell(3, "wanx-v1").phase == "planned"
+
+
+def test_every_cell_shares_one_seed(session):
+    grid = compare(["a fox", "a cat"], n=2, dry_run=True, session=session)
+    assert {c.request.seed for c in grid.cells} == {DEFAULT_SEED}
+    assert {c.request.n for c in grid.cells} == {2}
+    given = compare("a fox", seed=7, dry_run=True, session=session)
+    assert {c.request.seed for c in given.cells} == {7}
+    assert "seed 7 in every cell" in str(given.plan) and "chosen" not in str(given.plan)
+
+
+def test_models_can_be_chosen_and_indexed_by_name_or_column(session):
+    grid = compare("a fox", models=["wanx-v1", "wan2.1-t2i-turbo"], dry_run=True, session=session)
+    assert grid.models == ("wanx-v1", "wanx2.1-t2i-turbo")  # international names resolve
+    assert grid.cell(0, 1) is grid.cell(0, "wanx2.1-t2i-turbo") is grid.cell(0, "wan2.1-t2i-turbo")
+    with pytest.raises(KeyError, match="not a column"):
+        grid.cell(0, "wanx2.1-t2i-plus")
+
+
+# ---- parameter adaptation ----------------------------------------------------------------------
+
+
+def test_parameters_are_adapted_per_family_and_every_difference_is_noted(session, tmp_path):
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (32, 32), "green").save(ref)
+    grid = compare(
+        "a fox", size="1024*768", style="<anime>", prompt_extend=False, watermark=True, ref_img=str(ref),
+        negative_prompt="blurry", dry_run=True, session=session,
+    )
+    v1 = grid.cell(0, "wanx-v1")
+    assert (v1.request.size, v1.request.style, v1.request.ref_img) == ("1280*720", "<anime>", str(ref))
+    assert v1.request.prompt_extend is None and v1.request.watermark is None
+    assert v1.request.negative_prompt == "blurry"
+    assert any(n.startswith("size 1024*768 -> 1280*720") for n in v1.notes)
+    assert "not sent (V2 only): prompt_extend=False, watermark=True" in v1.notes
+
+    for m in ("wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo"):
+        v2 = grid.cell(0, m)
+        assert (v2.request.size, v2.request.prompt_extend, v2.request.watermark) == ("1024*768", False, True)
+        assert v2.request.style is None and v2.request.ref_img is None
+        assert v2.notes == [f"not sent (V1 only): style='<anime>', ref_img={str(ref)!r}"]
+
+    summary = "\n".join(grid.notes)
+    assert "wanx-v1: size 1024*768 -> 1280*720" in summary
+    assert "wanx2.1-t2i-plus, wanx2.1-t2i-turbo, wanx2.0-t2i-turbo: not sent (V1 only)" in summary
+    bundle = grid._repr_mimebundle_()[0]
+    assert "size 1024*768 -&gt; 1280*720" in bundle["text/html"] and "notes:" in bundle["text/plain"]
+
+
+def test_no_note_when_nothing_changes(session):
+    grid = compare("a fox", models=["wanx2.1-t2i-turbo", "wanx-v1"], size="1024*1024", negative_prompt="text",
+                   prompt_extend=False, dry_run=True, session=session)
+    assert grid.cell(0, "wanx2.1-t2i-turbo").notes == []
+    assert grid.cell(0, "wanx-v1").notes == ["not sent (V2 only): prompt_extend=False"]
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "expected"),
+    [
+        ("wanx-v1", "1024*768", "1280*720"),  # landscape stays landscape
+        ("wanx-v1", "768*1024", "768*1152"),  # closest portrait ratio
+        ("wanx-v1", "512*512", "1024*1024"),
+        ("wanx-v1", "720*1280", "720*1280"),
+        ("wanx2.1-t2i-plus", "2048*1024", "1440*720"),  # scaled into 512-1440, ratio kept
+        ("wanx2.1-t2i-plus", "400*400", "512*512"),
+        ("wanx2.1-t2i-plus", "1024*768", "1024*768"),
+        ("wan2.5-t2i-preview", "512*512", "768*768"),  # area rule
+    ],
+)
+def test_sizes_become_the_nearest_the_model_takes(model, size, expected):
+    effective, notes = adapt_params(get_model(model), {"size": size})
+    assert effective == {"size": expected}
+    assert bool(notes) == (size != expected)
+    if model == "wanx-v1":
+        assert expected in V1_SIZES
+
+
+def test_requests_that_break_the_rules_are_refused_before_sending(session, emulator):
+    with pytest.raises(ValidationError) as info:
+        compare("a fox", n=5, session=session)
+    assert "n (prompt 1, wanx-v1)" in str(info.value)
+    with pytest.raises(ValidationError, match="did you mean"):
+        compare("a fox", models=["wanx2.1-t2i-plsu"], session=session)
+    with pytest.raises(TypeError, match="colour"):
+        compare("a fox", colour="red", session=session)
+    assert emulator.request_log == []
+
+
+def test_budget_is_checked_before_sending(tmp_path, emulator):
+    session = Session(store=tmp_path / "store", emulator=emulator, budget_yuan=0.5)
+    with pytest.raises(BudgetExceededError):
+        compare(GUIDE_PROMPTS[:2], session=session)
+    assert emulator.request_log == []
+    plan = compare(GUIDE_PROMPTS[:2], session=session, dry_run=True).plan
+    assert "over budget" in str(plan)
+
+
+# ---- running -----------------------------------------------------------------------------------
+
+
+def test_cells_run_concurrently_and_fill_the_grid(tmp_path):
+    emulator = Emulator(EmulatorSettings(time_scale=0.02))
+    session = Session(store=tmp_path / "store", emulator=emulator)
+    grid = compare(["a fox", "a cat"], session=session, display=False)
+    assert grid.done and len(creates(emulator)) == 8
+    for (i, m), outcome in grid.results.items():
+        assert isinstance(outcome, GenerationResult) and outcome.model == m
+        assert outcome.request.prompt == ["a fox", "a cat"][i]
+        assert [im.seed for im in outcome.images] == [DEFAULT_SEED]
+    assert grid[1, "wanx-v1"] is grid[1, 3] is grid.cell(1, "wanx-v1").result
+    assert grid.cost_yuan == pytest.approx(2 * 0.54)
+    # Different models run side by side (each within its own concurrency limit).
+    spans = sorted((t.start_time, t.end_time) for t in emulator.tasks.values())
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    v1 = sorted((t.start_time, t.end_time) for t in emulator.tasks.values() if t.model == "wanx-v1")
+    assert all(b[0] >= a[1] for a, b in zip(v1, v1[1:]))  # wanx-v1 allows one at a time
+
+
+def test_a_refused_prompt_fails_its_row_as_tiles_and_the_rest_completes(session):
+    grid = compare(["a fox", "a cat EMU_BLOCK_INPUT"], session=session, display=False)
+    assert all(isinstance(grid[0, m], GenerationResult) for m in GUIDE_MODELS)
+    assert all(isinstance(grid[1, m], ContentInspectionError) for m in GUIDE_MODELS)
+    data, meta = grid._repr_mimebundle_()
+    assert data["text/plain"].count("failed DataInspectionFailed") == 4
+    assert data["text/html"].count('class="wanx-tile wanx-failed"') == 4 and data["text/html"].count("<img ") == 4
+    assert "done: 4 images, 4 failed cells" in data["text/plain"]
+    assert len(meta["wanx_nb"]["compare"]["cells"]) == 8
+
+
+def test_text_plain_is_deterministic_without_ids_or_times(tmp_path):
+    texts = []
+    for k in range(2):
+        emulator = Emulator(EmulatorSettings(time_scale=0.001, seed=k))
+        session = Session(store=tmp_path / f"store{k}", emulator=emulator)
+        grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=session, display=False)
+        texts.append(grid._repr_mimebundle_()[0]["text/plain"])
+        assert grid[0, 0].task_id not in texts[-1]
+    assert texts[0] == texts[1]
+    assert "wanx2.0-t2i-turbo" in texts[0] and "ok 1/1" in texts[0]
+
+
+def test_html_has_model_and_price_headers_and_prompt_row_headers(session):
+    long_prompt = "a very long prompt about a fox in the snow at dawn with mountains behind it"
+    grid = compare([long_prompt], models=["wanx2.1-t2i-plus", "wanx-v1"], seed=3, session=session, display=False)
+    page = grid._repr_mimebundle_()[0]["text/html"]
+    assert "wanx2.1-t2i-plus<br><span class='wanx-note'>¥0.20/image" in page
+    assert "wanx-v1<br><span class='wanx-note'>¥0.16/image" in page
+    assert f'title="{long_prompt}"' in page and "a very long prompt about a fox in…</th>" in page
+    assert page.count("seed 3 ·") == 2
+
+
+def test_the_live_display_is_updated_and_not_shown_twice(session, monkeypatch):
+    class Handle:
+        def __init__(self):
+            self.updates = []
+
+        def update(self, data, metadata=None, raw=False):
+            assert raw and "text/html" in data
+            self.updates.append(data["text/plain"])
+
+    handle = Handle()
+
+    def show_live(grid, shell):
+        grid._live_count = 12
+        handle.updates.append(grid.text())  # what the cell shows before anything is sent
+        return handle
+
+    monkeypatch.setattr(compare_module, "_show_live", show_live)
+    monkeypatch.setattr(compare_module, "_execution_count", lambda: 12)
+    grid = compare(["a fox"], models=["wanx2.0-t2i-turbo"], session=session, display=True)
+    assert "1 image, estimated ¥0.04" in handle.updates[0] and "planned" in handle.updates[0]
+    assert "ok 1/1" in handle.updates[-1]  # the live display ends complete
+    assert grid._repr_mimebundle_()[0]["text/plain"].endswith("(shown above)")  # same cell: not repeated
+    monkeypatch.setattr(compare_module, "_execution_count", lambda: 13)
+    assert "ok 1/1" in grid._repr_mimebundle_()[0]["text/plain"]  # displayed again later: in full
+
+
+# ---- save --------------------------------------------------------------------------------------
+
+
+def test_save_writes_one_labelled_png_and_a_manifest(session, tmp_path):
+    prompts = [GUIDE_PROMPTS[0], "a red fox EMU_BLOCK_INPUT"]
+    grid = compare(prompts, models=["wanx2.1-t2i-turbo", "wanx-v1"], size="1024*768", session=session, display=False)
+    png_path = grid.save(tmp_path / "out" / "grid.png", cell_px=128)
+    manifest_path = tmp_path / "out" / "grid.json"
+    assert png_path == tmp_path / "out" / "grid.png" and manifest_path.exists()
+
+    png = png_path.read_bytes()
+    image = Image.open(io.BytesIO(png))
+    margin, label_w, gap = 16, 220, 8
+    assert image.width == 2 * margin + label_w + 2 * (128 + gap)
+    assert 2 * 128 < image.height < 2 * 128 + 400  # rows of bounded cells plus title and caption
+    assert read_provenance(png)["manifest"] == "grid.json"
+
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["prompts"] == prompts and manifest["seed"] == DEFAULT_SEED
+    assert [m["name"] for m in manifest["models"]] == ["wanx2.1-t2i-turbo", "wanx-v1"]
+    assert manifest["image_sha256"] == hashlib.sha256(png).hexdigest()
+    assert manifest["cost_yuan"] == pytest.approx(0.30)
+    cells = {(c["row"], c["model"]): c for c in manifest["cells"]}
+    ok = cells[(0, "wanx-v1")]
+    assert ok["effective"]["size"] == "1280*720" and ok["effective"]["seed"] == DEFAULT_SEED
+    assert ok["notes"][0].startswith("size 1024*768 -> 1280*720")
+    assert ok["task_id"] == grid[0, "wanx-v1"].task_id and ok["cost_yuan"] == pytest.approx(0.16)
+    (im,) = ok["images"]
+    assert hashlib.sha256(open(im["path"], "rb").read()).hexdigest() or im["sha256"]
+    assert im["sha256"] == grid[0, "wanx-v1"].images[0].sha256 and im["seed"] == DEFAULT_SEED
+    failed = cells[(1, "wanx2.1-t2i-turbo")]
+    assert failed["error"]["code"] == "DataInspectionFailed" and failed["images"] == [] and failed["cost_yuan"] == 0
+
+
+def test_save_labels_chinese_prompts_legibly_with_the_bundled_font(session, tmp_path):
+    grid = compare([GUIDE_PROMPTS[0]], models=["wanx2.0-t2i-turbo"], session=session, display=False)
+    painter = compare_module._GridPainter(grid, cell_px=64, font_path=None, manifest_name="g.json")
+    if painter.fonts.path is not None:
+        pytest.skip("a CJK font is installed; the fallback is not used")
+    assert not painter.fonts.drawable("新年") and painter.fonts.drawable("HAPPY NEW YEAR 2025")
+    assert painter.fonts.safe("新年 HAPPY") == "… HAPPY"
+    path = grid.save(tmp_path / "g", cell_px=64)
+    assert path.name == "g.png" and (tmp_path / "g.json").exists()
+    assert Image.open(path).width == 2 * 16 + 220 + (64 + 8)
+
+
+def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(session):
+    class Interrupted(concurrent.futures.Future):
+        def result(self, timeout=None):
+            raise KeyboardInterrupt
+
+    class Stub:
+        backend = "emulator"
+        estimate_cost = staticmethod(Session.estimate_cost)
+
+        def check_budget(self, requests):
+            pass
+
+        def start(self, requests, on_progress=None, on_result=None):
+            on_result(0, ContentInspectionError(400, "DataInspectionFailed", "refused"))
+            self.future = Interrupted()
+            return self.future
+
+        def cancel_pending(self):
+            return ["t-1"], ["t-2"]
+
+    stub = Stub()
+    grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=stub, display=False)
+    assert stub.future.cancelled()
+    assert grid.interrupted.startswith("canceled PENDING task(s) t-1; still running") and "t-2" in grid.interrupted
+    assert isinstance(grid[0, 0], ContentInspectionError) and grid.cell(0, 1).phase == "interrupted"
+    assert "interrupted: canceled PENDING" in grid.text()

@@ -1,0 +1,402 @@
+"""The widget panel, driven without a browser: set `.value`, `click()`, assert on widget state."""
+
+import concurrent.futures
+import datetime as dt
+import inspect
+import io
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from ipywidgets import Layout, Widget
+from PIL import Image
+
+from wanx_nb._exceptions import (
+    BudgetExceededError,
+    ContentInspectionError,
+    TaskCanceledError,
+    ValidationError,
+)
+from wanx_nb._magic_args import parse_cell_line
+from wanx_nb._models import GenerationResult
+from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES
+from wanx_nb._request import GenerationRequest
+from wanx_nb._session import Progress, Session
+from wanx_nb.emulator import Emulator, EmulatorSettings
+from wanx_nb.panel import Panel, magic_cell
+
+
+class FakeSession:
+    """The Session surface the panel uses; `start` returns a Future the test resolves by hand."""
+
+    backend = "emulator"
+    estimate_cost = staticmethod(Session.estimate_cost)
+
+    def __init__(self, root):
+        self.store = SimpleNamespace(root=root)
+        self.started = []
+        self.cancel_result = ([], [])
+
+    def check_budget(self, requests):
+        pass
+
+    def start(self, requests, on_progress=None, on_result=None):
+        future = concurrent.futures.Future()
+        run = SimpleNamespace(requests=requests, on_progress=on_progress, on_result=on_result, future=future)
+        self.started.append(run)
+        return future
+
+    def cancel_pending(self):
+        return self.cancel_result
+
+
+def upload(name, content):
+    """The value FileUpload takes after a browser upload."""
+    entry = {"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+             "last_modified": dt.datetime(2025, 1, 8, tzinfo=dt.timezone.utc)}
+    return (entry,)
+
+
+def visible(widget):
+    return widget.layout.display != "none"
+
+
+def creates(emulator):
+    return [r for r in emulator.request_log if r.route == "create"]
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return FakeSession(tmp_path / "store")
+
+
+@pytest.fixture
+def emulator():
+    return Emulator(EmulatorSettings(time_scale=0.001))
+
+
+@pytest.fixture
+def session(tmp_path, emulator):
+    return Session(store=tmp_path / "store", emulator=emulator)
+
+
+def png_bytes(color="red"):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---- widgets follow the model's family ---------------------------------------------------------
+
+
+def test_v2_model_shows_free_size_and_v2_flags_and_hides_v1_controls(fake):
+    panel = Panel(session=fake)
+    assert panel._model.value == "wanx2.1-t2i-turbo"
+    assert visible(panel._v2_box) and visible(panel._extend) and visible(panel._watermark)
+    assert not visible(panel._v1_box)
+    assert (panel._width.min, panel._width.max, panel._width.value) == (512, 1440, 1024)
+    assert (panel._height.min, panel._height.max, panel._height.value) == (512, 1440, 1024)
+
+
+def test_switching_to_wanx_v1_shows_style_sizes_and_reference_and_back(fake):
+    panel = Panel(session=fake)
+    panel._model.value = "wanx-v1"
+    assert visible(panel._v1_box) and visible(panel._style) and visible(panel._v1_size) and visible(panel._ref_box)
+    assert not visible(panel._v2_box)
+    assert tuple(panel._style.options) == V1_STYLES and len(V1_STYLES) == 10
+    assert tuple(panel._v1_size.options) == V1_SIZES
+    assert (panel._ref_strength.min, panel._ref_strength.max, panel._ref_strength.value) == (0.0, 1.0, 0.5)
+    assert [v for _, v in panel._ref_mode.options] == ["repaint", "refonly"]
+
+    panel._model.value = "wanx2.0-t2i-turbo"
+    assert visible(panel._v2_box) and not visible(panel._v1_box)
+
+
+def test_area_ruled_model_gets_its_default_size_and_rule(fake):
+    panel = Panel(session=fake)
+    panel._model.value = "wan2.5-t2i-preview"
+    assert (panel._width.value, panel._height.value) == (1280, 1280)
+    assert panel._width.min <= 768 and panel._width.max >= 1440
+    assert "pixels" in panel._size_rule.value
+    panel._model.value = "wanx2.1-t2i-plus"
+    assert (panel._width.value, panel._height.value, panel._width.max) == (1024, 1024, 1440)
+
+
+def test_model_picker_labels_show_name_price_and_description(fake):
+    labels = dict((v, k) for k, v in Panel(session=fake)._model.options)
+    assert set(labels) == set(MODELS)
+    assert labels["wanx-v1"].startswith("wanx-v1 · ¥0.16/image · ")
+    assert MODELS["wanx2.0-t2i-turbo"].description in labels["wanx2.0-t2i-turbo"]
+
+
+def test_cost_label_follows_n_and_model(fake):
+    panel = Panel(session=fake)
+    assert panel._cost.value.startswith("1 image x ¥0.14 = ¥0.14")
+    panel._n.value = 2
+    assert panel._cost.value.startswith("2 images x ¥0.14 = ¥0.28")
+    panel._model.value = "wanx2.1-t2i-plus"
+    assert panel._cost.value.startswith("2 images x ¥0.20 = ¥0.40")
+    assert "emulator" in panel._cost.value
+
+
+def test_request_reflects_the_controls_of_each_family(fake, tmp_path):
+    panel = Panel(session=fake, prompt="  a red fox \n")
+    panel._negative.value = "blurry"
+    panel._width.value, panel._height.value = 1280, 720
+    panel._extend.value, panel._watermark.value = False, True
+    panel._seed_fixed.value = True
+    assert not panel._seed.disabled
+    panel._seed.value = 7
+    req = panel.request()
+    assert req == GenerationRequest(
+        "a red fox", model="wanx2.1-t2i-turbo", negative_prompt="blurry", size="1280*720", n=1, seed=7,
+        prompt_extend=False, watermark=True,
+    )
+
+    panel._model.value = "wanx-v1"
+    panel._style.value = "<anime>"
+    panel._v1_size.value = "720*1280"
+    panel._ref_upload.value = upload("ref.png", png_bytes())
+    panel._ref_strength.value = 0.8
+    panel._ref_mode.value = "refonly"
+    req = panel.request()
+    assert (req.model, req.style, req.size) == ("wanx-v1", "<anime>", "720*1280")
+    assert (req.ref_strength, req.ref_mode) == (0.8, "refonly")
+    assert req.prompt_extend is None and req.watermark is None
+    saved = req.ref_img
+    assert saved.startswith(str((tmp_path / "store" / "uploads").resolve())) and saved.endswith(".png")
+    assert open(saved, "rb").read() == png_bytes()
+
+    panel._ref_clear.click()
+    assert panel.request().ref_img is None and panel.request().ref_strength is None
+
+
+# ---- generation against the emulator -----------------------------------------------------------
+
+
+def test_generate_round_shows_images_reenables_and_writes_a_runnable_cell(session, emulator):
+    panel = Panel(session=session)
+    seen = []
+    panel.on_result(seen.append)
+    panel._prompt.value = "a red fox in snow"
+    panel._n.value = 2
+    panel._seed_fixed.value = True
+    panel._seed.value = 42
+    panel._generate.click()
+    (result,) = panel.wait(30)
+
+    assert not panel.running and not panel._generate.disabled and panel._cancel.disabled
+    assert isinstance(result, GenerationResult) and [im.seed for im in result.images] == [42, 43]
+    assert panel.results == (result,) and seen == [result]
+    assert panel._gallery.value.count("<img ") == 2
+    assert "Done: 2 images, ¥0.28" in panel._message.value
+    assert panel.last_error is None and panel._errors.value == ""
+    (static,) = panel._out.outputs  # also written as a static output (saved in the notebook)
+    assert static["output_type"] == "display_data" and "<img " in static["data"]["text/html"]
+    assert static["metadata"]["wanx_nb"]["task_id"] == result.task_id
+
+    first, body = panel.code_text.split("\n", 1)
+    assert first.startswith("%%wanx ") and body == "a red fox in snow"
+    again = parse_cell_line(first[len("%%wanx "):]).to_request(body, default_model="wanx-v1")
+    assert again.canonical() == result.request.canonical()
+    assert len(creates(emulator)) == 1
+
+
+def test_random_seed_is_shown_in_the_cell_and_kept_in_the_seed_box(session):
+    panel = Panel(session=session, model="wanx2.0-t2i-turbo", prompt="a lighthouse")
+    panel._generate.click()
+    (result,) = panel.wait(30)
+    seed = result.images[0].seed
+    assert f"--seed {seed}" in panel.code_text
+    assert panel._seed.value == seed and panel._seed.disabled  # tick "fixed seed" to repeat it
+
+
+def test_wanx_v1_round_writes_style_and_reference_into_the_cell(session, emulator):
+    panel = Panel(session=session, model="wanx-v1", prompt="a cat")
+    panel._style.value = "<oil painting>"
+    panel._ref_upload.value = upload("sketch.png", png_bytes("blue"))
+    panel._generate.click()
+    (result,) = panel.wait(30)
+    assert len(result.succeeded) == 1
+    args = parse_cell_line(panel.code_text.split("\n", 1)[0][len("%%wanx "):])
+    assert args.style == "<oil painting>" and args.model == "wanx-v1"
+    assert args.ref_img == panel.request().ref_img and args.ref_strength == 0.5 and args.ref_mode == "repaint"
+
+
+def test_generate_returns_at_once_and_results_arrive_from_another_thread(fake):
+    panel = Panel(session=fake, prompt="a fox")
+    panel._generate.click()
+    assert panel.running and panel._generate.disabled and not panel._cancel.disabled
+    (run,) = fake.started
+    assert run.requests[0].prompt == "a fox"
+    panel._generate.click()  # ignored while running
+    assert len(fake.started) == 1
+
+    def background():
+        run.on_progress(Progress(0, "wanx2.1-t2i-turbo", "running", "t-1", 0.5))
+        run.on_result(0, TaskCanceledError("t-1", "CANCELED", None, ""))
+        run.future.set_result([])
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    thread.join()
+    assert panel.wait(5) == []
+    assert not panel.running and not panel._generate.disabled
+    assert "running" in panel._status.value
+    assert "canceled" in panel._errors.value and isinstance(panel.last_error, TaskCanceledError)
+
+
+def test_cancel_cancels_the_pending_task_and_says_so(tmp_path):
+    emulator = Emulator(EmulatorSettings(time_scale=0.1))  # wanx-v1 runs about 3 s
+    blocker = Session(store=tmp_path / "other", emulator=emulator)  # another kernel on the same account
+    busy = blocker.start([GenerationRequest("blocker", model="wanx-v1", n=1, seed=1)])
+    deadline = time.monotonic() + 10
+    while not any(t.status_at(emulator.now()) == "RUNNING" for t in emulator.tasks.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    panel = Panel(session=Session(store=tmp_path / "store", emulator=emulator), model="wanx-v1", prompt="a fox")
+    panel._generate.click()
+    while not any(p.phase == "pending" for p in panel._run.progress.values()):  # queued behind the blocker
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (task_id,) = [p.task_id for p in panel._run.progress.values()]
+    assert emulator.tasks[task_id].status_at(emulator.now()) == "PENDING"
+
+    panel._cancel.click()
+    assert f"Canceled PENDING task(s): {task_id}." in panel._message.value
+    assert panel.wait(30) == []
+    assert emulator.tasks[task_id].status_at(emulator.now()) == "CANCELED"
+    assert isinstance(panel.last_error, TaskCanceledError) and "wanx-v1 canceled" in panel._errors.value
+    assert not panel._generate.disabled and panel._cancel.disabled
+    assert busy.result(30)[0].succeeded  # the running task was left alone
+
+
+def test_cancel_with_nothing_in_flight_says_so(fake):
+    panel = Panel(session=fake)
+    fake.cancel_result = ([], ["t-9"])
+    panel._cancel.click()
+    assert "Still running" in panel._message.value and "t-9" in panel._message.value
+    fake.cancel_result = ([], [])
+    panel._cancel.click()
+    assert "Nothing to cancel" in panel._message.value
+
+
+# ---- errors are shown in the panel -------------------------------------------------------------
+
+
+def test_validation_error_is_shown_in_the_panel_and_nothing_is_sent(session, emulator):
+    panel = Panel(session=session, model="wanx-v1")
+    panel._prompt.value = "   "
+    panel._generate.click()
+    assert isinstance(panel.last_error, ValidationError)
+    assert "prompt" in panel._errors.value and "Not sent" in panel._errors.value
+    assert not panel.running and not panel._generate.disabled
+    assert emulator.request_log == []
+    assert panel.results == () and panel.code_text == ""
+
+
+def test_budget_refusal_is_shown_and_nothing_is_sent(tmp_path, emulator):
+    session = Session(store=tmp_path / "store", emulator=emulator, budget_yuan=0.3)
+    panel = Panel(session=session, model="wanx2.1-t2i-plus", prompt="a fox")
+    panel._n.value = 2  # ¥0.40
+    panel._generate.click()
+    assert isinstance(panel.last_error, BudgetExceededError) and "budget" in panel._errors.value
+    assert emulator.request_log == [] and not panel.running
+
+
+def test_api_error_after_sending_is_shown_in_the_panel(session, emulator):
+    panel = Panel(session=session, prompt="a fox EMU_BLOCK_INPUT")
+    panel._generate.click()
+    assert panel.wait(30) == []
+    assert isinstance(panel.last_error, ContentInspectionError)
+    assert "DataInspectionFailed" in panel._errors.value and "next step" in panel._errors.value
+    assert not panel._generate.disabled and panel._gallery.value.count("<img ") == 0
+
+
+def test_a_failing_result_callback_does_not_break_the_run(session):
+    panel = Panel(session=session, prompt="a fox")
+    panel.on_result(lambda result: 1 / 0)
+    panel._generate.click()
+    (result,) = panel.wait(30)
+    assert panel.results == (result,)
+
+
+def test_on_result_can_be_removed(session):
+    panel = Panel(session=session, prompt="a fox")
+    seen = []
+    panel.on_result(seen.append)
+    panel.on_result(seen.append, remove=True)
+    panel._generate.click()
+    panel.wait(30)
+    assert seen == []
+
+
+# ---- static output in a kernel -----------------------------------------------------------------
+
+
+class FakeDisplayPub:
+    def __init__(self):
+        self.parent_header = {"msg_id": "cell-1", "msg_type": "execute_request"}
+        self.thread_parent = None
+        self.published = []
+
+    def set_thread_parent(self, parent):
+        self.thread_parent = parent
+        return "token"
+
+    def reset_thread_parent(self, token):
+        assert token == "token"
+        self.thread_parent = None
+
+    def publish(self, data, metadata=None, **kwargs):
+        self.published.append((self.thread_parent, threading.current_thread().name, data, metadata))
+
+
+def test_results_are_published_to_the_cell_that_created_the_panel(session, monkeypatch):
+    import IPython
+
+    pub = FakeDisplayPub()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: SimpleNamespace(display_pub=pub))
+    panel = Panel(session=session, prompt="a fox")
+    pub.parent_header = {"msg_id": "cell-2"}  # the user has moved on to another cell
+    panel._generate.click()
+    (result,) = panel.wait(30)
+    ((parent, thread, data, metadata),) = pub.published
+    assert parent == {"msg_id": "cell-1", "msg_type": "execute_request"}
+    assert thread != threading.main_thread().name
+    assert "<img " in data["text/html"] and metadata["wanx_nb"]["task_id"] == result.task_id
+    assert panel._out.outputs == ()
+    assert pub.thread_parent is None
+
+
+# ---- the equivalent cell, and hygiene -----------------------------------------------------------
+
+
+def test_magic_cell_quotes_what_needs_quoting_and_parses_back(tmp_path):
+    ref = tmp_path / "my sketch.png"
+    ref.write_bytes(png_bytes())
+    request = GenerationRequest(
+        "一只猫\nsecond line", model="wanx-v1", n=3, seed=5, size="1280*720", negative_prompt='no "text", no blur',
+        style="<3d cartoon>", ref_img=str(ref), ref_strength=0.25, ref_mode="refonly",
+    )
+    first, body = magic_cell(request).split("\n", 1)
+    assert first.startswith("%%wanx -m wanx-v1 -n 3 --size 1280*720 --seed 5 ")
+    assert body == request.prompt
+    again = parse_cell_line(first[len("%%wanx "):]).to_request(body, default_model="wanx2.1-t2i-turbo")
+    assert again == request
+
+    v2 = GenerationRequest("fox", model="wanx2.1-t2i-plus", n=1, seed=0, prompt_extend=False, watermark=True)
+    line = magic_cell(v2).split("\n")[0]
+    assert "--no-extend" in line and "--watermark" in line and "--style" not in line
+    again = parse_cell_line(line[len("%%wanx "):]).to_request("fox", default_model="wanx-v1")
+    assert again == v2.replace(size="1024*1024")
+
+
+def test_repr_is_short_and_no_widget_is_a_default_argument(fake):
+    panel = Panel(session=fake)
+    assert repr(panel) == "<wanx_nb.Panel wanx2.1-t2i-turbo n=1>"
+    for param in inspect.signature(Panel.__init__).parameters.values():
+        assert not isinstance(param.default, (Widget, Layout))
+    assert Panel(session=fake).layout is not panel.layout

@@ -1,0 +1,579 @@
+"""The widget panel: a prompt, a model and its parameters in; images, costs and a re-runnable cell out.
+
+The panel composes widgets and wires them (ipywidgets `interactive`, ipyfilechooser); everything else
+is delegated: checking a request to `_validation.validate`, cost to `Session.estimate_cost`, running to
+`Session.start` (a Future on the background loop, so the kernel stays free and widget messages keep
+flowing), cancelling to `Session.cancel_pending`, and every piece of HTML to `rendering`.
+
+Results arrive on the session's background thread. Handlers there only set widget values (which
+ipywidgets allows from any thread) and touch shared state under `self._lock`; they never raise into
+the session: whatever goes wrong is shown in the panel and kept in `.last_error`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import html
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ipywidgets import (
+    BoundedIntText,
+    Button,
+    CallbackDispatcher,
+    Checkbox,
+    Dropdown,
+    FileUpload,
+    FloatSlider,
+    HBox,
+    IntSlider,
+    Label,
+    Layout,
+    Output,
+    Textarea,
+    ToggleButtons,
+    VBox,
+)
+from ipywidgets import HTML as HTMLWidget
+
+from . import rendering
+from ._exceptions import TaskCanceledError, WanxError
+from ._models import GenerationResult
+from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
+from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
+from ._session import Progress, get_session
+from ._validation import parse_size, validate
+
+__all__ = ["Panel", "magic_cell"]
+
+_NARROW = {"description_width": "initial"}
+_UPLOAD_DIR = "uploads"
+
+
+def magic_cell(request: GenerationRequest) -> str:
+    """The `%%wanx` cell that sends `request` again: option line, then the prompt as the cell body.
+
+    Values are quoted for a POSIX shell-style split (`shlex.split`, or IPython's `arg_split(...,
+    posix=True)`), so a negative prompt with spaces or quotes survives the round trip.
+    """
+    spec = get_model(request.model)
+    opts: list[str] = ["-m", spec.name, "-n", str(request.effective_n), "--size", request.effective_size]
+    if request.seed is not None:
+        opts += ["--seed", str(request.seed)]
+    if request.negative_prompt:
+        opts += ["--negative", _quote(request.negative_prompt)]
+    if "prompt_extend" in spec.params and request.prompt_extend is not None:
+        opts.append("--extend" if request.prompt_extend else "--no-extend")
+    if "watermark" in spec.params and request.watermark is not None:
+        opts.append("--watermark" if request.watermark else "--no-watermark")
+    if spec.is_v1:
+        if request.style:
+            opts += ["--style", _quote(request.style)]
+        if request.ref_img:
+            opts += ["--ref", _quote(request.ref_img)]
+            if request.ref_strength is not None:
+                opts += ["--ref-strength", f"{request.ref_strength:g}"]
+            if request.ref_mode:
+                opts += ["--ref-mode", request.ref_mode]
+    return "%%wanx " + " ".join(opts) + "\n" + request.prompt
+
+
+def _quote(value: str) -> str:
+    """Double-quote when needed (spaces, quotes, <style> brackets); POSIX escapes inside."""
+    if value and all(c.isalnum() or c in "-_.,/:=+@%" for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _side_bounds(spec: ModelSpec) -> tuple[int, int]:
+    """Slider bounds for one side: the side range, or what the area and aspect rules allow."""
+    if spec.side_range is not None:
+        return spec.side_range
+    if spec.pixel_range is not None and spec.aspect_range is not None:
+        (lo, hi), (a, b) = spec.pixel_range, spec.aspect_range
+        return math.ceil(math.sqrt(lo * a)), math.floor(math.sqrt(hi * b))
+    return 256, 2048
+
+
+def _set_bounds(slider: IntSlider, lo: int, hi: int, value: int) -> None:
+    """Move an IntSlider's range without tripping min <= max in between."""
+    if lo > slider.max:
+        slider.max, slider.min = hi, lo
+    else:
+        slider.min, slider.max = lo, hi
+    slider.value = min(max(value, lo), hi)
+
+
+def _show(widget: Any, visible: bool) -> None:
+    widget.layout.display = None if visible else "none"
+
+
+class _Run:
+    """Bookkeeping of one click on Generate."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self.results: list[GenerationResult] = []
+        self.errors: list[BaseException] = []
+        self.progress: dict[int, Progress] = {}
+        self.future: concurrent.futures.Future[Any] | None = None
+
+
+class Panel(VBox):
+    """Generate images with widgets: pick a model, set its parameters, click Generate.
+
+    Controls follow the model's family: V1 (wanx-v1) shows style, its four sizes and a reference
+    image; V2 shows free width and height, prompt rewriting and watermark. The cost label updates as
+    you change n or the model. Each result lands in the gallery, is also written to the cell's output
+    as a static image (so saved and exported notebooks show it), and the "equivalent cell" box shows
+    the `%%wanx` cell that makes it again.
+
+    Parameters:
+        session: the Session to generate through (default: `get_session()`).
+        model: the model selected at start (default: wanx2.1-t2i-turbo).
+        prompt: initial prompt text.
+        static_output: also write each result to the output of the cell that created the panel.
+        layout: the panel's Layout (default: full width).
+
+    Example:
+        >>> panel = Panel()                        # doctest: +SKIP
+        >>> panel.on_result(lambda r: print(r.paths))   # doctest: +SKIP
+        >>> panel                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        session: Any = None,
+        *,
+        model: str | None = None,
+        prompt: str = "",
+        static_output: bool = True,
+        layout: Layout | None = None,
+    ) -> None:
+        self._session = session if session is not None else get_session()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._done.set()
+        self._run: _Run | None = None
+        self._results: list[GenerationResult] = []
+        self._last_error: BaseException | None = None
+        self._code_text = ""
+        self._ref_path: str | None = None
+        self._result_handlers = CallbackDispatcher()
+        self._static_output = static_output
+        self._shell, self._parent = _capture_cell()
+
+        first = get_model(model or DEFAULT_MODEL)
+        self._build_widgets(first, prompt)
+        self._apply_model(first)
+        self._update_cost()
+        self._wire()
+        super().__init__(self._layout_children(), layout=layout or Layout(width="100%"))
+
+    # ---- construction ----------------------------------------------------------------------------
+
+    def _build_widgets(self, spec: ModelSpec, prompt: str) -> None:
+        full = {"width": "100%"}
+        self._prompt = Textarea(value=prompt, placeholder="Prompt (Chinese or English)", rows=3, layout=Layout(**full))
+        self._negative = Textarea(
+            placeholder="Negative prompt (optional): what not to draw", rows=1, layout=Layout(**full)
+        )
+        self._model = Dropdown(
+            options=[(_model_label(s), name) for name, s in MODELS.items()],
+            value=spec.name,
+            description="Model",
+            layout=Layout(**full),
+        )
+        # V1: style, fixed sizes, reference image.
+        self._style = Dropdown(options=list(V1_STYLES), value="<auto>", description="Style", style=_NARROW)
+        self._v1_size = Dropdown(options=["1024*1024"], description="Size", style=_NARROW)
+        self._ref_upload = FileUpload(accept="image/*", multiple=False, description="Reference image")
+        self._ref_label = Label("no reference image")
+        self._ref_clear = Button(description="Remove", icon="times", layout=Layout(width="auto"))
+        self._ref_strength = FloatSlider(
+            value=0.5, min=0.0, max=1.0, step=0.05, description="ref_strength", style=_NARROW
+        )
+        self._ref_mode = ToggleButtons(
+            options=[("repaint (follow content)", "repaint"), ("refonly (follow style)", "refonly")],
+            value="repaint",
+            description="ref_mode",
+            style=_NARROW,
+        )
+        self._ref_box = VBox(
+            [HBox([self._ref_upload, self._ref_label, self._ref_clear]), HBox([self._ref_strength, self._ref_mode])]
+        )
+        self._v1_box = VBox([HBox([self._style, self._v1_size]), self._ref_box])
+        # V2: free size, prompt rewriting, watermark.
+        self._width = IntSlider(value=1024, min=512, max=1440, step=16, description="Width", style=_NARROW)
+        self._height = IntSlider(value=1024, min=512, max=1440, step=16, description="Height", style=_NARROW)
+        self._size_rule = Label("")
+        self._extend = Checkbox(
+            value=True, description="prompt_extend (let the service rewrite the prompt)", indent=False
+        )
+        self._watermark = Checkbox(value=False, description="watermark (AI生成)", indent=False)
+        self._v2_box = VBox(
+            [HBox([self._width, self._height]), self._size_rule, HBox([self._extend, self._watermark])]
+        )
+        # Both families.
+        self._n = IntSlider(value=1, min=1, max=spec.max_n, description="n", style=_NARROW)
+        self._seed_fixed = Checkbox(value=False, description="fixed seed", indent=False, layout=Layout(width="auto"))
+        self._seed = BoundedIntText(
+            value=42, min=0, max=MAX_SEED, description="seed", disabled=True, style=_NARROW, layout=Layout(width="14em")
+        )
+        self._generate = Button(description="Generate", button_style="primary", icon="play")
+        self._cancel = Button(description="Cancel", icon="stop", disabled=True)
+        self._cost = Label("")
+        self._status = HTMLWidget("")
+        self._message = HTMLWidget("")
+        self._errors = HTMLWidget("")
+        self._gallery = HTMLWidget("")
+        self._code = HTMLWidget("")
+        self._out = Output()
+
+    def _layout_children(self) -> list[Any]:
+        return [
+            self._prompt,
+            self._negative,
+            self._model,
+            self._v1_box,
+            self._v2_box,
+            HBox([self._n, self._seed_fixed, self._seed]),
+            HBox([self._generate, self._cancel, self._cost]),
+            self._status,
+            self._message,
+            self._errors,
+            self._gallery,
+            self._code,
+            self._out,
+        ]
+
+    def _wire(self) -> None:
+        self._model.observe(self._on_model_change, names="value")
+        self._n.observe(self._on_n_change, names="value")
+        self._seed_fixed.observe(self._on_seed_fixed_change, names="value")
+        self._ref_upload.observe(self._on_ref_upload_change, names="value")
+        self._ref_clear.on_click(self._on_ref_clear_click)
+        self._generate.on_click(self._on_generate_click)
+        self._cancel.on_click(self._on_cancel_click)
+
+    # ---- public ----------------------------------------------------------------------------------
+
+    def on_result(self, callback: Callable[[GenerationResult], Any], remove: bool = False) -> None:
+        """Call `callback(result)` with each GenerationResult as it arrives (from a background thread).
+
+        Failed requests do not reach the callback: they are shown in the panel and in `.last_error`.
+        """
+        self._result_handlers.register_callback(callback, remove=remove)
+
+    def wait(self, timeout: float | None = None) -> list[GenerationResult]:
+        """Block until the current generation finishes; returns its results (for tests and scripts).
+
+        Do not call it from a notebook cell while you want to watch the panel: it blocks the kernel.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the panel's generation did not finish within {timeout} s; it keeps running")
+        with self._lock:
+            return list(self._run.results) if self._run else []
+
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    @property
+    def results(self) -> tuple[GenerationResult, ...]:
+        """Every result this panel produced, in the order they arrived."""
+        with self._lock:
+            return tuple(self._results)
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The last error shown (a validation error before sending, or an API/task error after)."""
+        return self._last_error
+
+    @property
+    def code_text(self) -> str:
+        """The `%%wanx` cell equivalent to the last generation ("" before the first)."""
+        return self._code_text
+
+    def request(self) -> GenerationRequest:
+        """The request the controls describe now (not validated)."""
+        spec = get_model(self._model.value)
+        params: dict[str, Any] = {"n": self._n.value}
+        if self._negative.value.strip():
+            params["negative_prompt"] = self._negative.value.strip()
+        if self._seed_fixed.value:
+            params["seed"] = self._seed.value
+        if spec.sizes is not None:
+            params["size"] = self._v1_size.value
+        else:
+            params["size"] = f"{self._width.value}*{self._height.value}"
+        if "style" in spec.params:
+            params["style"] = self._style.value
+        if "ref_img" in spec.params and self._ref_path:
+            params.update(ref_img=self._ref_path, ref_strength=self._ref_strength.value, ref_mode=self._ref_mode.value)
+        if "prompt_extend" in spec.params:
+            params["prompt_extend"] = self._extend.value
+        if "watermark" in spec.params:
+            params["watermark"] = self._watermark.value
+        return GenerationRequest(prompt=self._prompt.value.strip(), model=spec.name, **params)
+
+    def __repr__(self) -> str:
+        state = " running" if self.running else ""
+        return f"<wanx_nb.Panel {self._model.value} n={self._n.value}{state}>"
+
+    # ---- handlers: controls ----------------------------------------------------------------------
+
+    def _on_model_change(self, change: dict[str, Any]) -> None:
+        old = get_model(change["old"]) if change.get("old") in MODELS else None
+        self._apply_model(get_model(change["new"]), previous=old)
+        self._update_cost()
+
+    def _on_n_change(self, change: dict[str, Any]) -> None:
+        self._update_cost()
+
+    def _on_seed_fixed_change(self, change: dict[str, Any]) -> None:
+        self._seed.disabled = not change["new"]
+
+    def _on_ref_upload_change(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        try:
+            self._ref_path = self._save_upload(item["name"], bytes(item["content"]))
+        except OSError as exc:
+            self._show_error(exc, title="Could not save the reference image")
+            return
+        self._ref_label.value = f"{item['name']} → {self._ref_path}"
+
+    def _on_ref_clear_click(self, button: Button) -> None:
+        self._ref_path = None
+        self._ref_upload.value = ()
+        self._ref_label.value = "no reference image"
+
+    # ---- handlers: run ---------------------------------------------------------------------------
+
+    def _on_generate_click(self, button: Button) -> None:
+        if self.running:
+            return
+        self._errors.value = ""
+        self._message.value = ""
+        request = self.request()
+        try:
+            warnings = validate(request)
+            self._session.check_budget([request])
+        except WanxError as exc:  # ValidationError, BudgetExceededError: nothing was sent
+            self._show_error(exc, title="Not sent")
+            return
+        if warnings:
+            self._message.value = "<br>".join(f"⚠ {html.escape(w)}" for w in warnings)
+        run = _Run(request)
+        with self._lock:
+            self._run = run
+        self._done.clear()
+        self._generate.disabled = True
+        self._cancel.disabled = False
+        self._gallery.value = ""
+        self._status.value = rendering.status_html([Progress(0, request.model, "queued")])
+        self._set_code(request)
+        try:
+            future = self._session.start(
+                [request],
+                on_progress=lambda p: self._on_session_progress(run, p),
+                on_result=lambda i, outcome: self._on_session_result(run, i, outcome),
+            )
+        except Exception as exc:  # the session refused before starting
+            self._show_error(exc, title="Not sent")
+            self._finish(run)
+            return
+        run.future = future
+        future.add_done_callback(lambda f: self._on_session_done(run, f))
+
+    def _on_cancel_click(self, button: Button) -> None:
+        run = self._run
+        try:
+            canceled, running = self._session.cancel_pending()
+        except Exception as exc:
+            self._show_error(exc, title="Cancel failed")
+            return
+        parts = []
+        if canceled:
+            parts.append(f"Canceled PENDING task(s): {', '.join(canceled)}.")
+        if running:
+            parts.append(
+                f"Still running (the service cannot cancel a running task; it will finish and be billed): "
+                f"{', '.join(running)}."
+            )
+        with self._lock:
+            queued = [] if run is None else [p for p in run.progress.values() if p.phase == "queued"]
+        if queued and self.running:
+            parts.append(
+                f"{len(queued)} request(s) are still waiting for a free {queued[0].model} slot and were not sent "
+                "yet; they will be sent when the slot frees."
+            )
+        if not parts:
+            parts.append("Nothing to cancel: no task of this session is in flight.")
+        self._message.value = html.escape(" ".join(parts))
+
+    # ---- handlers: session (background thread) ---------------------------------------------------
+
+    def _on_session_progress(self, run: _Run, progress: Progress) -> None:
+        try:
+            with self._lock:
+                run.progress[progress.index] = progress
+                snapshot = [run.progress[i] for i in sorted(run.progress)]
+            self._status.value = rendering.status_html(snapshot)
+        except Exception as exc:  # never raise into the session
+            self._show_error(exc, title="Panel error")
+
+    def _on_session_result(self, run: _Run, index: int, outcome: GenerationResult | BaseException) -> None:
+        try:
+            if isinstance(outcome, GenerationResult):
+                with self._lock:
+                    run.results.append(outcome)
+                    self._results.append(outcome)
+                    shown = list(run.results)
+                self._gallery.value = _gallery_html(shown)
+                # The request as sent has the seed the client picked; keep the local reference path
+                # (the client swaps it for a temporary oss:// URL).
+                self._set_code(run.request.replace(seed=outcome.request.seed))
+                if not self._seed_fixed.value and outcome.request.seed is not None:
+                    self._seed.value = outcome.request.seed  # tick "fixed seed" to repeat it
+                self._emit_static(outcome)
+                self._result_handlers(outcome)
+            else:
+                with self._lock:
+                    run.errors.append(outcome)
+                verb = "canceled" if isinstance(outcome, TaskCanceledError) else "failed"
+                self._show_error(outcome, title=f"{run.request.model} {verb}", append=True)
+        except Exception as exc:
+            self._show_error(exc, title="Panel error", append=True)
+
+    def _on_session_done(self, run: _Run, future: concurrent.futures.Future[Any]) -> None:
+        try:
+            if future.cancelled():
+                self._show_error(RuntimeError("the generation was cancelled"), title="Stopped", append=True)
+            elif future.exception() is not None:
+                # The run failed as a whole (budget, replay miss, a bug): show it, never lose it.
+                self._show_error(future.exception(), title="Not completed", append=True)
+        finally:
+            self._finish(run)
+
+    def _finish(self, run: _Run) -> None:
+        with self._lock:
+            ok = sum(len(r.succeeded) for r in run.results)
+            cost = sum(r.cost_yuan for r in run.results)
+        if run.results or run.errors:
+            note = f"Done: {ok} image{'s' if ok != 1 else ''}, ¥{cost:.2f}"
+            if run.results and run.results[0].from_emulator:
+                note += " (emulator: nothing was billed)"
+            self._message.value = (self._message.value + "<br>" if self._message.value else "") + html.escape(note)
+        self._generate.disabled = False
+        self._cancel.disabled = True
+        self._done.set()
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _apply_model(self, spec: ModelSpec, previous: ModelSpec | None = None) -> None:
+        """Show the controls `spec` takes, hide the others, and fit ranges and options to it."""
+        _show(self._style, "style" in spec.params)
+        _show(self._ref_box, "ref_img" in spec.params)
+        _show(self._extend, "prompt_extend" in spec.params)
+        _show(self._watermark, "watermark" in spec.params)
+        _show(self._v1_box, spec.sizes is not None or "style" in spec.params or "ref_img" in spec.params)
+        _show(self._v1_size, spec.sizes is not None)
+        _show(self._v2_box, spec.sizes is None)
+        if spec.sizes is not None:
+            keep = self._v1_size.value if self._v1_size.value in spec.sizes else spec.default_size
+            self._v1_size.options = list(spec.sizes)
+            self._v1_size.value = keep
+        else:
+            lo, hi = _side_bounds(spec)
+            w, h = (self._width.value, self._height.value)
+            if previous is None or previous.default_size != spec.default_size or previous.sizes is not None:
+                w, h = parse_size(spec.default_size) or (1024, 1024)
+            _set_bounds(self._width, lo, hi, w)
+            _set_bounds(self._height, lo, hi, h)
+            self._size_rule.value = f"{spec.name}: {spec.size_rule()}"
+        self._n.max = spec.max_n
+
+    def _update_cost(self) -> None:
+        spec = get_model(self._model.value)
+        images, yuan = self._session.estimate_cost([GenerationRequest(prompt="", model=spec.name, n=self._n.value)])
+        text = f"{images} image{'s' if images != 1 else ''} x ¥{spec.price_yuan:.2f} = ¥{yuan:.2f}"
+        if getattr(self._session, "backend", None) == "emulator":
+            text += " (emulator: not billed)"
+        self._cost.value = text
+
+    def _set_code(self, request: GenerationRequest) -> None:
+        self._code_text = magic_cell(request)
+        self._code.value = (
+            "<details open><summary>Equivalent cell</summary>"
+            f"<pre style='white-space:pre-wrap;user-select:all'>{html.escape(self._code_text)}</pre></details>"
+        )
+
+    def _show_error(self, exc: BaseException, *, title: str, append: bool = False) -> None:
+        self._last_error = exc
+        data, _ = rendering.error_mimebundle(exc)
+        block = f'<div class="wanx-head"><b>{html.escape(title)}</b></div>{data["text/html"]}'
+        self._errors.value = (self._errors.value if append else "") + block
+
+    def _save_upload(self, name: str, content: bytes) -> str:
+        """Write an uploaded reference image into the store (content-named, so re-runs find it)."""
+        root = Path(getattr(getattr(self._session, "store", None), "root", None) or "wanx_store")
+        folder = root / _UPLOAD_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = Path(name).suffix.lower() or ".png"
+        path = folder / f"{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
+        if not path.exists():
+            path.write_bytes(content)
+        return str(path.resolve())
+
+    def _emit_static(self, result: GenerationResult) -> None:
+        """Write the result to the creating cell's output as a static display (saved in the .ipynb).
+
+        In a kernel we publish a display_data message parented to the cell that built the panel, so it
+        becomes a real output of that cell (exported notebooks and GitHub show it). Without a kernel
+        (tests, plain Python) the bundle goes into the panel's own Output widget.
+        """
+        if not self._static_output:
+            return
+        data, metadata = rendering.result_mimebundle(result)
+        pub = getattr(self._shell, "display_pub", None)
+        if self._parent and hasattr(pub, "set_thread_parent"):
+            token = pub.set_thread_parent(self._parent)
+            try:
+                pub.publish(data=data, metadata=metadata)
+            finally:
+                pub.reset_thread_parent(token)
+            return
+        self._out.outputs += ({"output_type": "display_data", "data": data, "metadata": metadata},)
+
+
+def _model_label(spec: ModelSpec) -> str:
+    return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.description}"
+
+
+def _gallery_html(results: list[GenerationResult]) -> str:
+    return rendering.CSS + "".join(rendering.result_html(r, stylesheet=False) for r in results)
+
+
+def _capture_cell() -> tuple[Any, dict[str, Any] | None]:
+    """The running IPython shell and the header of the cell executing now (None outside a kernel)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None, None
+    shell = get_ipython()
+    pub = getattr(shell, "display_pub", None)
+    header = getattr(pub, "parent_header", None)
+    return shell, (dict(header) if header else None)
+
