@@ -207,30 +207,33 @@ def test_html_has_model_and_price_headers_and_prompt_row_headers(session):
     assert page.count("seed 3 ·") == 2
 
 
-def test_the_live_display_is_updated_and_not_shown_twice(session, monkeypatch):
+def test_the_plan_is_stated_first_and_the_live_view_ends_blank_for_the_returned_grid(session, monkeypatch):
+    import IPython.display
+
     class Handle:
         def __init__(self):
             self.updates = []
 
         def update(self, data, metadata=None, raw=False):
-            assert raw and "text/html" in data
+            assert raw
             self.updates.append(data["text/plain"])
 
-    handle = Handle()
+    handle, shown = Handle(), []
 
-    def show_live(grid, shell):
-        grid._live_count = 12
-        handle.updates.append(grid.text())  # what the cell shows before anything is sent
-        return handle
+    def display(data, raw=False, display_id=False, **kwargs):
+        shown.append(data["text/plain"])
+        return handle if display_id else None
 
-    monkeypatch.setattr(compare_module, "_show_live", show_live)
-    monkeypatch.setattr(compare_module, "_execution_count", lambda: 12)
-    grid = compare(["a fox"], models=["wanx2.0-t2i-turbo"], session=session, display=True)
-    assert "1 image, estimated ¥0.04" in handle.updates[0] and "planned" in handle.updates[0]
-    assert "ok 1/1" in handle.updates[-1]  # the live display ends complete
-    assert grid._repr_mimebundle_()[0]["text/plain"].endswith("(shown above)")  # same cell: not repeated
-    monkeypatch.setattr(compare_module, "_execution_count", lambda: 13)
-    assert "ok 1/1" in grid._repr_mimebundle_()[0]["text/plain"]  # displayed again later: in full
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(compare_module, "_REFRESH_SECONDS", 0.0)
+    session.store  # the session exists before the run starts
+    grid = compare(["a fox"], models=["wanx-v1"], session=session, display=True)
+    # The plan comes first, before anything is sent; then an empty live view.
+    assert "1 image, estimated ¥0.16" in shown[0] and shown[1] == ""
+    # The live view ends blank: the returned grid (the cell's result) shows the final state, so the
+    # saved outputs do not depend on timing.
+    assert handle.updates[-1] == ""
+    assert "ok 1/1" in grid._repr_mimebundle_()[0]["text/plain"]
 
 
 # ---- save --------------------------------------------------------------------------------------
@@ -279,10 +282,14 @@ def test_save_labels_chinese_prompts_legibly_with_the_bundled_font(session, tmp_
     assert Image.open(path).width == 2 * 16 + 220 + (64 + 8)
 
 
-def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(session):
+def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(session, monkeypatch):
     class Interrupted(concurrent.futures.Future):
-        def result(self, timeout=None):
-            raise KeyboardInterrupt
+        pass
+
+    def interrupted_wait(futures, timeout=None):  # Ctrl-C arrives while the kernel thread waits
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(concurrent.futures, "wait", interrupted_wait)
 
     class Stub:
         backend = "emulator"

@@ -297,15 +297,15 @@ def test_end_to_end_result_files_and_display(shell, session, tmp_path):
     for im in result.images:
         assert os.path.exists(im.path)  # in the store
     exported = sorted(os.listdir(tmp_path / "wanx_output"))
-    assert exported == ["wanx2.1-t2i-turbo_7.png", "wanx2.1-t2i-turbo_8.png"]
+    assert exported == [f"wanx2.1-t2i-turbo_{im.seed}_{im.sha256[:8]}.png" for im in result.images]
     data, metadata = result._repr_mimebundle_()
     assert data["text/plain"] == "<wanx wanx2.1-t2i-turbo: 2/2 images 1024*1024 seeds 7-8 ¥0.28 [emulator]>"
     assert result.task_id not in data["text/plain"]
-    assert "wanx_output/wanx2.1-t2i-turbo_7.png" in data["text/html"]
+    assert f"wanx_output/{exported[0]}" in data["text/html"]
     assert "emulator: not the real service" in data["text/html"]
     assert metadata["wanx_nb"]["task_id"] == result.task_id
 
-    # The same run again: same names are kept when the bytes are the same.
+    # The same run again: the same bytes keep the same names (nothing piles up).
     cell(shell, "-n 2 --seed 7", "a red {animal} in snow")
     assert sorted(os.listdir(tmp_path / "wanx_output")) == exported
 
@@ -466,4 +466,4 @@ def test_in_a_real_kernel_the_status_is_replaced_by_the_result(tmp_path):
     assert result.data["text/plain"] == "<wanx wanx2.1-t2i-turbo: 2/2 images 1024*1024 seeds 7-8 ¥0.28 [emulator]>"
     assert "emulator: not the real service" in result.data["text/html"]
     assert result.metadata["wanx_nb"]["model"] == "wanx2.1-t2i-turbo"
-    assert "wanx2.1-t2i-turbo_7.png" in nb.cells[3].outputs[0].text
+    assert "wanx2.1-t2i-turbo_7_" in nb.cells[3].outputs[0].text

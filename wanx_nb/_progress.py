@@ -2,8 +2,9 @@
 
 Progress events arrive on the background loop's thread (`on_progress`); the display is only touched
 from the cell's own thread (`tick`, called by `_loop.run_sync(on_tick=...)`), so output always lands
-in the right cell. The status appears after the first tick (quick runs never flicker) and is blanked
-when the result is ready, so the returned result takes its place.
+in the right cell. `start()` puts an empty display in place at once (so a cell always has the same
+outputs, whatever the timing: nbval compares them), ticks fill it, and it is blanked when the result
+is ready, so the returned result takes its place.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ class LiveStatus:
             self._handle = display(obj, display_id=True)
         else:
             self._handle.update(obj)
+
+    def start(self) -> None:
+        """Put the (empty) status display in place (the cell's thread only)."""
+        if self.enabled:
+            from .rendering import Bundle
+
+            self._show(Bundle({"text/plain": ""}))
 
     def tick(self) -> None:
         """Show or refresh the status (the cell's thread only)."""

@@ -256,7 +256,6 @@ class CompareGrid:
         self._cells = dict(cells)
         self._lock = threading.Lock()
         self._changed = threading.Event()
-        self._live_count: int | None = None
 
     # ---- access ----------------------------------------------------------------------------------
 
@@ -351,9 +350,6 @@ class CompareGrid:
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self._live_count is not None and _execution_count() == self._live_count:
-            # Already shown live (and kept up to date) above, in this same cell: don't show it twice.
-            return {"text/plain": repr(self) + " (shown above)"}, {"wanx_nb": self._metadata()}
         return self.mimebundle()
 
     def mimebundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -660,15 +656,12 @@ def _run(grid: CompareGrid, session: Any, keys: list[tuple[int, str]], handle: A
     )
     last = 0.0
     try:
-        while True:
-            try:
-                future.result(timeout=0.2)
-                break
-            except concurrent.futures.TimeoutError:
-                pass
+        # wait() rather than result(timeout=): a TimeoutError from the work must not look like a tick.
+        while not concurrent.futures.wait([future], timeout=0.2).done:
             if handle is not None and grid._changed.is_set() and time.monotonic() - last >= _REFRESH_SECONDS:
                 _refresh(handle, grid)
                 last = time.monotonic()
+        future.result()
     except KeyboardInterrupt:
         # As the session's own blocking path does: stop waiting (cells not yet sent are never sent),
         # then cancel what the service still has PENDING. Running tasks finish and are billed.
@@ -688,7 +681,9 @@ def _run(grid: CompareGrid, session: Any, keys: list[tuple[int, str]], handle: A
                     cell.phase = "interrupted"
     finally:
         if handle is not None:
-            _refresh(handle, grid)
+            # The live view goes blank and the returned grid takes its place: a cell's saved outputs
+            # are then the same however the cells' timing went (nbval compares them).
+            handle.update({"text/plain": ""}, raw=True)
 
 
 # ---- notebook helpers --------------------------------------------------------------------------
@@ -706,18 +701,12 @@ def _in_kernel(shell: Any) -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _execution_count() -> int | None:
-    shell = _shell()
-    return getattr(shell, "execution_count", None) if shell is not None else None
-
-
 def _show_live(grid: CompareGrid, shell: Any) -> Any:
+    """State the plan (a static output), and open an empty live view that fills in as cells finish."""
     from IPython.display import display
 
-    data, metadata = grid.mimebundle()
-    handle = display(data, metadata=metadata, raw=True, display_id=True)
-    grid._live_count = getattr(shell, "execution_count", None) if shell is not None else None
-    return handle
+    display({"text/plain": str(grid.plan)}, raw=True)
+    return display({"text/plain": ""}, raw=True, display_id=True)
 
 
 def _refresh(handle: Any, grid: CompareGrid) -> None:

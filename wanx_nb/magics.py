@@ -82,9 +82,11 @@ class WanxMagics(Magics):
 
     @observe("budget_yuan", "mode", "store_dir", "preview_px")
     def _on_setting_change(self, change: dict[str, Any]) -> None:
-        # Remember what the user set; it is pushed to the session at the next use (whichever
-        # session is current then), so the defaults never override WANX_NB_* environment settings.
+        # Remember what the user set and push it to the session now, so Python code that uses
+        # get_session() directly sees it too; it is pushed again at each use (whichever session is
+        # current then). Only explicit settings are pushed: defaults never override WANX_NB_* settings.
         self.__dict__.setdefault("_explicit", set()).add(change["name"])
+        self.session()
 
     def _explicit_settings(self) -> set[str]:
         return self.__dict__.setdefault("_explicit", set())
@@ -151,6 +153,7 @@ class WanxMagics(Magics):
 
         session = self.session()
         status = LiveStatus(enabled=self._live_status_enabled())
+        status.start()
         timeout = self.wait_timeout if self.wait_timeout and self.wait_timeout > 0 else None
 
         async def run() -> list[Any]:
@@ -201,10 +204,10 @@ class WanxMagics(Magics):
         return getattr(self.shell, "kernel", None) is not None
 
     def export(self, result: Any) -> list[str]:
-        """Copy each stored full PNG to `output_dir` as `<model>_<seed>.png`; returns the paths.
+        """Copy each stored full PNG to `output_dir` as `<model>_<seed>_<sha8>.png`; returns the paths.
 
-        An existing file with other content is never overwritten: the copy gets the image's hash
-        in its name instead. Each image's `export_path` is set for the gallery caption.
+        The content hash in the name means a copy never overwrites another image and the name does
+        not depend on what the folder already holds. Each image's `export_path` is set for the caption.
         """
         if not self.output_dir:
             return []
@@ -214,18 +217,15 @@ class WanxMagics(Magics):
             source = im.path if im.path and os.path.exists(im.path) else None
             if source is None and im.data is None:
                 continue
-            data = _read(source) if source else im.data
-            digest = im.sha256 or hashlib.sha256(data).hexdigest()
-            stem = _SAFE_NAME.sub("_", result.model) + (f"_{im.seed}" if im.seed is not None else f"_{digest[:8]}")
-            target = os.path.join(self.output_dir, f"{stem}.png")
-            if os.path.exists(target) and _read(target) != data:
-                target = os.path.join(self.output_dir, f"{stem}_{digest[:8]}.png")
+            digest = im.sha256 or hashlib.sha256(im.data).hexdigest()
+            seed = f"_{im.seed}" if im.seed is not None else ""
+            target = os.path.join(self.output_dir, f"{_SAFE_NAME.sub('_', result.model)}{seed}_{digest[:8]}.png")
             if not os.path.exists(target):
                 if source:
                     shutil.copyfile(source, target)
                 else:
                     with open(target, "wb") as fh:
-                        fh.write(data)
+                        fh.write(im.data)
             im.export_path = target
             paths.append(target)
         return paths
