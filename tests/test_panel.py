@@ -194,7 +194,7 @@ def test_generate_round_shows_images_reenables_and_writes_a_runnable_cell(sessio
     assert panel.last_error is None and panel._errors.value == ""
     (static,) = panel._out.outputs  # also written as a static output (saved in the notebook)
     assert static["output_type"] == "display_data" and "<img " in static["data"]["text/html"]
-    assert static["metadata"]["wanx_nb"]["task_id"] == result.task_id
+    assert static["metadata"]["wanx_nb"][0]["task_id"] == result.task_id
 
     first, body = panel.code_text.split("\n", 1)
     assert first.startswith("%%wanx ") and body == "a red fox in snow"
@@ -336,39 +336,42 @@ def test_on_result_can_be_removed(session):
 # ---- static output in a kernel -----------------------------------------------------------------
 
 
-class FakeDisplayPub:
+class FakeHandle:
     def __init__(self):
-        self.parent_header = {"msg_id": "cell-1", "msg_type": "execute_request"}
-        self.thread_parent = None
-        self.published = []
+        self.updates = []
 
-    def set_thread_parent(self, parent):
-        self.thread_parent = parent
-        return "token"
-
-    def reset_thread_parent(self, token):
-        assert token == "token"
-        self.thread_parent = None
-
-    def publish(self, data, metadata=None, **kwargs):
-        self.published.append((self.thread_parent, threading.current_thread().name, data, metadata))
+    def update(self, data, **kwargs):
+        self.updates.append((threading.current_thread().name, data, kwargs))
 
 
-def test_results_are_published_to_the_cell_that_created_the_panel(session, monkeypatch):
-    import IPython
+def test_displayed_panel_writes_results_into_its_cell_output_by_display_id(session, monkeypatch):
+    import IPython.display
 
-    pub = FakeDisplayPub()
-    monkeypatch.setattr(IPython, "get_ipython", lambda: SimpleNamespace(display_pub=pub))
+    published, handle = [], FakeHandle()
+    monkeypatch.setattr(IPython.display, "publish_display_data", lambda data, **kw: published.append(data))
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **kw: handle if kw.get("display_id") else None)
     panel = Panel(session=session, prompt="a fox")
-    pub.parent_header = {"msg_id": "cell-2"}  # the user has moved on to another cell
+    panel._ipython_display_()  # what IPython does when the panel is a cell's value
+    assert "application/vnd.jupyter.widget-view+json" in published[0]
     panel._generate.click()
     (result,) = panel.wait(30)
-    ((parent, thread, data, metadata),) = pub.published
-    assert parent == {"msg_id": "cell-1", "msg_type": "execute_request"}
+    panel._generate.click()
+    panel.wait(30)
+    # Each update carries every result so far, so the saved output shows them all.
+    assert len(handle.updates) == 2
+    thread, data, kwargs = handle.updates[-1]
     assert thread != threading.main_thread().name
-    assert "<img " in data["text/html"] and metadata["wanx_nb"]["task_id"] == result.task_id
+    assert data["text/html"].count("<img ") == 2 and kwargs["raw"] is True
+    assert kwargs["metadata"]["wanx_nb"][0]["task_id"] == result.task_id
     assert panel._out.outputs == ()
-    assert pub.thread_parent is None
+
+
+def test_undisplayed_panel_keeps_static_results_in_its_output_widget(session):
+    panel = Panel(session=session, prompt="a fox")
+    panel._generate.click()
+    panel.wait(30)
+    (output,) = panel._out.outputs
+    assert "<img " in output["data"]["text/html"]
 
 
 # ---- the equivalent cell, and hygiene -----------------------------------------------------------

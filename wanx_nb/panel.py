@@ -165,7 +165,7 @@ class Panel(VBox):
         self._ref_path: str | None = None
         self._result_handlers = CallbackDispatcher()
         self._static_output = static_output
-        self._shell, self._parent = _capture_cell()
+        self._static_handle: Any = None  # set when IPython displays the panel (_ipython_display_)
 
         first = get_model(model or DEFAULT_MODEL)
         self._build_widgets(first, prompt)
@@ -268,6 +268,10 @@ class Panel(VBox):
         Failed requests do not reach the callback: they are shown in the panel and in `.last_error`.
         """
         self._result_handlers.register_callback(callback, remove=remove)
+
+    def generate(self) -> None:
+        """Start a generation from the current controls, exactly as the Generate button does."""
+        self._generate.click()
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         """Block until the current generation finishes; returns its results (for tests and scripts).
@@ -537,25 +541,30 @@ class Panel(VBox):
             path.write_bytes(content)
         return str(path.resolve())
 
-    def _emit_static(self, result: GenerationResult) -> None:
-        """Write the result to the creating cell's output as a static display (saved in the .ipynb).
+    def _ipython_display_(self) -> None:
+        """Show the panel, and under it an output that collects the results as static images.
 
-        In a kernel we publish a display_data message parented to the cell that built the panel, so it
-        becomes a real output of that cell (exported notebooks and GitHub show it). Without a kernel
-        (tests, plain Python) the bundle goes into the panel's own Output widget.
+        Results arrive after the cell has finished. Updating a display by its id is the way a kernel
+        can still write into a finished cell, and that output is saved in the .ipynb as an ordinary
+        display, so exported notebooks and GitHub show the images (widget state they do not render).
         """
+        from IPython.display import display, publish_display_data
+
+        publish_display_data(self._repr_mimebundle_())
+        if self._static_output:
+            self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def _emit_static(self, result: GenerationResult) -> None:
+        """Write every result so far as a static display: under the panel, else in its Output widget."""
         if not self._static_output:
             return
-        data, metadata = rendering.result_mimebundle(result)
-        pub = getattr(self._shell, "display_pub", None)
-        if self._parent and hasattr(pub, "set_thread_parent"):
-            token = pub.set_thread_parent(self._parent)
-            try:
-                pub.publish(data=data, metadata=metadata)
-            finally:
-                pub.reset_thread_parent(token)
+        with self._lock:
+            shown = list(self._results)
+        data, metadata = rendering.Gallery(shown)._repr_mimebundle_()
+        if self._static_handle is not None:
+            self._static_handle.update(data, metadata=metadata, raw=True)
             return
-        self._out.outputs += ({"output_type": "display_data", "data": data, "metadata": metadata},)
+        self._out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
 def _model_label(spec: ModelSpec) -> str:
@@ -564,16 +573,3 @@ def _model_label(spec: ModelSpec) -> str:
 
 def _gallery_html(results: list[GenerationResult]) -> str:
     return rendering.CSS + "".join(rendering.result_html(r, stylesheet=False) for r in results)
-
-
-def _capture_cell() -> tuple[Any, dict[str, Any] | None]:
-    """The running IPython shell and the header of the cell executing now (None outside a kernel)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        return None, None
-    shell = get_ipython()
-    pub = getattr(shell, "display_pub", None)
-    header = getattr(pub, "parent_header", None)
-    return shell, (dict(header) if header else None)
-
