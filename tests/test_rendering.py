@@ -88,11 +88,13 @@ def test_text_plain_has_no_task_id_request_id_url_path_or_time():
         assert volatile not in text
 
 
-def test_text_plain_reads_the_same_live_and_replayed():
-    live = rendering.result_text(make_result(backend="dashscope"))
-    replayed = rendering.result_text(make_result(backend="replay"))
-    assert live == replayed
-    assert "[emulator]" not in live
+def test_a_replayed_result_renders_exactly_as_recorded():
+    live = make_result(backend="emulator")
+    replayed = make_result(backend="emulator")
+    replayed.replayed = True
+    assert rendering.result_mimebundle(live)[0] == rendering.result_mimebundle(replayed)[0]
+    assert rendering.result_mimebundle(replayed)[1]["wanx_nb"]["replayed"] is True
+    assert "[emulator]" not in rendering.result_text(make_result(backend="dashscope"))
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
@@ -134,11 +136,9 @@ def test_long_prompt_is_folded_into_details():
     assert "<details>" not in rendering.result_html(make_result(prompt="short", n=1))
 
 
-def test_emulator_and_replay_badges():
+def test_emulator_badge_only_on_emulator_results():
     assert "emulator: not the real service" in rendering.result_html(make_result(backend="emulator"))
-    assert "replayed from store" in rendering.result_html(make_result(backend="replay"))
-    real = rendering.result_html(make_result(backend="dashscope"))
-    assert "emulator: not the real service" not in real and "replayed from store" not in real
+    assert "emulator: not the real service" not in rendering.result_html(make_result(backend="dashscope"))
 
 
 def test_css_is_one_stylesheet_scoped_by_the_wanx_prefix():

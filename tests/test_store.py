@@ -112,7 +112,7 @@ def test_replay_finds_recordings_by_the_request_as_given(tmp_path):
         store.save_result(make_result(task_id=task_id, prompt="fox", n=1, seed=seed))
     first, second = store.replay(given, 0), store.replay(given, 1)
     assert (first.task_id, second.task_id) == ("a", "b")
-    assert first.backend == "replay"
+    assert first.replayed
     assert store.replay(GenerationRequest("wolf", n=1), 0) is None
 
 

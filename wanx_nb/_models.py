@@ -132,6 +132,9 @@ class GenerationResult:
     elapsed: float = 0.0
     warnings: list[str] = field(default_factory=list)
     created_at: str | None = None
+    # Served from the local store in replay mode. It renders exactly as when it was recorded (a
+    # replayed notebook gives the same outputs, byte for byte); the flag and the metadata say so.
+    replayed: bool = False
 
     @property
     def model(self) -> str:
@@ -184,6 +187,7 @@ class GenerationResult:
             "elapsed_s": round(self.elapsed, 3),
             "warnings": list(self.warnings),
             "images": [im.metadata() for im in self.images],
+            **({"replayed": True} if self.replayed else {}),
         }
 
     def __repr__(self) -> str:

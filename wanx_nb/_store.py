@@ -289,7 +289,7 @@ class Store:
             return None
         result = self.get(rows[min(nth, len(rows) - 1)]["task_id"])
         if result is not None:
-            result.backend = "replay"
+            result.replayed = True
         return result
 
     def recorded_actual_prompt(self, request: GenerationRequest) -> str | None:

@@ -212,10 +212,6 @@ class ComparePlan:
             f"{self.prompts} prompt{_s(self.prompts)} x {self.models} model{_s(self.models)} x n={self.n} = "
             f"{self.images} image{_s(self.images)}, estimated ¥{self.yuan:.2f} if every image succeeds; {seed}"
         )
-        if self.backend == "emulator":
-            text += " [emulator: nothing is billed]"
-        elif self.backend == "replay":
-            text += " [replay: nothing is sent]"
         if self.budget_note:
             text += f"; {self.budget_note}"
         return text
@@ -359,9 +355,14 @@ class CompareGrid:
     def html(self) -> str:
         """The grid as an HTML table: models across (name and price), prompts down, image tiles in the cells."""
         e = html.escape
-        badge = ""
-        if self.plan.backend in ("emulator", "replay"):
-            badge = f'<span class="wanx-badge wanx-badge-{e(self.plan.backend)}">{e(self.plan.backend)}</span>'
+        # The results say where they came from (a replayed grid shows what was recorded); before
+        # any result, the session's backend does.
+        backends = {c.result.backend for c in self._cells.values() if c.result is not None} or {self.plan.backend}
+        badge = "".join(
+            f'<span class="wanx-badge wanx-badge-{e(b)}">{e(b)}</span>'
+            for b in sorted(backends)
+            if b in ("emulator", "replay")
+        )
         head = (
             f'<div class="wanx-head"><b>Model comparison</b> · {len(self.prompts)} prompt{_s(len(self.prompts))} x '
             f"{len(self.models)} model{_s(len(self.models))} · n={self.n} · seed {self.seed}{badge}</div>"

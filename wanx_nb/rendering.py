@@ -29,8 +29,8 @@ from ._registry import ModelSpec, get_model
 from ._request import PARAMETERS
 
 __all__ = [
-    "CSS",
     "Bundle",
+    "CSS",
     "ErrorReport",
     "Gallery",
     "RenderOptions",
@@ -105,7 +105,6 @@ CSS = (
 
 _BADGES = {
     "emulator": ("wanx-badge-emulator", "emulator: not the real service"),
-    "replay": ("wanx-badge-replay", "replayed from store"),
 }
 
 
