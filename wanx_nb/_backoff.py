@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from ._constants import POLL_MAX_DELAY, POLL_MIN_DELAY, RETRY_AFTER_CAP, RETRY_INITIAL_DELAY, RETRY_MAX_DELAY
 
 __all__ = [
-    "POLL_LEAD",
-    "POLL_GROWTH",
     "DurationModel",
     "Failure",
+    "POLL_GROWTH",
+    "POLL_LEAD",
     "next_poll_delay",
     "parse_retry_after",
     "retry_delay",

@@ -1,24 +1,24 @@
 """Names and defaults shared across the package: environment variables, timeouts, retries, polling."""
 
 __all__ = [
-    "DEFAULT_REGION",
-    "DEFAULT_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_REGION",
+    "DEFAULT_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "ENV_API_KEY",
     "ENV_BASE_URL",
-    "ENV_REGION",
-    "ENV_WORKSPACE",
-    "ENV_MODE",
-    "ENV_STORE",
     "ENV_BUDGET",
+    "ENV_MODE",
+    "ENV_REGION",
+    "ENV_STORE",
+    "ENV_WORKSPACE",
+    "POLL_MAX_DELAY",
+    "POLL_MIN_DELAY",
     "QUERY_QPS",
+    "RETRY_AFTER_CAP",
     "RETRY_INITIAL_DELAY",
     "RETRY_MAX_DELAY",
-    "RETRY_AFTER_CAP",
-    "POLL_MIN_DELAY",
-    "POLL_MAX_DELAY",
     "TASK_TTL_SECONDS",
 ]
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MODELS",
+    "ModelSpec",
     "REGIONS",
+    "Region",
     "V1_SIZES",
     "V1_STYLES",
-    "ModelSpec",
-    "Region",
     "get_model",
     "get_region",
 ]

@@ -9,7 +9,12 @@ from typing import Any
 
 from ._registry import get_model
 
-__all__ = ["DEFAULT_MODEL", "PARAMETERS", "GenerationRequest", "MAX_SEED"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "GenerationRequest",
+    "MAX_SEED",
+    "PARAMETERS",
+]
 
 DEFAULT_MODEL = "wanx2.1-t2i-turbo"
 MAX_SEED = 2147483647

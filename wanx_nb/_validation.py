@@ -136,6 +136,5 @@ def _is_int_in(value: Any, lo: int, hi: int) -> bool:
 
 
 def _unknown_model(exc: KeyError) -> str:
-    return str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model") + (
-        f"; use one of {', '.join(MODELS)}"
-    )
+    known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?")
+    return f"{known}; use one of {', '.join(MODELS)}"

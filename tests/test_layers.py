@@ -1,0 +1,293 @@
+"""The dependency direction rule (STYLE.md §3, adapted to the modules wanx_nb actually has).
+
+Every module of the package is parsed with `ast`. Each `import` / `from ... import` anywhere in it
+(module level, inside functions, under `if TYPE_CHECKING:`) is resolved to an absolute name, relative
+imports included, and checked against the table below. A module that is not in the table fails the
+test, so a new module has to be given a row.
+
+    L0  _version, _constants, _exceptions            each other only
+    L1  _registry, _request, _models, _png           L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
+    L2  _validation, _protocol, _backoff             L0-L2
+    L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
+                                                             the emulator lazily, for the keyless default)
+    L4  _session, _history, rerun                    L0-L4
+    L5  rendering, _progress                         L0-L1 and each other; rendering never imports IPython or
+                                                     ipywidgets, _progress only inside functions
+    L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
+                                                     other or magics; magics imports panel/comparison lazily
+    emulator/*                                       only _registry and _version from the package
+
+"Lazily" means inside a function body: the import runs on first use, not when the module loads.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import wanx_nb
+
+PACKAGE = "wanx_nb"
+ROOT = Path(wanx_nb.__file__).resolve().parent
+
+LAYERS: dict[str, int] = {
+    "_version": 0, "_constants": 0, "_exceptions": 0,
+    "_registry": 1, "_request": 1, "_models": 1, "_png": 1,
+    "_validation": 2, "_protocol": 2, "_backoff": 2,
+    "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
+    "_session": 4, "_history": 4, "rerun": 4,
+    "rendering": 5, "_progress": 5,
+    "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
+}  # fmt: skip
+UI = ("IPython", "ipywidgets")
+SERVER = ("starlette", "uvicorn")
+
+
+@dataclass(frozen=True)
+class Import:
+    target: str  # absolute dotted name, e.g. "wanx_nb._registry" or "httpx"
+    lineno: int
+    function: str | None  # innermost enclosing def, None at module level (class bodies count as module level)
+
+    @property
+    def lazy(self) -> bool:
+        return self.function is not None
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name (relative to the package, "" for __init__) -> file."""
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = module_files()
+
+
+def _is_package(name: str) -> bool:
+    return (ROOT / Path(*name.split(".")) / "__init__.py").exists() if name else True
+
+
+def _resolve_from(name: str, node: ast.ImportFrom) -> list[str]:
+    """Absolute targets of `from X import a, b`: X, or X.a when `a` is a submodule of the package."""
+    if node.level:
+        # The importing module's package: itself for an __init__, its parent otherwise.
+        package = name.split(".") if _is_package(name) else name.split(".")[:-1]
+        package = [p for p in package if p]
+        if node.level > 1:
+            package = package[: len(package) - (node.level - 1)]
+        base = ".".join([PACKAGE, *package, *([node.module] if node.module else [])])
+    else:
+        base = node.module or ""
+    targets = []
+    for alias in node.names:
+        candidate = f"{base}.{alias.name}"
+        rel = candidate[len(PACKAGE) + 1 :] if candidate.startswith(PACKAGE + ".") else None
+        targets.append(candidate if rel is not None and rel in MODULES else base)
+    return targets
+
+
+def imports_of(name: str) -> list[Import]:
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"), filename=str(MODULES[name]))
+    found: list[Import] = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                visit(child, getattr(child, "name", "<lambda>"))
+                continue
+            if isinstance(child, ast.Import):
+                found.extend(Import(a.name, child.lineno, function) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                found.extend(Import(t, child.lineno, function) for t in _resolve_from(name, child))
+            visit(child, function)
+
+    visit(tree, None)
+    return found
+
+
+def internal(target: str) -> str | None:
+    """The package-relative module name of an import target, or None for a third-party/stdlib one."""
+    if target == PACKAGE:
+        return ""
+    if target.startswith(PACKAGE + "."):
+        rel = target[len(PACKAGE) + 1 :]
+        while rel not in MODULES and "." in rel:  # `from wanx_nb.x import Name` resolves to x
+            rel = rel.rsplit(".", 1)[0]
+        return rel
+    return None
+
+
+def group(rel: str) -> str:
+    """Layer key of a package module: its own name, or "emulator" for the emulator subpackage."""
+    return "emulator" if rel == "emulator" or rel.startswith("emulator.") else rel
+
+
+def top(target: str) -> str:
+    return target.split(".")[0]
+
+
+def fmt(name: str, imp: Import) -> str:
+    where = f"inside {imp.function}()" if imp.lazy else "at module level"
+    return f"{name or '__init__'}:{imp.lineno} imports {imp.target} {where}"
+
+
+# ---- the table covers the package ------------------------------------------------------------------
+
+
+def test_every_module_has_a_row():
+    rows = set(LAYERS) | {"", "emulator"}
+    unknown = sorted(m for m in MODULES if group(m) not in rows)
+    assert unknown == [], f"give these modules a layer in tests/test_layers.py: {unknown}"
+
+
+def test_the_import_walker_sees_lazy_and_relative_imports():
+    # Guards the walker itself: these imports exist in the code and have the shapes the rules rely on.
+    models = {(internal(i.target), i.function) for i in imports_of("_models")}
+    assert ("rendering", "_repr_mimebundle_") in models
+    backend = {internal(i.target) for i in imports_of("emulator._backend")}
+    assert {"_registry", "emulator._images", "emulator._errors"} <= backend  # `from .. import` and `from . import`
+    assert any(i.target == "wanx_nb.emulator" and i.lazy for i in imports_of("_client"))
+
+
+# ---- package-internal direction ---------------------------------------------------------------------
+
+# (importer, imported) -> the only function it may be imported in (a lazy import, for a stated reason).
+LAZY_EXCEPTIONS = {
+    # A result renders itself in Jupyter; rendering depends on _models, not the other way round at load time.
+    ("_models", "rendering"): "_repr_mimebundle_",
+}
+
+
+def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
+    """None when the import is allowed, else the reason it is not."""
+    if imported == importer:
+        return None
+    if imported == "":
+        return "imports the package root (wanx_nb/__init__), which lazily re-exports everything"
+    exception = LAZY_EXCEPTIONS.get((importer, imported))
+    if exception is not None:
+        return None if imp.function == exception else f"may import {imported} only inside {exception}()"
+    if group(imported) == "emulator":
+        if not imp.lazy:
+            return "imports the emulator at module level (starlette/uvicorn/PIL must load only when it is used)"
+        return None if importer in ("_client", "cli") else "only _client (keyless default) and cli use the emulator"
+    mine, theirs = LAYERS[importer], LAYERS[imported]
+    if mine <= 4:
+        return None if theirs <= mine else f"L{mine} may import only L0-L{mine}, and {imported} is L{theirs}"
+    if mine == 5:
+        return None if theirs <= 1 or theirs == 5 else f"L5 may import only L0-L1 and L5, and {imported} is L{theirs}"
+    # L6
+    if theirs < 6:
+        return None
+    if importer == "magics":
+        if imported == "_magic_args":
+            return None
+        if imported in ("panel", "comparison"):
+            return None if imp.lazy else f"magics may import {imported} only inside a function"
+    return f"L6 modules do not import each other ({importer} -> {imported})"
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layered_module_imports_only_downwards(name):
+    bad = []
+    for imp in imports_of(name):
+        rel = internal(imp.target)
+        if rel is None:
+            continue
+        reason = allowed_internal(name, rel, imp)
+        if reason:
+            bad.append(f"{fmt(name, imp)}: {reason}")
+    assert bad == []
+
+
+def test_client_never_imports_the_store():
+    assert [fmt("_client", i) for i in imports_of("_client") if internal(i.target) == "_store"] == []
+
+
+def test_package_root_imports_only_version_eagerly_and_magics_lazily():
+    eager = sorted({internal(i.target) for i in imports_of("") if not i.lazy and internal(i.target) is not None})
+    lazy = sorted({internal(i.target) for i in imports_of("") if i.lazy and internal(i.target) is not None})
+    assert eager == ["_version"]
+    assert lazy == ["magics"]
+
+
+def test_nothing_imports_cli_or_magic_args_except_magics():
+    bad = [
+        fmt(name, imp)
+        for name in MODULES
+        for imp in imports_of(name)
+        if (internal(imp.target) == "cli" and name != "cli")
+        or (internal(imp.target) == "_magic_args" and name not in ("magics", "_magic_args"))
+    ]
+    assert bad == []
+
+
+# ---- the emulator is an independent implementation ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if group(m) == "emulator"))
+def test_emulator_imports_only_registry_and_version(name):
+    bad = []
+    for imp in imports_of(name):
+        rel = internal(imp.target)
+        if rel is None or group(rel) == "emulator":
+            continue
+        if rel not in ("_registry", "_version"):
+            bad.append(fmt(name, imp))
+    assert bad == [], "the emulator must not share wire code with the client (_protocol/_client/_request/...)"
+
+
+# ---- third-party direction --------------------------------------------------------------------------
+
+
+def third_party(name: str) -> list[Import]:
+    return [i for i in imports_of(name) if internal(i.target) is None]
+
+
+@pytest.mark.parametrize("name", ["_client", "rendering"])
+def test_client_and_rendering_never_import_ipython_or_widgets(name):
+    assert [fmt(name, i) for i in third_party(name) if top(i.target) in UI] == []
+
+
+@pytest.mark.parametrize("name", sorted(m for m, layer in LAYERS.items() if layer <= 5))
+def test_core_imports_ipython_and_widgets_only_lazily(name):
+    # L0-L5 serve the magics, the panel and the CLI alike: a kernel-only import at load time would break
+    # `wanx-nb` in a plain shell and slow `import wanx_nb.<core>` down.
+    assert [fmt(name, i) for i in third_party(name) if top(i.target) in UI and not i.lazy] == []
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if group(m) != "emulator"))
+def test_only_the_emulator_imports_starlette_or_uvicorn(name):
+    assert [fmt(name, i) for i in third_party(name) if top(i.target) in SERVER] == []
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if group(m) != "emulator" and m != "_client"))
+def test_only_the_client_and_the_emulator_import_httpx(name):
+    assert [fmt(name, i) for i in third_party(name) if top(i.target) == "httpx"] == []
+
+
+@pytest.mark.parametrize("name", sorted(m for m, layer in LAYERS.items() if layer <= 4))
+def test_core_imports_pil_only_lazily(name):
+    # `if TYPE_CHECKING:` blocks are module level in the AST but never run; they are allowed.
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    type_only = {
+        n.lineno
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
+    bad = [
+        fmt(name, i)
+        for i in third_party(name)
+        if top(i.target) == "PIL" and not i.lazy and i.lineno not in type_only
+    ]
+    assert bad == []
