@@ -555,3 +555,44 @@ async def test_a_queued_task_is_polled_sparingly_and_its_end_noticed_quickly(mak
     # duration instead of 10% of the whole wait (a 6-7 s lag), with about half the polls.
     assert polled[-1] - task.end_time <= 2.0
     assert len(polled) <= 16
+
+
+# ---- cancellation ------------------------------------------------------------------------------
+
+
+async def test_a_cancel_during_a_sent_submit_still_reports_the_task_then_cancels():
+    from wanx_nb.emulator import running_server
+
+    # Over real HTTP the server goes on with a request whatever the client does: it holds the create
+    # for 0.3 s, creates the task and answers; the caller is cancelled meanwhile.
+    with running_server(EmulatorSettings(time_scale=0.001)) as server:
+        emu = server.emulator
+        emu.script("create", Fault.delay(0.3))
+        reported: list[str] = []
+        async with AsyncWanxClient(KEY, base_url=server.base_url) as client:
+            job = asyncio.create_task(
+                client.generate(
+                    GenerationRequest("fox", n=1), on_submitted=lambda task, sent: reported.append(task.task_id)
+                )
+            )
+            while not emu.requests("create"):
+                await asyncio.sleep(0.01)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        # The task the server created was still handed to on_submitted (the write-ahead), once.
+        assert len(emu.tasks) == 1 and reported == list(emu.tasks)
+
+
+async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
+    emu = Emulator(EmulatorSettings(time_scale=0.05))
+    async with AsyncWanxClient(KEY, emulator=emu) as client:
+        first = asyncio.create_task(client.generate(GenerationRequest("one", model="wanx-v1", n=1)))
+        queued = asyncio.create_task(client.generate(GenerationRequest("two", model="wanx-v1", n=1)))
+        while not emu.requests("create"):
+            await asyncio.sleep(0.01)
+        queued.cancel()  # wanx-v1 runs one task at a time: this one is still waiting client-side
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        await first
+    assert len(emu.requests("create")) == 1

@@ -50,6 +50,9 @@ class FakeSession:
     def cancel_pending(self):
         return self.cancel_result
 
+    def withdraw_queued(self):
+        return 0
+
 
 def upload(name, content):
     """The value FileUpload takes after a browser upload."""
@@ -271,6 +274,24 @@ def test_cancel_cancels_the_pending_task_and_says_so(tmp_path):
     assert isinstance(panel.last_error, TaskCanceledError) and "wanx-v1 canceled" in panel._errors.value
     assert not panel._generate.disabled and panel._cancel.disabled
     assert busy.result(30)[0].succeeded  # the running task was left alone
+
+
+def test_cancel_withdraws_requests_still_waiting_for_their_turn(tmp_path):
+    emulator = Emulator(EmulatorSettings(time_scale=0.05))  # wanx-v1: one task at a time, ~1.5 s each
+    panel = Panel(session=Session(store=tmp_path / "store", emulator=emulator), model="wanx-v1", prompt="a fox")
+    panel._n.value = 1
+    session = panel.session
+    future = session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)])
+    deadline = time.monotonic() + 10
+    while not emulator.requests("create"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    panel._cancel.click()  # the second and third are still waiting client-side for the one slot
+    assert "Withdrew 2 request(s)" in panel._message.value
+    first, second, third = future.result(30)
+    assert first.succeeded  # the one already sent runs to the end and is saved
+    assert isinstance(second, TaskCanceledError) and isinstance(third, TaskCanceledError)
+    assert len(emulator.requests("create")) == 1  # nothing else was ever sent
 
 
 def test_cancel_with_nothing_in_flight_says_so(fake):

@@ -435,10 +435,16 @@ class AsyncWanxClient:
         prepared, warnings = await self._prepare(request)
         spec = get_model(prepared.model)
         async with self._scheduler.slot(spec.name, spec.concurrency):
-            submission = await self._create(prepared, warnings)
-            await _call(on_submitted, submission, prepared)
+            submission = await _uncancellable(self._create_and_report(prepared, warnings, on_submitted))
             final = await self.wait(submission, timeout=timeout, on_status=on_status)
         return await self._finish(final, prepared, warnings, start)
+
+    async def _create_and_report(
+        self, prepared: GenerationRequest, warnings: list[str], on_submitted: OnSubmitted | None
+    ) -> Submission:
+        submission = await self._create(prepared, warnings)
+        await _call(on_submitted, submission, prepared)
+        return submission
 
     async def collect(
         self,
@@ -708,6 +714,21 @@ def _short(url: str) -> str:
 def _list_time(wall: float) -> str:
     """A `list_tasks(start_time=...)` value a minute before `wall` (server clock, UTC+8)."""
     return format_list_time(dt.datetime.fromtimestamp(wall - 60, dt.timezone.utc))
+
+
+async def _uncancellable(coro: Awaitable[T]) -> T:
+    """Run `coro` to the end even if the caller is cancelled meanwhile, then re-raise the cancel.
+
+    A submit that was sent must be seen through to `on_submitted` (the write-ahead of its task id):
+    a cancel between sending and recording would leave a billed task nobody knows about. Requests
+    still waiting for their turn are not affected: they are cancelled before anything is sent.
+    """
+    work = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:

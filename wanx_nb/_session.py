@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _loop
 from ._constants import ENV_API_KEY, ENV_BUDGET, ENV_MODE, ENV_STORE
-from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, WanxError
+from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, TaskCanceledError, WanxError
 from ._models import GenerationResult, Task
 from ._registry import get_model
 from ._request import GenerationRequest
@@ -86,6 +86,9 @@ class Session:
         self.budget_yuan = budget_yuan if budget_yuan is not None else (float(env_budget) if env_budget else None)
         self.spent_yuan = 0.0
         self._replay_counts: dict[str, int] = {}
+        self._inflight: dict[str, Task] = {}  # task id -> last seen, until the result is saved
+        self._queued: dict[int, asyncio.Task[Any]] = {}  # requests not sent yet (waiting for a slot)
+        self._withdrawn: set[int] = set()
 
     # ---- backend -------------------------------------------------------------------------------
 
@@ -187,6 +190,10 @@ class Session:
         """Start agenerate_many in the background; returns a Future (the panel uses this)."""
         return _loop.submit(self.agenerate_many(requests, **kwargs))
 
+    def withdraw_queued(self) -> int:
+        """Drop the requests still waiting for their turn (never sent, never billed). Returns how many."""
+        return _loop.run_sync(self._withdraw_queued())
+
     def cancel_pending(self) -> tuple[list[str], list[str]]:
         """Cancel every PENDING task of this session. Returns (canceled ids, ids still running)."""
         return _loop.run_sync(self._cancel_inflight())
@@ -195,17 +202,22 @@ class Session:
 
     async def _run_live(self, prepared, on_progress, on_result):  # type: ignore[no-untyped-def]
         client = await self._get_client()
-        self._inflight: dict[str, Task] = getattr(self, "_inflight", {})
 
         async def one(i: int, request: GenerationRequest, notes: list[str]) -> GenerationResult | BaseException:
             start = time.monotonic()
             model = request.model
+            token = id(asyncio.current_task())
+            self._queued[token] = asyncio.current_task()  # type: ignore[assignment]
+            sent_id: str | None = None
 
             def emit(phase: str, task_id: str | None = None) -> None:
                 if on_progress:
                     on_progress(Progress(i, model, phase, task_id, time.monotonic() - start))
 
             def submitted(task: Task, sent: GenerationRequest) -> None:
+                nonlocal sent_id
+                sent_id = task.task_id
+                self._queued.pop(token, None)
                 self._inflight[task.task_id] = task
                 # Write-ahead: the task id is on disk before we wait, so a crash cannot lose it.
                 self.store.record_submitted(task, sent, backend=client.backend, given=request, mode=self.mode)
@@ -218,6 +230,18 @@ class Session:
             emit("queued")
             try:
                 result = await client.generate(request, on_submitted=submitted, on_status=status)
+            except asyncio.CancelledError:
+                if token not in self._withdrawn:
+                    raise  # the whole run was cancelled (an interrupt): let it end
+                self._withdrawn.discard(token)
+                if sent_id is None:
+                    withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
+                else:  # the submit was already under way: the task exists and is cancelled if still PENDING
+                    withdrawn = TaskCanceledError(sent_id, "CANCELED", "Withdrawn", "withdrawn just after it was sent")
+                emit("canceled", sent_id)
+                if on_result:
+                    on_result(i, withdrawn)
+                return withdrawn
             except WanxError as exc:
                 task_id = getattr(exc, "task_id", None)
                 if task_id:
@@ -227,6 +251,8 @@ class Session:
                 if on_result:
                     on_result(i, exc)
                 return exc
+            finally:
+                self._queued.pop(token, None)
             self._inflight.pop(result.task_id, None)
             result.warnings[:0] = [n for n in notes if n not in result.warnings]
             emit("downloading", result.task_id)
@@ -248,10 +274,17 @@ class Session:
         self._replay_counts[key] = nth + 1
         return result
 
+    async def _withdraw_queued(self) -> int:
+        queued = list(self._queued.items())
+        for token, task in queued:
+            self._withdrawn.add(token)
+            task.cancel()  # a submit already under way still completes and is written ahead
+        return len(queued)
+
     async def _cancel_inflight(self) -> tuple[list[str], list[str]]:
         client = await self._get_client()
         canceled, running = [], []
-        for task_id, task in list(getattr(self, "_inflight", {}).items()):
+        for task_id, task in list(self._inflight.items()):
             try:
                 await client.cancel(task_id)
                 canceled.append(task_id)

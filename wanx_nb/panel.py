@@ -402,26 +402,21 @@ class Panel(VBox):
         future.add_done_callback(lambda f: self._on_session_done(run, f))
 
     def _on_cancel_click(self, button: Button) -> None:
-        run = self._run
         try:
+            withdrawn = self._session.withdraw_queued()
             canceled, running = self._session.cancel_pending()
         except Exception as exc:
             self._show_error(exc, title="Cancel failed")
             return
         parts = []
+        if withdrawn:
+            parts.append(f"Withdrew {withdrawn} request(s) that were waiting for their turn (never sent).")
         if canceled:
             parts.append(f"Canceled PENDING task(s): {', '.join(canceled)}.")
         if running:
             parts.append(
                 f"Still running (the service cannot cancel a running task; it will finish and be billed): "
                 f"{', '.join(running)}."
-            )
-        with self._lock:
-            queued = [] if run is None else [p for p in run.progress.values() if p.phase == "queued"]
-        if queued and self.running:
-            parts.append(
-                f"{len(queued)} request(s) are still waiting for a free {queued[0].model} slot and were not sent "
-                "yet; they will be sent when the slot frees."
             )
         if not parts:
             parts.append("Nothing to cancel: no task of this session is in flight.")
