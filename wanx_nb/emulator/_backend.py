@@ -325,10 +325,16 @@ class Backend:
                 return self.settings.drop_mode
         return None
 
-    def take_fault(self, route: str) -> Fault | None:
-        """For the app: the scripted fault for this request, or a random error per `error_rates`."""
+    def take_fault(self, route: str, *, in_process: bool = False) -> Fault | None:
+        """For the app: the scripted fault for this request, or a random error per `error_rates`.
+
+        `in_process`: the request came through EmulatorTransport, which has already taken its drop
+        (if any); a drop next in the script belongs to the next request.
+        """
         with self._lock:
             script = self._scripts[route]
+            if script and in_process and script[0].kind in ("drop_before", "drop_after"):
+                return None
             if script:
                 fault = script.popleft()
                 # A drop reaching the app means the request did not come through EmulatorTransport

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["API_PREFIX", "CREATE_PATH", "RESULTS_PREFIX", "ROUTES", "UPLOAD_PATH", "route_of"]
+__all__ = ["API_PREFIX", "CREATE_PATH", "IN_PROCESS_HEADER", "RESULTS_PREFIX", "ROUTES", "UPLOAD_PATH", "route_of"]
 
 # The route names used by fault knobs, `Emulator.script` and `LoggedRequest.route`.
 ROUTES: tuple[str, ...] = ("create", "query", "cancel", "list", "policy", "upload", "image")
@@ -11,6 +11,8 @@ API_PREFIX = "/api/v1"
 CREATE_PATH = f"{API_PREFIX}/services/aigc/text2image/image-synthesis"
 UPLOAD_PATH = "/emulator-oss"
 RESULTS_PREFIX = "/emulator-results"
+# Marks requests that came through EmulatorTransport, so the app leaves scripted drops to it.
+IN_PROCESS_HEADER = "X-Wanx-Emulator-Transport"
 
 
 def route_of(method: str, path: str) -> str | None:

@@ -11,7 +11,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from ._backend import Backend
-from ._routes import route_of
+from ._routes import IN_PROCESS_HEADER, route_of
 
 __all__ = ["EMULATOR_BASE_URL", "EmulatorTransport"]
 
@@ -32,6 +32,7 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
         drop = self._backend.take_drop(route) if route is not None else None
         if drop == "before":
             raise httpx.ConnectError("emulated network fault: the connection failed before sending", request=request)
+        request.headers[IN_PROCESS_HEADER] = "in-process"
         response = await self._inner.handle_async_request(request)
         if drop == "after":
             await response.aread()

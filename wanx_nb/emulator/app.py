@@ -34,7 +34,7 @@ from ._backend import (
     epoch_ms,
     format_time,
 )
-from ._routes import API_PREFIX, CREATE_PATH, RESULTS_PREFIX, UPLOAD_PATH
+from ._routes import API_PREFIX, CREATE_PATH, IN_PROCESS_HEADER, RESULTS_PREFIX, UPLOAD_PATH
 from ._settings import EmulatorSettings
 
 __all__ = ["EMULATOR_HEADER", "EMULATOR_HEADER_VALUE", "TIME_SCALE_HEADER", "create_app"]
@@ -114,7 +114,7 @@ def _endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Res
         raw = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         backend.log_request(request.method, path, request.headers, _loggable_json(raw))
-        fault = backend.take_fault(route)
+        fault = backend.take_fault(route, in_process=IN_PROCESS_HEADER.lower() in request.headers)
         delay = backend.settings.latency + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
         if delay > 0:
             await asyncio.sleep(delay)
