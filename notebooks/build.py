@@ -355,6 +355,8 @@ def build(name: str) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = NOTEBOOKS[name]
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"cell-{index:02d}"  # stable ids keep rebuilds' diffs to what really changed
     path = HERE / f"{name}.ipynb"
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     nb.metadata.pop("widgets", None)  # widget state is runtime noise; the static outputs carry the images
