@@ -28,20 +28,6 @@ from wanx_nb.emulator import Emulator, EmulatorSettings
 compare_module = importlib.import_module("wanx_nb.comparison")
 
 
-def creates(emulator):
-    return [r for r in emulator.request_log if r.route == "create"]
-
-
-@pytest.fixture
-def emulator():
-    return Emulator(EmulatorSettings(time_scale=0.001))
-
-
-@pytest.fixture
-def session(tmp_path, emulator):
-    return Session(store=tmp_path / "store", emulator=emulator)
-
-
 # ---- plan, layout, seed ------------------------------------------------------------------------
 
 
@@ -160,7 +146,7 @@ def test_cells_run_concurrently_and_fill_the_grid(tmp_path):
     emulator = Emulator(EmulatorSettings(time_scale=0.02))
     session = Session(store=tmp_path / "store", emulator=emulator)
     grid = compare(["a fox", "a cat"], session=session, display=False)
-    assert grid.done and len(creates(emulator)) == 8
+    assert grid.done and len(emulator.requests("create")) == 8
     for (i, m), outcome in grid.results.items():
         assert isinstance(outcome, GenerationResult) and outcome.model == m
         assert outcome.request.prompt == ["a fox", "a cat"][i]
@@ -305,6 +291,8 @@ def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(sessi
 
         def cancel_pending(self):
             return ["t-1"], ["t-2"]
+
+        interrupt_message = Session.interrupt_message
 
     stub = Stub()
     grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=stub, display=False)

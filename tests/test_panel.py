@@ -65,23 +65,9 @@ def visible(widget):
     return widget.layout.display != "none"
 
 
-def creates(emulator):
-    return [r for r in emulator.request_log if r.route == "create"]
-
-
 @pytest.fixture
 def fake(tmp_path):
     return FakeSession(tmp_path / "store")
-
-
-@pytest.fixture
-def emulator():
-    return Emulator(EmulatorSettings(time_scale=0.001))
-
-
-@pytest.fixture
-def session(tmp_path, emulator):
-    return Session(store=tmp_path / "store", emulator=emulator)
 
 
 def png_bytes(color="red"):
@@ -203,7 +189,7 @@ def test_generate_round_shows_images_reenables_and_writes_a_runnable_cell(sessio
     assert first.startswith("%%wanx ") and body == "a red fox in snow"
     again = parse_cell_line(first[len("%%wanx "):]).to_request(body, default_model="wanx-v1")
     assert again.canonical() == result.request.canonical()
-    assert len(creates(emulator)) == 1
+    assert len(emulator.requests("create")) == 1
 
 
 def test_random_seed_is_shown_in_the_cell_and_kept_in_the_seed_box(session):

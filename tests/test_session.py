@@ -16,20 +16,6 @@ from wanx_nb.emulator import Emulator, EmulatorSettings
 CANARY = "sk-canary7f3e9b2c4d5a6e8f0123"
 
 
-def creates(emulator):
-    return [r for r in emulator.request_log if r.route == "create"]
-
-
-@pytest.fixture
-def emulator():
-    return Emulator(EmulatorSettings(time_scale=0.001))
-
-
-@pytest.fixture
-def session(tmp_path, emulator):
-    return Session(store=tmp_path / "store", emulator=emulator)
-
-
 def test_generate_stores_images_before_returning(session):
     result = session.generate(GenerationRequest("red fox", n=2, seed=5))
     assert result.backend == "emulator"
@@ -108,19 +94,19 @@ def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
     assert recovered.task_id == pending.task_id
     assert [im.seed for im in recovered.images] == [9, 10]
     assert all(read_png_provenance(im.path)["task_id"] == pending.task_id for im in recovered.images)
-    assert len(creates(emulator)) == 1
+    assert len(emulator.requests("create")) == 1
     assert Store(store).unfinished_tasks() == []
 
 
 def test_reproducible_turns_rewriting_off_then_resends_the_recorded_prompt(session, emulator):
     first = session.generate(GenerationRequest("fox", n=1, seed=1), reproducible=True)
     assert any("prompt rewriting turned off" in w for w in first.warnings)
-    assert creates(emulator)[0].json["parameters"]["prompt_extend"] is False
+    assert emulator.requests("create")[0].json["parameters"]["prompt_extend"] is False
     rewritten = session.generate(GenerationRequest("wolf", n=1, seed=2))
     assert rewritten.images[0].actual_prompt and rewritten.images[0].actual_prompt != "wolf"
     again = session.generate(GenerationRequest("wolf", n=1, seed=2), reproducible=True)
     assert any("re-sent the recorded rewritten prompt" in w for w in again.warnings)
-    assert creates(emulator)[-1].json["input"]["prompt"] == rewritten.images[0].actual_prompt
+    assert emulator.requests("create")[-1].json["input"]["prompt"] == rewritten.images[0].actual_prompt
 
 
 async def test_top_level_await_works_from_another_loop(session):

@@ -667,15 +667,7 @@ def _run(grid: CompareGrid, session: Any, keys: list[tuple[int, str]], handle: A
         # As the session's own blocking path does: stop waiting (cells not yet sent are never sent),
         # then cancel what the service still has PENDING. Running tasks finish and are billed.
         future.cancel()
-        canceled, running = session.cancel_pending()
-        parts = []
-        if canceled:
-            parts.append(f"canceled PENDING task(s) {', '.join(canceled)}")
-        if running:
-            parts.append(
-                f"still running (they will finish and be billed; collect them with %wanx resume): {', '.join(running)}"
-            )
-        grid.interrupted = "; ".join(parts) or "stopped; no task was in flight"
+        grid.interrupted = session.interrupt_message()
         with grid._lock:
             for cell in grid._cells.values():
                 if not cell.finished:
