@@ -200,7 +200,12 @@ class Session:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    async def _run_live(self, prepared, on_progress, on_result):  # type: ignore[no-untyped-def]
+    async def _run_live(
+        self,
+        prepared: list[tuple[GenerationRequest, list[str]]],
+        on_progress: ProgressCallback | None,
+        on_result: Callable[[int, GenerationResult | BaseException], None] | None,
+    ) -> list[GenerationResult | BaseException]:
         client = await self._get_client()
 
         async def one(i: int, request: GenerationRequest, notes: list[str]) -> GenerationResult | BaseException:
@@ -313,7 +318,7 @@ class Session:
     def resume(self, **kwargs: Any) -> list[GenerationResult]:
         return _loop.run_sync(self.aresume(**kwargs))
 
-    async def _resume(self, on_result):  # type: ignore[no-untyped-def]
+    async def _resume(self, on_result: Callable[[GenerationResult], None] | None) -> list[GenerationResult]:
         client = await self._get_client()
         recovered = []
         for row in self.store.unfinished_tasks():
