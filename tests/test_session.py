@@ -128,3 +128,15 @@ def test_the_key_never_reaches_the_store_outputs_or_logs(tmp_path, caplog):
             texts.append(path.read_bytes().decode("latin-1"))
     assert all(CANARY not in t for t in texts)
     assert all(CANARY[3:] not in t for t in texts)
+
+
+def test_a_recorded_task_failure_replays_as_the_same_error(tmp_path, emulator):
+    store = tmp_path / "store"
+    failing = GenerationRequest("a fox EMU_BLOCK_OUTPUT", n=1, seed=2)  # the task FAILS on the server
+    (recorded,) = Session(store=store, emulator=emulator, mode="record").generate_many([failing])
+    sent = len(emulator.request_log)
+    (replayed,) = Session(store=store, emulator=emulator, mode="replay").generate_many([failing])
+    assert type(replayed) is type(recorded) and str(replayed) == str(recorded)
+    assert (replayed.task_id, replayed.code, replayed.server_message) == (
+        recorded.task_id, "DataInspectionFailed", recorded.server_message)
+    assert len(emulator.request_log) == sent

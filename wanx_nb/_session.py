@@ -161,11 +161,12 @@ class Session:
         if self.mode == "replay":
             # Look every request up first: a miss fails loudly before anything is shown.
             replayed = [self._replay(r) for r, _ in prepared]
-            for i, result in enumerate(replayed):
+            for i, ((request, _), outcome) in enumerate(zip(prepared, replayed)):
                 if on_progress:
-                    on_progress(Progress(i, result.model, "replayed", result.task_id, result.elapsed))
+                    elapsed = outcome.elapsed if isinstance(outcome, GenerationResult) else 0.0
+                    on_progress(Progress(i, request.model, "replayed", getattr(outcome, "task_id", None), elapsed))
                 if on_result:
-                    on_result(i, result)
+                    on_result(i, outcome)
             return list(replayed)
         return await _loop.run_in_background(self._run_live(prepared, on_progress, on_result))
 
@@ -270,14 +271,14 @@ class Session:
 
         return list(await asyncio.gather(*(one(i, r, notes) for i, (r, notes) in enumerate(prepared))))
 
-    def _replay(self, request: GenerationRequest) -> GenerationResult:
+    def _replay(self, request: GenerationRequest) -> GenerationResult | BaseException:
         key = self.store.replay_key(request)
         nth = self._replay_counts.get(key, 0)
-        result = self.store.replay(request, nth)
-        if result is None:
+        outcome = self.store.replay(request, nth)
+        if outcome is None:
             raise ReplayMissError(key, request.summary())
         self._replay_counts[key] = nth + 1
-        return result
+        return outcome
 
     async def _withdraw_queued(self) -> int:
         queued = list(self._queued.items())

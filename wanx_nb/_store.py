@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._exceptions import TaskCanceledError, TaskError, TaskFailedError, TaskUnknownError
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._png import add_provenance, read_provenance, strip_provenance
 from ._registry import get_model
@@ -178,12 +179,16 @@ class Store:
             )
 
     def record_failure(self, task_id: str, error: BaseException) -> None:
-        """Mark a written-ahead task as ended without images (failed, canceled, unknown)."""
+        """Mark a written-ahead task as ended without images (failed, canceled, unknown).
+
+        The server's code and message are kept verbatim, so replay can raise the same error.
+        """
         status = getattr(error, "status", None) or "FAILED"
+        message = getattr(error, "server_message", None) or str(error)
         with self._db() as db:
             db.execute(
                 "UPDATE tasks SET status=?, code=?, message=?, finished_at=? WHERE task_id=?",
-                (str(status), getattr(error, "code", None), str(error), _utcnow(), task_id),
+                (str(status), getattr(error, "code", None), message, _utcnow(), task_id),
             )
 
     def save_result(self, result: GenerationResult) -> GenerationResult:
@@ -278,16 +283,25 @@ class Store:
             images = db.execute("SELECT * FROM images WHERE task_id=? ORDER BY idx", (task_id,)).fetchall()
         return self._result_from_rows(row, images)
 
-    def replay(self, request: GenerationRequest, nth: int = 0) -> GenerationResult | None:
-        """The nth saved result recorded for this request (as given), oldest first; None on a miss."""
+    def replay(self, request: GenerationRequest, nth: int = 0) -> GenerationResult | TaskError | None:
+        """The nth outcome recorded for this request (as given), oldest first; None on a miss.
+
+        A task that ended without images comes back as the TaskError it raised when recorded.
+        """
         with self._db() as db:
             rows = db.execute(
-                "SELECT task_id FROM tasks WHERE replay_key=? AND result_json IS NOT NULL ORDER BY submitted_at, rowid",
+                "SELECT task_id, status, code, message, request_id, result_json FROM tasks WHERE replay_key=?"
+                " AND (result_json IS NOT NULL OR status IN ('FAILED', 'CANCELED', 'UNKNOWN'))"
+                " ORDER BY submitted_at, rowid",
                 (self.replay_key(request),),
             ).fetchall()
         if not rows:
             return None
-        result = self.get(rows[min(nth, len(rows) - 1)]["task_id"])
+        row = rows[min(nth, len(rows) - 1)]
+        if row["result_json"] is None:
+            error_class = {"CANCELED": TaskCanceledError, "UNKNOWN": TaskUnknownError}.get(row["status"], TaskFailedError)
+            return error_class(row["task_id"], row["status"], row["code"], row["message"] or "", row["request_id"])
+        result = self.get(row["task_id"])
         if result is not None:
             result.replayed = True
         return result
