@@ -268,7 +268,7 @@ def test_models_lists_the_guide_models_with_prices_and_the_backend(shell, monkey
         assert price in row
         assert f"<td>{name}</td>" in data["text/html"]
     assert "backend: emulator" in data["text/plain"]
-    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-verysecret0123456789")
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-verysecret_0123_456789")
     data, metadata = shell.run_line_magic("wanx", "models")._repr_mimebundle_()
     assert "DASHSCOPE_API_KEY is set" in data["text/plain"]
     assert "verysecret" not in repr((data, metadata))

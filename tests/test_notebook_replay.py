@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from wanx_nb.emulator import EmulatorSettings, running_server
 
-CANARY = "sk-canary5e1d0c9b8a7f6e5d4c3b"
+CANARY = "sk-canary_5e1d0c9b_8a7f6e5d"
 
 CELLS = [
     "%load_ext wanx_nb",

@@ -13,7 +13,7 @@ from wanx_nb._session import Session
 from wanx_nb._store import Store, read_png_provenance
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
-CANARY = "sk-canary7f3e9b2c4d5a6e8f0123"
+CANARY = "sk-canary_7f3e9b2c_4d5a6e8f"
 
 
 def test_generate_stores_images_before_returning(session):
