@@ -8,6 +8,7 @@ the canary.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -90,7 +91,8 @@ def test_recorded_notebook_replays_offline_byte_for_byte(tmp_path, monkeypatch):
         monkeypatch,
     )
     assert _images(replayed) == images  # byte-identical image outputs
-    assert _outputs(replayed) == _outputs(recorded)  # and every other output too
+    for got, want in zip(_outputs(replayed), _outputs(recorded)):
+        assert got == want, "\n".join(difflib.unified_diff(str(want).split("<"), str(got).split("<"), lineterm=""))
     path = tmp_path / "recorded.ipynb"
     nbformat.write(recorded, path)
 

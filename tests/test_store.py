@@ -147,3 +147,11 @@ def test_recorded_actual_prompt(tmp_path):
     given = GenerationRequest("red fox", n=2, seed=7)
     store.save_result(make_result(prompt="red fox"))
     assert store.recorded_actual_prompt(given) == "red fox，高清"
+
+
+def test_elapsed_time_comes_back_exactly_so_replay_shows_the_same_text(tmp_path):
+    store = Store(tmp_path)
+    result = make_result()
+    result.elapsed = 0.04999999  # shown as "0.0 s"; rounded to 3 places it would show "0.1 s"
+    store.save_result(result)
+    assert store.get("t-1").elapsed == 0.04999999

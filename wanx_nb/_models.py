@@ -184,7 +184,7 @@ class GenerationResult:
             "created_at": self.created_at,
             "usage": self.task.usage,
             "cost_yuan": self.cost_yuan,
-            "elapsed_s": round(self.elapsed, 3),
+            "elapsed_s": self.elapsed,  # unrounded: replay must show exactly what was shown
             "warnings": list(self.warnings),
             "images": [im.metadata() for im in self.images],
             **({"replayed": True} if self.replayed else {}),
