@@ -237,7 +237,7 @@ class CompareGrid:
         asked: Mapping[str, Any],
         notes: Sequence[str],
         dry_run: bool,
-        preview_px: int = 256,
+        preview_px: int = 200,
     ) -> None:
         self.prompts = tuple(prompts)
         self.models = tuple(models)
@@ -536,7 +536,7 @@ def compare(
     *,
     session: Any = None,
     display: bool | None = None,
-    preview_px: int = 256,
+    preview_px: int = 200,
     **params: Any,
 ) -> CompareGrid:
     """Run every prompt on every model with one shared seed, and return the grid.
