@@ -140,3 +140,13 @@ def test_a_recorded_task_failure_replays_as_the_same_error(tmp_path, emulator):
     assert (replayed.task_id, replayed.code, replayed.server_message) == (
         recorded.task_id, "DataInspectionFailed", recorded.server_message)
     assert len(emulator.request_log) == sent
+
+
+def test_backend_is_known_before_the_client_exists(tmp_path, emulator, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
+    assert Session(store=tmp_path / "a").backend == "emulator"
+    assert Session(store=tmp_path / "b", api_key="sk-test", emulator=emulator).backend == "emulator"
+    assert Session(store=tmp_path / "c", api_key="sk-test").backend == "dashscope"
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")
+    assert Session(store=tmp_path / "d").backend == "dashscope"

@@ -61,6 +61,7 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_REGION,
     ENV_WORKSPACE,
+    uses_emulator,
 )
 from ._exceptions import (
     APIConnectionError,
@@ -192,7 +193,7 @@ class AsyncWanxClient:
         self.max_retries = max_retries
         self.wait_timeout = wait_timeout
 
-        if emulator is None and key is None and base is None and transport is None:
+        if emulator is None and uses_emulator(key, base, transport=transport):
             emulator = _default_emulator()
         self._emulator = emulator
         if emulator is not None:

@@ -1,5 +1,7 @@
 """Names and defaults shared across the package: environment variables, timeouts, retries, polling."""
 
+import os
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_RETRIES",
@@ -20,6 +22,7 @@ __all__ = [
     "RETRY_INITIAL_DELAY",
     "RETRY_MAX_DELAY",
     "TASK_TTL_SECONDS",
+    "uses_emulator",
 ]
 
 ENV_API_KEY = "DASHSCOPE_API_KEY"
@@ -46,3 +49,16 @@ POLL_MIN_DELAY = 0.25
 POLL_MAX_DELAY = 10.0  # the docs recommend polling every 10 s
 
 TASK_TTL_SECONDS = 24 * 3600  # task records and result URLs live 24 h
+
+
+def uses_emulator(api_key: str | None, base_url: str | None, *, transport: object = None, emulator: object = None) -> bool:
+    """Whether a client built with these arguments serves from the in-process emulator.
+
+    It does when given one, or when nothing points elsewhere: no key and no base URL (arguments or
+    environment) and no transport. The client and the session both decide by this one rule.
+    """
+    if emulator is not None:
+        return True
+    key = api_key or os.environ.get(ENV_API_KEY)
+    base = base_url or os.environ.get(ENV_BASE_URL)
+    return not key and not base and transport is None

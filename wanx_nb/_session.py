@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _loop
-from ._constants import ENV_API_KEY, ENV_BUDGET, ENV_MODE, ENV_STORE
+from ._constants import ENV_API_KEY, ENV_BUDGET, ENV_MODE, ENV_STORE, uses_emulator
 from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, TaskCanceledError, WanxError
 from ._models import GenerationResult, Task
 from ._registry import get_model
@@ -99,9 +99,8 @@ class Session:
             return "replay"
         if self._client is not None:
             return self._client.backend
-        has_key = self._client_args.get("api_key") or os.environ.get(ENV_API_KEY)
-        has_url = self._client_args.get("base_url") or os.environ.get("DASHSCOPE_HTTP_BASE_URL")
-        return "dashscope" if (has_key or has_url) else "emulator"
+        args = self._client_args
+        return "emulator" if uses_emulator(args["api_key"], args["base_url"], emulator=args["emulator"]) else "dashscope"
 
     @property
     def has_key(self) -> bool:
