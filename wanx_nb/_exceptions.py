@@ -49,11 +49,15 @@ __all__ = [
     "Problem",
     "RateLimitError",
     "ReplayMissError",
+    "RunInterruptedError",
+    "RunTimeoutError",
     "ServerError",
     "SubmitOutcomeUnknownError",
     "TaskCanceledError",
     "TaskError",
     "TaskFailedError",
+    "TaskNotCreatedError",
+    "TaskUnfinishedError",
     "TaskUnknownError",
     "UnsupportedOperationError",
     "ValidationError",
@@ -322,3 +326,55 @@ def _path(url: str | None) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).path or url
+
+
+# ---- the outcomes of a Run (wanx_nb._run) ------------------------------------------------------------
+
+
+class TaskUnfinishedError(WanxError):
+    """A task that was sent, and may be billed, whose images are not all saved yet.
+
+    Kept in the store's journal: `%wanx resume` (or `Session.resume()`, `wanx-nb resume`) finishes it
+    within the service's 24 h without sending it again. `task_id` is None when the create's outcome is
+    unknown (resume then looks the task up in the service's task list).
+    """
+
+    def __init__(self, task_id: str | None, detail: str, *, code: str | None = None) -> None:
+        what = f"task {task_id}" if task_id else "the request (its create may have made a task)"
+        super().__init__(
+            f"{detail.rstrip('.')}. {what} is kept in the store's journal: run `%wanx resume` (or "
+            "`Session.resume()`, `wanx-nb resume`) to save its images without paying again; do not re-run the cell"
+        )
+        self.task_id = task_id
+        self.code = code or "Unfinished"
+
+
+class TaskNotCreatedError(WanxError):
+    """A create whose outcome was unknown, now known to have made no task: nothing was billed."""
+
+    code = "NotCreated"
+
+
+class RunTimeoutError(WanxError):
+    """A run's own deadline passed. PENDING tasks were canceled; running ones are kept for resume."""
+
+    code = "RunTimeout"
+
+    def __init__(self, seconds: float, summary: Any) -> None:
+        super().__init__(f"stopped waiting after {seconds:g} s: {summary.text()}")
+        self.summary = summary
+
+
+class RunInterruptedError(KeyboardInterrupt):
+    """Ctrl-C (a kernel interrupt) during a run: what was canceled, what is kept for resume.
+
+    IPython shows `_render_traceback_()` instead of a traceback: the cell still stops (a queued
+    "run all" does not go on), but the user sees only what happened and what to do.
+    """
+
+    def __init__(self, summary: Any) -> None:
+        super().__init__(f"interrupted: {summary.text()}")
+        self.summary = summary
+
+    def _render_traceback_(self) -> list[str]:
+        return [redact(str(self.args[0]))]

@@ -84,10 +84,28 @@ class ImageResult:
     path: str | None = None
     sha256: str | None = None
     export_path: str | None = field(default=None, compare=False)  # a readable copy (the magic's output_dir)
+    # Our side: the service made (and billed) this image but we could not download it (yet).
+    download_error: str | None = None
+    download_code: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.code is None and (self.url is not None or self.data is not None)
+
+    @property
+    def billed(self) -> bool:
+        """The service reports this image as made (and so billed), whether or not we hold its bytes."""
+        return self.code is None
+
+    @property
+    def missing(self) -> bool:
+        """Billed but not downloaded."""
+        return self.billed and self.data is None and self.path is None
+
+    @property
+    def gone(self) -> bool:
+        """Its URL expired before it was saved: the service can no longer serve it."""
+        return self.download_code == "ImageExpired"
 
     @property
     def image(self) -> Image:
@@ -153,9 +171,20 @@ class GenerationResult:
         return [im for im in self.images if not im.ok]
 
     @property
+    def billed_images(self) -> int:
+        """Images the service billed: its usage count, else the images it reports as made."""
+        if self.task.usage and "image_count" in self.task.usage:
+            return int(self.task.usage["image_count"])
+        return sum(1 for im in self.images if im.billed)
+
+    @property
+    def saved_images(self) -> int:
+        return sum(1 for im in self.images if im.path)
+
+    @property
     def cost_yuan(self) -> float:
-        """Price per image times the images that succeeded (what the service bills)."""
-        return round(get_model(self.request.model).price_yuan * len(self.succeeded), 4)
+        """What the service bills: price per image times the billed images (not the downloaded ones)."""
+        return round(get_model(self.request.model).price_yuan * self.billed_images, 4)
 
     @property
     def from_emulator(self) -> bool:
@@ -188,6 +217,23 @@ class GenerationResult:
             "warnings": list(self.warnings),
             "images": [im.metadata() for im in self.images],
             **({"replayed": True} if self.replayed else {}),
+        }
+
+    def image_provenance(self, image: ImageResult) -> dict[str, Any]:
+        """The provenance written into one image's PNG: this result's, narrowed to the image."""
+        return {
+            "wanx_nb_version": __version__,
+            "backend": self.backend,
+            "model": self.request.model,
+            "request": self.request.canonical(),
+            "seed": image.seed,
+            "index": image.index,
+            "size": image.size,
+            "orig_prompt": image.orig_prompt or self.request.prompt,
+            "actual_prompt": image.actual_prompt,
+            "task_id": self.task.task_id,
+            "request_id": self.task.request_id,
+            "created_at": self.created_at,
         }
 
     def __repr__(self) -> str:

@@ -1,54 +1,63 @@
 """The Session: the single path the magics, the panel, compare and the CLI generate through.
 
-One Session per kernel (`get_session()`): it owns the client on a background event loop (`_loop`), the
-local store, the mode (live / record / replay), the budget and the running cost totals.
+One Session per kernel (`get_session()`): it owns the client (which runs on the background loop of
+`_loop`), the local store and its journal, the mode (live / record / replay), the budget and what the
+service billed. `start()` checks everything it can, then hands the requests to a `Run` (`_run`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from . import _loop
 from ._constants import ENV_API_KEY, ENV_BUDGET, ENV_MODE, ENV_STORE, uses_emulator
-from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, TaskCanceledError, WanxError
-from ._models import GenerationResult, Task
+from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, TaskUnfinishedError
+from ._models import GenerationResult
 from ._registry import get_model
 from ._request import GenerationRequest
-from ._store import Store
+from ._run import Outcome, Phase, Progress, Run
+from ._store import EntryState, JournalEntry, Store
 from ._validation import validate
 
-__all__ = ["MODES", "Progress", "Session", "get_session", "set_session"]
+if TYPE_CHECKING:
+    from ._client import AsyncWanxClient
+
+__all__ = ["MODES", "Phase", "Progress", "ResumeReport", "Run", "Session", "get_session", "set_session"]
 
 MODES = ("live", "record", "replay")
 
+ProgressCallback = Callable[[Progress], None]
+ResultCallback = Callable[[int, Outcome], None]
+
 
 @dataclass(frozen=True)
-class Progress:
-    """A status update for one request while it runs (sent from the background loop).
+class ResumeReport:
+    """What `Session.resume()` recovered, what is left and what is gone for good."""
 
-    phase: "queued" (waiting for a rate or concurrency slot), "pending", "running", "downloading",
-    "done", "failed" or "replayed". `label` says which request (its index in a batch and model).
-    """
+    recovered: list[GenerationResult]
+    unfinished: list[BaseException]  # still not settled (e.g. the service could not be reached)
+    ended: list[BaseException]  # the service ended them without images (FAILED, CANCELED), or no task was made
+    expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
 
-    index: int
-    model: str
-    phase: str
-    task_id: str | None = None
-    elapsed: float = 0.0
-
-    @property
-    def label(self) -> str:
-        tid = f" {self.task_id[:8]}" if self.task_id else ""
-        return f"#{self.index} {self.model}{tid}: {self.phase} {self.elapsed:.1f}s"
-
-
-ProgressCallback = Callable[[Progress], None]
+    def text(self) -> str:
+        if not (self.recovered or self.unfinished or self.ended or self.expired):
+            return "nothing to resume: every task in the journal is finished"
+        parts = []
+        if self.recovered:
+            images = sum(r.saved_images for r in self.recovered)
+            parts.append(f"recovered {len(self.recovered)} task(s), {images} image(s) saved")
+        if self.ended:
+            parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
+        if self.unfinished:
+            parts.append(f"{len(self.unfinished)} still unfinished (run `%wanx resume` again later)")
+        if self.expired:
+            ids = ", ".join(e.task_id or e.entry_id for e in self.expired)
+            parts.append(f"{len(self.expired)} gone for good (older than the service's 24 h): {ids}")
+        return "; ".join(parts)
 
 
 class Session:
@@ -61,6 +70,7 @@ class Session:
         mode: "live" (default), "record" or "replay" (default `$WANX_NB_MODE`).
         budget_yuan: refuse a run whose estimate exceeds what is left of this (0 or None: no budget).
         client: an AsyncWanxClient to use instead of building one (tests).
+        clock: the monotonic clock runs time out by (tests pass a fake one).
     """
 
     def __init__(
@@ -73,8 +83,9 @@ class Session:
         store: Store | str | os.PathLike[str] | None = None,
         mode: str | None = None,
         budget_yuan: float | None = None,
-        client: Any = None,
+        client: AsyncWanxClient | None = None,
         emulator: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
@@ -84,11 +95,10 @@ class Session:
             raise ConfigurationError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         env_budget = os.environ.get(ENV_BUDGET)
         self.budget_yuan = budget_yuan if budget_yuan is not None else (float(env_budget) if env_budget else None)
-        self.spent_yuan = 0.0
+        self.spent_yuan = 0.0  # what the service billed this session's runs
+        self._reserved: dict[str, float] = {}  # run id -> estimate, while the run is under way
+        self._clock = clock
         self._replay_counts: dict[str, int] = {}
-        self._inflight: dict[str, Task] = {}  # task id -> last seen, until the result is saved
-        self._queued: dict[int, asyncio.Task[Any]] = {}  # requests not sent yet (waiting for a slot)
-        self._withdrawn: set[int] = set()
 
     # ---- backend -------------------------------------------------------------------------------
 
@@ -106,12 +116,19 @@ class Session:
     def has_key(self) -> bool:
         return bool(self._client_args.get("api_key") or os.environ.get(ENV_API_KEY))
 
-    async def _get_client(self) -> Any:
+    def client(self) -> AsyncWanxClient:
+        """The client (built on first use; it runs on the background loop)."""
         if self._client is None:
             from ._client import AsyncWanxClient
 
             self._client = AsyncWanxClient(**{k: v for k, v in self._client_args.items() if v is not None})
         return self._client
+
+    @property
+    def service(self) -> str:
+        """Where this session's tasks live (part of a stored task's identity, with its task id)."""
+        client = self.client()
+        return "emulator" if client.backend == "emulator" and client._emulator is not None else urlsplit(client.base_url).netloc
 
     # ---- cost ----------------------------------------------------------------------------------
 
@@ -123,11 +140,15 @@ class Session:
         return images, round(yuan, 4)
 
     def check_budget(self, requests: Sequence[GenerationRequest]) -> None:
-        """Raise BudgetExceededError before anything is sent when the estimate exceeds the budget."""
+        """Raise BudgetExceededError before anything is sent when the estimate exceeds the budget.
+
+        What is left counts what the service billed this session plus the estimates of runs still
+        under way, so two runs started side by side cannot both spend the same yuan.
+        """
         if not self.budget_yuan or self.mode == "replay":
             return
         _, estimate = self.estimate_cost(requests)
-        remaining = self.budget_yuan - self.spent_yuan
+        remaining = self.budget_yuan - self.spent_yuan - sum(self._reserved.values())
         if estimate > remaining + 1e-9:
             raise BudgetExceededError(estimate, max(remaining, 0.0), self.budget_yuan)
 
@@ -146,28 +167,38 @@ class Session:
                 notes.append("reproducible: prompt rewriting turned off (prompt_extend=False)")
         return request, notes
 
-    async def agenerate_many(
+    def start(
         self,
         requests: Sequence[GenerationRequest],
         *,
         reproducible: bool = False,
         on_progress: ProgressCallback | None = None,
-        on_result: Callable[[int, GenerationResult | BaseException], None] | None = None,
-    ) -> list[GenerationResult | BaseException]:
-        """Run every request concurrently within the limits; failures come back as exceptions in place."""
+        on_result: ResultCallback | None = None,
+    ) -> Run:
+        """Start a Run of `requests` in the background and return it at once.
+
+        Everything that can be checked is checked first, and raises before anything is sent: every
+        request's rules, the budget, the store (writable, index healthy, space), a replay miss.
+        Then each request is written to the journal, and only then sent.
+        """
         prepared = [self.prepare(r, reproducible=reproducible) for r in requests]
-        self.check_budget([r for r, _ in prepared])
         if self.mode == "replay":
             # Look every request up first: a miss fails loudly before anything is shown.
             replayed = [self._replay(r) for r, _ in prepared]
-            for i, ((request, _), outcome) in enumerate(zip(prepared, replayed)):
-                if on_progress:
-                    elapsed = outcome.elapsed if isinstance(outcome, GenerationResult) else 0.0
-                    on_progress(Progress(i, request.model, "replayed", getattr(outcome, "task_id", None), elapsed))
-                if on_result:
-                    on_result(i, outcome)
-            return list(replayed)
-        return await _loop.run_in_background(self._run_live(prepared, on_progress, on_result))
+            run = self._new_run(on_progress, on_result)
+            run._finish_replayed(replayed)
+            return run
+        self.check_budget([r for r, _ in prepared])
+        self.store.check()
+        run = self._new_run(on_progress, on_result)
+        run._journal(prepared)
+        self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
+        run._launch()
+        return run
+
+    async def agenerate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+        """Run every request concurrently within the limits; failures come back as exceptions in place."""
+        return await self.start(requests, **kwargs)
 
     async def agenerate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
         """Generate one request; raises on failure. Works with top-level `await` in a notebook."""
@@ -176,9 +207,9 @@ class Session:
             raise result
         return result
 
-    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[GenerationResult | BaseException]:
-        """Blocking form of agenerate_many. Ctrl-C / kernel interrupt cancels PENDING tasks."""
-        return _loop.run_sync(self.agenerate_many(requests, **kwargs), on_interrupt=self.interrupt_message)
+    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+        """Blocking form: Ctrl-C cancels this run's PENDING tasks and keeps running ones for resume."""
+        return self.start(requests, **kwargs).result()
 
     def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
         (result,) = self.generate_many([request], **kwargs)
@@ -186,91 +217,69 @@ class Session:
             raise result
         return result
 
-    def start(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> concurrent.futures.Future[Any]:
-        """Start agenerate_many in the background; returns a Future (the panel uses this)."""
-        return _loop.submit(self.agenerate_many(requests, **kwargs))
+    # ---- resume --------------------------------------------------------------------------------
 
-    def withdraw_queued(self) -> int:
-        """Drop the requests still waiting for their turn (never sent, never billed). Returns how many."""
-        return _loop.run_sync(self._withdraw_queued())
+    def start_resume(self, *, on_progress: ProgressCallback | None = None, on_result: ResultCallback | None = None) -> tuple[Run, list[JournalEntry]]:
+        """Start a Run over every unfinished journal entry still within the service's 24 h.
 
-    def cancel_pending(self) -> tuple[list[str], list[str]]:
-        """Cancel every PENDING task of this session. Returns (canceled ids, ids still running)."""
-        return _loop.run_sync(self._cancel_inflight())
+        Returns the run and the entries too old to recover (marked GONE in the journal).
+        """
+        self.store.check()
+        expired = self.store.expired_unfinished()
+        for entry in expired:
+            self.store.finish(
+                entry.entry_id, EntryState.GONE, code="Expired",
+                message="older than the service's 24 h: the task and its images can no longer be fetched",
+            )
+        run = self._new_run(on_progress, on_result)
+        run._adopt(self.store.unfinished())
+        run._launch(resume=True)
+        return run, expired
+
+    def resume(self, *, on_result: Callable[[GenerationResult], None] | None = None) -> ResumeReport:
+        """Finish every unfinished task of the journal: save billed images, reconcile unknown creates."""
+        run, expired = self.start_resume(
+            on_result=(lambda i, outcome: on_result(outcome) if isinstance(outcome, GenerationResult) else None)
+            if on_result else None
+        )
+        return self._report(run.result(), run, expired)
+
+    async def aresume(self) -> ResumeReport:
+        run, expired = self.start_resume()
+        return self._report(await run, run, expired)
+
+    @staticmethod
+    def _report(outcomes: list[Outcome], run: Run, expired: list[JournalEntry]) -> ResumeReport:
+        recovered = [o for o in outcomes if isinstance(o, GenerationResult)]
+        unfinished = [o for o in outcomes if isinstance(o, TaskUnfinishedError)]
+        ended = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TaskUnfinishedError)]
+        return ResumeReport(recovered, unfinished, ended, expired)
 
     # ---- internals -----------------------------------------------------------------------------
 
-    async def _run_live(
-        self,
-        prepared: list[tuple[GenerationRequest, list[str]]],
-        on_progress: ProgressCallback | None,
-        on_result: Callable[[int, GenerationResult | BaseException], None] | None,
-    ) -> list[GenerationResult | BaseException]:
-        client = await self._get_client()
+    def _new_run(self, on_progress: ProgressCallback | None, on_result: ResultCallback | None) -> Run:
+        live = self.mode != "replay"
+        return Run(
+            store=self.store,
+            client=self.client() if live else None,
+            mode=self.mode,
+            backend=self.backend,
+            service=self.service if live else "replay",
+            on_progress=on_progress,
+            on_result=on_result,
+            on_billed=self._billed,
+            clock=self._clock,
+        )
 
-        async def one(i: int, request: GenerationRequest, notes: list[str]) -> GenerationResult | BaseException:
-            start = time.monotonic()
-            model = request.model
-            token = id(asyncio.current_task())
-            self._queued[token] = asyncio.current_task()  # type: ignore[assignment]
-            sent_id: str | None = None
+    def _billed(self, yuan: float) -> None:
+        self.spent_yuan = round(self.spent_yuan + yuan, 4)
 
-            def emit(phase: str, task_id: str | None = None) -> None:
-                if on_progress:
-                    on_progress(Progress(i, model, phase, task_id, time.monotonic() - start))
+    def _reserve(self, run: Run, estimate: float) -> None:
+        self._reserved[run.run_id] = estimate
+        assert run._future is not None
+        run._future.add_done_callback(lambda _: self._reserved.pop(run.run_id, None))
 
-            def submitted(task: Task, sent: GenerationRequest) -> None:
-                nonlocal sent_id
-                sent_id = task.task_id
-                self._queued.pop(token, None)
-                self._inflight[task.task_id] = task
-                # Write-ahead: the task id is on disk before we wait, so a crash cannot lose it.
-                self.store.record_submitted(task, sent, backend=client.backend, given=request, mode=self.mode)
-                emit("pending", task.task_id)
-
-            def status(task: Task) -> None:
-                self._inflight[task.task_id] = task
-                emit(task.status.value.lower(), task.task_id)
-
-            emit("queued")
-            try:
-                result = await client.generate(request, on_submitted=submitted, on_status=status)
-            except asyncio.CancelledError:
-                if token not in self._withdrawn:
-                    raise  # the whole run was cancelled (an interrupt): let it end
-                self._withdrawn.discard(token)
-                if sent_id is None:
-                    withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
-                else:  # the submit was already under way: the task exists and is cancelled if still PENDING
-                    withdrawn = TaskCanceledError(sent_id, "CANCELED", "Withdrawn", "withdrawn just after it was sent")
-                emit("canceled", sent_id)
-                if on_result:
-                    on_result(i, withdrawn)
-                return withdrawn
-            except WanxError as exc:
-                task_id = getattr(exc, "task_id", None)
-                if task_id:
-                    self.store.record_failure(task_id, exc)
-                    self._inflight.pop(task_id, None)
-                emit("failed", task_id)
-                if on_result:
-                    on_result(i, exc)
-                return exc
-            finally:
-                self._queued.pop(token, None)
-            self._inflight.pop(result.task_id, None)
-            result.warnings[:0] = [n for n in notes if n not in result.warnings]
-            emit("downloading", result.task_id)
-            self.store.save_result(result)  # stored before it is shown
-            self.spent_yuan += result.cost_yuan
-            emit("done", result.task_id)
-            if on_result:
-                on_result(i, result)
-            return result
-
-        return list(await asyncio.gather(*(one(i, r, notes) for i, (r, notes) in enumerate(prepared))))
-
-    def _replay(self, request: GenerationRequest) -> GenerationResult | BaseException:
+    def _replay(self, request: GenerationRequest) -> Outcome:
         key = self.store.replay_key(request)
         nth = self._replay_counts.get(key, 0)
         outcome = self.store.replay(request, nth)
@@ -278,60 +287,6 @@ class Session:
             raise ReplayMissError(key, request.summary())
         self._replay_counts[key] = nth + 1
         return outcome
-
-    async def _withdraw_queued(self) -> int:
-        queued = list(self._queued.items())
-        for token, task in queued:
-            self._withdrawn.add(token)
-            task.cancel()  # a submit already under way still completes and is written ahead
-        return len(queued)
-
-    async def _cancel_inflight(self) -> tuple[list[str], list[str]]:
-        client = await self._get_client()
-        canceled, running = [], []
-        for task_id, task in list(self._inflight.items()):
-            try:
-                await client.cancel(task_id)
-                canceled.append(task_id)
-            except WanxError:
-                running.append(task_id)
-        return canceled, running
-
-    def interrupt_message(self) -> str:
-        """Cancel PENDING tasks (after an interrupt) and say what was canceled and what still runs."""
-        canceled, running = self.cancel_pending()
-        parts = []
-        if canceled:
-            parts.append(f"canceled PENDING task(s) {', '.join(canceled)}")
-        if running:
-            parts.append(
-                f"still running (not cancellable, will be billed; recover with %wanx resume): {', '.join(running)}"
-            )
-        return "; ".join(parts) or "no task was in flight"
-
-    # ---- store-backed views --------------------------------------------------------------------
-
-    async def aresume(self, *, on_result: Callable[[GenerationResult], None] | None = None) -> list[GenerationResult]:
-        """Re-attach to tasks written ahead but never saved (within 24 h) and save their images."""
-        return await _loop.run_in_background(self._resume(on_result))
-
-    def resume(self, **kwargs: Any) -> list[GenerationResult]:
-        return _loop.run_sync(self.aresume(**kwargs))
-
-    async def _resume(self, on_result: Callable[[GenerationResult], None] | None) -> list[GenerationResult]:
-        client = await self._get_client()
-        recovered = []
-        for row in self.store.unfinished_tasks():
-            try:
-                result = await client.collect(row.task_id, row.request)
-            except WanxError as exc:
-                self.store.record_failure(row.task_id, exc)
-                continue
-            self.store.save_result(result)
-            recovered.append(result)
-            if on_result:
-                on_result(result)
-        return recovered
 
 
 _SESSION: Session | None = None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import WanxError
+from ._exceptions import ConfigurationError, WanxError
 from ._registry import MODELS
 from ._request import DEFAULT_MODEL, GenerationRequest
 
@@ -80,26 +81,38 @@ def _session(args: argparse.Namespace) -> Any:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from ._exceptions import RunInterruptedError
+
     fields = ("model", "n", "size", "seed", "negative_prompt", "prompt_extend", "watermark", "style", "ref_img",
               "ref_strength", "ref_mode")
     request = GenerationRequest(args.prompt, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+    out = _writable_dir(Path(args.out))  # checked before anything is paid for
     session = _session(args)
-    result = session.generate(request, reproducible=args.reproducible)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = session.start([request], reproducible=args.reproducible)
+    try:
+        (result,) = run.result()
+    except RunInterruptedError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 130
+    if isinstance(result, BaseException):
+        print(f"error: {result}", file=sys.stderr)
+        return 1
     written = []
     for im in result.images:
         stem = f"{result.model}_{result.task_id[:8]}_{im.index}"
         record = {**result.metadata(), "image": im.metadata()}
         record.pop("images")
-        if im.data is not None:
-            (out / f"{stem}.png").write_bytes(im.data)
+        if im.path is not None:
+            shutil.copyfile(im.path, out / f"{stem}.png")
             written.append(out / f"{stem}.png")
         (out / f"{stem}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
-    print(f"{result.model}: {len(result.succeeded)}/{len(result.images)} images, ¥{result.cost_yuan:.2f}, task {result.task_id}")
+    billed = f"billed {result.billed_images}, saved {result.saved_images}" if result.saved_images != result.billed_images else f"{result.saved_images}/{len(result.images)} images"
+    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, task {result.task_id}")
     for im in result.images:
-        if im.ok:
+        if im.path:
             print(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
+        elif im.billed:
+            print(f"  seed {im.seed}  not saved yet: {im.download_error}")
         else:
             print(f"  seed {im.seed}  failed: {im.code}: {im.message}")
     for warning in result.warnings:
@@ -107,7 +120,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     print(f"wrote {len(written)} image(s) and their JSON records to {out}/ (store: {session.store.root}/)")
     if result.from_emulator:
         print(EMULATOR_NOTICE)
-    return 0 if result.succeeded else 1
+    return 0 if result.saved_images else 1
+
+
+def _writable_dir(path: Path) -> Path:
+    """`path`, created if needed; a clear error (before anything is sent) when it cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".wanx_nb_probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(f"-o {str(path)!r}: cannot write there ({exc.strerror or exc}); nothing was sent") from None
+    return path
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -127,12 +152,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    session = _session(args)
-    recovered = session.resume()
-    for result in recovered:
-        print(f"recovered task {result.task_id}: {len(result.succeeded)} image(s) saved")
-    print(f"{len(recovered)} task(s) recovered")
-    return 0
+    report = _session(args).resume()
+    for result in report.recovered:
+        print(f"recovered task {result.task_id}: {result.saved_images} of {result.billed_images} billed image(s) saved")
+    for error in report.unfinished + report.ended:
+        print(f"  {error}")
+    print(report.text())
+    return 1 if report.unfinished else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

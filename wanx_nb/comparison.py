@@ -648,26 +648,28 @@ def _resolve_models(models: Sequence[str] | None) -> list[str]:
 
 
 def _run(grid: CompareGrid, session: Any, keys: list[tuple[int, str]], handle: Any) -> None:
-    """Start every cell, and refresh the live display from this (the kernel's) thread as cells finish."""
+    """Run every cell as one Run, refreshing the live display from this (the kernel's) thread."""
+    from ._exceptions import RunInterruptedError
+
     requests = [grid._cells[k].request for k in keys]
-    future = session.start(
+    run = session.start(
         requests,
         on_progress=lambda p: grid._on_progress(keys, p),
         on_result=lambda i, outcome: grid._on_result(keys, i, outcome),
     )
-    last = 0.0
+    last = [0.0]
+
+    def tick() -> None:
+        if handle is not None and grid._changed.is_set() and time.monotonic() - last[0] >= _REFRESH_SECONDS:
+            _refresh(handle, grid)
+            last[0] = time.monotonic()
+
     try:
-        # wait() rather than result(timeout=): a TimeoutError from the work must not look like a tick.
-        while not concurrent.futures.wait([future], timeout=0.2).done:
-            if handle is not None and grid._changed.is_set() and time.monotonic() - last >= _REFRESH_SECONDS:
-                _refresh(handle, grid)
-                last = time.monotonic()
-        future.result()
-    except KeyboardInterrupt:
-        # As the session's own blocking path does: stop waiting (cells not yet sent are never sent),
-        # then cancel what the service still has PENDING. Running tasks finish and are billed.
-        future.cancel()
-        grid.interrupted = session.interrupt_message()
+        run.result(on_tick=tick)
+    except RunInterruptedError as exc:
+        # The run withdrew what was not sent, canceled what was PENDING and kept the rest for resume;
+        # the grid shows the cells that finished and says so.
+        grid.interrupted = exc.summary.text()
         with grid._lock:
             for cell in grid._cells.values():
                 if not cell.finished:

@@ -36,9 +36,6 @@ __all__ = ["WanxMagics"]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class _CellTimeout(Exception):
-    """The cell's own deadline passed (kept apart from TimeoutError, which `run_sync` polls with)."""
-
 
 @magics_class
 class WanxMagics(Magics):
@@ -143,48 +140,29 @@ class WanxMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def handle_generate(self, args: CellArgs, request: Any) -> Any:
-        """Run one request through the session with a live status; return the result (or the error)."""
-        import asyncio
-
-        from . import _loop
-        from ._exceptions import WanxError
+        """Run one request as a Run with a live status; return the result (or the error) as the value."""
+        from ._exceptions import RunInterruptedError, RunTimeoutError, WanxError
         from ._progress import LiveStatus
         from .rendering import Bundle, ErrorReport, error_mimebundle
 
         session = self.session()
         status = LiveStatus(enabled=self._live_status_enabled())
+        try:
+            run = session.start([request], reproducible=args.reproducible, on_progress=status.on_progress)
+        except WanxError as exc:  # refused before anything was sent: budget, store, replay miss, rules
+            raise UsageError(str(exc)) from None
         status.start()
         timeout = self.wait_timeout if self.wait_timeout and self.wait_timeout > 0 else None
-
-        async def run() -> list[Any]:
-            try:
-                return await asyncio.wait_for(
-                    session.agenerate_many([request], reproducible=args.reproducible, on_progress=status.on_progress),
-                    timeout,
-                )
-            except asyncio.TimeoutError:
-                raise _CellTimeout() from None
-
         try:
-            outcomes = _loop.run_sync(
-                run(), on_interrupt=session.interrupt_message, on_tick=status.tick if status.enabled else None
-            )
-        except KeyboardInterrupt as exc:
-            message = str(exc) or "interrupted"
-            interrupted = KeyboardInterrupt(message)
-            status.finish(Bundle(*error_mimebundle(interrupted)))
-            raise interrupted from None
-        except _CellTimeout:
-            canceled, running = session.cancel_pending()
-            error = WanxError(_timeout_message(self.wait_timeout, canceled, running))
-            error.code = "WaitTimeout"  # type: ignore[attr-defined]
+            (outcome,) = run.result(timeout, on_tick=status.tick if status.enabled else None)
+        except RunInterruptedError as exc:
+            # The card says what was canceled and what resume will save; IPython prints the short
+            # `_render_traceback_` line under it, not a traceback, and the cell still stops.
+            status.finish(Bundle(*error_mimebundle(exc)))
+            raise
+        except RunTimeoutError as exc:
             status.finish()
-            return self._finish(args, error, ErrorReport(error))
-        except WanxError as exc:  # refused before anything ran: budget, replay miss, configuration
-            status.finish()
-            raise UsageError(str(exc)) from None
-
-        outcome = outcomes[0]
+            return self._finish(args, exc, ErrorReport(exc))
         status.finish()
         if isinstance(outcome, BaseException):
             return self._finish(args, outcome, ErrorReport(outcome))
@@ -393,12 +371,12 @@ class WanxMagics(Magics):
         _no_args("resume", rest)
         session = self.session()
         try:
-            recovered = session.resume()
+            report = session.resume()
         except WanxError as exc:
             raise UsageError(str(exc)) from None
-        if not recovered:
-            return Bundle({"text/plain": "nothing to resume: every task written ahead has been collected"})
-        return Gallery(recovered, title=f"recovered {len(recovered)} task(s)")
+        if not report.recovered:
+            return Bundle({"text/plain": report.text()})
+        return Gallery(report.recovered, title=report.text())
 
     def handle_cost(self, rest: str) -> Any:
         from .rendering import CSS, Bundle, table_html, table_text
@@ -432,12 +410,3 @@ def _no_args(sub: str, rest: str) -> None:
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
-
-
-def _timeout_message(seconds: float, canceled: list[str], running: list[str]) -> str:
-    parts = [f"no result after {seconds:g} s (WanxMagics.wait_timeout); nothing more is waited for"]
-    if canceled:
-        parts.append(f"canceled PENDING task(s) {', '.join(canceled)}")
-    if running:
-        parts.append(f"still running (will be billed; collect with %wanx resume): {', '.join(running)}")
-    return "; ".join(parts)

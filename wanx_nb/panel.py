@@ -12,7 +12,6 @@ the session: whatever goes wrong is shown in the panel and kept in `.last_error`
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import html
 import math
@@ -45,7 +44,7 @@ from ._exceptions import TaskCanceledError, WanxError
 from ._models import GenerationResult
 from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
 from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
-from ._session import Progress, get_session
+from ._session import Phase, Progress, Run, get_session
 from ._validation import parse_size, validate
 
 __all__ = ["Panel", "magic_cell"]
@@ -112,15 +111,15 @@ def _show(widget: Any, visible: bool) -> None:
     widget.layout.display = None if visible else "none"
 
 
-class _Run:
-    """Bookkeeping of one click on Generate."""
+class _Click:
+    """Bookkeeping of one click on Generate: its Run and what the panel has shown of it."""
 
     def __init__(self, request: GenerationRequest) -> None:
         self.request = request
         self.results: list[GenerationResult] = []
         self.errors: list[BaseException] = []
         self.progress: dict[int, Progress] = {}
-        self.future: concurrent.futures.Future[Any] | None = None
+        self.run: Run | None = None
 
 
 class Panel(VBox):
@@ -158,7 +157,7 @@ class Panel(VBox):
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._done.set()
-        self._run: _Run | None = None
+        self._click: _Click | None = None
         self._results: list[GenerationResult] = []
         self._last_error: BaseException | None = None
         self._code_text = ""
@@ -281,7 +280,7 @@ class Panel(VBox):
         if not self._done.wait(timeout):
             raise TimeoutError(f"the panel's generation did not finish within {timeout} s; it keeps running")
         with self._lock:
-            return list(self._run.results) if self._run else []
+            return list(self._click.results) if self._click else []
 
     @property
     def session(self) -> Any:
@@ -379,32 +378,35 @@ class Panel(VBox):
             return
         if warnings:
             self._message.value = "<br>".join(f"⚠ {html.escape(w)}" for w in warnings)
-        run = _Run(request)
+        click = _Click(request)
         with self._lock:
-            self._run = run
+            self._click = click
         self._done.clear()
         self._generate.disabled = True
         self._cancel.disabled = False
         self._gallery.value = ""
-        self._status.value = rendering.status_html([Progress(0, request.model, "queued")])
+        self._status.value = rendering.status_html([Progress(0, request.model, Phase.QUEUED)])
         self._set_code(request)
         try:
-            future = self._session.start(
+            click.run = self._session.start(
                 [request],
-                on_progress=lambda p: self._on_session_progress(run, p),
-                on_result=lambda i, outcome: self._on_session_result(run, i, outcome),
+                on_progress=lambda p: self._on_session_progress(click, p),
+                on_result=lambda i, outcome: self._on_session_result(click, i, outcome),
             )
-        except Exception as exc:  # the session refused before starting
+        except Exception as exc:  # the session refused before anything was sent (store, budget, replay)
             self._show_error(exc, title="Not sent")
-            self._finish(run)
+            self._finish(click)
             return
-        run.future = future
-        future.add_done_callback(lambda f: self._on_session_done(run, f))
+        click.run.add_done_callback(lambda run: self._finish(click))
 
     def _on_cancel_click(self, button: Button) -> None:
-        try:
-            withdrawn = self._session.withdraw_queued()
-            canceled, running = self._session.cancel_pending()
+        click = self._click
+        if click is None or click.run is None or click.run.done():
+            self._message.value = "Nothing to cancel: this panel has no request in flight."
+            return
+        try:  # only this panel's run: another cell's tasks are never touched
+            withdrawn = click.run.withdraw()
+            canceled, running = click.run.cancel()
         except Exception as exc:
             self._show_error(exc, title="Cancel failed")
             return
@@ -412,67 +414,57 @@ class Panel(VBox):
         if withdrawn:
             parts.append(f"Withdrew {withdrawn} request(s) that were waiting for their turn (never sent).")
         if canceled:
-            parts.append(f"Canceled PENDING task(s): {', '.join(canceled)}.")
+            parts.append(f"Canceling PENDING task(s): {', '.join(canceled)} (not billed).")
         if running:
             parts.append(
-                f"Still running (the service cannot cancel a running task; it will finish and be billed): "
-                f"{', '.join(running)}."
+                f"Already running (the service cannot cancel a running task; it will finish, be billed and be "
+                f"saved here): {', '.join(running)}."
             )
         if not parts:
-            parts.append("Nothing to cancel: no task of this session is in flight.")
+            parts.append("Nothing to cancel: every task of this request is already downloading or done.")
         self._message.value = html.escape(" ".join(parts))
 
     # ---- handlers: session (background thread) ---------------------------------------------------
 
-    def _on_session_progress(self, run: _Run, progress: Progress) -> None:
+    def _on_session_progress(self, click: _Click, progress: Progress) -> None:
         try:
             with self._lock:
-                run.progress[progress.index] = progress
-                snapshot = [run.progress[i] for i in sorted(run.progress)]
+                click.progress[progress.index] = progress
+                snapshot = [click.progress[i] for i in sorted(click.progress)]
             self._status.value = rendering.status_html(snapshot)
         except Exception as exc:  # never raise into the session
             self._show_error(exc, title="Panel error")
 
-    def _on_session_result(self, run: _Run, index: int, outcome: GenerationResult | BaseException) -> None:
+    def _on_session_result(self, click: _Click, index: int, outcome: GenerationResult | BaseException) -> None:
         try:
             if isinstance(outcome, GenerationResult):
                 with self._lock:
-                    run.results.append(outcome)
+                    click.results.append(outcome)
                     self._results.append(outcome)
-                    shown = list(run.results)
+                    shown = list(click.results)
                 self._gallery.value = _gallery_html(shown)
                 # The request as sent has the seed the client picked; keep the local reference path
                 # (the client swaps it for a temporary oss:// URL).
-                self._set_code(run.request.replace(seed=outcome.request.seed))
+                self._set_code(click.request.replace(seed=outcome.request.seed))
                 if not self._seed_fixed.value and outcome.request.seed is not None:
                     self._seed.value = outcome.request.seed  # tick "fixed seed" to repeat it
                 self._emit_static(outcome)
                 self._result_handlers(outcome)
             else:
                 with self._lock:
-                    run.errors.append(outcome)
+                    click.errors.append(outcome)
                 verb = "canceled" if isinstance(outcome, TaskCanceledError) else "failed"
-                self._show_error(outcome, title=f"{run.request.model} {verb}", append=True)
+                self._show_error(outcome, title=f"{click.request.model} {verb}", append=True)
         except Exception as exc:
             self._show_error(exc, title="Panel error", append=True)
 
-    def _on_session_done(self, run: _Run, future: concurrent.futures.Future[Any]) -> None:
-        try:
-            if future.cancelled():
-                self._show_error(RuntimeError("the generation was cancelled"), title="Stopped", append=True)
-            elif future.exception() is not None:
-                # The run failed as a whole (budget, replay miss, a bug): show it, never lose it.
-                self._show_error(future.exception(), title="Not completed", append=True)
-        finally:
-            self._finish(run)
-
-    def _finish(self, run: _Run) -> None:
+    def _finish(self, click: _Click) -> None:
         with self._lock:
-            ok = sum(len(r.succeeded) for r in run.results)
-            cost = sum(r.cost_yuan for r in run.results)
-        if run.results or run.errors:
+            ok = sum(len(r.succeeded) for r in click.results)
+            cost = sum(r.cost_yuan for r in click.results)
+        if click.results or click.errors:
             note = f"Done: {ok} image{'s' if ok != 1 else ''}, ¥{cost:.2f}"
-            if run.results and run.results[0].from_emulator:
+            if click.results and click.results[0].from_emulator:
                 note += " (emulator: nothing was billed)"
             self._message.value = (self._message.value + "<br>" if self._message.value else "") + html.escape(note)
         self._generate.disabled = False

@@ -1,0 +1,167 @@
+"""The Run lifecycle: events in order, result, cancel, withdraw, timeout and interrupt.
+
+Time is the emulator's fake clock: tasks move only when the test advances it, and the run's own
+deadline is measured on the same clock, so nothing here depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from wanx_nb._exceptions import RunInterruptedError, RunTimeoutError, TaskCanceledError
+from wanx_nb._models import GenerationResult
+from wanx_nb._request import GenerationRequest
+from wanx_nb._run import Phase
+from wanx_nb._session import Session
+from wanx_nb._store import EntryState
+from wanx_nb.emulator import Emulator, EmulatorSettings
+
+
+@pytest.fixture
+def fake_emulator():
+    # time_scale keeps the client's expected durations (and so its poll intervals) short in real time.
+    return Emulator(EmulatorSettings(clock="fake", time_scale=0.001))
+
+
+@pytest.fixture
+def fake_session(tmp_path, fake_emulator):
+    return Session(store=tmp_path / "store", emulator=fake_emulator, clock=fake_emulator.now)
+
+
+class Recorder:
+    """Collects progress events from the background loop."""
+
+    def __init__(self) -> None:
+        self.events = []
+        self.changed = threading.Condition()
+
+    def __call__(self, progress) -> None:
+        with self.changed:
+            self.events.append(progress)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> None:
+        """Wait (in real time, generously) until the events satisfy `predicate`."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: predicate(self.events), timeout), [e.label for e in self.events]
+
+    def phases(self, index: int = 0) -> list[Phase]:
+        out = []
+        for e in self.events:
+            if e.index == index and (not out or out[-1] is not e.phase):
+                out.append(e.phase)
+        return out
+
+
+def has(phase: Phase, index: int = 0):
+    return lambda events: any(e.index == index and e.phase is phase for e in events)
+
+
+def test_events_come_in_lifecycle_order_and_the_result_is_saved(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=2, seed=3)], on_progress=events)
+    events.wait_for(has(Phase.PENDING))
+    fake_emulator.advance(3600)  # the task runs and ends on the service's clock
+    (result,) = run.result()
+
+    assert isinstance(result, GenerationResult)
+    phases = events.phases()
+    assert phases[:3] == [Phase.QUEUED, Phase.SENDING, Phase.PENDING]
+    assert phases[-2:] == [Phase.DOWNLOADING, Phase.DONE]
+    assert all(e.phase.is_final is False for e in events.events[:-1])
+    assert [im.seed for im in result.images] == [3, 4] and all(im.path for im in result.images)
+    summary = run.summary()
+    assert (summary.billed_images, summary.saved_images, summary.unfinished) == (2, 2, ())
+    (entry,) = fake_session.store.history()
+    assert entry.task_id == result.task_id
+
+
+def test_the_journal_holds_each_request_before_anything_is_sent(fake_session, fake_emulator):
+    run = fake_session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)] * 3)
+    # Written synchronously by start(): present even if the process died right now.
+    states = [fake_session.store.entry(s.entry_id).state for s in run._slots]
+    assert len(states) == 3 and all(isinstance(s, EntryState) for s in states)
+    fake_emulator.advance(3600)
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+
+
+def test_a_timeout_cancels_pending_tasks_and_keeps_running_ones_for_resume(fake_session, fake_emulator):
+    events = Recorder()
+    # wanx-v1 runs one task at a time: the second stays PENDING on the service (or queued with us).
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(2)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+    fake_emulator.advance(1)  # the first starts running
+
+    def tick() -> None:
+        fake_emulator.advance(30)  # the run's deadline is on the fake clock too
+
+    with pytest.raises(RunTimeoutError) as caught:
+        run.result(timeout=5, on_tick=tick)
+    summary = caught.value.summary
+    assert summary.billed_images == 0
+    outcomes = run.outcomes
+    assert all(o is not None for o in outcomes)
+    # Nothing is lost: whatever was sent and not canceled is kept for resume.
+    creates = len(fake_emulator.requests("create"))
+    fake_emulator.advance(3600)
+    report = fake_session.resume()
+    assert len(fake_emulator.requests("create")) == creates  # resume never re-sends
+    billed = sum(t.billed_images if hasattr(t, "billed_images") else 0 for t in report.recovered)
+    assert billed == sum(1 for t in fake_emulator.tasks.values() if t.status_at(fake_emulator.now()) == "SUCCEEDED")
+
+
+def test_an_interrupt_withdraws_cancels_and_says_what_resume_will_save(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(4)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterruptedError) as caught:
+        run.result(on_tick=interrupt)
+    assert isinstance(caught.value, KeyboardInterrupt)  # a blocked cell still stops
+    assert caught.value._render_traceback_() == [str(caught.value.args[0])]
+    outcomes = run.outcomes
+    assert all(o is not None for o in outcomes)
+    # Nothing ran on the service's clock: every sent task was PENDING and is canceled, never billed.
+    assert all(isinstance(o, TaskCanceledError) or getattr(o, "code", None) == "Interrupted" for o in outcomes)
+    statuses = {t.status_at(fake_emulator.now()) for t in fake_emulator.tasks.values()}
+    assert statuses <= {"CANCELED"}
+
+
+def test_cancel_and_withdraw_touch_only_their_own_run(fake_session, fake_emulator):
+    mine = fake_session.start([GenerationRequest("mine", model="wanx2.1-t2i-turbo", n=1, seed=1)])
+    other_events = Recorder()
+    other = fake_session.start([GenerationRequest("other", model="wanx2.1-t2i-turbo", n=1, seed=2)], on_progress=other_events)
+    other_events.wait_for(has(Phase.PENDING))
+    deadline = time.monotonic() + 20
+    while not mine._slots[0].task_id and time.monotonic() < deadline:
+        time.sleep(0.01)
+    canceled, running = mine.cancel()
+    assert canceled == [mine._slots[0].task_id] and running == []
+    fake_emulator.advance(3600)
+    (theirs,) = other.result()
+    assert isinstance(theirs, GenerationResult) and theirs.saved_images == 1
+    (ours,) = mine.result()
+    assert isinstance(ours, TaskCanceledError)
+    assert mine.withdraw() == 0  # nothing left to withdraw once done
+
+
+def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):
+    rec = Session(store=tmp_path / "s", emulator=fake_emulator, clock=fake_emulator.now, mode="record")
+    run = rec.start([GenerationRequest("fox", n=1, seed=5)])
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+    events = Recorder()
+    rep = Session(store=tmp_path / "s", mode="replay")
+    replay = rep.start([GenerationRequest("fox", n=1, seed=5)], on_progress=events)
+    assert replay.done()
+    (result,) = replay.result()
+    assert result.replayed and events.phases() == [Phase.REPLAYED]
