@@ -322,3 +322,19 @@ def _path(url: str | None) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).path or url
+
+
+class StoreError(WanxError):
+    """The local store cannot be used as it is (unwritable, damaged index, full disk...). `sent = False`:
+    raised by the pre-flight check, it means nothing was sent; raised later, the message names the
+    recovery (the journal keeps what was paid for wherever it still can).
+    """
+
+    sent = False
+
+    def __init__(self, root: str, problem: str, remedy: str) -> None:
+        self.root, self.problem, self.remedy = root, problem, remedy
+        super().__init__(f"store {root}: {problem}; {remedy}")
+
+
+__all__ = sorted([*__all__, "StoreError"])
