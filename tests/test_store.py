@@ -2,7 +2,6 @@
 
 import io
 import json
-import sqlite3
 
 import pytest
 from PIL import Image
@@ -63,11 +62,10 @@ def test_save_writes_content_named_pngs_with_full_provenance(tmp_path):
     assert prov["request"]["seed"] == 7 and prov["request"]["n"] == 2
     assert prov["backend"] == "emulator" and prov["wanx_nb_version"]
     assert prov["created_at"].endswith("+00:00")
-    db = sqlite3.connect(tmp_path / "index.sqlite")
-    (status, cost, count) = db.execute("SELECT status, cost_yuan, image_count FROM tasks").fetchone()
-    assert (status, count) == ("SUCCEEDED", 2) and cost == pytest.approx(0.28)
-    seeds = [r[0] for r in db.execute("SELECT seed FROM images ORDER BY idx")]
-    assert seeds == [7, 8]
+    (row,) = store.history()
+    assert (row.status, row.state, row.billed, row.saved) == ("SUCCEEDED", "done", 2, 2)
+    assert row.cost_yuan == pytest.approx(0.28)
+    assert [im.seed for im in store.get("t-1").images] == [7, 8]
 
 
 def test_get_reads_back_the_served_bytes(tmp_path):

@@ -52,6 +52,7 @@ __all__ = [
     "RunInterruptedError",
     "RunTimeoutError",
     "ServerError",
+    "StoreError",
     "SubmitOutcomeUnknownError",
     "TaskCanceledError",
     "TaskError",
@@ -378,3 +379,17 @@ class RunInterruptedError(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [redact(str(self.args[0]))]
+
+
+class StoreError(WanxError):
+    """The local store cannot be used as it is (unwritable, damaged index, full disk...). `sent = False`:
+    raised by the pre-flight check, it means nothing was sent; raised later, the message names the
+    recovery (the journal keeps what was paid for wherever it still can).
+    """
+
+    sent = False
+
+    def __init__(self, root: str, problem: str, remedy: str) -> None:
+        self.root, self.problem, self.remedy = root, problem, remedy
+        super().__init__(f"store {root}: {problem}; {remedy}")
+

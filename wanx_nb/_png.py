@@ -11,10 +11,25 @@ import struct
 import zlib
 from typing import Any
 
-__all__ = ["KEYWORD", "add_provenance", "read_provenance", "strip_provenance"]
+__all__ = [
+    "KEYWORD",
+    "MAX_STORED_BYTES",
+    "MAX_STORED_PIXELS",
+    "add_provenance",
+    "check_png",
+    "png_dimensions",
+    "read_file_provenance",
+    "read_provenance",
+    "strip_provenance",
+]
 
 KEYWORD = b"wanx_nb"
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Limits for files read back from a store. The largest size any model serves is ~2 MP; anything far
+# beyond is a damaged or hostile file, never decoded (a 20000x20000 header would need 1.2 GB).
+MAX_STORED_PIXELS = 40_000_000
+MAX_STORED_BYTES = 64 << 20
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
@@ -67,4 +82,59 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     for ctype, body, _ in _chunks(data):
         if _is_ours(ctype, body):
             return json.loads(body[len(KEYWORD) + 5 :].decode())
+    return None
+
+
+def png_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk alone (the first 24 bytes); ValueError if there is none."""
+    if not data.startswith(_SIGNATURE) or len(data) < 24 or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file (no IHDR header)")
+    return struct.unpack(">II", data[16:24])
+
+
+def check_png(data: bytes, *, max_pixels: int = MAX_STORED_PIXELS) -> tuple[int, int]:
+    """Validate a whole PNG without decoding its pixels: structure, every CRC, IEND, and a size cap.
+
+    Returns (width, height); raises ValueError saying what is wrong.
+    """
+    width, height = png_dimensions(data)
+    if width * height > max_pixels:
+        raise ValueError(f"{width}x{height} pixels is over the {max_pixels:,}-pixel limit (decompression bomb?)")
+    chunks = _chunks(data)
+    for ctype, body, _raw in chunks:
+        (crc,) = struct.unpack(">I", _raw[-4:])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise ValueError(f"corrupt PNG chunk {ctype!r} (CRC mismatch)")
+    if not chunks or chunks[-1][0] != b"IEND":
+        raise ValueError("truncated PNG (no IEND chunk)")
+    if not any(ctype == b"IDAT" for ctype, _, _ in chunks):
+        raise ValueError("PNG without image data (no IDAT chunk)")
+    return width, height
+
+
+def read_file_provenance(path: str, *, head_bytes: int = 1 << 16) -> dict[str, Any] | None:
+    """Our provenance from a PNG file, reading only its head (the chunk sits right after IHDR).
+
+    Raises ValueError for a file that is not a PNG or whose chunk is cut off; None when it has none.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(head_bytes)
+        pos = len(_SIGNATURE)
+        if not head.startswith(_SIGNATURE):
+            raise ValueError("not a PNG file")
+        while pos + 8 <= len(head):
+            (length,) = struct.unpack(">I", head[pos : pos + 4])
+            ctype = head[pos + 4 : pos + 8]
+            if ctype in (b"IDAT", b"IEND"):
+                return None
+            end = pos + 12 + length
+            if end > len(head):
+                fh.seek(0)
+                head = fh.read(end)  # a long provenance chunk: read exactly as far as it goes
+                if end > len(head):
+                    raise ValueError(f"truncated PNG chunk {ctype!r}")
+            body = head[pos + 8 : pos + 8 + length]
+            if _is_ours(ctype, body):
+                return json.loads(body[len(KEYWORD) + 5 :].decode())
+            pos = end
     return None

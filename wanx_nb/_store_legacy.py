@@ -1,0 +1,122 @@
+"""The store's previous API (record_submitted, record_failure, save_result, unfinished_tasks) over the journal.
+
+legacy: removed when the session uses the journal. Until the session records entries itself, these
+wrappers keep it working: each task becomes one journal entry, client-side errors no longer finish it,
+and a result's images are saved one by one through `Store.save_image`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import TaskError
+from ._journal import EntryState, JournalEntry, utc_iso
+from ._models import GenerationResult, ImageResult, Task
+from ._registry import get_model
+from ._request import GenerationRequest
+from ._version import __version__
+
+__all__ = ["LegacyStoreMixin", "UnfinishedTask"]
+
+_FINAL_BY_STATUS = {"FAILED": EntryState.FAILED, "CANCELED": EntryState.CANCELED, "UNKNOWN": EntryState.GONE}
+
+
+@dataclass(frozen=True)
+class UnfinishedTask:
+    """A task written ahead whose images are not all saved (legacy view of an unfinished entry)."""
+
+    task_id: str
+    request: GenerationRequest
+    submitted_at: str
+
+
+def legacy_service(backend: str) -> str:
+    return "emulator" if backend == "emulator" else "dashscope"
+
+
+class LegacyStoreMixin:
+    """legacy: removed when the session uses the journal."""
+
+    _mine: dict[str, JournalEntry]
+
+    def _legacy_entry(self: Any, task_id: str) -> JournalEntry | None:
+        # This object's own entry first: another process may hold the same task id (old emulators).
+        for entry in reversed(list(self._mine.values())):
+            if entry.task_id == task_id:
+                return entry
+        return self.find_task(task_id)
+
+    def record_submitted(self: Any, task: Task, sent: GenerationRequest, *, backend: str,
+                         given: GenerationRequest | None = None, mode: str = "live") -> None:  # fmt: skip
+        """legacy: write the task id ahead, the moment the task is created."""
+        if any(e.task_id == task.task_id for e in self._mine.values()):
+            return
+        service = legacy_service(backend)
+        entry_id = uuid.uuid4().hex
+        if self.find_task(task.task_id, service) is not None:
+            # Same id from another process (emulators before unique ids): a service label of its own,
+            # so neither record is overwritten.
+            service = f"{service}/dup-{entry_id[:8]}"
+        now = utc_iso()
+        self.record(
+            JournalEntry(
+                entry_id=entry_id, run_id="legacy", service=service, backend=backend, mode=mode,
+                state=EntryState.SUBMITTED, given=given or sent, sent=sent, task_id=task.task_id,
+                status=task.status.value, created_at=now, sent_at=now, finished_at=None, request_id=task.request_id,
+                code=None, message=None, billed_images=0, saved_images=0, price_yuan=get_model(sent.model).price_yuan,
+            )  # fmt: skip
+        )
+
+    def record_failure(self: Any, task_id: str, error: BaseException) -> None:
+        """legacy: the service's final FAILED/CANCELED/UNKNOWN finishes the entry; any other error is noted only."""
+        entry = self._legacy_entry(task_id)
+        if entry is None or entry.state.is_final:
+            return
+        status = str(getattr(error, "status", "") or "")
+        code = getattr(error, "code", None)
+        if isinstance(error, TaskError) and status in _FINAL_BY_STATUS:
+            message = getattr(error, "server_message", None) or str(error)
+            self.finish(entry.entry_id, _FINAL_BY_STATUS[status], status=status, code=code, message=message)
+        else:
+            self.note_error(entry.entry_id, code or type(error).__name__, str(error))
+
+    def save_result(self: Any, result: GenerationResult) -> GenerationResult:
+        """legacy: save every image with data (with provenance), note per-image failures, finish the entry."""
+        entry = self._legacy_entry(result.task_id)
+        if entry is None:
+            self.record_submitted(result.task, result.request, backend=result.backend)
+            entry = self._legacy_entry(result.task_id)
+        result.created_at = result.created_at or utc_iso()
+        self.set_billed(entry.entry_id, result.task.image_count)
+        for im in result.images:
+            if im.data is not None:
+                self.save_image(entry.entry_id, im, self._image_provenance(result, im))
+            elif not im.ok:
+                self.record_image_failure(entry.entry_id, im.index, im.code, im.message)
+        if not self.entry(entry.entry_id).state.is_final:
+            status = result.task.status.value
+            state = _FINAL_BY_STATUS.get(status, EntryState.DONE)
+            self.finish(entry.entry_id, state, status=status, code=result.task.code, message=result.task.message,
+                        result=result.metadata())  # fmt: skip
+        return result
+
+    @staticmethod
+    def _image_provenance(result: GenerationResult, im: ImageResult) -> dict[str, Any]:
+        return {
+            "wanx_nb_version": __version__,
+            "backend": result.backend,
+            "model": result.request.model,
+            "request": result.request.canonical(),
+            "created_at": result.created_at,
+            "elapsed_s": result.elapsed,
+        }
+
+    def unfinished_tasks(self: Any, *, max_age_hours: float = 24.0) -> list[UnfinishedTask]:
+        """legacy: unfinished entries that hold a task id, young enough for the service to know them."""
+        return [
+            UnfinishedTask(e.task_id, e.request, e.sent_at or e.created_at)
+            for e in self.unfinished(max_age_hours=max_age_hours)
+            if e.task_id
+        ]

@@ -1,0 +1,292 @@
+"""Keeping a store sound: migrating the previous schema, rebuilding the index from the PNGs, checking it.
+
+Every saved PNG carries its entry in its provenance chunk (entry id, service, task id, the request as
+given and as sent, the bill), so the index can always be rebuilt from the images alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import StoreError
+from ._journal import EntryState, create_schema, replay_key, search_text, utc_iso
+from ._png import read_file_provenance
+from ._registry import get_model
+from ._request import GenerationRequest
+from ._store_read import read_stored_image, stored_path
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["RebuildReport", "StoreReport", "integrity", "migrate_v1", "populate_from_pngs", "rebuild"]
+
+_V1_STATES = {"SUCCEEDED": EntryState.DONE, "FAILED": EntryState.FAILED, "CANCELED": EntryState.CANCELED,
+              "UNKNOWN": EntryState.GONE}  # fmt: skip  (anything else was still on its way: SUBMITTED)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What `Store.rebuild()` did."""
+
+    moved_aside: str | None  # where the previous index went (None when there was none)
+    entries: int  # entries in the new index
+    images: int  # image files indexed
+    salvaged: int  # entries read back from the previous index (0 when it could not be read)
+    unreadable: list[str] = field(default_factory=list)  # PNG files without readable provenance
+
+    def text(self) -> str:
+        lines = [f"rebuilt the index: {self.entries} entries, {self.images} images"
+                 + (f" ({self.salvaged} entries read back from the old index)" if self.salvaged else "")]  # fmt: skip
+        if self.moved_aside:
+            lines.append(f"the previous index is kept as {self.moved_aside}")
+        lines += [f"no provenance (not indexed): {p}" for p in self.unreadable]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What `Store.integrity()` found."""
+
+    quick_check: str  # "ok", or what is wrong with the index
+    entries: int = 0
+    images: int = 0
+    unfinished: int = 0
+    missing_images: list[str] = field(default_factory=list)  # indexed, not on disk
+    corrupt_images: list[str] = field(default_factory=list)  # on disk, but not a sound PNG
+    unindexed_files: list[str] = field(default_factory=list)  # on disk, not indexed
+
+    @property
+    def ok(self) -> bool:
+        return self.quick_check == "ok" and not (self.missing_images or self.corrupt_images or self.unindexed_files)
+
+    def text(self) -> str:
+        lines = [f"index: {self.quick_check}; {self.entries} entries, {self.images} images,"
+                 f" {self.unfinished} unfinished (recover with `wanx-nb resume`)"]  # fmt: skip
+        lines += [f"missing on disk: {p}" for p in self.missing_images]
+        lines += [f"damaged file: {p}" for p in self.corrupt_images]
+        lines += [f"not indexed: {p}" for p in self.unindexed_files]
+        if self.quick_check != "ok" or self.unindexed_files:
+            lines.append("fix: `wanx-nb store rebuild DIR` rebuilds the index from the images' provenance")
+        return "\n".join(lines)
+
+
+def _price(model: str) -> float:
+    try:
+        return get_model(model).price_yuan
+    except KeyError:
+        return 0.0
+
+
+# ---- the previous schema -------------------------------------------------------------------------
+
+
+def migrate_v1(conn: sqlite3.Connection) -> None:
+    """Migrate tables `tasks`/`images` (keyed by task id alone) in place, inside the caller's transaction.
+
+    Migrated, not rebuilt: v1 rows hold what PNGs cannot (failed tasks, tasks never saved). A v1 task
+    still SUBMITTED (or left RUNNING by a poll error) becomes SUBMITTED, so resume now finds it.
+    """
+    conn.execute("ALTER TABLE tasks RENAME TO v1_tasks")
+    conn.execute("ALTER TABLE images RENAME TO v1_images")
+    conn.execute("DROP INDEX IF EXISTS tasks_replay")
+    create_schema(conn)
+    for t in conn.execute("SELECT * FROM v1_tasks ORDER BY rowid").fetchall():
+        entry_id = uuid.uuid4().hex
+        images = conn.execute("SELECT * FROM v1_images WHERE task_id=? ORDER BY idx", (t["task_id"],)).fetchall()
+        saved = sum(1 for i in images if i["path"])
+        billed = int(t["image_count"] or 0)
+        state = _V1_STATES.get(t["status"], EntryState.SUBMITTED)
+        if state is EntryState.DONE and saved < billed:
+            state = EntryState.COLLECTING
+        first = next((i for i in images if i["path"]), None)
+        price = (t["cost_yuan"] / billed) if billed else _price(t["model"])
+        conn.execute(
+            "INSERT INTO entries (entry_id, run_id, service, backend, mode, state, model, prompt, replay_key, given_json,"
+            " sent_json, task_id, status, created_at, sent_at, finished_at, request_id, code, message, billed_images,"
+            " saved_images, price_yuan, result_json, actual_prompt, search_text, thumbnail)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (entry_id, "v1", "emulator" if t["backend"] == "emulator" else "dashscope", t["backend"], t["mode"],
+             state.value, t["model"], t["prompt"], t["replay_key"], t["given_json"], t["request_json"], t["task_id"],
+             None if t["status"] == "SUBMITTED" else t["status"], t["submitted_at"], t["submitted_at"],
+             t["finished_at"], t["request_id"], t["code"], t["message"], billed, saved, price, t["result_json"],
+             first["actual_prompt"] if first else None,
+             search_text(t["prompt"], *(i["actual_prompt"] for i in images)), first["path"] if first else None),
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO images (entry_id, idx, sha256, path, seed, size, url, orig_prompt, actual_prompt, code, message)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(entry_id, i["idx"], i["sha256"], i["path"], i["seed"], i["size"], i["url"], i["orig_prompt"],
+              i["actual_prompt"], i["code"], i["message"]) for i in images],
+        )  # fmt: skip
+    conn.execute("DROP TABLE v1_images")
+    conn.execute("DROP TABLE v1_tasks")
+
+
+# ---- rebuilding from the PNGs -------------------------------------------------------------------
+
+
+def _group_key(chunk: dict[str, Any]) -> str:
+    if chunk.get("entry_id"):
+        return str(chunk["entry_id"])
+    # A v1 chunk: one entry per (backend, task id).
+    return f"v1:{chunk.get('backend')}:{chunk.get('task_id')}"
+
+
+def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int, int, list[str]]:
+    """Index every PNG by its provenance chunk: (entries added, images indexed, files without provenance).
+
+    An entry already in the index only gains the image rows it lacks; a new one comes back DONE.
+    """
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    unreadable = []
+    for path in sorted(images_dir.glob("*.png")):
+        try:
+            chunk = read_file_provenance(str(path))
+        except (OSError, ValueError):
+            chunk = None
+        if not chunk or chunk.get("index") is None:
+            unreadable.append(str(path))
+            continue
+        groups.setdefault(_group_key(chunk), []).append((str(path), chunk))
+    added = indexed = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for key, files in groups.items():
+            entry_id = key if not key.startswith("v1:") else uuid.uuid5(uuid.NAMESPACE_URL, key).hex
+            if conn.execute("SELECT 1 FROM entries WHERE entry_id=?", (entry_id,)).fetchone() is None:
+                _insert_rebuilt(conn, entry_id, files)
+                added += 1
+            for path, c in files:
+                indexed += conn.execute(
+                    "INSERT OR IGNORE INTO images (entry_id, idx, sha256, path, seed, size, orig_prompt, actual_prompt)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (entry_id, c["index"], Path(path).stem, path, c.get("seed"), c.get("size"), c.get("orig_prompt"),
+                     c.get("actual_prompt")),
+                ).rowcount  # fmt: skip
+            conn.execute("UPDATE entries SET saved_images=(SELECT COUNT(*) FROM images WHERE entry_id=? AND path IS"
+                         " NOT NULL) WHERE entry_id=?", (entry_id, entry_id))  # fmt: skip
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return added, indexed, unreadable
+
+
+def _insert_rebuilt(conn: sqlite3.Connection, entry_id: str, files: list[tuple[str, dict[str, Any]]]) -> None:
+    files.sort(key=lambda f: f[1]["index"])
+    path, c = files[0]
+    sent = GenerationRequest.from_dict(c.get("sent") or c.get("request") or {"prompt": c.get("orig_prompt") or ""})
+    given = GenerationRequest.from_dict(c["given"]) if c.get("given") else sent
+    model = get_model(sent.model).name
+    service = c.get("service") or ("emulator" if c.get("backend") == "emulator" else "dashscope")
+    created = c.get("entry_created_at") or c.get("created_at") or utc_iso()
+    billed = max(int(c.get("billed_images") or 0), len(files))
+    meta = {
+        "backend": c.get("backend", "dashscope"), "model": model, "request": sent.canonical(),
+        "task_id": c.get("task_id"), "request_id": c.get("request_id"), "status": "SUCCEEDED",
+        "created_at": c.get("created_at") or created, "usage": {"image_count": billed},
+        "elapsed_s": c.get("elapsed_s", 0.0), "warnings": [], "rebuilt_from_png": True,
+    }  # fmt: skip
+    taken = conn.execute("SELECT 1 FROM entries WHERE service=? AND task_id=?", (service, c.get("task_id"))).fetchone()
+    if taken:
+        service = f"{service}/dup-{entry_id[:8]}"  # the same id recorded twice (emulators before unique ids)
+    conn.execute(
+        "INSERT INTO entries (entry_id, run_id, service, backend, mode, state, model, prompt, replay_key, given_json,"
+        " sent_json, task_id, status, created_at, sent_at, finished_at, request_id, billed_images, saved_images,"
+        " price_yuan, result_json, actual_prompt, search_text, thumbnail)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (entry_id, c.get("run_id") or "rebuilt", service, c.get("backend", "dashscope"), c.get("mode", "live"),
+         EntryState.DONE.value if len(files) >= billed else EntryState.COLLECTING.value, model, given.prompt,
+         replay_key(given), json.dumps(given.to_dict(), ensure_ascii=False),
+         json.dumps(sent.to_dict(), ensure_ascii=False), c.get("task_id"), "SUCCEEDED", created, created,
+         c.get("created_at") or created, c.get("request_id"), billed, 0, float(c.get("price_yuan") or _price(model)),
+         json.dumps(meta, ensure_ascii=False), c.get("actual_prompt"),
+         search_text(given.prompt, *(f[1].get("actual_prompt") for f in files)), path),
+    )  # fmt: skip
+
+
+def _salvage(conn: sqlite3.Connection, old: Path) -> int:
+    """Copy what can still be read from the previous index (all or nothing); the number of entries."""
+    if not old.exists():
+        return 0
+    try:
+        conn.execute("ATTACH DATABASE ? AS old", (str(old),))
+    except sqlite3.Error:
+        return 0
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        count = conn.execute("INSERT OR IGNORE INTO main.entries SELECT * FROM old.entries").rowcount
+        conn.execute("INSERT OR IGNORE INTO main.images SELECT * FROM old.images")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        count = 0
+    try:
+        conn.execute("DETACH DATABASE old")
+    except sqlite3.Error:
+        pass
+    return max(count, 0)
+
+
+def rebuild(root: Path, images_dir: Path, db_path: Path) -> RebuildReport:
+    """Build a new index beside the old one, move the old one aside, put the new one in place."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"index.sqlite.rebuild-{os.getpid()}"
+    for leftover in (tmp, Path(f"{tmp}-journal")):
+        leftover.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        create_schema(conn)
+        conn.execute("COMMIT")
+        salvaged = _salvage(conn, db_path)
+        _added, _indexed, unreadable = populate_from_pngs(conn, images_dir)
+        entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        images = conn.execute("SELECT COUNT(*) FROM images WHERE path IS NOT NULL").fetchone()[0]
+    finally:
+        conn.close()
+    moved = None
+    if db_path.exists():
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        moved = root / f"index.sqlite.damaged-{stamp}"
+        os.replace(db_path, moved)
+        for suffix in ("-wal", "-shm"):  # keep the old index whole, for whoever looks at it later
+            side = Path(f"{db_path}{suffix}")
+            if side.exists():
+                os.replace(side, Path(f"{moved}{suffix}"))
+    os.replace(tmp, db_path)
+    return RebuildReport(str(moved) if moved else None, entries, images, salvaged, unreadable)
+
+
+# ---- checking ------------------------------------------------------------------------------------
+
+
+def integrity(store: Store) -> StoreReport:
+    """The index's quick_check, and the files it points at compared with the files on disk."""
+
+    files = {str(p) for p in store.images_dir.glob("*.png")} if store.images_dir.exists() else set()
+    try:
+        with store._read() as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            counts = db.execute("SELECT COUNT(*), COALESCE(SUM(state IN ('sending','outcome_unknown','submitted',"
+                                "'collecting')),0) FROM entries").fetchone()  # fmt: skip
+            paths = [r[0] for r in db.execute("SELECT DISTINCT path FROM images WHERE path IS NOT NULL")]
+    except StoreError as exc:
+        return StoreReport(quick_check=exc.problem, unindexed_files=sorted(files))
+    indexed = {stored_path(store.images_dir, p) for p in paths}
+    missing = sorted(p for p in indexed if p not in files)
+    corrupt = sorted(p for p in indexed & files if read_stored_image(p)[0] is None)
+    return StoreReport(
+        quick_check=verdict, entries=counts[0], images=len(indexed), unfinished=counts[1], missing_images=missing,
+        corrupt_images=corrupt, unindexed_files=sorted(files - indexed),
+    )  # fmt: skip
