@@ -8,6 +8,7 @@ depends on wall time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import io
 import itertools
@@ -26,6 +27,7 @@ from wanx_nb._exceptions import (
     AuthenticationError,
     BadRequestError,
     ContentInspectionError,
+    ImageExpiredError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -236,7 +238,7 @@ async def test_cancelling_a_running_task_is_refused_and_a_cancelled_generate_rai
 
     with pytest.raises(TaskCanceledError) as cancel_info:
         await c.generate(GenerationRequest("y", model="wanx2.1-t2i-turbo", n=1), on_submitted=cancel_it)
-    assert cancel_info.value.status == "CANCELED" and cancel_info.value.task_id
+    assert cancel_info.value.task_status == "CANCELED" and cancel_info.value.task_id
 
 
 async def test_list_tasks_pages_and_filters(make):
@@ -266,10 +268,18 @@ async def test_expired_tasks_are_unknown_and_expired_urls_fail(make):
     with pytest.raises(TaskUnknownError) as info:
         await c.collect(result.task_id, result.request)
     assert info.value.task_id == result.task_id and "24 h" in str(info.value)
-    with pytest.raises(PermissionDeniedError) as expired:
+    with pytest.raises(ImageExpiredError) as expired:
         await c.download(result.images[0].url)
-    assert expired.value.code == "AccessDenied" and expired.value.server_message == "Request has expired."
-    assert "Signature" not in str(expired.value)  # signed query strings stay out of messages
+    err = expired.value
+    assert not isinstance(err, PermissionDeniedError) and "activated" not in err.message
+    assert err.code == "ImageExpired" and err.status == 403 and err.billed is True
+    assert "expired" in err.message and "24 h" in err.message and "Request has expired." in err.message
+    assert "Signature" not in str(err) and "Signature" not in (err.url or "")  # signed query strings stay out
+    # fetch() records it on the image instead of raising: billed, not downloaded, and gone for good.
+    image = dataclasses.replace(result.images[0], data=None)
+    await c.fetch(image)
+    assert image.billed and image.missing and image.gone and image.ok
+    assert image.download_code == "ImageExpired" and "expired" in (image.download_error or "")
 
 
 async def test_collect_resumes_a_task_submitted_earlier(make):
@@ -399,18 +409,67 @@ async def test_a_dropped_connection_on_submit_is_retried_and_creates_exactly_one
     assert list(h.emu.tasks) == [sub.task_id] and h.creates() == 1
 
 
-async def test_a_lost_submit_response_is_never_resubmitted(make):
+async def test_a_lost_submit_response_is_never_resubmitted_and_reconcile_adopts_the_task(make):
     h = await make()
     h.emu.script("create", Fault.drop_after())
+    req = GenerationRequest("a heron at dawn", model="wanx2.1-t2i-turbo", n=1)
     with pytest.raises(SubmitOutcomeUnknownError) as info:
-        await h.client.submit(GenerationRequest("x", model="wanx2.1-t2i-turbo", n=1))
+        await h.client.submit(req)
     assert h.creates() == 1 and len(h.emu.tasks) == 1  # the server did create it; we did not repeat
-    message = str(info.value)
-    assert "list_tasks(model_name='wanx2.1-t2i-turbo'" in message
-    # The hint in the message finds the task.
-    start_time = message.split("start_time='")[1].split("'")[0]
-    page = await h.client.list_tasks(model_name="wanx2.1-t2i-turbo", start_time=start_time)
-    assert [i.task_id for i in page] == list(h.emu.tasks)
+    err = info.value
+    assert err.request.seed is not None and err.request.prompt == req.prompt
+    # Another task of the same model created meanwhile is known to the journal: excluded.
+    h.emu.advance(0.5)
+    other = await h.client.submit(GenerationRequest("another", model="wanx2.1-t2i-turbo", n=1))
+    found = await h.client.reconcile(
+        err.request, sent_after=err.sent_after, sent_before=err.sent_before, exclude={other.task_id}
+    )
+    lost_id = next(t for t in h.emu.tasks if t != other.task_id)
+    assert found.decided and found.task is not None and found.task.task_id == lost_id
+    assert found.candidates == (lost_id,)
+    result = await h.client.collect(found.task, err.request)  # resume: its images, no second create
+    assert len(result.images) == 1 and result.images[0].data and h.creates() == 2
+
+
+async def test_reconcile_matches_the_prompt_when_the_service_names_it(make):
+    h = await make()
+    h.emu.script("create", Fault.drop_after())
+    req = GenerationRequest("a lantern in fog", model="wanx2.1-t2i-plus", n=1)
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await h.client.submit(req)
+    err = info.value
+    # An unrelated task of the same model in the same second, unknown to the journal.
+    twin = await h.client.submit(GenerationRequest("something else", model="wanx2.1-t2i-plus", n=1))
+    await h.client.wait(twin.task_id)  # both finished: their records name their prompts
+    found = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert found.decided and found.task is not None and found.task.task_id != twin.task_id
+    assert "prompt" in found.reason
+
+
+async def test_reconcile_says_when_no_task_was_created_and_when_it_cannot_tell(make):
+    h = await make()
+    h.emu.script("create", Fault.status(500))  # refused before anything was created (the emulator's 500)
+    req = GenerationRequest("nothing here", model="wanx-v1", n=1)
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await h.client.submit(req)
+    err = info.value
+    none = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert none.decided and none.task is None and none.candidates == ()
+    # Two candidates of a model whose records never name the prompt: cannot tell.
+    a = await h.client.submit(GenerationRequest("one", model="wanx-v1", n=1))
+    b = await h.client.submit(GenerationRequest("two", model="wanx-v1", n=1))
+    unsure = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert not unsure.decided and unsure.task is None and set(unsure.candidates) == {a.task_id, b.task_id}
+    # The listing failing is "cannot tell" too, never "no task".
+    h.emu.script("list", *[Fault.status(500)] * 4)
+    failed = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert not failed.decided and "could not be read" in failed.reason
+    # Past the service's 24 h nothing can be told.
+    h.emu.advance(24 * 3600 + 60)
+    old = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert not old.decided and "24 h" in old.reason
+    with pytest.raises(ValueError, match="sent_after must be an aware datetime"):
+        await h.client.reconcile(err.request, sent_after=err.sent_after.replace(tzinfo=None), sent_before=err.sent_before)
 
 
 async def test_wait_timeout(make):
@@ -418,7 +477,7 @@ async def test_wait_timeout(make):
     sub = await h.client.submit(GenerationRequest("slow", model="wanx2.1-t2i-plus", n=1))
     with pytest.raises(WaitTimeoutError) as info:
         await h.client.wait(sub, timeout=5.0)
-    assert info.value.task_id == sub.task_id and info.value.status == "RUNNING"
+    assert info.value.task_id == sub.task_id and info.value.task_status == "RUNNING"
     with pytest.raises(WaitTimeoutError):
         await h.client.generate(GenerationRequest("slow", model="wanx2.1-t2i-plus", n=1), timeout=5.0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import io
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from PIL import Image
 
 from wanx_nb._client import AsyncWanxClient, Submission, WanxClient
 from wanx_nb._constants import RETRY_AFTER_CAP
@@ -98,6 +100,15 @@ def make_client(script: Script, **kwargs: object) -> tuple[AsyncWanxClient, list
 REQ = GenerationRequest("a red fox", model="wanx2.1-t2i-turbo", n=2)
 
 
+def png_bytes(width: int = 8, height: int = 8) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "red").save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = png_bytes()
+
+
 # ---- configuration -----------------------------------------------------------------------------
 
 
@@ -164,34 +175,93 @@ async def test_validation_fails_before_anything_is_sent():
     await client.aclose()
 
 
-@pytest.mark.parametrize("status", [502, 504])
-async def test_a_gateway_error_on_submit_means_outcome_unknown_and_no_resubmit(status):
+def assert_outcome_unknown(err: SubmitOutcomeUnknownError, cause: str) -> None:
+    """What a caller (the journal, resume) relies on: the prepared request, the window, no retry advice."""
+    assert err.model == REQ.model and err.request is not None and err.request.seed is not None
+    assert err.request.prompt == REQ.prompt
+    assert err.sent_after.tzinfo is not None and err.sent_after <= err.sent_before
+    assert cause in err.cause
+    assert err.sent is True and err.billed is None and err.code == "SubmitOutcomeUnknown"
+    assert "%wanx resume" in err.message and "retry" not in err.message.lower()
+    assert not isinstance(err, APIConnectionError)  # its own branch of the tree
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 599])
+async def test_a_5xx_other_than_503_on_submit_means_outcome_unknown_and_no_resubmit(status):
     script = Script(create=[httpx.Response(status, text="upstream timeout")])
-    client, _ = make_client(script)
-    with pytest.raises(SubmitOutcomeUnknownError) as info:
-        await client.submit(REQ)
-    assert script.count("create") == 1
-    assert "list_tasks(model_name='wanx2.1-t2i-turbo', start_time=" in str(info.value)
-    assert isinstance(info.value.__cause__, ServerError)
-    await client.aclose()
-
-
-async def test_a_500_on_submit_is_not_retried():
-    script = Script(create=[httpx.Response(500, json={"code": "InternalError", "message": "An internal error has occured"})])
     client, slept = make_client(script)
-    with pytest.raises(ServerError, match="occured"):
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
         await client.submit(REQ)
     assert script.count("create") == 1 and slept == []
+    assert_outcome_unknown(info.value, f"HTTP {status}")
+    assert info.value.status == status and isinstance(info.value.__cause__, ServerError)
     await client.aclose()
 
 
-async def test_submit_read_error_after_sending_is_outcome_unknown():
-    script = Script(create=[httpx.RemoteProtocolError("Server disconnected without sending a response.")])
+async def test_a_503_on_submit_is_retried_because_no_task_exists_yet():
+    unavailable = httpx.Response(503, json={"code": "ServiceUnavailable", "message": "Model is unavailable"})
+    script = Script(create=[unavailable, created("t-9")])
+    client, slept = make_client(script)
+    sub = await client.submit(REQ)
+    assert sub.task_id == "t-9" and script.count("create") == 2 and len(slept) == 1
+    await client.aclose()
+
+
+async def test_503s_on_submit_that_never_end_are_a_server_error_with_nothing_billed():
+    unavailable = httpx.Response(503, json={"code": "ServiceUnavailable", "message": "Model is unavailable"})
+    script = Script(create=[unavailable])
+    client, _ = make_client(script, max_retries=2)
+    with pytest.raises(ServerError) as info:
+        await client.submit(REQ)
+    err = info.value
+    assert script.count("create") == 3 and err.status == 503 and err.sent is True and err.billed is False
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "reply, cause",
+    [
+        (httpx.Response(200, text="<html>gateway says hi</html>", headers={"content-type": "text/html"}), "not JSON"),
+        (httpx.Response(200, json={"output": {"task_status": "PENDING"}, "request_id": "r"}), "no task_id"),
+        (httpx.Response(200, json={"request_id": "r"}), "no 'output'"),
+    ],
+)
+async def test_a_2xx_without_a_readable_task_is_outcome_unknown(reply, cause):
+    script = Script(create=[reply])
     client, _ = make_client(script)
     with pytest.raises(SubmitOutcomeUnknownError) as info:
         await client.submit(REQ)
-    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
     assert script.count("create") == 1
+    assert_outcome_unknown(info.value, cause)
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadTimeout("timed out"),
+        httpx.ReadError("connection reset"),
+    ],
+)
+async def test_submit_errors_after_sending_are_outcome_unknown(exc):
+    script = Script(create=[exc])
+    client, _ = make_client(script)
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await client.submit(REQ)
+    assert isinstance(info.value.__cause__, type(exc))
+    assert script.count("create") == 1
+    assert_outcome_unknown(info.value, type(exc).__name__)
+    await client.aclose()
+
+
+async def test_a_connection_never_made_on_submit_is_retried_then_says_nothing_was_sent():
+    script = Script(create=[httpx.ConnectError("[Errno 111] Connection refused")])
+    client, _ = make_client(script, max_retries=1)
+    with pytest.raises(APIConnectionError) as info:
+        await client.submit(REQ)
+    assert script.count("create") == 2
+    assert info.value.sent is False and info.value.billed is False
     await client.aclose()
 
 
@@ -275,7 +345,7 @@ async def test_wait_raises_wait_timeout_at_the_deadline_with_a_fake_clock():
     sub = await client.submit(REQ)
     with pytest.raises(WaitTimeoutError) as info:
         await client.wait(sub, timeout=30.0)
-    assert info.value.task_id == "t-1" and info.value.status == "RUNNING"
+    assert info.value.task_id == "t-1" and info.value.task_status == "RUNNING"
     assert info.value.elapsed == pytest.approx(30.0)
     polls = script.count("query")
     assert 5 <= polls <= 15  # ~9.6 s lead, then 10% steps: few requests
@@ -298,10 +368,10 @@ async def test_download_never_sends_the_api_key():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=b"\x89PNG...")
+        return httpx.Response(200, content=PNG)
 
     client = AsyncWanxClient(KEY, transport=httpx.MockTransport(handler))
-    assert await client.download("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1") == b"\x89PNG..."
+    assert await client.download("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1") == PNG
     assert "authorization" not in seen[0].headers
     assert all(KEY not in v for v in seen[0].headers.values())
     await client.aclose()

@@ -13,12 +13,16 @@ and no transport the in-process emulator serves every call (`client.backend == "
 
 Retries:
 - reads (poll, list, download, upload policy and upload) retry connection errors and 408, 429, 5xx;
-- a submit is retried only when no task can exist: the connection was never made, 429 or 503. A
-  timeout or broken connection after sending (or a 502/504 gateway error) raises
-  SubmitOutcomeUnknownError and is never re-sent: a second submit could be a second billed task;
+  a download also retries a cut-off body, and checks the image it got (`_imagecheck`);
+- a submit is retried only when no task can exist: the connection was never made, 429 or 503 (the
+  service refusing work before creating anything). Once it may have reached the service (a timeout
+  or broken connection after sending, any other 5xx, a 2xx without a readable task id) it raises
+  SubmitOutcomeUnknownError and is never re-sent: a second create could be a second billed task.
+  `reconcile()` finds the task it made, if any;
 - a cancel follows the submit rule (a retried cancel would answer "not PENDING" to itself).
 Delays: exponential backoff with jitter, or the server's Retry-After (see `_backoff`); every retry
-decision is logged at DEBUG on the "wanx_nb" logger. The API key is never logged or shown.
+decision is logged at DEBUG on the "wanx_nb" logger. The API key is never logged or shown: it lives
+in an `httpx.Auth` (`_auth`) set on the API client only, and is added to a request as it is sent.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -61,6 +65,7 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_REGION,
     ENV_WORKSPACE,
+    TASK_TTL_SECONDS,
     uses_emulator,
 )
 from ._exceptions import (
@@ -69,6 +74,9 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
+    DownloadError,
+    ImageExpiredError,
+    InvalidImageError,
     SubmitOutcomeUnknownError,
     TaskCanceledError,
     TaskFailedError,
@@ -76,28 +84,33 @@ from ._exceptions import (
     WaitTimeoutError,
     WanxError,
 )
+from ._auth import APIKeyAuth
+from ._imagecheck import ImageCheckError, check_image
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._protocol import (
     EMULATOR_HEADER,
     TIME_SCALE_HEADER,
     TaskPage,
+    TaskSummary,
     WireRequest,
     build_cancel,
     build_create,
     build_list,
     build_policy,
     build_query,
-    format_list_time,
     image_results,
     is_local_path,
     parse_json,
     parse_policy,
     parse_server_time,
+    parse_size,
     parse_task,
     parse_task_page,
+    says_expired,
     status_error,
     upload_form,
 )
+from ._reconcile import Reconciliation, decide, in_window, list_window
 from ._registry import ModelSpec, get_model, get_region
 from ._request import MAX_SEED, GenerationRequest
 from ._scheduler import Scheduler
@@ -112,10 +125,16 @@ T = TypeVar("T")
 Kind = Literal["read", "submit", "cancel"]
 OnStatus = Callable[[Task], Any]
 OnSubmitted = Callable[[Task, GenerationRequest], Any]
+OnSending = Callable[[GenerationRequest], Any]
 
 # The emulator checks for a Bearer token but not its value; this one is shaped so `redact()` hides it.
 _EMULATOR_KEY = "sk-wanx-nb-emulator"
 _DEFAULT_EXPECTED = 15.0  # seconds, for a task whose model we do not know (resumed by id)
+# Reconciling an unknown create: list pages of this size, at most this many, and look each candidate
+# up only when there are few (the window is seconds wide; more means several processes at once).
+_RECONCILE_PAGE_SIZE = 50
+_RECONCILE_MAX_PAGES = 20
+_RECONCILE_MAX_CANDIDATES = 10
 _emulator_notice_logged = False
 
 
@@ -169,7 +188,7 @@ class AsyncWanxClient:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | APIKeyAuth | None = None,
         *,
         base_url: str | None = None,
         region: str | None = None,
@@ -181,7 +200,12 @@ class AsyncWanxClient:
         transport: httpx.AsyncBaseTransport | None = None,
         emulator: Any = None,
     ) -> None:
-        key = api_key or os.environ.get(ENV_API_KEY) or None
+        # From here on only `auth` holds the key (its repr is redacted): no local, attribute or header
+        # dict does, so a traceback printing frame locals (`%xmode Verbose`) cannot show it.
+        auth = api_key if isinstance(api_key, APIKeyAuth) else (APIKeyAuth(api_key) if api_key else None)
+        del api_key
+        if auth is None and os.environ.get(ENV_API_KEY):
+            auth = APIKeyAuth(os.environ[ENV_API_KEY])
         base = base_url or os.environ.get(ENV_BASE_URL) or None
         try:
             self.region = get_region(region or os.environ.get(ENV_REGION) or DEFAULT_REGION).name
@@ -193,7 +217,7 @@ class AsyncWanxClient:
         self.max_retries = max_retries
         self.wait_timeout = wait_timeout
 
-        if emulator is None and uses_emulator(key, base, transport=transport):
+        if emulator is None and uses_emulator("set" if auth else None, base, transport=transport):
             emulator = _default_emulator()
         self._emulator = emulator
         if emulator is not None:
@@ -201,11 +225,11 @@ class AsyncWanxClient:
 
             transport = transport or emulator.transport()
             base = EMULATOR_BASE_URL
-            key = key or _EMULATOR_KEY
+            auth = auth or APIKeyAuth(_EMULATOR_KEY)
             self.backend = "emulator"
             self._time_scale = float(getattr(getattr(emulator, "settings", None), "time_scale", 1.0))
         else:
-            if key is None:
+            if auth is None:
                 raise ConfigurationError(
                     f"no API key: set {ENV_API_KEY} or pass api_key=...; or pass neither a key nor a "
                     "base_url to use the offline emulator"
@@ -213,13 +237,15 @@ class AsyncWanxClient:
             base = base or get_region(self.region).base_url
             self.backend = "dashscope"
             self._time_scale = 1.0
-        self._api_key: str = key
+        self._auth = auth
         self.base_url = base.rstrip("/")
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
         headers = {"User-Agent": f"wanx_nb/{__version__}"}
-        # Two clients: the API one, and one for image hosts and the upload host, which must never
-        # see the API key. Auth is added per request by `_protocol`, never as a client default.
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeouts, transport=transport, headers=headers)
+        # Two clients: the API one, whose auth adds the key at send time, and one for image hosts and
+        # the upload host, which must never see the API key (it has no auth at all).
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeouts, transport=transport, headers=headers, auth=auth
+        )
         self._files = httpx.AsyncClient(timeout=timeouts, transport=transport, headers=headers, follow_redirects=True)
         self._closed = False
 
@@ -253,7 +279,7 @@ class AsyncWanxClient:
         return self._closed
 
     def __repr__(self) -> str:
-        tail = f" api_key='…{self._api_key[-4:]}'" if self.backend != "emulator" else ""
+        tail = f" api_key='…{self._auth.hint}'" if self.backend != "emulator" else ""
         return f"<AsyncWanxClient backend={self.backend!r} region={self.region!r} base_url={self.base_url!r}{tail}>"
 
     # ---- operations ----------------------------------------------------------------------------
@@ -271,7 +297,7 @@ class AsyncWanxClient:
 
     async def get_task(self, task_id: str) -> Task:
         """The task as the server reports it now (`GET /tasks/{id}`); UNKNOWN for a wrong or expired id."""
-        wire = build_query(task_id, api_key=self._api_key, workspace=self.workspace)
+        wire = build_query(task_id, workspace=self.workspace)
         response = await self._request(wire, kind="read", task_id=task_id, query=True)
         return self._parse_task(response)
 
@@ -336,7 +362,7 @@ class AsyncWanxClient:
 
     async def cancel(self, task_id: str) -> None:
         """Cancel a PENDING task. A task that already runs cannot be cancelled: UnsupportedOperationError."""
-        wire = build_cancel(task_id, api_key=self._api_key, workspace=self.workspace)
+        wire = build_cancel(task_id, workspace=self.workspace)
         await self._request(wire, kind="cancel", task_id=task_id)
 
     async def list_tasks(
@@ -360,7 +386,6 @@ class AsyncWanxClient:
             with contextlib.suppress(KeyError):
                 model_name = get_model(model_name).wire_name(self.region)
         wire = build_list(
-            api_key=self._api_key,
             workspace=self.workspace,
             page_no=page_no,
             page_size=page_size,
@@ -394,7 +419,7 @@ class AsyncWanxClient:
         except KeyError:
             wire_model = model
         policy_response = await self._request(
-            build_policy(wire_model, api_key=self._api_key, workspace=self.workspace), kind="read"
+            build_policy(wire_model, workspace=self.workspace), kind="read"
         )
         policy = parse_policy(self._json(policy_response))
         content = await asyncio.to_thread(local.read_bytes)
@@ -411,10 +436,100 @@ class AsyncWanxClient:
         log.debug("uploaded %s for %s as oss://%s", local.name, wire_model, key)
         return f"oss://{key}"
 
-    async def download(self, url: str) -> bytes:
-        """The bytes at a result URL. Sent without the API key; result URLs expire after 24 h."""
-        response = await self._request(WireRequest("GET", url), kind="read", http=self._files)
-        return response.content
+    async def download(self, url: str, *, expect: tuple[int, int] | None = None) -> bytes:
+        """The image at a result URL, checked: a whole PNG, JPEG or WebP (of `expect` = (width, height)).
+
+        Sent without the API key. 5xx answers, dropped connections and cut-off bodies (fewer bytes than
+        Content-Length, or an image that stops before its format's end) are retried with backoff.
+        The image is checked from its header and ending, never decoded: one over MAX_IMAGE_PIXELS
+        (a decompression bomb) is refused. Raises ImageExpiredError when the URL expired (they live
+        24 h), InvalidImageError for bytes that are not the promised image, DownloadError otherwise.
+        """
+        where = _short(url)
+        attempt = 0
+        while True:
+            try:
+                response = await self._request(WireRequest("GET", url), kind="read", http=self._files)
+            except APIError as exc:
+                raise _download_error(exc, where) from exc
+            data = response.content
+            try:
+                _check_length(response, len(data))
+                check_image(data, expect=expect)
+                return data
+            except ImageCheckError as exc:
+                if not exc.truncated:
+                    raise InvalidImageError(f"{where} is {exc}", url=where, status=response.status_code) from None
+                problem = str(exc)
+            if attempt >= self.max_retries:
+                raise InvalidImageError(
+                    f"{where} was still cut off after {attempt + 1} downloads ({problem}); the image was billed: "
+                    "`%wanx resume` downloads it again while its URL lives (24 h)",
+                    url=where, status=response.status_code,
+                )
+            delay = retry_delay(attempt, rng=self._rng.random) or 0.0
+            log.debug("retrying GET %s: %s, in %.2fs (retry %d of %d)", where, problem, delay, attempt + 1, self.max_retries)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def fetch(self, image: ImageResult, *, expect: tuple[int, int] | None = None) -> None:
+        """Download a billed image into `image.data`; on failure set `download_error`/`download_code`.
+
+        For a resume: a succeeded task's images that were not downloaded (`image.missing`) can be
+        fetched again while their URLs live (24 h). The service's own fields are left as they are.
+        """
+        if image.url is None:
+            raise ValueError(f"image {image.index} has no URL to download ({image.code}: {image.message})")
+        try:
+            image.data = await self.download(image.url, expect=expect)
+        except DownloadError as exc:
+            image.download_error, image.download_code = exc.message, exc.code
+        else:
+            image.download_error = image.download_code = None
+
+    async def reconcile(
+        self,
+        request: GenerationRequest,
+        *,
+        sent_after: dt.datetime,
+        sent_before: dt.datetime,
+        exclude: Collection[str] = (),
+    ) -> Reconciliation:
+        """Find the task a create with an unknown outcome made (SubmitOutcomeUnknownError).
+
+        Lists the account's tasks for the request's model created in [sent_after, sent_before] (every
+        page; aware datetimes, converted to the server's clock), drops the ids in `exclude` (tasks the
+        journal already knows), and matches what the service reports: the creation time and, where a
+        task's record names it, the prompt (see `_reconcile`). Nothing is created or cancelled.
+        Returns a Reconciliation: the task to adopt, certainly none, or "cannot tell" (try again later).
+        """
+        for name, value in (("sent_after", sent_after), ("sent_before", sent_before)):
+            if not isinstance(value, dt.datetime) or value.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime (e.g. in UTC), got {value!r}")
+        model = get_model(request.model).name
+        window = f"between {sent_after.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} and {sent_before.astimezone(dt.timezone.utc):%H:%M:%S} UTC"
+        now = dt.datetime.fromtimestamp(self._wall(), dt.timezone.utc)
+        if (now - sent_before).total_seconds() > TASK_TTL_SECONDS:
+            return Reconciliation(
+                None, False, (), f"the create was sent {window}, over 24 h ago: the service no longer lists its tasks"
+            )
+        start, end = list_window(sent_after, sent_before)
+        rows: list[TaskSummary] = []
+        try:
+            for page_no in range(1, _RECONCILE_MAX_PAGES + 1):
+                page = await self.list_tasks(
+                    page_no=page_no, page_size=_RECONCILE_PAGE_SIZE, start_time=start, end_time=end, model_name=model
+                )
+                rows.extend(page.items)
+                if not page.items or page_no >= page.total_page:
+                    break
+            ids = in_window(rows, model, sent_after=sent_after, sent_before=sent_before, exclude=exclude)
+            if len(ids) > _RECONCILE_MAX_CANDIDATES:
+                return Reconciliation(None, False, tuple(ids), f"{len(ids)} tasks of {model} were created {window}")
+            tasks = [await self.get_task(task_id) for task_id in ids]
+        except WanxError as exc:
+            return Reconciliation(None, False, (), f"the account's tasks could not be read ({exc.message}); try later")
+        return decide(request, tasks, window=window)
 
     async def generate(
         self,
@@ -423,19 +538,25 @@ class AsyncWanxClient:
         timeout: float | None = None,
         on_submitted: OnSubmitted | None = None,
         on_status: OnStatus | None = None,
+        on_sending: OnSending | None = None,
     ) -> GenerationResult:
         """Submit, wait and download every image. Raises when the task did not produce images.
 
         Keeps to the model's submit rate and concurrency (a slot is held from before the submit until
-        the task ends). `on_submitted(task, sent_request)` runs the moment the task exists;
+        the task ends). `on_sending(prepared_request)` runs right before the create is sent (seed
+        picked, reference uploaded): the place to write the request down; raising there aborts with
+        nothing sent. `on_submitted(task, sent_request)` runs the moment the task exists;
         `on_status(task)` after every poll. A FAILED task raises TaskFailedError (the server's code
-        and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError. Images that failed on the
-        server, or whose download failed, are kept as ImageResult with `code` and `message`.
+        and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError; a create that may have
+        reached the service unanswered raises SubmitOutcomeUnknownError (with the prepared request).
+        Images that failed on the service keep its `code` and `message`; a billed image whose
+        download failed keeps its URL and gets `download_error`/`download_code` (see `fetch`).
         """
         start = self._clock()
         prepared, warnings = await self._prepare(request)
         spec = get_model(prepared.model)
         async with self._scheduler.slot(spec.name, spec.concurrency):
+            await _call(on_sending, prepared)
             submission = await _uncancellable(self._create_and_report(prepared, warnings, on_submitted))
             final = await self.wait(submission, timeout=timeout, on_status=on_status)
         return await self._finish(final, prepared, warnings, start)
@@ -477,6 +598,7 @@ class AsyncWanxClient:
         on_submitted: OnSubmitted | None = None,
         on_status: OnStatus | None = None,
         on_result: Callable[[int, GenerationResult | Exception], Any] | None = None,
+        on_sending: OnSending | None = None,
     ) -> list[GenerationResult | Exception]:
         """Run every request concurrently within each model's rate and concurrency limits.
 
@@ -487,7 +609,9 @@ class AsyncWanxClient:
         async def one(index: int, request: GenerationRequest) -> GenerationResult | Exception:
             outcome: GenerationResult | Exception
             try:
-                outcome = await self.generate(request, timeout=timeout, on_submitted=on_submitted, on_status=on_status)
+                outcome = await self.generate(
+                    request, timeout=timeout, on_submitted=on_submitted, on_status=on_status, on_sending=on_sending
+                )
             except Exception as exc:  # returned in place, like asyncio.gather(return_exceptions=True)
                 outcome = exc
             await _call(on_result, index, outcome)
@@ -507,12 +631,18 @@ class AsyncWanxClient:
 
     async def _create(self, request: GenerationRequest, warnings: list[str]) -> Submission:
         spec = get_model(request.model)
-        wire = build_create(
-            request, api_key=self._api_key, wire_model=spec.wire_name(self.region), workspace=self.workspace
-        )
+        wire = build_create(request, wire_model=spec.wire_name(self.region), workspace=self.workspace)
         submitted_at = self._clock()
-        response = await self._request(wire, kind="submit", spec=spec)
-        task = self._parse_task(response)
+        sends: list[float] = []  # wall time of each attempt: the last one bounds an unknown outcome
+        try:
+            response = await self._request(wire, kind="submit", spec=spec, sends=sends)
+        except _Unanswered as lost:
+            raise self._outcome_unknown(request, sends, lost.cause, lost.status, lost.request_id) from lost.__cause__
+        try:
+            task = self._parse_task(response)
+        except APIError as exc:  # a 2xx without a readable task: it may exist all the same
+            cause = f"HTTP {response.status_code} but {exc.message}"
+            raise self._outcome_unknown(request, sends, cause, response.status_code, None) from exc
         if TIME_SCALE_HEADER in response.headers:
             # A served emulator runs tasks at this fraction of the real durations: expect those.
             self._time_scale = float(response.headers[TIME_SCALE_HEADER])
@@ -523,6 +653,18 @@ class AsyncWanxClient:
         log.debug("created task %s (%s)", task.task_id, request.summary())
         fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
         return Submission(**fields, request=request, warnings=tuple(warnings))
+
+    def _outcome_unknown(
+        self, request: GenerationRequest, sends: list[float], cause: str, status: int | None, request_id: str | None
+    ) -> SubmitOutcomeUnknownError:
+        def utc(wall: float) -> dt.datetime:
+            return dt.datetime.fromtimestamp(wall, dt.timezone.utc)
+
+        log.debug("not retrying the create of %s: %s; a task may exist", request.model, cause)
+        return SubmitOutcomeUnknownError(
+            request.model, request, sent_after=utc(sends[-1]), sent_before=utc(self._wall()), cause=cause,
+            status=status, request_id=request_id,
+        )
 
     async def _finish(
         self, final: Task, request: GenerationRequest, warnings: list[str], start: float
@@ -545,7 +687,7 @@ class AsyncWanxClient:
             case TaskStatus.PENDING | TaskStatus.RUNNING | TaskStatus.SUSPENDED:  # pragma: no cover
                 raise AssertionError(f"task {final.task_id} is not finished ({final.status.value})")
         images = image_results(final, request)
-        await asyncio.gather(*(self._fetch(im) for im in images if im.ok))
+        await asyncio.gather(*(self.fetch(im, expect=parse_size(im.size)) for im in images if im.ok and im.url))
         backend = "emulator" if (self.backend == "emulator" or final.emulator) else self.backend
         return GenerationResult(
             request=request,
@@ -556,14 +698,6 @@ class AsyncWanxClient:
             warnings=list(warnings),
             created_at=dt.datetime.fromtimestamp(self._wall(), dt.timezone.utc).isoformat(timespec="milliseconds"),
         )
-
-    async def _fetch(self, image: ImageResult) -> None:
-        assert image.url is not None
-        try:
-            image.data = await self.download(image.url)
-        except WanxError as exc:
-            image.code = getattr(exc, "code", None) or "DownloadFailed"
-            image.message = str(exc)
 
     def _learn(self, task_id: str, task: Task, origin: float) -> None:
         expectation = self._expect.pop(task_id, None)
@@ -607,8 +741,13 @@ class AsyncWanxClient:
         query: bool = False,
         data: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
+        sends: list[float] | None = None,
     ) -> httpx.Response:
-        """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error."""
+        """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error.
+
+        A submit that may have reached the service without a usable answer raises `_Unanswered`
+        (`_create` turns it into SubmitOutcomeUnknownError); `sends` collects each attempt's wall time.
+        """
         if self._closed:
             raise RuntimeError("this client is closed; create a new one")
         http = http or self._http
@@ -620,7 +759,8 @@ class AsyncWanxClient:
                 await self._scheduler.submit_turn(spec.name, spec.submit_rps)
             if query:
                 await self._scheduler.query_turn()
-            sent_at = self._wall()
+            if sends is not None:
+                sends.append(self._wall())
             try:
                 response = await http.request(
                     wire.method, wire.path, headers=wire.headers, params=wire.params, json=wire.json,
@@ -638,11 +778,10 @@ class AsyncWanxClient:
                     attempt += 1
                     continue
                 if kind == "submit" and failure is Failure.AFTER_SENT:
-                    assert spec is not None
-                    log.debug("not retrying %s: %s after sending; a task may exist", what, type(exc).__name__)
-                    raise SubmitOutcomeUnknownError(spec.name, _list_time(sent_at)) from exc
+                    raise _Unanswered(f"{type(exc).__name__} after the request was sent") from exc
                 log.debug("giving up %s after %s (%d retries)", what, type(exc).__name__, attempt)
-                raise _connection_error(exc, wire.method, str(exc.request.url) if _has_request(exc) else wire.path, task_id) from exc
+                url = str(exc.request.url) if _has_request(exc) else wire.path
+                raise _connection_error(exc, wire.method, url, task_id, sent=failure is not Failure.NOT_SENT) from exc
 
             if response.is_success:
                 return response
@@ -669,11 +808,11 @@ class AsyncWanxClient:
                 log.debug("not retrying %s: Retry-After %.0fs is over the cap", what, retry_after)
             elif retry_rule(status):
                 log.debug("giving up %s after %d %s (%d retries)", what, status, error.code or "", attempt)
-            if kind == "submit" and status in (502, 504):
-                # A gateway gave up waiting: the service behind it may have created the task.
-                assert spec is not None
-                log.debug("not retrying %s: %d from a gateway; a task may exist", what, status)
-                raise SubmitOutcomeUnknownError(spec.name, _list_time(sent_at)) from error
+            if kind == "submit" and status >= 500 and status != 503:
+                # A 500 can come after the task was created, a 502/504 from a gateway that gave up
+                # waiting for a service that went on. 503 is the service refusing work before any
+                # task exists (ServiceUnavailable / ModelUnavailable, retried above, as the SDK does).
+                raise _Unanswered(f"HTTP {status} {error.code or ''}".rstrip(), status, error.request_id) from error
             raise error
 
 
@@ -694,27 +833,58 @@ def _has_request(exc: httpx.HTTPError) -> bool:
     return True
 
 
-def _connection_error(exc: httpx.HTTPError, method: str, url: str, task_id: str | None) -> APIConnectionError:
+def _connection_error(
+    exc: httpx.HTTPError, method: str, url: str, task_id: str | None, *, sent: bool
+) -> APIConnectionError:
     path = _short(url)
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
-            f"{method} {path} timed out ({type(exc).__name__}: {reason})", method=method, url=url, task_id=task_id
+            f"{method} {path} timed out ({type(exc).__name__}: {reason})",
+            method=method, url=path, task_id=task_id, sent=sent,
         )
     return APIConnectionError(
         f"{method} {path} failed: could not talk to the server ({type(exc).__name__}: {reason})",
-        method=method, url=url, task_id=task_id,
+        method=method, url=path, task_id=task_id, sent=sent,
     )
+
+
+class _Unanswered(Exception):
+    """A submit may have reached the service without a usable answer (`_create` says what to do)."""
+
+    def __init__(self, cause: str, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(cause)
+        self.cause, self.status, self.request_id = cause, status, request_id
+
+
+def _download_error(exc: APIError, where: str) -> DownloadError:
+    """A failed image GET as a DownloadError; an image host's 403 is not about the model or the key."""
+    again = "the image was billed: `%wanx resume` downloads it again while its URL lives (24 h)"
+    if isinstance(exc, APIStatusError):
+        answer = f"{exc.status_code} {exc.code or 'error'}: {exc.server_message}"
+        if says_expired(exc.status_code, exc.body):
+            return ImageExpiredError(
+                f"the image URL expired (result URLs live 24 h); the image cannot be downloaded any more ({answer})",
+                url=where, status=exc.status_code, request_id=exc.request_id,
+            )
+        return DownloadError(
+            f"downloading {where} failed ({answer}); {again}", url=where, status=exc.status_code,
+            request_id=exc.request_id,
+        )
+    return DownloadError(f"downloading {where} failed ({exc.message}); {again}", url=where, status=exc.status)
+
+
+def _check_length(response: httpx.Response, received: int) -> None:
+    """Fewer bytes than Content-Length (when the body is not compressed) is a cut-off download."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and response.headers.get("content-encoding", "identity") == "identity":
+        if received < int(declared):
+            raise ImageCheckError(f"{received} of the {declared} bytes announced: cut off", truncated=True)
 
 
 def _short(url: str) -> str:
     """Scheme, host and path of a URL, never its query string (signed URLs carry signatures)."""
     return url.split("?", 1)[0]
-
-
-def _list_time(wall: float) -> str:
-    """A `list_tasks(start_time=...)` value a minute before `wall` (server clock, UTC+8)."""
-    return format_list_time(dt.datetime.fromtimestamp(wall - 60, dt.timezone.utc))
 
 
 async def _uncancellable(coro: Awaitable[T]) -> T:
@@ -767,13 +937,15 @@ class WanxClient:
     """
 
     def __init__(self, api_key: str | None = None, **kwargs: Any) -> None:
+        auth = APIKeyAuth(api_key) if api_key else None  # no frame local holds the key (see _auth)
+        del api_key
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wanx_nb-client", daemon=True)
         self._thread.start()
         self._closed = False
 
         async def make() -> AsyncWanxClient:
-            return AsyncWanxClient(api_key, **kwargs)
+            return AsyncWanxClient(auth, **kwargs)
 
         try:
             self._client = self._run(make())
@@ -826,8 +998,23 @@ class WanxClient:
     def upload(self, path: str | os.PathLike[str], model: str) -> str:
         return self._run(self._client.upload(path, model))
 
-    def download(self, url: str) -> bytes:
-        return self._run(self._client.download(url))
+    def download(self, url: str, *, expect: tuple[int, int] | None = None) -> bytes:
+        return self._run(self._client.download(url, expect=expect))
+
+    def fetch(self, image: ImageResult, *, expect: tuple[int, int] | None = None) -> None:
+        return self._run(self._client.fetch(image, expect=expect))
+
+    def reconcile(
+        self,
+        request: GenerationRequest,
+        *,
+        sent_after: dt.datetime,
+        sent_before: dt.datetime,
+        exclude: Collection[str] = (),
+    ) -> Reconciliation:
+        return self._run(
+            self._client.reconcile(request, sent_after=sent_after, sent_before=sent_before, exclude=exclude)
+        )
 
     def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
         return self._run(self._client.generate(request, **kwargs))

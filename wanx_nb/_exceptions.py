@@ -8,7 +8,12 @@
   - APIError: talking to the service failed.
     - APIConnectionError: the request never completed (DNS, refused, reset).
       - APITimeoutError: the request timed out.
-        - SubmitOutcomeUnknownError: a submit got no answer after it was sent; a task may exist.
+    - SubmitOutcomeUnknownError: a create may have reached the service without a usable answer (timeout
+      or drop after sending, 5xx other than 503, unreadable 2xx); a task may exist. Never retried:
+      `%wanx resume` reconciles it.
+    - DownloadError: a billed image could not be downloaded from its result URL.
+      - ImageExpiredError: the result URL expired (24 h); the image is gone.
+      - InvalidImageError: the bytes are not the promised image (not an image, cut off, wrong size, too large).
     - APIStatusError: the service answered with an error status and code.
       - BadRequestError (400)
         - ContentInspectionError: DataInspectionFailed / IPInfringementSuspect.
@@ -24,15 +29,21 @@
     - TaskUnknownError: the server does not know the task (wrong id, or older than 24 h).
   - WaitTimeoutError: our own deadline for a task passed; the task may still finish.
 
-Every error carries the server's `code`, its `message` verbatim (Chinese kept), and `request_id` and
-`task_id` where there is one. No error ever holds the API key: messages are built from server fields
-and our own text only, and `redact()` scrubs anything that looks like a key as a last line of defence.
+Every error has `code`, `message`, `request_id`, `status` (HTTP status or None), `task_id`, `sent`
+(did anything reach the service) and `billed` (True, False, or None: unknown), so callers never need
+getattr. A task's own state is `task_status` on TaskError and WaitTimeoutError. Status errors keep
+the response's `status_code`, `headers` and `body`; never the request, whose headers hold the key.
+The server's message is kept verbatim (Chinese kept). No error ever holds the API key: messages are
+built from server fields and our own text only, and `redact()` scrubs anything that looks like a key
+as a last line of defence.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
 
 __all__ = [
     "APIConnectionError",
@@ -44,6 +55,9 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ContentInspectionError",
+    "DownloadError",
+    "ImageExpiredError",
+    "InvalidImageError",
     "NotFoundError",
     "PermissionDeniedError",
     "Problem",
@@ -68,6 +82,12 @@ __all__ = [
     "redact",
 ]
 
+class _Unset:
+    """The type of _UNSET: "not given", where None is a meaningful value."""
+
+
+_UNSET: Final = _Unset()
+
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
 
 
@@ -77,7 +97,20 @@ def redact(text: str) -> str:
 
 
 class WanxError(Exception):
-    """Base class of every wanx_nb error."""
+    """Base class of every wanx_nb error.
+
+    Every error has the same attributes, so callers never need getattr: `code` (the server's or
+    ours), `message` (the full text), `request_id`, `status` (the HTTP status, or None), `task_id`
+    (None where there is none), `sent` (did anything of this call reach the service) and `billed`
+    (True / False, or None when it cannot be known yet). Class defaults; instances override them.
+    """
+
+    code: str | None = None
+    request_id: str | None = None
+    status: int | None = None
+    task_id: str | None = None
+    sent: bool = False
+    billed: bool | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -111,6 +144,8 @@ class Problem:
 class ValidationError(WanxError, ValueError):
     """The request breaks the model's rules. Raised before anything is sent."""
 
+    billed = False
+
     def __init__(self, model: str, problems: list[Problem]) -> None:
         self.model = model
         self.problems = list(problems)
@@ -122,9 +157,13 @@ class ValidationError(WanxError, ValueError):
 class ConfigurationError(WanxError):
     """A setting is missing or contradicts another."""
 
+    billed = False
+
 
 class BudgetExceededError(WanxError):
     """The run would cost more than the budget allows. Raised before anything is sent."""
+
+    billed = False
 
     def __init__(self, estimate: float, remaining: float, budget: float) -> None:
         self.estimate, self.remaining, self.budget = estimate, remaining, budget
@@ -138,6 +177,8 @@ class BudgetExceededError(WanxError):
 class ReplayMissError(WanxError):
     """Replay mode found no recording for a request. Nothing was sent."""
 
+    billed = False
+
     def __init__(self, key: str, summary: str) -> None:
         self.key = key
         super().__init__(
@@ -147,7 +188,12 @@ class ReplayMissError(WanxError):
 
 
 class APIError(WanxError):
-    """Talking to the service failed."""
+    """Talking to the service failed. `sent`: the request (or a part of it) reached the network.
+
+    `billed` defaults to False when no task is concerned, and None (unknown) when one is.
+    """
+
+    sent = True
 
     def __init__(
         self,
@@ -158,41 +204,113 @@ class APIError(WanxError):
         task_id: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        status: int | None = None,
+        sent: bool | None = None,
+        billed: bool | None | _Unset = _UNSET,
     ) -> None:
-        self.code = code
+        self.code = code if code is not None else type(self).code
         self.request_id = request_id
         self.task_id = task_id
         self.method = method
         self.url = url
+        self.status = status
+        if sent is not None:
+            self.sent = sent
+        self.billed = (None if task_id else False) if isinstance(billed, _Unset) else billed
         super().__init__(message)
 
 
 class APIConnectionError(APIError):
-    """The request never completed: the server could not be reached or the connection broke."""
+    """The request never completed: the server could not be reached or the connection broke.
+
+    `sent` is False when the connection was never made (nothing reached the service).
+    """
 
 
 class APITimeoutError(APIConnectionError):
     """The request timed out."""
 
 
-class SubmitOutcomeUnknownError(APITimeoutError):
-    """A submit timed out after the request was sent: the task may have been created (and billed).
+class SubmitOutcomeUnknownError(APIError):
+    """A create may have reached the service but gave no usable answer: a task may exist and be billed.
 
-    It is not retried, so a retry never creates a second billed task.
+    Raised for a read timeout or a connection dropped after sending, a 5xx other than 503, and a 2xx
+    whose body is not JSON or has no task id. It is never retried (a second create could be a second
+    billed task); `%wanx resume` reconciles it (`AsyncWanxClient.reconcile` lists the account's tasks
+    for `model` created between `sent_after` and `sent_before`). `request` is the request as sent
+    (seed set, reference image uploaded); `cause` says what happened.
     """
 
-    def __init__(self, model: str, sent_at: str) -> None:
+    code = "SubmitOutcomeUnknown"
+    billed = None
+
+    def __init__(
+        self,
+        model: str,
+        request: Any,
+        *,
+        sent_after: datetime,
+        sent_before: datetime,
+        cause: str,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.model = model
+        self.request = request
+        self.sent_after = sent_after
+        self.sent_before = sent_before
+        self.cause = redact(cause)
+        window = f"{sent_after:%Y-%m-%d %H:%M:%S} and {sent_before:%H:%M:%S} UTC"
         super().__init__(
-            f"the submit for model {model!r} got no answer after it was sent (a timeout, a dropped connection or "
-            f"a gateway error), so a task may have been created "
-            f"and billed. It was not retried. Find it with `list_tasks(model_name={model!r}, "
-            f"start_time={sent_at!r})` (or `%wanx resume`) before submitting again.",
-            code="SubmitOutcomeUnknown",
+            f"the create for model {model!r} may have reached the service ({self.cause}), so a task may exist and "
+            f"be billed. It was not sent again: a second create could be a second billed task. Run `%wanx resume` "
+            f"(Python: Session.resume(); CLI: wanx-nb resume): it looks for the task among the account's tasks "
+            f"created between {window} and saves its images.",
+            status=status,
+            request_id=request_id,
+            billed=None,
         )
 
 
+class DownloadError(APIError):
+    """An image the service produced (and billed) could not be downloaded from its result URL.
+
+    The task's other fields stay valid; `%wanx resume` downloads it again while its URL lives (24 h).
+    """
+
+    code = "DownloadFailed"
+    billed = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, code=code, url=url, status=status, request_id=request_id, task_id=task_id, method="GET",
+            billed=True,
+        )
+
+
+class ImageExpiredError(DownloadError):
+    """The result URL expired (they live 24 h): the image cannot be downloaded any more."""
+
+    code = "ImageExpired"
+
+
+class InvalidImageError(DownloadError):
+    """The bytes are not the promised image: not an image, cut off, other dimensions, or too large."""
+
+    code = "InvalidImage"
+
+
 class APIStatusError(APIError):
-    """The service answered with an error status."""
+    """The service answered with an error status. `headers` and `body` are the response's."""
 
     status_code: int = 0
 
@@ -207,10 +325,14 @@ class APIStatusError(APIError):
         method: str | None = None,
         url: str | None = None,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: str = "",
     ) -> None:
         self.status_code = status_code
         self.server_message = server_message
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
+        self.body = redact(body)
         where = f" on {method} {_path(url)}" if method and url else ""
         rid = f" (request_id={request_id!r})" if request_id else ""
         hint = _HINTS.get(status_code, "")
@@ -221,6 +343,7 @@ class APIStatusError(APIError):
             task_id=task_id,
             method=method,
             url=url,
+            status=status_code,
         )
 
 
@@ -289,10 +412,14 @@ def make_status_error(
 
 
 class TaskError(WanxError):
-    """A task ended without producing the images."""
+    """A task ended without producing the images. Failed and canceled tasks are not billed."""
+
+    sent = True
+    billed = False
 
     def __init__(self, task_id: str, status: str, code: str | None, message: str, request_id: str | None = None) -> None:
-        self.task_id, self.status, self.code, self.request_id = task_id, status, code, request_id
+        # `status` is the HTTP status on every error (None here); the task's own state is `task_status`.
+        self.task_id, self.task_status, self.code, self.request_id = task_id, status, code, request_id
         self.server_message = message
         super().__init__(f"task {task_id} {status}" + (f": {code}: {message}" if code or message else ""))
 
@@ -308,12 +435,17 @@ class TaskCanceledError(TaskError):
 class TaskUnknownError(TaskError):
     """The server does not know the task: a wrong id, or older than its 24 h retention."""
 
+    billed = None
+
 
 class WaitTimeoutError(WanxError):
     """Our deadline for a task passed. The task may still finish: wait on it again or cancel it."""
 
+    code = "WaitTimeout"
+    sent = True
+
     def __init__(self, task_id: str, elapsed: float, status: str) -> None:
-        self.task_id, self.elapsed, self.status = task_id, elapsed, status
+        self.task_id, self.elapsed, self.task_status = task_id, elapsed, status
         super().__init__(
             f"task {task_id} still {status} after {elapsed:.1f}s; it may still finish: "
             f"wait on it again, or cancel it while it is PENDING"

@@ -7,6 +7,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import ImageExpiredError
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._version import __version__
@@ -70,7 +71,12 @@ class Task:
 
 @dataclass
 class ImageResult:
-    """One image of a task, with its provenance. `ok` is False for a per-image failure."""
+    """One image of a task, with its provenance.
+
+    `code`/`message` are the service's own per-image failure (not billed). `download_error`/
+    `download_code` say why a billed image could not be downloaded (ImageExpiredError's code when its
+    URL expired); the service's fields are kept, so it can be downloaded again while the URL lives.
+    """
 
     index: int
     seed: int | None
@@ -84,28 +90,28 @@ class ImageResult:
     path: str | None = None
     sha256: str | None = None
     export_path: str | None = field(default=None, compare=False)  # a readable copy (the magic's output_dir)
-    # Our side: the service made (and billed) this image but we could not download it (yet).
     download_error: str | None = None
     download_code: str | None = None
 
     @property
     def ok(self) -> bool:
+        """No service failure, and bytes or a URL to get them from (a failed download is still `ok`)."""
         return self.code is None and (self.url is not None or self.data is not None)
 
     @property
     def billed(self) -> bool:
-        """The service reports this image as made (and so billed), whether or not we hold its bytes."""
-        return self.code is None
+        """The service reported this image succeeded, so it was billed (whether or not it was saved)."""
+        return self.code is None and (self.url is not None or self.data is not None or self.path is not None)
 
     @property
     def missing(self) -> bool:
-        """Billed but not downloaded."""
+        """Billed but not downloaded: no bytes and no stored file."""
         return self.billed and self.data is None and self.path is None
 
     @property
     def gone(self) -> bool:
-        """Its URL expired before it was saved: the service can no longer serve it."""
-        return self.download_code == "ImageExpired"
+        """Its result URL expired before it was downloaded: it cannot be had any more."""
+        return self.download_code == ImageExpiredError.code
 
     @property
     def image(self) -> Image:
@@ -114,7 +120,8 @@ class ImageResult:
 
         if self.data is None:
             if self.path is None:
-                raise ValueError(f"image {self.index} has no data: {self.code}: {self.message}")
+                why = f"{self.download_code}: {self.download_error}" if self.download_error else f"{self.code}: {self.message}"
+                raise ValueError(f"image {self.index} has no data: {why}")
             with open(self.path, "rb") as fh:
                 self.data = fh.read()
         return PILImage.open(io.BytesIO(self.data))
@@ -132,10 +139,17 @@ class ImageResult:
         }
         if self.code:
             out.update(code=self.code, message=self.message)
+        if self.download_code:
+            out.update(download_code=self.download_code, download_error=self.download_error)
         return {k: v for k, v in out.items() if v is not None}
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"failed {self.code}"
+        if not self.ok:
+            state = f"failed {self.code}"
+        elif self.missing and self.download_code:
+            state = f"not downloaded {self.download_code}"
+        else:
+            state = "ok"
         return f"<ImageResult #{self.index} {self.size} seed={self.seed} {state}>"
 
 

@@ -50,8 +50,10 @@ __all__ = [
     "parse_json",
     "parse_policy",
     "parse_server_time",
+    "parse_size",
     "parse_task",
     "parse_task_page",
+    "says_expired",
     "status_error",
     "upload_form",
 ]
@@ -76,7 +78,7 @@ SERVER_TZ = dt.timezone(dt.timedelta(hours=8))
 class WireRequest:
     """One HTTP request to the API: method, path (relative to the base URL), headers, query, JSON body.
 
-    The repr never shows header values: `Authorization` carries the API key.
+    It never carries the API key: the client's `httpx.Auth` adds `Authorization` at send time.
     """
 
     method: str
@@ -89,8 +91,10 @@ class WireRequest:
         return f"<WireRequest {self.method} {self.path}>"
 
 
-def _headers(api_key: str, workspace: str | None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+def _headers(workspace: str | None) -> dict[str, str]:
+    # No Authorization here: `_auth.APIKeyAuth` adds it when the request is sent, so no header dict
+    # (or frame local) on the way holds the key.
+    headers = {"Accept": "application/json"}
     if workspace:
         headers["X-DashScope-WorkSpace"] = workspace
     return headers
@@ -102,11 +106,11 @@ def is_local_path(value: str) -> bool:
 
 
 def build_create(
-    request: GenerationRequest, *, api_key: str, wire_model: str | None = None, workspace: str | None = None
+    request: GenerationRequest, *, wire_model: str | None = None, workspace: str | None = None
 ) -> WireRequest:
     """POST the create-task call (§1.2, §1.3). Local files must already be uploaded (oss:// URLs)."""
     body = request.to_body(wire_model)
-    headers = _headers(api_key, workspace)
+    headers = _headers(workspace)
     headers["Content-Type"] = "application/json"
     headers["X-DashScope-Async"] = "enable"
     if any(isinstance(v, str) and v.startswith("oss://") for v in body["input"].values()):
@@ -114,14 +118,14 @@ def build_create(
     return WireRequest("POST", CREATE_PATH, headers, None, body)
 
 
-def build_query(task_id: str, *, api_key: str, workspace: str | None = None) -> WireRequest:
+def build_query(task_id: str, *, workspace: str | None = None) -> WireRequest:
     """GET one task (no body, no Content-Type, §1.3)."""
-    return WireRequest("GET", QUERY_PATH.format(task_id=_id(task_id)), _headers(api_key, workspace))
+    return WireRequest("GET", QUERY_PATH.format(task_id=_id(task_id)), _headers(workspace))
 
 
-def build_cancel(task_id: str, *, api_key: str, workspace: str | None = None) -> WireRequest:
+def build_cancel(task_id: str, *, workspace: str | None = None) -> WireRequest:
     """POST the cancel call with an empty body (§1.2). Only PENDING tasks can be cancelled."""
-    return WireRequest("POST", CANCEL_PATH.format(task_id=_id(task_id)), _headers(api_key, workspace))
+    return WireRequest("POST", CANCEL_PATH.format(task_id=_id(task_id)), _headers(workspace))
 
 
 def format_list_time(value: dt.datetime | dt.date | str) -> str:
@@ -140,7 +144,6 @@ def format_list_time(value: dt.datetime | dt.date | str) -> str:
 
 def build_list(
     *,
-    api_key: str,
     workspace: str | None = None,
     page_no: int = 1,
     page_size: int = 10,
@@ -165,12 +168,12 @@ def build_list(
         params["region"] = region
     if status is not None:
         params["status"] = status.value if isinstance(status, TaskStatus) else str(status).upper()
-    return WireRequest("GET", LIST_PATH, _headers(api_key, workspace), params)
+    return WireRequest("GET", LIST_PATH, _headers(workspace), params)
 
 
-def build_policy(model: str, *, api_key: str, workspace: str | None = None) -> WireRequest:
+def build_policy(model: str, *, workspace: str | None = None) -> WireRequest:
     """GET the temporary-upload policy for files used with `model` (§1.6, Beijing only)."""
-    return WireRequest("GET", UPLOAD_PATH, _headers(api_key, workspace), {"action": "getPolicy", "model": model})
+    return WireRequest("GET", UPLOAD_PATH, _headers(workspace), {"action": "getPolicy", "model": model})
 
 
 def _id(task_id: str) -> str:
@@ -317,7 +320,34 @@ def status_error(
         method=method,
         url=url,
         retry_after=retry_after,
+        headers=dict(headers or {}),
+        body=_text(content),
     )
+
+
+def says_expired(status_code: int, content: bytes | str) -> bool:
+    """True for an object store's 403/404 saying the signed URL expired ("Request has expired").
+
+    Object storage (OSS) answers an expired signed URL with 403 AccessDenied "Request has expired."
+    (inferred from OSS; the emulator does the same); a 404
+    whose message says so is read the same way. Other 403/404 answers are not expiry.
+    """
+    if status_code not in (403, 404):
+        return False
+    info = parse_error(content)
+    text = f"{info.code or ''} {info.message}".lower()
+    return "expired" in text
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """`"1024*1024"` (or `x`) as (width, height); None when it is not such a size."""
+    match = re.fullmatch(r"\s*(\d+)\s*[*x]\s*(\d+)\s*", size or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _text(content: bytes | str, limit: int = 4000) -> str:
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 _REASONS = {

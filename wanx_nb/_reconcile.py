@@ -1,0 +1,110 @@
+"""Deciding which task, if any, a create with an unknown outcome made (no I/O; `_client` lists and asks).
+
+A create that may have reached the service (SubmitOutcomeUnknownError) is looked up among the
+account's tasks: the list endpoint (§1.5) gives, per task, its model, status and `gmt_create` (epoch
+ms) but neither the prompt nor the parameters. So the window [sent_after, sent_before] (widened by
+CLOCK_SLACK for the difference between our clock and the server's) and the model select the
+candidates; ids the journal already knows are dropped; and where a candidate's own record
+(`GET /tasks/{id}`) names its prompt (V2 models, once finished: `orig_prompt`), the prompt must match.
+Seeds are not reported by the service, so they cannot be matched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from ._models import Task
+from ._protocol import TaskSummary
+from ._registry import get_model
+from ._request import GenerationRequest
+
+__all__ = ["CLOCK_SLACK", "Reconciliation", "decide", "in_window", "list_window"]
+
+# Seconds either side of the send window: our wall clock and the server's may differ this much.
+CLOCK_SLACK = 5.0
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What became of a create whose outcome was unknown.
+
+    - `decided` and `task`: the task it created (adopt it: wait, download, record).
+    - `decided` and no task: no task was created in the window, so nothing was billed.
+    - not `decided`: cannot tell (several candidates, or the listing failed); `candidates` lists the
+      ids that could be it, `reason` says why. Keep the record and try again later (within 24 h).
+    """
+
+    task: Task | None
+    decided: bool
+    candidates: tuple[str, ...]
+    reason: str
+
+
+def list_window(sent_after: dt.datetime, sent_before: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The list filter's [start, end], widened by CLOCK_SLACK and to whole seconds (the filter's grain)."""
+    start = sent_after - dt.timedelta(seconds=CLOCK_SLACK)
+    end = sent_before + dt.timedelta(seconds=CLOCK_SLACK + 1)
+    return start.replace(microsecond=0), end.replace(microsecond=0)
+
+
+def in_window(
+    rows: Iterable[TaskSummary],
+    model: str,
+    *,
+    sent_after: dt.datetime,
+    sent_before: dt.datetime,
+    exclude: Collection[str] = (),
+) -> list[str]:
+    """Ids of listed tasks of `model` created within the send window (± CLOCK_SLACK), minus `exclude`."""
+    slack = dt.timedelta(seconds=CLOCK_SLACK)
+    found: list[str] = []
+    for row in rows:
+        if not row.task_id or row.task_id in exclude or row.task_id in found:
+            continue
+        if row.model_name is not None and _model_of(row.model_name) != model:
+            continue
+        created = row.created
+        if created is not None and not sent_after - slack <= created <= sent_before + slack:
+            continue
+        found.append(row.task_id)
+    return found
+
+
+def decide(request: GenerationRequest, tasks: Sequence[Task], *, window: str) -> Reconciliation:
+    """Pick the task among the candidates' records, matching the prompt where a record names it."""
+    ids = tuple(t.task_id for t in tasks)
+    evidence = {t.task_id: _prompt_evidence(t, request.prompt) for t in tasks}
+    left = [t for t in tasks if evidence[t.task_id] is not False]
+    if not tasks:
+        return Reconciliation(None, True, (), f"no task of {request.model} was created {window}: nothing was billed")
+    if not left:
+        return Reconciliation(
+            None, True, (), f"the {len(tasks)} task(s) of {request.model} created {window} have other prompts"
+        )
+    if len(left) == 1:
+        how = "its prompt matches" if evidence[left[0].task_id] else f"the only task of {request.model} created {window}"
+        return Reconciliation(left[0], True, (left[0].task_id,), f"task {left[0].task_id}: {how}")
+    return Reconciliation(
+        None,
+        False,
+        tuple(t.task_id for t in left),
+        f"{len(left)} tasks of {request.model} were created {window} and the service does not say which is this "
+        f"request's (of {len(ids)} candidates)",
+    )
+
+
+def _prompt_evidence(task: Task, prompt: str) -> bool | None:
+    """True: the record names this prompt; False: it names another; None: it names none."""
+    named = {r.get("orig_prompt") for r in task.results if r.get("orig_prompt")}
+    if not named:
+        return None
+    return prompt in named
+
+
+def _model_of(name: str) -> str:
+    try:
+        return get_model(name).name
+    except KeyError:
+        return name
