@@ -137,7 +137,7 @@ def test_models_lists_the_guide_models_with_prices(emulator, capsys):
 def test_resume_with_nothing_pending_recovers_nothing(emulator, capsys):
     code, out, _ = run(capsys, "resume")
     assert code == 0
-    assert out.splitlines()[-1] == "0 task(s) recovered"
+    assert out.splitlines()[-1] == "nothing to resume: every task in the journal is finished"
 
 
 # ---- export, rerun -----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The comparison grid: layout, shared seed, parameter adaptation, dry runs, failures, the saved PNG."""
 
-import concurrent.futures
+import signal
+import threading
+import time
 import hashlib
 import importlib
 import io
@@ -9,7 +11,7 @@ import json
 import pytest
 from PIL import Image
 
-from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, ValidationError
+from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
 from wanx_nb._models import GenerationResult
 from wanx_nb._png import read_provenance
 from wanx_nb._registry import V1_SIZES, get_model
@@ -268,35 +270,23 @@ def test_save_labels_chinese_prompts_legibly_with_the_bundled_font(session, tmp_
     assert Image.open(path).width == 2 * 16 + 220 + (64 + 8)
 
 
-def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(session, monkeypatch):
-    class Interrupted(concurrent.futures.Future):
-        pass
+def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(tmp_path):
+    # The service's clock stands still: every task waits PENDING until canceled.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
+    session = Session(store=tmp_path / "store", emulator=emulator)
+    main = threading.main_thread().ident
 
-    def interrupted_wait(futures, timeout=None):  # Ctrl-C arrives while the kernel thread waits
-        raise KeyboardInterrupt
+    def interrupt_when_pending() -> None:  # what a kernel interrupt does to the blocked cell
+        deadline = time.monotonic() + 20
+        while len(emulator.tasks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # compare() is blocked in the run's wait by now
+        signal.pthread_kill(main, signal.SIGINT)
 
-    monkeypatch.setattr(concurrent.futures, "wait", interrupted_wait)
+    threading.Thread(target=interrupt_when_pending, daemon=True).start()
+    grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=session, display=False)
+    assert grid.interrupted.startswith("2 request(s)") and "canceled PENDING" in grid.interrupted
+    assert {t.status_at(emulator.now()) for t in emulator.tasks.values()} == {"CANCELED"}
+    assert all(isinstance(grid[0, m], TaskCanceledError) for m in (0, 1))
+    assert "interrupted: 2 request(s)" in grid.text()
 
-    class Stub:
-        backend = "emulator"
-        estimate_cost = staticmethod(Session.estimate_cost)
-
-        def check_budget(self, requests):
-            pass
-
-        def start(self, requests, on_progress=None, on_result=None):
-            on_result(0, ContentInspectionError(400, "DataInspectionFailed", "refused"))
-            self.future = Interrupted()
-            return self.future
-
-        def cancel_pending(self):
-            return ["t-1"], ["t-2"]
-
-        interrupt_message = Session.interrupt_message
-
-    stub = Stub()
-    grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=stub, display=False)
-    assert stub.future.cancelled()
-    assert grid.interrupted.startswith("canceled PENDING task(s) t-1; still running") and "t-2" in grid.interrupted
-    assert isinstance(grid[0, 0], ContentInspectionError) and grid.cell(0, 1).phase == "interrupted"
-    assert "interrupted: canceled PENDING" in grid.text()

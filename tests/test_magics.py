@@ -369,23 +369,53 @@ def test_terminal_ipython_prints_the_text_summary(shell, capsys):
     assert "<wanx wanx2.1-t2i-turbo: 1/1 images 1024*1024 seed 21 ¥0.14 [emulator]>" in out
 
 
-def test_wait_timeout_ends_the_cell_and_cancels_pending_tasks(tmp_path, shell, monkeypatch):
-    slow = Emulator(EmulatorSettings(time_scale=0.001, pending_seconds=30))
-    set_session(Session(store=tmp_path / "slow", emulator=slow))
+class FakeClockDriver:
+    """Moves a fake-clock emulator's time forward in small steps from a thread, until stopped."""
+
+    def __init__(self, emulator: Emulator, step: float = 0.1) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drive, args=(emulator, step), daemon=True)
+
+    def _drive(self, emulator: Emulator, step: float) -> None:
+        while not self._stop.wait(0.005):
+            emulator.advance(step)
+
+    def __enter__(self) -> "FakeClockDriver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def slow_session(tmp_path) -> tuple[Session, Emulator]:
+    """Tasks that wait PENDING for ever, on a fake clock that the run's deadline is measured on too."""
+    slow = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
+    session = Session(store=tmp_path / "slow", emulator=slow, clock=slow.now)
+    set_session(session)
+    return session, slow
+
+
+def test_wait_timeout_ends_the_cell_and_cancels_pending_tasks(tmp_path, shell):
+    session, slow = slow_session(tmp_path)
     shell.run_line_magic("config", "WanxMagics.wait_timeout = 0.5")
-    start = time.monotonic()
-    shown = cell(shell, "-o res")
-    assert time.monotonic() - start < 10
+    with FakeClockDriver(slow):
+        shown = cell(shell, "-o res")
     text = repr(shown)
-    assert "no result after 0.5 s" in text and "canceled PENDING task(s)" in text
-    assert "%wanx resume" in text
+    assert "stopped waiting after 0.5 s" in text and "canceled PENDING" in text
+    (task,) = slow.tasks.values()
+    assert task.status_at(slow.now()) == "CANCELED"
+    assert "resume" not in text  # nothing is left to recover: the only task was canceled, unbilled
+    assert shell.user_ns["res"].code == "RunTimeout"
 
 
-def test_keyboard_interrupt_cancels_pending_tasks_and_says_so(tmp_path, shell, monkeypatch):
+def test_keyboard_interrupt_shows_a_card_and_no_traceback(tmp_path, shell, monkeypatch):
     from wanx_nb._progress import LiveStatus
 
-    slow = Emulator(EmulatorSettings(time_scale=0.001, pending_seconds=30))
-    set_session(Session(store=tmp_path / "slow", emulator=slow))
+    session, slow = slow_session(tmp_path)
     shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
     original = LiveStatus.tick
 
@@ -395,10 +425,13 @@ def test_keyboard_interrupt_cancels_pending_tasks_and_says_so(tmp_path, shell, m
             raise KeyboardInterrupt  # what a kernel interrupt does to the blocked cell
 
     monkeypatch.setattr(LiveStatus, "tick", tick)
-    with capture_output():
-        with pytest.raises(KeyboardInterrupt) as info:
-            cell(shell, "--seed 2")
-    assert "canceled PENDING task(s)" in str(info.value)
+    with capture_output() as captured:
+        outcome = shell.run_cell("%%wanx --seed 2\na red fox")
+    assert isinstance(outcome.error_in_exec, KeyboardInterrupt)  # the cell stops: "run all" goes no further
+    printed = captured.stdout + captured.stderr
+    assert "canceled PENDING" in printed and "Traceback" not in printed and "magics.py" not in printed
+    (task,) = slow.tasks.values()
+    assert task.status_at(slow.now()) == "CANCELED"
 
 
 def test_compare_calls_the_grid_with_the_prompt_models_and_params(shell, monkeypatch):

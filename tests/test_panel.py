@@ -1,12 +1,10 @@
 """The widget panel, driven without a browser: set `.value`, `click()`, assert on widget state."""
 
-import concurrent.futures
 import datetime as dt
 import inspect
 import io
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 from ipywidgets import Layout, Widget
@@ -22,36 +20,9 @@ from wanx_nb._magic_args import parse_cell_line
 from wanx_nb._models import GenerationResult
 from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES
 from wanx_nb._request import GenerationRequest
-from wanx_nb._session import Progress, Session
+from wanx_nb._session import Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
 from wanx_nb.panel import Panel, magic_cell
-
-
-class FakeSession:
-    """The Session surface the panel uses; `start` returns a Future the test resolves by hand."""
-
-    backend = "emulator"
-    estimate_cost = staticmethod(Session.estimate_cost)
-
-    def __init__(self, root):
-        self.store = SimpleNamespace(root=root)
-        self.started = []
-        self.cancel_result = ([], [])
-
-    def check_budget(self, requests):
-        pass
-
-    def start(self, requests, on_progress=None, on_result=None):
-        future = concurrent.futures.Future()
-        run = SimpleNamespace(requests=requests, on_progress=on_progress, on_result=on_result, future=future)
-        self.started.append(run)
-        return future
-
-    def cancel_pending(self):
-        return self.cancel_result
-
-    def withdraw_queued(self):
-        return 0
 
 
 def upload(name, content):
@@ -66,8 +37,17 @@ def visible(widget):
 
 
 @pytest.fixture
-def fake(tmp_path):
-    return FakeSession(tmp_path / "store")
+def stuck(tmp_path):
+    """A session whose tasks wait PENDING until canceled: the service's clock stands still."""
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
+    return Session(store=tmp_path / "stuck", emulator=emulator), emulator
+
+
+def wait_until(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def png_bytes(color="red"):
@@ -79,8 +59,8 @@ def png_bytes(color="red"):
 # ---- widgets follow the model's family ---------------------------------------------------------
 
 
-def test_v2_model_shows_free_size_and_v2_flags_and_hides_v1_controls(fake):
-    panel = Panel(session=fake)
+def test_v2_model_shows_free_size_and_v2_flags_and_hides_v1_controls(session):
+    panel = Panel(session=session)
     assert panel._model.value == "wanx2.1-t2i-turbo"
     assert visible(panel._v2_box) and visible(panel._extend) and visible(panel._watermark)
     assert not visible(panel._v1_box)
@@ -88,8 +68,8 @@ def test_v2_model_shows_free_size_and_v2_flags_and_hides_v1_controls(fake):
     assert (panel._height.min, panel._height.max, panel._height.value) == (512, 1440, 1024)
 
 
-def test_switching_to_wanx_v1_shows_style_sizes_and_reference_and_back(fake):
-    panel = Panel(session=fake)
+def test_switching_to_wanx_v1_shows_style_sizes_and_reference_and_back(session):
+    panel = Panel(session=session)
     panel._model.value = "wanx-v1"
     assert visible(panel._v1_box) and visible(panel._style) and visible(panel._v1_size) and visible(panel._ref_box)
     assert not visible(panel._v2_box)
@@ -102,8 +82,8 @@ def test_switching_to_wanx_v1_shows_style_sizes_and_reference_and_back(fake):
     assert visible(panel._v2_box) and not visible(panel._v1_box)
 
 
-def test_area_ruled_model_gets_its_default_size_and_rule(fake):
-    panel = Panel(session=fake)
+def test_area_ruled_model_gets_its_default_size_and_rule(session):
+    panel = Panel(session=session)
     panel._model.value = "wan2.5-t2i-preview"
     assert (panel._width.value, panel._height.value) == (1280, 1280)
     assert panel._width.min <= 768 and panel._width.max >= 1440
@@ -112,15 +92,15 @@ def test_area_ruled_model_gets_its_default_size_and_rule(fake):
     assert (panel._width.value, panel._height.value, panel._width.max) == (1024, 1024, 1440)
 
 
-def test_model_picker_labels_show_name_price_and_description(fake):
-    labels = dict((v, k) for k, v in Panel(session=fake)._model.options)
+def test_model_picker_labels_show_name_price_and_description(session):
+    labels = dict((v, k) for k, v in Panel(session=session)._model.options)
     assert set(labels) == set(MODELS)
     assert labels["wanx-v1"].startswith("wanx-v1 · ¥0.16/image · ")
     assert MODELS["wanx2.0-t2i-turbo"].description in labels["wanx2.0-t2i-turbo"]
 
 
-def test_cost_label_follows_n_and_model(fake):
-    panel = Panel(session=fake)
+def test_cost_label_follows_n_and_model(session):
+    panel = Panel(session=session)
     assert panel._cost.value.startswith("1 image x ¥0.14 = ¥0.14")
     panel._n.value = 2
     assert panel._cost.value.startswith("2 images x ¥0.14 = ¥0.28")
@@ -129,8 +109,8 @@ def test_cost_label_follows_n_and_model(fake):
     assert "emulator" in panel._cost.value
 
 
-def test_request_reflects_the_controls_of_each_family(fake, tmp_path):
-    panel = Panel(session=fake, prompt="  a red fox \n")
+def test_request_reflects_the_controls_of_each_family(session, tmp_path):
+    panel = Panel(session=session, prompt="  a red fox \n")
     panel._negative.value = "blurry"
     panel._width.value, panel._height.value = 1280, 720
     panel._extend.value, panel._watermark.value = False, True
@@ -213,81 +193,36 @@ def test_wanx_v1_round_writes_style_and_reference_into_the_cell(session, emulato
     assert args.ref_img == panel.request().ref_img and args.ref_strength == 0.5 and args.ref_mode == "repaint"
 
 
-def test_generate_returns_at_once_and_results_arrive_from_another_thread(fake):
-    panel = Panel(session=fake, prompt="a fox")
+def test_generate_returns_at_once_and_a_second_click_is_ignored_while_running(stuck):
+    session, emulator = stuck
+    panel = Panel(session=session, prompt="a fox")
     panel._generate.click()
     assert panel.running and panel._generate.disabled and not panel._cancel.disabled
-    (run,) = fake.started
-    assert run.requests[0].prompt == "a fox"
     panel._generate.click()  # ignored while running
-    assert len(fake.started) == 1
-
-    def background():
-        run.on_progress(Progress(0, "wanx2.1-t2i-turbo", "running", "t-1", 0.5))
-        run.on_result(0, TaskCanceledError("t-1", "CANCELED", None, ""))
-        run.future.set_result([])
-
-    thread = threading.Thread(target=background)
-    thread.start()
-    thread.join()
-    assert panel.wait(5) == []
-    assert not panel.running and not panel._generate.disabled
-    assert "running" in panel._status.value
-    assert "canceled" in panel._errors.value and isinstance(panel.last_error, TaskCanceledError)
-
-
-def test_cancel_cancels_the_pending_task_and_says_so(tmp_path):
-    emulator = Emulator(EmulatorSettings(time_scale=0.1))  # wanx-v1 runs about 3 s
-    blocker = Session(store=tmp_path / "other", emulator=emulator)  # another kernel on the same account
-    busy = blocker.start([GenerationRequest("blocker", model="wanx-v1", n=1, seed=1)])
-    deadline = time.monotonic() + 10
-    while not any(t.status_at(emulator.now()) == "RUNNING" for t in emulator.tasks.values()):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-    panel = Panel(session=Session(store=tmp_path / "store", emulator=emulator), model="wanx-v1", prompt="a fox")
-    panel._generate.click()
-    while not any(p.phase == "pending" for p in panel._run.progress.values()):  # queued behind the blocker
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    (task_id,) = [p.task_id for p in panel._run.progress.values()]
-    assert emulator.tasks[task_id].status_at(emulator.now()) == "PENDING"
+    wait_until(lambda: emulator.requests("create"), "the create")
+    (task_id,) = emulator.tasks
+    wait_until(lambda: "pending" in panel._status.value, "the pending status")
+    assert len(emulator.requests("create")) == 1
 
     panel._cancel.click()
-    assert f"Canceled PENDING task(s): {task_id}." in panel._message.value
-    assert panel.wait(30) == []
+    assert f"Canceling PENDING task(s): {task_id} (not billed)." in panel._message.value
+    assert panel.wait(20) == []
     assert emulator.tasks[task_id].status_at(emulator.now()) == "CANCELED"
-    assert isinstance(panel.last_error, TaskCanceledError) and "wanx-v1 canceled" in panel._errors.value
-    assert not panel._generate.disabled and panel._cancel.disabled
-    assert busy.result(30)[0].succeeded  # the running task was left alone
+    assert isinstance(panel.last_error, TaskCanceledError) and "canceled" in panel._errors.value
+    assert not panel.running and not panel._generate.disabled and panel._cancel.disabled
 
 
-def test_cancel_withdraws_requests_still_waiting_for_their_turn(tmp_path):
-    emulator = Emulator(EmulatorSettings(time_scale=0.05))  # wanx-v1: one task at a time, ~1.5 s each
-    panel = Panel(session=Session(store=tmp_path / "store", emulator=emulator), model="wanx-v1", prompt="a fox")
-    panel._n.value = 1
-    session = panel.session
-    future = session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)])
-    deadline = time.monotonic() + 10
-    while not emulator.requests("create"):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    panel._cancel.click()  # the second and third are still waiting client-side for the one slot
-    assert "Withdrew 2 request(s)" in panel._message.value
-    first, second, third = future.result(30)
-    assert first.succeeded  # the one already sent runs to the end and is saved
-    assert isinstance(second, TaskCanceledError) and isinstance(third, TaskCanceledError)
-    assert len(emulator.requests("create")) == 1  # nothing else was ever sent
-
-
-def test_cancel_with_nothing_in_flight_says_so(fake):
-    panel = Panel(session=fake)
-    fake.cancel_result = ([], ["t-9"])
-    panel._cancel.click()
-    assert "Still running" in panel._message.value and "t-9" in panel._message.value
-    fake.cancel_result = ([], [])
-    panel._cancel.click()
+def test_cancel_touches_only_the_panels_own_run(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, query_qps=None))
+    session = Session(store=tmp_path / "store", emulator=emulator)
+    other = session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)])
+    wait_until(lambda: emulator.requests("create"), "the other cell's first create")
+    panel = Panel(session=session, model="wanx-v1", prompt="a fox")
+    panel._cancel.click()  # the panel has nothing in flight; the other cell's requests are not its own
     assert "Nothing to cancel" in panel._message.value
+    emulator.advance(3600)
+    outcomes = other.result(on_tick=lambda: emulator.advance(3600))
+    assert all(isinstance(o, GenerationResult) for o in outcomes)
 
 
 # ---- errors are shown in the panel -------------------------------------------------------------
@@ -404,9 +339,9 @@ def test_magic_cell_quotes_what_needs_quoting_and_parses_back(tmp_path):
     assert again == v2.replace(size="1024*1024")
 
 
-def test_repr_is_short_and_no_widget_is_a_default_argument(fake):
-    panel = Panel(session=fake)
+def test_repr_is_short_and_no_widget_is_a_default_argument(session):
+    panel = Panel(session=session)
     assert repr(panel) == "<wanx_nb.Panel wanx2.1-t2i-turbo n=1>"
     for param in inspect.signature(Panel.__init__).parameters.values():
         assert not isinstance(param.default, (Widget, Layout))
-    assert Panel(session=fake).layout is not panel.layout
+    assert Panel(session=session).layout is not panel.layout

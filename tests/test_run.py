@@ -7,11 +7,10 @@ deadline is measured on the same clock, so nothing here depends on how fast the 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
-from wanx_nb._exceptions import RunInterruptedError, RunTimeoutError, TaskCanceledError
+from wanx_nb._exceptions import RunInterruptedError, RunTimeoutError, TaskCanceledError, TaskUnfinishedError
 from wanx_nb._models import GenerationResult
 from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
@@ -23,7 +22,9 @@ from wanx_nb.emulator import Emulator, EmulatorSettings
 @pytest.fixture
 def fake_emulator():
     # time_scale keeps the client's expected durations (and so its poll intervals) short in real time.
-    return Emulator(EmulatorSettings(clock="fake", time_scale=0.001))
+    # The client polls in real time while the service's clock stands still, so the per-second query
+    # window would only ever fill: it is off here (test_client_emulator covers it on one clock).
+    return Emulator(EmulatorSettings(clock="fake", time_scale=0.001, query_qps=None))
 
 
 @pytest.fixture
@@ -129,30 +130,45 @@ def test_an_interrupt_withdraws_cancels_and_says_what_resume_will_save(fake_sess
         run.result(on_tick=interrupt)
     assert isinstance(caught.value, KeyboardInterrupt)  # a blocked cell still stops
     assert caught.value._render_traceback_() == [str(caught.value.args[0])]
-    outcomes = run.outcomes
-    assert all(o is not None for o in outcomes)
-    # Nothing ran on the service's clock: every sent task was PENDING and is canceled, never billed.
-    assert all(isinstance(o, TaskCanceledError) or getattr(o, "code", None) == "Interrupted" for o in outcomes)
-    statuses = {t.status_at(fake_emulator.now()) for t in fake_emulator.tasks.values()}
-    assert statuses <= {"CANCELED"}
+    first, *rest = run.outcomes
+    # The first task was already running (the service cannot cancel it): it is kept for resume.
+    assert isinstance(first, TaskUnfinishedError) and first.task_id in caught.value.summary.unfinished
+    # The others were PENDING on the service (canceled, not billed) or never sent (withdrawn).
+    assert all(isinstance(o, TaskCanceledError) for o in rest)
+    assert "resume" in caught.value.args[0]
+    statuses = [t.status_at(fake_emulator.now()) for t in fake_emulator.tasks.values()]
+    assert statuses.count("RUNNING") == 1 and set(statuses) <= {"RUNNING", "CANCELED"}
+    creates = len(fake_emulator.requests("create"))
+
+    fake_emulator.advance(3600)
+    report = fake_session.resume()
+    (recovered,) = report.recovered
+    assert recovered.task_id == first.task_id and recovered.saved_images == 1
+    assert len(fake_emulator.requests("create")) == creates
+    assert fake_session.resume().text().startswith("nothing to resume")
 
 
 def test_cancel_and_withdraw_touch_only_their_own_run(fake_session, fake_emulator):
-    mine = fake_session.start([GenerationRequest("mine", model="wanx2.1-t2i-turbo", n=1, seed=1)])
-    other_events = Recorder()
-    other = fake_session.start([GenerationRequest("other", model="wanx2.1-t2i-turbo", n=1, seed=2)], on_progress=other_events)
+    # wanx-v1 runs one task at a time: "other" runs; "mine" waits behind it, on the service (PENDING)
+    # when the client keeps the service's queue primed, else in the client's queue.
+    other_events, my_events = Recorder(), Recorder()
+    other = fake_session.start([GenerationRequest("other", model="wanx-v1", n=1, seed=2)], on_progress=other_events)
     other_events.wait_for(has(Phase.PENDING))
-    deadline = time.monotonic() + 20
-    while not mine._slots[0].task_id and time.monotonic() < deadline:
-        time.sleep(0.01)
+    mine = fake_session.start([GenerationRequest("mine", model="wanx-v1", n=1, seed=1)], on_progress=my_events)
+    my_events.wait_for(lambda events: any(e.phase in (Phase.QUEUED, Phase.PENDING) for e in events))
+
+    withdrawn = mine.withdraw()
     canceled, running = mine.cancel()
-    assert canceled == [mine._slots[0].task_id] and running == []
+    assert running == [] and withdrawn + len(canceled) == 1
+    (ours,) = mine.result()
+    assert isinstance(ours, TaskCanceledError)
+    assert mine.withdraw() == 0 and mine.cancel() == ([], [])  # nothing left once done
+
     fake_emulator.advance(3600)
     (theirs,) = other.result()
     assert isinstance(theirs, GenerationResult) and theirs.saved_images == 1
-    (ours,) = mine.result()
-    assert isinstance(ours, TaskCanceledError)
-    assert mine.withdraw() == 0  # nothing left to withdraw once done
+    (my_entry,) = [e for e in fake_session.store.history(limit=None) if e.prompt == "mine"]
+    assert my_entry.state in ("canceled", "withdrawn") and my_entry.billed == 0
 
 
 def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):

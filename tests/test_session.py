@@ -81,21 +81,23 @@ def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
     emulator = Emulator(EmulatorSettings(time_scale=0.05))  # long enough to crash mid-wait
     store = tmp_path / "store"
     crashed = Session(store=store, emulator=emulator)
-    future = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)])
+    run = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)])
     deadline = time.monotonic() + 10
-    while not Store(store).unfinished_tasks() and time.monotonic() < deadline:
+    while not any(e.task_id for e in Store(store).unfinished()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    future.cancel()  # the kernel dies: the wait never finishes, nothing is downloaded
-    (pending,) = Store(store).unfinished_tasks()
-    assert pending.request.seed == 9
+    run._future.cancel()  # the kernel dies: the wait never finishes, nothing is downloaded
+    (pending,) = Store(store).unfinished()
+    assert pending.sent.seed == 9
 
     restarted = Session(store=store, emulator=emulator)
-    (recovered,) = restarted.resume()
+    report = restarted.resume()
+    (recovered,) = report.recovered
     assert recovered.task_id == pending.task_id
     assert [im.seed for im in recovered.images] == [9, 10]
     assert all(read_png_provenance(im.path)["task_id"] == pending.task_id for im in recovered.images)
     assert len(emulator.requests("create")) == 1
-    assert Store(store).unfinished_tasks() == []
+    assert Store(store).unfinished() == []
+    assert report.text() == "recovered 1 task(s), 2 image(s) saved"
 
 
 def test_reproducible_turns_rewriting_off_then_resends_the_recorded_prompt(session, emulator):

@@ -538,13 +538,13 @@ class Run:
     def _failed(self, slot: _Slot, exc: BaseException) -> None:
         """An error from generate/collect: finish the entry only if the service had the last word."""
         if isinstance(exc, TaskFailedError):
-            self._store.finish(slot.entry_id, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.message)
+            self._store.finish(slot.entry_id, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.FAILED, exc)
         elif isinstance(exc, TaskCanceledError):
-            self._store.finish(slot.entry_id, EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.message)
+            self._store.finish(slot.entry_id, EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.CANCELED, exc)
         elif isinstance(exc, TaskUnknownError):
-            self._store.finish(slot.entry_id, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.message)
+            self._store.finish(slot.entry_id, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and not slot.sent:
             # Nothing reached the service (validation, upload, the store): the entry never was a request.

@@ -192,8 +192,8 @@ class Session:
         self.store.check()
         run = self._new_run(on_progress, on_result)
         run._journal(prepared)
-        self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
         run._launch()
+        self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
         return run
 
     async def agenerate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
@@ -276,8 +276,7 @@ class Session:
 
     def _reserve(self, run: Run, estimate: float) -> None:
         self._reserved[run.run_id] = estimate
-        assert run._future is not None
-        run._future.add_done_callback(lambda _: self._reserved.pop(run.run_id, None))
+        run.add_done_callback(lambda _: self._reserved.pop(run.run_id, None))
 
     def _replay(self, request: GenerationRequest) -> Outcome:
         key = self.store.replay_key(request)

@@ -86,8 +86,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     fields = ("model", "n", "size", "seed", "negative_prompt", "prompt_extend", "watermark", "style", "ref_img",
               "ref_strength", "ref_mode")
     request = GenerationRequest(args.prompt, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
-    out = _writable_dir(Path(args.out))  # checked before anything is paid for
     session = _session(args)
+    session.prepare(request)  # the request's own errors first, before anything is created
+    out = _writable_dir(Path(args.out))  # checked before anything is paid for
     run = session.start([request], reproducible=args.reproducible)
     try:
         (result,) = run.result()

@@ -11,7 +11,6 @@ manifest.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import html
 import io
