@@ -101,3 +101,20 @@ def test_outcome_unknown_is_its_own_branch_and_never_advises_a_retry():
     assert isinstance(err, ex.APIError) and not isinstance(err, ex.APIConnectionError)
     assert "%wanx resume" in err.message and "retry" not in err.message.lower()
     assert "2026-01-01 08:00:00" in err.message  # the window the lookup uses, in UTC
+
+
+@pytest.mark.parametrize("cls, state", [(ex.TaskCanceledError, "CANCELED"), (ex.TaskUnknownError, "UNKNOWN")])
+def test_a_task_errors_own_state_is_what_the_store_records(tmp_path, cls, state):
+    # `status` is the HTTP status on every error; the store reads the task's state from `task_status`,
+    # so replay raises the same error, not a FAILED one.
+    from wanx_nb._models import Task, TaskStatus
+    from wanx_nb._request import GenerationRequest
+    from wanx_nb._store import Store
+
+    store = Store(tmp_path / "store")
+    request = GenerationRequest("x", model="wanx-v1", n=1, seed=1)
+    store.record_submitted(Task("t-1", TaskStatus.PENDING), request, backend="emulator")
+    store.record_failure("t-1", cls("t-1", state, None, "gone"))
+    replayed = store.replay(request)
+    store.close()
+    assert type(replayed) is cls and replayed.task_status == state and replayed.status is None

@@ -183,7 +183,7 @@ class Store:
 
         The server's code and message are kept verbatim, so replay can raise the same error.
         """
-        status = getattr(error, "status", None) or "FAILED"
+        status = getattr(error, "task_status", None) or "FAILED"  # TaskError: the task's state (`status` is HTTP)
         message = getattr(error, "server_message", None) or str(error)
         with self._db() as db:
             db.execute(
