@@ -15,6 +15,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -655,3 +656,70 @@ async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
             await queued
         await first
     assert len(emu.requests("create")) == 1
+
+
+# ---- the hook before sending, and billed images whose download fails ---------------------------
+
+
+async def test_on_sending_sees_the_prepared_request_before_anything_is_sent(make, tmp_path):
+    h = await make()
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (64, 64), "blue").save(ref)
+    seen = []
+
+    async def on_sending(prepared: GenerationRequest) -> None:
+        seen.append((prepared, h.creates()))
+
+    result = await h.client.generate(
+        GenerationRequest("a fox like this", model="wanx-v1", n=1, ref_img=str(ref)), on_sending=on_sending
+    )
+    [(prepared, creates_before)] = seen
+    assert creates_before == 0 and h.creates() == 1
+    assert prepared.seed is not None and prepared.ref_img.startswith("oss://")
+    assert prepared == result.request
+
+
+async def test_a_raising_on_sending_aborts_with_nothing_sent(make):
+    h = await make()
+
+    def refuse(prepared: GenerationRequest) -> None:
+        raise OSError("journal not writable")
+
+    with pytest.raises(OSError, match="journal not writable"):
+        await h.client.generate(GenerationRequest("x", model="wanx-v1", n=1), on_sending=refuse)
+    assert h.creates() == 0 and h.emu.tasks == {}
+
+
+async def test_an_unknown_outcome_out_of_generate_carries_the_request_the_hook_wrote_down(make):
+    h = await make()
+    h.emu.script("create", Fault.drop_after())
+    written: list[GenerationRequest] = []
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await h.client.generate(GenerationRequest("x", model="wanx2.1-t2i-turbo", n=1), on_sending=written.append)
+    assert info.value.request == written[0] and info.value.request.seed is not None
+    found = await h.client.reconcile(
+        info.value.request, sent_after=info.value.sent_after, sent_before=info.value.sent_before
+    )
+    assert found.decided and found.task is not None and found.task.task_id in h.emu.tasks
+
+
+async def test_a_billed_image_whose_download_keeps_failing_is_kept_with_its_url(make):
+    h = await make(max_retries=1)
+    inner = h.emu.transport()
+
+    async def cut_images(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        body = await response.aread()
+        if "/emulator-results/" in request.url.path:
+            body = body[: len(body) // 2]  # every image arrives cut off
+        return httpx.Response(response.status_code, headers={"content-type": "image/png"}, content=body)
+
+    h.client._files = httpx.AsyncClient(transport=httpx.MockTransport(cut_images))
+    result = await h.client.generate(GenerationRequest("half a fox", model="wanx2.1-t2i-turbo", n=2))
+    assert [im.download_code for im in result.images] == ["InvalidImage", "InvalidImage"]
+    assert all(im.billed and im.missing and im.ok and im.url and im.code is None for im in result.images)
+    assert result.task.image_count == 2  # the bill, whatever was downloaded
+    h.client._files = httpx.AsyncClient(transport=inner)  # the host recovers: a resume fetches them
+    for im in result.images:
+        await h.client.fetch(im, expect=(1024, 1024))
+    assert all(not im.missing and im.download_code is None for im in result.images)

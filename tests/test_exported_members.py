@@ -149,3 +149,40 @@ def test_core_names_import_nothing_heavy(name, tmp_path):
         tmp_path,
     )
     assert loaded == []
+
+
+# ---- errors are part of the API --------------------------------------------------------------------
+
+
+def _error_classes() -> list[str]:
+    from wanx_nb import _exceptions
+
+    return sorted(
+        name for name, value in vars(_exceptions).items()
+        if isinstance(value, type) and issubclass(value, _exceptions.WanxError) and not name.startswith("_")
+    )
+
+
+def test_every_error_class_is_exported_from_the_package():
+    from wanx_nb import _exceptions
+
+    missing = [n for n in _error_classes() if n not in wanx_nb.__all__ or wanx_nb._LAZY.get(n) != "._exceptions"]
+    assert missing == []
+    assert all(getattr(wanx_nb, n) is getattr(_exceptions, n) for n in _error_classes())
+
+
+def test_catching_an_error_imports_nothing_heavy(tmp_path):
+    loaded = run_fresh(
+        f"""
+        import json, sys
+        import wanx_nb
+        try:
+            raise wanx_nb.SubmitOutcomeUnknownError("wanx-v1", None, sent_after=__import__("datetime").datetime.now(),
+                                                    sent_before=__import__("datetime").datetime.now(), cause="test")
+        except wanx_nb.APIError:
+            pass
+        print(json.dumps([m for m in {HEAVY + ["wanx_nb._client", "wanx_nb.emulator"]!r} if m in sys.modules]))
+        """,
+        tmp_path,
+    )
+    assert loaded == []

@@ -237,7 +237,8 @@ class AsyncWanxClient:
             base = base or get_region(self.region).base_url
             self.backend = "dashscope"
             self._time_scale = 1.0
-        self._auth = auth
+        assert auth is not None  # the emulator branch supplies one, the other raises without one
+        self._auth: APIKeyAuth = auth
         self.base_url = base.rstrip("/")
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
         headers = {"User-Agent": f"wanx_nb/{__version__}"}
@@ -468,7 +469,9 @@ class AsyncWanxClient:
                     url=where, status=response.status_code,
                 )
             delay = retry_delay(attempt, rng=self._rng.random) or 0.0
-            log.debug("retrying GET %s: %s, in %.2fs (retry %d of %d)", where, problem, delay, attempt + 1, self.max_retries)
+            log.debug(
+                "retrying GET %s: %s, in %.2fs (retry %d of %d)", where, problem, delay, attempt + 1, self.max_retries
+            )
             await self._sleep(delay)
             attempt += 1
 
@@ -507,7 +510,8 @@ class AsyncWanxClient:
             if not isinstance(value, dt.datetime) or value.tzinfo is None:
                 raise ValueError(f"{name} must be an aware datetime (e.g. in UTC), got {value!r}")
         model = get_model(request.model).name
-        window = f"between {sent_after.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} and {sent_before.astimezone(dt.timezone.utc):%H:%M:%S} UTC"
+        after, before = sent_after.astimezone(dt.timezone.utc), sent_before.astimezone(dt.timezone.utc)
+        window = f"between {after:%Y-%m-%d %H:%M:%S} and {before:%H:%M:%S} UTC"
         now = dt.datetime.fromtimestamp(self._wall(), dt.timezone.utc)
         if (now - sent_before).total_seconds() > TASK_TTL_SECONDS:
             return Reconciliation(

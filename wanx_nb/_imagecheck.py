@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageCheckError", "ImageInfo", "check_image", "inspect_image"]
+__all__ = ["ImageCheckError", "ImageInfo", "MAX_IMAGE_PIXELS", "check_image", "inspect_image"]
 
 # Over this many pixels an image is refused without decoding (decompression bombs). The largest
 # sizes the service documents are about 4 megapixels; PIL's own bomb warning starts near 89 MP.

@@ -120,7 +120,8 @@ class ImageResult:
 
         if self.data is None:
             if self.path is None:
-                why = f"{self.download_code}: {self.download_error}" if self.download_error else f"{self.code}: {self.message}"
+                failed = (self.download_code, self.download_error) if self.download_error else (self.code, self.message)
+                why = f"{failed[0]}: {failed[1]}"
                 raise ValueError(f"image {self.index} has no data: {why}")
             with open(self.path, "rb") as fh:
                 self.data = fh.read()

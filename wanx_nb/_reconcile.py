@@ -84,7 +84,8 @@ def decide(request: GenerationRequest, tasks: Sequence[Task], *, window: str) ->
             None, True, (), f"the {len(tasks)} task(s) of {request.model} created {window} have other prompts"
         )
     if len(left) == 1:
-        how = "its prompt matches" if evidence[left[0].task_id] else f"the only task of {request.model} created {window}"
+        only = f"the only task of {request.model} created {window}"
+        how = "its prompt matches" if evidence[left[0].task_id] else only
         return Reconciliation(left[0], True, (left[0].task_id,), f"task {left[0].task_id}: {how}")
     return Reconciliation(
         None,
