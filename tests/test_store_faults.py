@@ -299,3 +299,33 @@ CREATE TABLE images (
     orig_prompt TEXT, actual_prompt TEXT, code TEXT, message TEXT, PRIMARY KEY (task_id, idx)
 );
 """
+
+
+def test_rebuild_lists_files_it_cannot_make_sense_of_and_recovers_the_rest(tmp_path):
+    from wanx_nb._png import add_provenance
+
+    store, made, served = saved_store(tmp_path)
+    odd = tmp_path / "store" / "images" / "odd.png"
+    odd.write_bytes(add_provenance(png((9, 9, 9)), {"entry_id": "x" * 32, "index": 0, "sent": {"prompt": "p", "model": "no-such-model"}}))
+    plain = tmp_path / "store" / "images" / "plain.png"
+    plain.write_bytes(png((8, 8, 8)))
+    report = store.rebuild()
+    assert sorted(report.unreadable) == sorted([str(odd), str(plain)])
+    assert [im.data for im in store.get("task-1").images] == served[made[1].entry_id]
+
+
+def test_an_index_rebuilt_by_another_process_keeps_this_sessions_in_flight_entry(tmp_path):
+    store, _, _ = saved_store(tmp_path, entries=1)
+    live = sent_entry(store, task_id="in-flight")
+    Store(tmp_path / "store").rebuild()  # elsewhere: the index file is replaced under our open connection
+    store.update_status(live.entry_id, "RUNNING")
+    assert store.entry(live.entry_id).status == "RUNNING"
+    assert [e.task_id for e in Store(tmp_path / "store").unfinished(now=T0)] == ["in-flight"]
+
+
+def test_history_still_lists_rows_of_a_model_no_longer_in_the_registry(tmp_path):
+    store, _, _ = saved_store(tmp_path, entries=1)
+    with store._write() as db:  # a store written by a version that knew this model
+        db.execute("UPDATE entries SET model='wanx-retired'")
+    (row,) = store.history()
+    assert (row.model, row.prompt, row.saved, row.size) == ("wanx-retired", "fox 0", 2, "")  # size unknown: blank

@@ -99,18 +99,18 @@ class Store(StoreQueries, LegacyStoreMixin):
             db.execute("UPDATE entries SET state=?, sent_json=?, sent_at=? WHERE entry_id=?",
                        (EntryState.SENDING.value, request_json(sent), as_utc_iso(sent_at), entry_id))  # fmt: skip
 
-    def mark_withdrawn(self, entry_id: str) -> None:
+    def mark_withdrawn(self, entry_id: str, *, now: dt.datetime | None = None) -> None:
         """Final: never sent. Refused once the create may be on the wire (it may be billed)."""
         with self._update(entry_id) as (db, entry):
             if entry.state is not EntryState.QUEUED:
                 raise self._error(f"entry {entry_id} is {entry.state.value}, not queued", "only unsent requests can be withdrawn")
             db.execute("UPDATE entries SET state=?, finished_at=? WHERE entry_id=?",
-                       (EntryState.WITHDRAWN.value, utc_iso(), entry_id))  # fmt: skip
+                       (EntryState.WITHDRAWN.value, utc_iso(now), entry_id))  # fmt: skip
 
-    def mark_rejected(self, entry_id: str, code: str | None, message: str) -> None:
+    def mark_rejected(self, entry_id: str, code: str | None, message: str, *, now: dt.datetime | None = None) -> None:
         with self._update(entry_id) as (db, _):
             db.execute("UPDATE entries SET state=?, code=?, message=?, finished_at=? WHERE entry_id=?",
-                       (EntryState.REJECTED.value, code, message, utc_iso(), entry_id))  # fmt: skip
+                       (EntryState.REJECTED.value, code, message, utc_iso(now), entry_id))  # fmt: skip
 
     def mark_outcome_unknown(self, entry_id: str, code: str | None, message: str) -> None:
         with self._update(entry_id) as (db, _):
@@ -245,7 +245,8 @@ class Store(StoreQueries, LegacyStoreMixin):
                        (entry_id, index, code, message))  # fmt: skip
 
     def finish(self, entry_id: str, state: EntryState, *, status: str | None = None, code: str | None = None,
-               message: str | None = None, result: dict[str, Any] | None = None) -> None:  # fmt: skip
+               message: str | None = None, result: dict[str, Any] | None = None,
+               now: dt.datetime | None = None) -> None:  # fmt: skip
         """A final state. DONE while fewer images are saved than billed records COLLECTING instead."""
         if not state.is_final:
             raise ValueError(f"finish() takes a final state, not {state.value!r}")
@@ -255,7 +256,7 @@ class Store(StoreQueries, LegacyStoreMixin):
             db.execute(
                 "UPDATE entries SET state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
                 " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json) WHERE entry_id=?",
-                (state.value, status, code, message, utc_iso() if state.is_final else None,
+                (state.value, status, code, message, utc_iso(now) if state.is_final else None,
                  json.dumps(result, ensure_ascii=False) if result is not None else None, entry_id),
             )  # fmt: skip
 

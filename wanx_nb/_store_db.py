@@ -117,11 +117,12 @@ class StoreConnection:
         return not tables
 
     def _restore_mine(self, conn: sqlite3.Connection) -> None:
-        # The directory was deleted: its images went with it, so the entries come back with none saved.
+        # The index was deleted (its images went with it: the entries come back with none saved) or
+        # replaced (a rebuild elsewhere, which usually kept them: OR IGNORE, keyed on our own entry ids).
         with self._tx(conn):
             for entry in self._mine.values():
-                state = EntryState.COLLECTING if entry.state is EntryState.COLLECTING or entry.billed_images else entry.state
-                self._insert(conn, entry, state=state, saved=0)
+                state = EntryState.COLLECTING if entry.billed_images else entry.state
+                self._insert(conn, entry, state=state, saved=0, if_absent=True)
 
     @contextmanager
     def _tx(self, conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
@@ -201,10 +202,10 @@ class StoreConnection:
                 raise self._db_error(exc) from None
 
     def _insert(self, db: sqlite3.Connection, entry: JournalEntry, *, state: EntryState | None = None,
-                saved: int | None = None) -> None:  # fmt: skip
+                saved: int | None = None, if_absent: bool = False) -> None:  # fmt: skip
         model = get_model(entry.given.model).name
         db.execute(
-            "INSERT INTO entries (entry_id, run_id, service, backend, mode, state, model, prompt, replay_key,"
+            ("INSERT OR IGNORE" if if_absent else "INSERT") + " INTO entries (entry_id, run_id, service, backend, mode, state, model, prompt, replay_key,"
             " given_json, sent_json, task_id, status, created_at, sent_at, finished_at, request_id, code, message,"
             " billed_images, saved_images, price_yuan, search_text) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (entry.entry_id, entry.run_id, entry.service, entry.backend, entry.mode, (state or entry.state).value,

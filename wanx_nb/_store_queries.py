@@ -108,7 +108,7 @@ class StoreQueries(StoreConnection):
         args += [int(limit) if limit else -1, max(int(offset), 0)]
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
-        return [HistoryRow.from_row(r, get_model(r["model"]).default_size, self.images_dir) for r in rows]
+        return [HistoryRow.from_row(r, _default_size(r["model"]), self.images_dir) for r in rows]
 
     def total_cost(self, *, since: str | dt.datetime | None = None) -> tuple[int, float]:
         """(images, yuan) billed for everything in the store (or since a UTC time): the bill, not downloads."""
@@ -146,3 +146,10 @@ class StoreQueries(StoreConnection):
             for row, result in results
         ]
         return {"wanx_nb_manifest": 1, "wanx_nb_version": __version__, "generations": entries}
+
+
+def _default_size(model: str) -> str:
+    try:
+        return get_model(model).default_size
+    except KeyError:  # a model since removed from the registry: history still lists its rows
+        return ""
