@@ -180,3 +180,13 @@ def test_legacy_client_side_errors_keep_the_task_resumable(tmp_path):
     store.record_failure("t-5", TaskFailedError("t-5", "FAILED", "InternalError", "boom"))
     assert store.unfinished_tasks() == []
     assert store.history()[0].state == "failed"
+
+
+def test_a_session_on_the_emulator_leaves_a_done_entry_billed_as_the_service_reported(session):
+    result = session.generate(GenerationRequest("a lantern in snow", n=2, seed=11))
+    (row,) = session.store.history()
+    assert (row.task_id, row.state, row.status) == (result.task_id, "done", "SUCCEEDED")
+    assert (row.billed, row.saved) == (result.task.image_count, 2)
+    assert row.service == "emulator" and row.seed == 11
+    again = session.store.get(result.task_id, service="emulator")
+    assert [im.data for im in again.images] == [im.data for im in result.images]

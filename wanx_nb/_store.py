@@ -305,7 +305,13 @@ class Store(StoreQueries, LegacyStoreMixin):
         with self._lock:
             self.close()
             self._checked_at = None
-            report = rebuild(self.root, self.images_dir, self.db_path)
+            try:
+                report = rebuild(self.root, self.images_dir, self.db_path)
+            except sqlite3.Error as exc:
+                raise self._db_error(exc) from None
+            except OSError as exc:
+                raise self._error(f"cannot rebuild the index ({exc.strerror or exc})",
+                                  "make the store directory writable and run the rebuild again") from None  # fmt: skip
             self._connect()
             return report
 
