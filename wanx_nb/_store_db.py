@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._exceptions import StoreError
-from ._journal import EntryState, JournalEntry, create_schema, replay_key, request_json, search_text, utc_iso
+from ._journal import SCHEMA_VERSION, EntryState, JournalEntry, create_schema, replay_key, request_json, search_text, utc_iso
 from ._registry import get_model
 from ._store_repair import migrate_v1, populate_from_pngs
 
@@ -103,6 +103,8 @@ class StoreConnection:
     @staticmethod
     def _prepare(conn: sqlite3.Connection) -> bool:
         """Create the schema, migrating a previous one; True when the index had no tables at all."""
+        if _schema_version(conn) == SCHEMA_VERSION:
+            return False  # current already: opening takes no write lock
         conn.execute("BEGIN IMMEDIATE")
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -220,3 +222,11 @@ class StoreConnection:
         if row is None:
             raise self._error(f"no journal entry {entry_id!r}", "record() the entry before updating it")
         return JournalEntry.from_row(row)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: a new or a v1 index
+        return None
+    return int(row[0]) if row else None
