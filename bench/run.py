@@ -1,7 +1,8 @@
 """Run every benchmark and print a summary of the figures.
 
 Each benchmark runs as its own process (`batch.py` with its default arguments, then
-`notebook_bytes.py`, then `load_ext.py` with cached bytecode and again with `--cold`), so none of them
+`notebook_bytes.py`, then `load_ext.py` with cached bytecode and again with `--cold`, then `history.py`
+on stores of 1k/10k/50k entries), so none of them
 inherits another's imports or event loop. Their output is shown as it comes, and the key lines are
 collected at the end.
 
@@ -23,6 +24,7 @@ BENCHMARKS: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("notebook_bytes", ["notebook_bytes.py"], ("summary:",)),
     ("load_ext", ["load_ext.py"], ("summary:",)),
     ("load_ext --cold", ["load_ext.py", "--cold"], ("summary:",)),
+    ("history", ["history.py"], ("summary:",)),
 ]
 
 

@@ -10,8 +10,8 @@ test, so a new module has to be given a row.
     L2  _validation, _protocol, _backoff,            L0-L2
         _auth, _imagecheck, _reconcile
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
-        _journal, _store_read, _store_repair,               the emulator lazily, for the keyless default)
-        _store_legacy
+        _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
+        _store_queries, _store_repair, _store_legacy
     L4  _run, _session, _history, rerun              L0-L4 (_session -> _run, never the reverse)
     L5  rendering, _progress                         L0-L1 and each other; rendering never imports IPython or
                                                      ipywidgets, _progress only inside functions
@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "_registry": 1, "_request": 1, "_models": 1, "_png": 1,
     "_validation": 2, "_protocol": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
-    "_journal": 3, "_store_read": 3, "_store_repair": 3, "_store_legacy": 3,
+    "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
     "_run": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,

@@ -153,3 +153,40 @@ def test_elapsed_time_comes_back_exactly_so_replay_shows_the_same_text(tmp_path)
     result.elapsed = 0.04999999  # shown as "0.0 s"; rounded to 3 places it would show "0.1 s"
     store.save_result(result)
     assert store.get("t-1").elapsed == 0.04999999
+
+
+def test_legacy_resume_saves_into_the_unfinished_entry_not_a_namesake(tmp_path):
+    # Old emulators gave every process the same first task id; legacy writers must keep the records apart.
+    first, second = Store(tmp_path), Store(tmp_path)  # two processes
+    first.record_submitted(Task("dup", TaskStatus.PENDING), GenerationRequest("fox", n=1, seed=1), backend="emulator")
+    first.save_result(make_result(task_id="dup", prompt="fox", n=1, seed=1))
+    second.record_submitted(Task("dup", TaskStatus.PENDING), GenerationRequest("owl", n=1, seed=2), backend="emulator")
+    later = Store(tmp_path)  # a third process resumes
+    (pending,) = later.unfinished_tasks()
+    assert pending.request.prompt == "owl"
+    later.save_result(make_result(task_id="dup", prompt="owl", n=1, seed=2, color=(7, 7, 7)))
+    assert later.unfinished_tasks() == []
+    assert sorted(r.prompt for r in later.history()) == ["fox", "owl"]
+    assert all(r.state == "done" and r.saved == 1 for r in later.history())
+
+
+def test_legacy_client_side_errors_keep_the_task_resumable(tmp_path):
+    from wanx_nb._exceptions import TaskFailedError, WaitTimeoutError
+
+    store = Store(tmp_path)
+    store.record_submitted(Task("t-5", TaskStatus.PENDING), GenerationRequest("fox", n=1, seed=3), backend="emulator")
+    store.record_failure("t-5", WaitTimeoutError("t-5", 600.0, "RUNNING"))
+    assert [t.task_id for t in store.unfinished_tasks()] == ["t-5"]
+    store.record_failure("t-5", TaskFailedError("t-5", "FAILED", "InternalError", "boom"))
+    assert store.unfinished_tasks() == []
+    assert store.history()[0].state == "failed"
+
+
+def test_a_session_on_the_emulator_leaves_a_done_entry_billed_as_the_service_reported(session):
+    result = session.generate(GenerationRequest("a lantern in snow", n=2, seed=11))
+    (row,) = session.store.history()
+    assert (row.task_id, row.state, row.status) == (result.task_id, "done", "SUCCEEDED")
+    assert (row.billed, row.saved) == (result.task.image_count, 2)
+    assert row.service == "emulator" and row.seed == 11
+    again = session.store.get(result.task_id, service="emulator")
+    assert [im.data for im in again.images] == [im.data for im in result.images]

@@ -17,14 +17,18 @@ def history(
     since: str | dt.datetime | None = None,
     until: str | dt.datetime | None = None,
     status: str | None = None,
+    offset: int = 0,
     limit: int | None = 50,
     store: Any = None,
 ) -> list[dict[str, Any]]:
     """Stored generations, newest first, as dicts: `pandas.DataFrame(wanx_nb.history(model="wanx-v1"))`.
 
     Filters: model, text (in the prompt or the rewritten prompt), since/until (UTC, ISO strings or
-    datetimes), status, limit. Uses the session's store unless `store` is given.
+    datetimes), status (the service's, e.g. "SUCCEEDED", or the journal's state, e.g. "collecting").
+    Pages: `offset` rows skipped, at most `limit` returned. Each row has the journal `state` and the images
+    `billed` (what `cost_yuan` counts) and `saved`. Uses the session's store unless `store` is given.
     """
     store = store or get_session().store
-    rows = store.history(model=model, text=text, since=since, until=until, status=status, limit=limit)
+    rows = store.history(model=model, text=text, since=since, until=until, status=status, offset=offset,
+                         limit=limit)
     return [row.as_dict() for row in rows]

@@ -129,6 +129,8 @@ def read_file_provenance(path: str, *, head_bytes: int = 1 << 16) -> dict[str, A
                 return None
             end = pos + 12 + length
             if end > len(head):
+                if end > MAX_STORED_BYTES:
+                    raise ValueError(f"PNG chunk {ctype!r} claims {length:,} bytes")
                 fh.seek(0)
                 head = fh.read(end)  # a long provenance chunk: read exactly as far as it goes
                 if end > len(head):

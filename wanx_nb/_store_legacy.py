@@ -46,6 +46,9 @@ class LegacyStoreMixin:
         for entry in reversed(list(self._mine.values())):
             if entry.task_id == task_id:
                 return entry
+        for entry in self.unfinished(max_age_hours=24 * 365):  # resume: the unfinished one, not a namesake
+            if entry.task_id == task_id:
+                return entry
         return self.find_task(task_id)
 
     def record_submitted(self: Any, task: Task, sent: GenerationRequest, *, backend: str,

@@ -160,18 +160,26 @@ def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int,
     try:
         for key, files in groups.items():
             entry_id = key if not key.startswith("v1:") else uuid.uuid5(uuid.NAMESPACE_URL, key).hex
-            if conn.execute("SELECT 1 FROM entries WHERE entry_id=?", (entry_id,)).fetchone() is None:
-                _insert_rebuilt(conn, entry_id, files)
-                added += 1
-            for path, c in files:
-                indexed += conn.execute(
-                    "INSERT OR IGNORE INTO images (entry_id, idx, sha256, path, seed, size, orig_prompt, actual_prompt)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (entry_id, c["index"], Path(path).stem, path, c.get("seed"), c.get("size"), c.get("orig_prompt"),
-                     c.get("actual_prompt")),
-                ).rowcount  # fmt: skip
-            conn.execute("UPDATE entries SET saved_images=(SELECT COUNT(*) FROM images WHERE entry_id=? AND path IS"
-                         " NOT NULL) WHERE entry_id=?", (entry_id, entry_id))  # fmt: skip
+            conn.execute("SAVEPOINT entry")
+            try:
+                if conn.execute("SELECT 1 FROM entries WHERE entry_id=?", (entry_id,)).fetchone() is None:
+                    _insert_rebuilt(conn, entry_id, files)
+                    added += 1
+                for path, c in files:
+                    indexed += conn.execute(
+                        "INSERT OR IGNORE INTO images (entry_id, idx, sha256, path, seed, size, orig_prompt,"
+                        " actual_prompt) VALUES (?,?,?,?,?,?,?,?)",
+                        (entry_id, int(c["index"]), Path(path).stem, path, c.get("seed"), c.get("size"),
+                         c.get("orig_prompt"), c.get("actual_prompt")),
+                    ).rowcount  # fmt: skip
+                conn.execute("UPDATE entries SET saved_images=(SELECT COUNT(*) FROM images WHERE entry_id=? AND"
+                             " path IS NOT NULL) WHERE entry_id=?", (entry_id, entry_id))  # fmt: skip
+                conn.execute("RELEASE entry")
+            except (KeyError, TypeError, ValueError, AttributeError, sqlite3.IntegrityError):
+                # A chunk we cannot make sense of (unknown model, wrong types): list its files, go on.
+                conn.execute("ROLLBACK TO entry")
+                conn.execute("RELEASE entry")
+                unreadable += [path for path, _ in files]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

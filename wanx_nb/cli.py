@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="report", help="directory for the HTML and whatever the notebook saves")
     rep.add_argument("--timeout", type=int, default=600, help="seconds per cell")
 
+    store = sub.add_parser("store", help="check the store, or rebuild its index from the images' provenance")
+    store.add_argument("action", choices=["check", "rebuild"])
+    store.add_argument("dir", nargs="?", help="store directory (default: --store, $WANX_NB_STORE or ./wanx_store)")
+
     rerun = sub.add_parser("rerun", help="run a manifest's generations again and report which images differ")
     rerun.add_argument("manifest")
     return parser
@@ -177,6 +181,28 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0 if report.all_same else 1
 
 
+def _cmd_store(args: argparse.Namespace) -> int:
+    import os
+
+    from ._constants import ENV_STORE
+    from ._exceptions import StoreError
+    from ._store import Store
+
+    store = Store(args.dir or args.store or os.environ.get(ENV_STORE) or "wanx_store")
+    if args.action == "rebuild":
+        print(store.rebuild().text())
+        return 0
+    report = store.integrity()
+    print(report.text())
+    if report.quick_check == "ok":
+        try:
+            store.check()  # writable and enough free space, as before a paid run
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0 if report.ok else 1
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     import nbformat
     from nbclient import NotebookClient
@@ -205,6 +231,7 @@ _COMMANDS = {
     "resume": _cmd_resume,
     "export": _cmd_export,
     "rerun": _cmd_rerun,
+    "store": _cmd_store,
 }
 
 if __name__ == "__main__":  # pragma: no cover
