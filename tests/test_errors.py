@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from types import SimpleNamespace
+
 import pytest
 
 from wanx_nb import _exceptions as ex
@@ -56,6 +58,10 @@ CASES: dict[type[WanxError], tuple[WanxError, tuple[object, object, bool, bool |
     ex.TaskCanceledError: (ex.TaskCanceledError("t-6", "CANCELED", None, ""), (None, "t-6", True, False)),
     ex.TaskUnknownError: (ex.TaskUnknownError("t-7", "UNKNOWN", None, "gone"), (None, "t-7", True, None)),
     ex.WaitTimeoutError: (ex.WaitTimeoutError("t-8", 12.0, "RUNNING"), (None, "t-8", True, None)),
+    ex.TaskUnfinishedError: (ex.TaskUnfinishedError("t-9", "poll failed", code="InternalError"), (None, "t-9", True, None)),
+    ex.TaskNotCreatedError: (ex.TaskNotCreatedError("no task was made"), (None, None, True, False)),
+    ex.RunTimeoutError: (ex.RunTimeoutError(5.0, SimpleNamespace(text=lambda: "1 request(s)")), (None, None, False, None)),
+    ex.StoreError: (ex.StoreError("wanx_store", "the index is damaged", "run `wanx-nb store rebuild`"), (None, None, False, False)),
 }
 
 

@@ -134,7 +134,7 @@ def test_a_final_entry_does_not_change_again(tmp_path):
     with pytest.raises(ValueError, match="final state"):
         store.finish(entry.entry_id, EntryState.SUBMITTED)
     failed = store.replay(entry.given)
-    assert (failed.code, failed.server_message, failed.status) == ("InternalError", "boom", "FAILED")
+    assert (failed.code, failed.server_message, failed.task_status) == ("InternalError", "boom", "FAILED")
 
 
 def test_the_same_task_id_from_two_services_is_two_tasks(tmp_path):

@@ -472,6 +472,9 @@ class TaskUnfinishedError(WanxError):
     unknown (resume then looks the task up in the service's task list).
     """
 
+    sent = True
+    billed = None  # unknown until the service's final word
+
     def __init__(self, task_id: str | None, detail: str, *, code: str | None = None) -> None:
         what = f"task {task_id}" if task_id else "the request (its create may have made a task)"
         super().__init__(
@@ -486,12 +489,15 @@ class TaskNotCreatedError(WanxError):
     """A create whose outcome was unknown, now known to have made no task: nothing was billed."""
 
     code = "NotCreated"
+    sent = True
+    billed = False
 
 
 class RunTimeoutError(WanxError):
     """A run's own deadline passed. PENDING tasks were canceled; running ones are kept for resume."""
 
     code = "RunTimeout"
+    billed = None  # `summary` says what was billed and what is kept for resume
 
     def __init__(self, seconds: float, summary: Any) -> None:
         super().__init__(f"stopped waiting after {seconds:g} s: {summary.text()}")
@@ -520,6 +526,7 @@ class StoreError(WanxError):
     """
 
     sent = False
+    billed = False
 
     def __init__(self, root: str, problem: str, remedy: str) -> None:
         self.root, self.problem, self.remedy = root, problem, remedy

@@ -77,7 +77,7 @@ class LegacyStoreMixin:
         entry = self._legacy_entry(task_id)
         if entry is None or entry.state.is_final:
             return
-        status = str(getattr(error, "status", "") or "")
+        status = str(getattr(error, "task_status", "") or "")  # a TaskError's own state (`status` is HTTP)
         code = getattr(error, "code", None)
         if isinstance(error, TaskError) and status in _FINAL_BY_STATUS:
             message = getattr(error, "server_message", None) or str(error)
