@@ -43,6 +43,7 @@ from ipywidgets import HTML as HTMLWidget
 from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
 from ._models import GenerationResult
+from ._params import BY_NAME, option_line
 from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
 from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
 from ._session import Progress, get_session
@@ -57,36 +58,21 @@ _UPLOAD_DIR = "uploads"
 def magic_cell(request: GenerationRequest) -> str:
     """The `%%wanx` cell that sends `request` again: option line, then the prompt as the cell body.
 
-    Values are quoted for a POSIX shell-style split (`shlex.split`, or IPython's `arg_split(...,
-    posix=True)`), so a negative prompt with spaces or quotes survives the round trip.
+    The options come from the parameter table (`_params.option_line`), quoted for IPython's POSIX
+    split, in `--flag=value` form so a negative prompt starting with "-" survives; braces in the prompt
+    are doubled so the magic's `{name}` filling gives back the prompt as written.
     """
-    spec = get_model(request.model)
-    opts: list[str] = ["-m", spec.name, "-n", str(request.effective_n), "--size", request.effective_size]
-    if request.seed is not None:
-        opts += ["--seed", str(request.seed)]
-    if request.negative_prompt:
-        opts += ["--negative", _quote(request.negative_prompt)]
-    if "prompt_extend" in spec.params and request.prompt_extend is not None:
-        opts.append("--extend" if request.prompt_extend else "--no-extend")
-    if "watermark" in spec.params and request.watermark is not None:
-        opts.append("--watermark" if request.watermark else "--no-watermark")
-    if spec.is_v1:
-        if request.style:
-            opts += ["--style", _quote(request.style)]
-        if request.ref_img:
-            opts += ["--ref", _quote(request.ref_img)]
-            if request.ref_strength is not None:
-                opts += ["--ref-strength", f"{request.ref_strength:g}"]
-            if request.ref_mode:
-                opts += ["--ref-mode", request.ref_mode]
-    return "%%wanx " + " ".join(opts) + "\n" + request.prompt
+    body = request.prompt.replace("{", "{{").replace("}", "}}")
+    return "%%wanx " + option_line(request) + "\n" + body
 
 
-def _quote(value: str) -> str:
-    """Double-quote when needed (spaces, quotes, <style> brackets); POSIX escapes inside."""
-    if value and all(c.isalnum() or c in "-_.,/:=+@%" for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _label(name: str) -> str:
+    return BY_NAME[name].label
+
+
+def _tooltip(name: str) -> str:
+    p = BY_NAME[name]
+    return f"{p.option}: {p.help_text()}"
 
 
 def _side_bounds(spec: ModelSpec) -> tuple[int, int]:
