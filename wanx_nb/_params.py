@@ -153,7 +153,7 @@ _V1 = frozenset({"V1"})
 _V2 = frozenset({"V2"})
 
 PARAMS: tuple[Param, ...] = (
-    Param("model", ("-m", "--model"), "model id (list them with `wanx-nb models` or %wanx models)",
+    Param("model", ("-m", "--model"), "model id (`wanx-nb models` or the magic's `models` subcommand lists them)",
           "wanx2.1-t2i-turbo", _BOTH, "choice", "Model", metavar="MODEL"),
     Param("n", ("-n",), "images per task, 1-4", "1; the API's own default is 4", _BOTH, "int", "Images (n)",
           read=_read_int, metavar="N"),
