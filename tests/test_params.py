@@ -120,8 +120,12 @@ def test_problems_name_the_option_typed_on_the_magic_and_cli_and_the_field_in_py
 
 # ---- generated requests -------------------------------------------------------------------------
 
-# Text a user might type: any letters, digits, punctuation and spaces (CJK included), no control characters.
-_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=0, max_size=40)
+# Text a user might type: any letters, digits, punctuation and spaces (CJK included), no control characters,
+# with the pieces that trip option lines and prompt filling mixed in.
+_TRICKY = ["{name}", "{{", "}}", "{", "}", '"', "'", "\\", "#", "$HOME", "`", " -n 4", "--seed", "=", "<anime>", "\t"]
+_TEXT = st.lists(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")) | st.sampled_from(_TRICKY), max_size=20
+).map("".join)
 _SEPARATORS = ["*", "x", "X", "×", " * ", " x "]
 
 
