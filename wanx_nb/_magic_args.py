@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 
+from ._exceptions import redact
 from ._params import OPTION_NAMES, add_history_options, add_request_options, canonical_size, canonical_style
 from ._params import namespace_params
 
@@ -140,7 +141,8 @@ def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
         message = f"cannot split the options: {exc}"
     except SystemExit:  # argparse paths that exit despite error() (kept for safety)
         message = "invalid options"
-    raise UsageError(f"{message}\n\n{usage(parser)}\nSee `%wanx help` for every option.")
+    # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
+    raise UsageError(f"{redact(message)}\n\n{usage(parser)}\nSee `%wanx help` for every option.")
 
 
 def usage(parser: MagicArgumentParser) -> str:
@@ -228,7 +230,8 @@ class CellArgs:
         if "size" not in params and default_size:
             params["size"] = default_size
         n = self.n if self.n is not None else default_n
-        request = GenerationRequest(prompt=prompt, model=self.model or default_model, n=n, **params)
+        model = self.model if self.model is not None else default_model  # `-m ''` is an error, not the default
+        request = GenerationRequest(prompt=prompt, model=model, n=n, **params)
         try:
             validate(request, names=OPTION_NAMES)
         except ValidationError as exc:  # nothing was sent; the message names the options as typed

@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from ._exceptions import ValidationError, WanxError
+from ._exceptions import ValidationError, WanxError, redact
 from ._params import OPTION_NAMES, add_history_options, add_request_options, namespace_params
 from ._registry import MODELS
 from ._request import DEFAULT_MODEL, GenerationRequest
@@ -70,6 +70,11 @@ class _Parser(argparse.ArgumentParser):
         if "help" in kwargs and kwargs["help"]:
             kwargs["help"] = kwargs["help"].replace("%", "%%")
         return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
