@@ -153,6 +153,21 @@ def test_malformed_magic_lines_are_clean_usage_errors_and_send_nothing(shell, em
     assert shell.run_cell("1 + 1", store_history=False).result == 2
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["history --limit 99999999999999999999", "history --limit 0", "history --limit x", "history --since yesterday",
+     "history --model wanx-v9", "history extra", "show", "show a b", "show no-such-task", "bogus", "cost now",
+     "models --all", 'history --text "unclosed'],
+)  # fmt: skip
+def test_malformed_line_magics_are_clean_usage_errors(shell, emulator, line):
+    with capture_output() as captured:
+        result = shell.run_cell(f"%wanx {line}", store_history=False)
+    shown = captured.stdout + captured.stderr
+    assert isinstance(result.error_in_exec, UsageError), shown
+    assert "Traceback" not in shown and shown.lstrip().startswith("UsageError:")
+    assert emulator.request_log == []
+
+
 # ---- the CLI ------------------------------------------------------------------------------------
 
 CLI_BAD_ARGS = [
@@ -166,6 +181,7 @@ CLI_BAD_ARGS = [
     ["--store"], ["export"], ["export", "/proc/none/m.json"], ["rerun"], ["rerun", "nowhere.json"],
     ["report", "--timeout", "0"], ["report", "--notebook", "missing.ipynb"], ["generate"],
     ["generate", "a fox", "-o", "/proc/none/out"], ["generate", ""], ["generate", "   "],
+    ["--store", "/proc/none", "cost"], ["--store", "bad.json", "history"], ["--store", "/proc/none", "generate", "x"],
 ]  # fmt: skip
 
 

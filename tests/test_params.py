@@ -227,3 +227,22 @@ def test_panel_labels_come_from_the_table(session):
     assert panel._seed.description == "Seed" and panel._seed_fixed.description == "keep this seed"
     assert panel._ref_mode.style.button_width == "auto"  # "repaint (follow content)" is not cut
     assert "--ref-strength" in panel._ref_strength.tooltip
+
+
+# ---- wherever the request is made, the service gets the canonical form ------------------------
+
+
+def test_python_api_sends_sizes_and_styles_in_the_service_form(session, emulator):
+    session.generate(GenerationRequest("a fox", size="１０２４ X ７６８", n=1, seed=1))
+    session.generate(GenerationRequest("a fox", model="wanx-v1", size="720x1280", style="oil-painting", n=1, seed=1))
+    bodies = [r.json for r in emulator.requests("create")]
+    assert [b["parameters"]["size"] for b in bodies] == ["1024*768", "720*1280"]
+    assert bodies[1]["parameters"]["style"] == "<oil painting>"
+
+
+def test_compare_with_a_zero_size_is_a_validation_error_not_a_crash(session, emulator):
+    from wanx_nb.comparison import compare
+
+    with pytest.raises(ValidationError, match="a size written W\\*H"):
+        compare(["a fox"], size="0*0", session=session, display=False)
+    assert emulator.request_log == []

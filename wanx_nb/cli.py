@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._constants import ENV_STORE, env_store
 from ._exceptions import ValidationError, WanxError, redact
 from ._params import OPTION_NAMES, add_history_options, add_request_options, namespace_params
 from ._registry import MODELS
@@ -141,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WanxError, _CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a folder or file the command needs (the store, an output) is unusable
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 class _CommandError(Exception):
@@ -149,6 +154,10 @@ class _CommandError(Exception):
 
 def _preflight(args: argparse.Namespace) -> None:
     """Everything that can be checked before a request is sent, so no error comes after paying."""
+    if args.command in ("generate", "rerun", "resume"):
+        # The store takes the task id the moment a task is created: it must be usable before that.
+        store = args.store or env_store()
+        _check_writable_dir(Path(store), "--store" if args.store else ENV_STORE)
     if args.command == "generate":
         request = request_from_args(args)
         try:
