@@ -246,3 +246,19 @@ def test_compare_with_a_zero_size_is_a_validation_error_not_a_crash(session, emu
     with pytest.raises(ValidationError, match="a size written W\\*H"):
         compare(["a fox"], size="0*0", session=session, display=False)
     assert emulator.request_log == []
+
+
+def test_values_typed_for_a_grid_axis_are_read_by_the_table():
+    from wanx_nb._params import param_for, read_value
+
+    assert param_for("extend").name == param_for("--extend").name == param_for("prompt_extend").name == "prompt_extend"
+    assert read_value("seed", "７") == 7
+    assert read_value("size", "1024x768") == "1024*768"
+    assert read_value("style", "oil painting") == "<oil painting>"
+    assert read_value("extend", "off") is False
+    with pytest.raises(ValueError, match="--seed 'x' is not allowed; use a whole number"):
+        read_value("seed", "x")
+    with pytest.raises(ValueError, match="--ref-strength 'inf' is not allowed; use a finite number"):
+        read_value("ref-strength", "inf")
+    with pytest.raises(KeyError, match="'colour' is not a request parameter; use one of model, n, size"):
+        param_for("colour")

@@ -33,7 +33,9 @@ __all__ = [
     "namespace_params",
     "option_line",
     "option_tokens",
+    "param_for",
     "parse_size",
+    "read_value",
 ]
 
 HISTORY_LIMIT_MAX = 100_000  # far more rows than anyone reads, and far below SQLite's integer range
@@ -215,6 +217,44 @@ def add_request_options(parser: argparse.ArgumentParser, defaults: Mapping[str, 
         else:
             parser.add_argument(*p.flags, dest=p.name, type=_argparse_type(p), default=None, metavar=p.metavar,
                                 help=help_text)  # fmt: skip
+
+
+_TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
+
+
+def param_for(spelling: str) -> Param:
+    """The parameter a user means by `spelling`: the field ("prompt_extend"), an option ("--extend",
+    "-n") or an option without dashes ("extend", "ref-strength"). A KeyError lists what there is."""
+    key = spelling.strip()
+    for p in PARAMS:
+        names = {p.name, *p.flags, *(f.lstrip("-") for f in p.flags), p.name.replace("_", "-")}
+        if key in names:
+            return p
+    known = ", ".join(p.option.lstrip("-") for p in PARAMS)
+    raise KeyError(f"{spelling!r} is not a request parameter; use one of {known}")
+
+
+def read_value(spelling: str, text: str) -> Any:
+    """A value typed as text for the parameter `spelling` (a grid axis, a form field), in the service's form.
+
+    Raises ValueError naming the option, the value and what is allowed; on/off parameters take
+    on/off, true/false, yes/no or 1/0.
+    """
+    p = param_for(spelling)
+    if p.read is None:
+        word = text.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError(f"{p.option} {text!r}: use on or off")
+        return word in _TRUE
+    try:
+        value = p.read(text)
+    except ValueError as exc:
+        raise ValueError(f"{p.option} {text!r} is not allowed; use {exc}") from None
+    if p.name == "size":
+        return canonical_size(value)
+    if p.name == "style":
+        return canonical_style(value)
+    return value
 
 
 def namespace_params(ns: argparse.Namespace) -> dict[str, Any]:
