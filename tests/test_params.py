@@ -262,3 +262,10 @@ def test_values_typed_for_a_grid_axis_are_read_by_the_table():
         read_value("ref-strength", "inf")
     with pytest.raises(KeyError, match="'colour' is not a request parameter; use one of model, n, size"):
         param_for("colour")
+
+
+def test_the_tables_families_agree_with_what_each_model_takes():
+    for spec in MODELS.values():
+        for p in PARAMS:
+            if p.name != "model":
+                assert (p.name in spec.params) == (spec.family in p.families), (spec.name, p.name)

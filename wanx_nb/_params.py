@@ -118,10 +118,10 @@ class Param:
 
     Parameters:
         name: the GenerationRequest field (and API field).
-        flags: option spellings for the magic and the CLI; the first is the one messages use.
+        flags: option spellings for the magic and the CLI; messages use the long one (`option`).
         help: what it does, for --help (the default is appended by `help_text`).
-        default: the default in words ("the model's", "server default on").
-        families: model families that take it ("V1", "V2").
+        default: the default in words ("the model's", "on (the service's default)").
+        families: model families that take it ("V1", "V2"); the registry's `ModelSpec.params` decides.
         widget: the panel's widget kind ("text", "size", "int", "seed", "toggle", "choice", "slider", "file").
         label: the panel's short label.
         read: typed text -> value; raises ValueError whose text says what is allowed (None: a flag).
