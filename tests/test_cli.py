@@ -19,6 +19,7 @@ from PIL import Image
 
 from wanx_nb import cli
 from wanx_nb._exceptions import ValidationError
+from wanx_nb._params import OPTION_NAMES
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._validation import validate
@@ -111,13 +112,157 @@ VALIDATION_CASES = {
 @pytest.mark.parametrize("argv, fields", VALIDATION_CASES.values(), ids=VALIDATION_CASES.keys())
 def test_validation_errors_print_the_core_message_and_send_nothing(emulator, capsys, tmp_path, argv, fields):
     with pytest.raises(ValidationError) as expected:
-        validate(GenerationRequest("a fox", **fields))
+        validate(GenerationRequest("a fox", **fields), names=OPTION_NAMES)
     code, out, err = run(capsys, "generate", "a fox", *argv)
-    assert code == 2
-    assert err == f"error: {expected.value}\n"
+    assert code == 1
+    assert err == f"error: {expected.value}\nnothing was sent\n"
     assert out == ""
     assert emulator.request_log == []
     assert not (tmp_path / "wanx_output").exists()
+
+
+def test_errors_name_the_option_typed_not_the_api_field(emulator, capsys):
+    code, _, err = run(capsys, "generate", "a fox", "-m", "wanx-v1", "--extend")
+    assert code == 1
+    assert "--extend=True: wanx-v1 (V1) does not take --extend; it is a V2 parameter" in err
+    assert "prompt_extend" not in err
+    assert emulator.request_log == []
+
+
+def test_generate_accepts_what_the_magic_accepts_and_sends_the_service_form(emulator, capsys):
+    code, _, err = run(
+        capsys, "generate", "a fox", "-m", "wanx-v1", "--style", "watercolor", "--size", "１０２４ X １０２４", "--seed", "3"
+    )
+    assert code == 0, err
+    (create,) = emulator.requests("create")
+    assert create.json["parameters"]["style"] == "<watercolor>"
+    assert create.json["parameters"]["size"] == "1024*1024"
+
+
+def test_a_prompt_and_a_negative_prompt_starting_with_a_dash(emulator, capsys):
+    code, _, err = run(capsys, "generate", "--negative=-blurry", "--seed", "1", "--", "-a fox")
+    assert code == 0, err
+    (create,) = emulator.requests("create")
+    assert create.json["input"] == {"prompt": "-a fox", "negative_prompt": "-blurry"}
+
+
+def test_seeds_of_every_image_must_stay_in_range(emulator, capsys):
+    code, _, err = run(capsys, "generate", "a fox", "--seed", "2147483647", "-n", "4")
+    assert code == 1
+    assert "--seed=2147483647: with -n 4, image i uses seed + i, so the seed must be at most 2147483644" in err
+    assert emulator.request_log == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_sending(emulator, capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = run(capsys, "generate", "a fox", "-o", str(blocker / "out"))
+    assert code == 1
+    assert err.startswith(f"error: -o/--out '{blocker / 'out'}': cannot create that folder")
+    assert emulator.request_log == []
+
+
+def test_help_shows_the_defaults(capsys):
+    code, out, _ = run(capsys, "generate", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "(default: wanx2.1-t2i-turbo)" in text
+    assert "(default: 1; the API's own default is 4)" in text
+    assert "(default: wanx_output)" in text
+    code, out, _ = run(capsys, "emulator", "--help")
+    assert "(default: 8000)" in out and "(default: 0.05)" in " ".join(out.split())
+
+
+# ---- history, show, cost -----------------------------------------------------------------------------
+
+
+def test_history_show_and_cost_read_the_store(emulator, capsys):
+    assert cli.main(["generate", "a red fox", "--seed", "5", "-n", "2"]) == 0
+    assert cli.main(["generate", "a harbour", "-m", "wanx-v1", "--seed", "9"]) == 0
+    capsys.readouterr()
+    task_ids = [t for t in emulator.tasks]
+
+    code, out, _ = run(capsys, "history", "--model", "wanx-v1")
+    assert code == 0
+    assert "a harbour" in out and "a red fox" not in out
+    code, out, _ = run(capsys, "history", "--text", "fox", "--limit", "1")
+    lines = [line for line in out.splitlines() if "fox" in line]
+    assert len(lines) == 1 and "wanx2.1-t2i-turbo" in lines[0]
+
+    fox_task = next(t for t in task_ids if t in out)
+    code, out, _ = run(capsys, "show", fox_task)
+    assert code == 0
+    assert "wanx2.1-t2i-turbo: 2/2 images" in out and "seed 5" in out and "seed 6" in out
+
+    code, out, _ = run(capsys, "cost")
+    assert code == 0
+    assert "¥0.44 for 3 image(s)" in out  # 2 x ¥0.14 + 1 x ¥0.16
+    assert len(emulator.requests("create")) == 2  # reading the store sends nothing
+
+
+def test_show_of_an_unknown_task_is_a_clean_error(emulator, capsys):
+    code, out, err = run(capsys, "show", "no-such-task")
+    assert code == 1 and out == ""
+    assert err.startswith("error: no saved result for task 'no-such-task'")
+
+
+# ---- bad arguments: argparse errors exit 2, ours exit 1, never a traceback ---------------------------
+
+BAD_ARGUMENTS = {
+    "port too big": (["emulator", "--port", "99999"], 2, "argument --port: '99999' is not a port"),
+    "negative time scale": (["emulator", "--time-scale", "-1"], 2, "argument --time-scale: '-1' is not allowed"),
+    "huge history limit": (
+        ["history", "--limit", "99999999999999999999"], 2, "argument --limit: '99999999999999999999' is not allowed"
+    ),
+    "unknown history model": (["history", "--model", "wanx-v9"], 1, "error: --model: unknown model 'wanx-v9'"),
+    "bad since": (["history", "--since", "yesterday"], 1, "error: --since/--until take an ISO 8601 time"),
+    "bad ref mode": (["generate", "x", "--ref-mode", "paint"], 2, "argument --ref-mode: 'paint' is not allowed"),
+    "export into a missing root folder": (["export", "/proc/none/m.json"], 1, "error: the manifest's folder"),
+    "missing manifest": (["rerun", "nowhere.json"], 1, "error: cannot read the manifest nowhere.json"),
+}
+
+
+@pytest.mark.parametrize("argv, code, words", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
+def test_bad_arguments_are_clean_errors(emulator, capsys, argv, code, words):
+    got, out, err = run(capsys, *argv)
+    assert got == code
+    assert words in err
+    assert "Traceback" not in err + out
+    assert emulator.request_log == []
+
+
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        ("WANX_NB_BUDGET_YUAN", "abc", "error: WANX_NB_BUDGET_YUAN='abc' is not a budget"),
+        ("WANX_NB_BUDGET_YUAN", "-3", "error: WANX_NB_BUDGET_YUAN='-3' is not a budget"),
+        ("WANX_NB_MODE", "bogus", "error: WANX_NB_MODE='bogus' is not a mode: use one of live, record, replay"),
+    ],
+)
+def test_bad_environment_variables_are_named_in_a_clean_error(emulator, capsys, monkeypatch, variable, value, words):
+    monkeypatch.setenv(variable, value)
+    code, out, err = run(capsys, "generate", "a fox")
+    assert code == 1
+    assert err.startswith(words)
+    assert emulator.request_log == []
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("not json", "is not JSON"),
+        ("[1, 2]", 'has no "generations" list'),
+        ('{"generations": [{"images": []}]}', 'generation 1 has no "request" with a "prompt"'),
+        ('{"generations": [{"request": {"prompt": "x", "size": "0*0"}}]}', "size='0*0'"),
+    ],
+)
+def test_rerun_of_a_bad_manifest_is_refused_before_sending(emulator, capsys, tmp_path, content, words):
+    manifest = tmp_path / "bad.json"
+    manifest.write_text(content, encoding="utf-8")
+    code, out, err = run(capsys, "rerun", str(manifest))
+    assert code == 1
+    assert words in err and "Traceback" not in err
+    assert emulator.request_log == []
 
 
 # ---- models, resume ----------------------------------------------------------------------------------

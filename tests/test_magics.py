@@ -138,7 +138,7 @@ def test_the_whole_multiline_body_is_one_stripped_prompt(captured, shell):
 @pytest.mark.parametrize(
     "line, words",
     [
-        ("-n two", "invalid int value"),
+        ("-n two", "argument -n: 'two' is not allowed; use a whole number"),
         ("--bogus", "unrecognized arguments: --bogus"),
         ("turbo", "unrecognized arguments: turbo"),
         ('--negative "unclosed', "No closing quotation"),

@@ -115,8 +115,15 @@ def test_flags_must_be_booleans():
 
 def test_v1_style_must_be_one_of_ten():
     assert len(V1_STYLES) == 10
-    err = problems(model="wanx-v1", style="anime")
-    assert "style='anime': one of <auto>, <photography>" in str(err)
+    err = problems(model="wanx-v1", style="manga")
+    assert "style='manga': one of <auto>, <photography>" in str(err)
+
+
+@pytest.mark.parametrize("typed", ["anime", "<Anime>", " anime ", "<anime>"])
+def test_v1_style_without_brackets_is_sent_in_the_service_form(typed):
+    request = GenerationRequest("a fox", model="wanx-v1", style=typed)
+    assert validate(request) == []
+    assert request.to_body()["parameters"]["style"] == "<anime>"
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, "strong"])

@@ -1,11 +1,19 @@
-"""Names and defaults shared across the package: environment variables, timeouts, retries, polling."""
+"""Names and defaults shared across the package: environment variables, timeouts, retries, polling.
 
+The WANX_NB_* variables are read here only (`env_mode`, `env_budget_yuan`, `env_store`), so a bad value
+is one clear ConfigurationError naming the variable, wherever it is first read.
+"""
+
+import math
 import os
+
+from ._exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_REGION",
+    "DEFAULT_STORE",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "ENV_API_KEY",
@@ -15,6 +23,7 @@ __all__ = [
     "ENV_REGION",
     "ENV_STORE",
     "ENV_WORKSPACE",
+    "MODES",
     "POLL_MAX_DELAY",
     "POLL_MIN_DELAY",
     "QUERY_QPS",
@@ -22,6 +31,9 @@ __all__ = [
     "RETRY_INITIAL_DELAY",
     "RETRY_MAX_DELAY",
     "TASK_TTL_SECONDS",
+    "env_budget_yuan",
+    "env_mode",
+    "env_store",
     "uses_emulator",
 ]
 
@@ -32,6 +44,9 @@ ENV_WORKSPACE = "DASHSCOPE_WORKSPACE_ID"
 ENV_MODE = "WANX_NB_MODE"
 ENV_STORE = "WANX_NB_STORE"
 ENV_BUDGET = "WANX_NB_BUDGET_YUAN"
+
+MODES = ("live", "record", "replay")
+DEFAULT_STORE = "wanx_store"
 
 DEFAULT_REGION = "beijing"
 DEFAULT_TIMEOUT = 60.0  # seconds for one HTTP exchange
@@ -62,3 +77,37 @@ def uses_emulator(api_key: str | None, base_url: str | None, *, transport: objec
     key = api_key or os.environ.get(ENV_API_KEY)
     base = base_url or os.environ.get(ENV_BASE_URL)
     return not key and not base and transport is None
+
+
+def env_mode() -> str | None:
+    """WANX_NB_MODE (live, record or replay; any case), or None when it is not set."""
+    raw = os.environ.get(ENV_MODE, "").strip()
+    if not raw:
+        return None
+    if raw.lower() not in MODES:
+        raise ConfigurationError(f"{ENV_MODE}={raw!r} is not a mode: use one of {', '.join(MODES)} (or unset it)")
+    return raw.lower()
+
+
+def env_budget_yuan() -> float | None:
+    """WANX_NB_BUDGET_YUAN as a number of yuan (0 means no budget), or None when it is not set."""
+    raw = os.environ.get(ENV_BUDGET, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(
+            f"{ENV_BUDGET}={raw!r} is not a budget: use a number of yuan such as 5 or 2.50 (0 or unset: no budget)"
+        )
+    return value
+
+
+def env_store() -> str:
+    """WANX_NB_STORE, the store folder (default ./wanx_store)."""
+    raw = os.environ.get(ENV_STORE, "")
+    if "\x00" in raw:
+        raise ConfigurationError(f"{ENV_STORE} holds a NUL character; set it to a folder path")
+    return raw.strip() or DEFAULT_STORE

@@ -8,6 +8,8 @@ usage text: never a traceback, never a SystemExit. Help texts are module constan
 from __future__ import annotations
 
 import argparse
+import builtins
+import keyword
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +19,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
+
+from ._exceptions import redact
+from ._params import OPTION_NAMES, add_history_options, add_request_options, canonical_size, canonical_style
+from ._params import namespace_params
 
 __all__ = [
     "CELL_HELP",
@@ -56,19 +62,12 @@ Examples:
     a fox, {mood} light
 """
 
-MODEL_HELP = "model id (default: WanxMagics.default_model; list them with %wanx models)"
-N_HELP = "images per task, 1-4 (default: WanxMagics.default_n = 1; the API itself would make 4)"
-SIZE_HELP = "image size W*H or WxH, e.g. 1024*1024 (default: the model's)"
-SEED_HELP = "seed of the first image; image i uses seed + i (default: picked for you and shown)"
-NEGATIVE_HELP = "negative prompt: what not to draw"
-EXTEND_HELP = "let the service rewrite the prompt (prompt_extend; V2 models; server default on)"
-NO_EXTEND_HELP = "send the prompt as written (prompt_extend off)"
-WATERMARK_HELP = "add the 'AI生成' watermark (V2 models)"
-NO_WATERMARK_HELP = "no watermark (the server default)"
-STYLE_HELP = "wanx-v1 style, e.g. anime, watercolor, '3d cartoon' or '<oil painting>'"
-REF_HELP = "wanx-v1 reference image: a local path or an http(s) URL"
-REF_STRENGTH_HELP = "wanx-v1: 0.0-1.0, how closely to follow the reference (server default 0.5)"
-REF_MODE_HELP = "wanx-v1: repaint (follow the content) or refonly (follow the style)"
+# The magic's defaults, in words, for --help (they are settings, not the CLI's).
+_MAGIC_DEFAULTS = {
+    "model": "WanxMagics.default_model",
+    "n": "WanxMagics.default_n = 1; the API itself would make 4",
+    "size": "WanxMagics.default_size, else the model's",
+}
 OUTPUT_HELP = "also store the result in the notebook variable NAME"
 REPRODUCIBLE_HELP = "turn prompt rewriting off, re-sending the recorded rewritten prompt when there is one"
 COMPARE_HELP = "run the comparison grid over these models instead (none listed: the default set)"
@@ -93,8 +92,6 @@ LINE_HELP = (
     + "\n\nThe API key is read from DASHSCOPE_API_KEY only; it is never shown."
 )
 
-_STYLE_SEPARATORS = re.compile(r"[-_\s]+")
-_SIZE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `{{`, `}}` or `{name}` / `{name.attr.attr}`; other braces stay as they are.
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
@@ -111,19 +108,7 @@ class _Parser(MagicArgumentParser):
 
 def _build_cell_parser() -> MagicArgumentParser:
     p = _Parser(prog="%wanx", description=CELL_DESCRIPTION)
-    p.add_argument("-m", "--model", default=None, help=MODEL_HELP)
-    p.add_argument("-n", type=int, default=None, help=N_HELP)
-    p.add_argument("--size", default=None, help=SIZE_HELP)
-    p.add_argument("--seed", type=int, default=None, help=SEED_HELP)
-    p.add_argument("--negative", default=None, metavar="TEXT", help=NEGATIVE_HELP)
-    p.add_argument("--extend", dest="prompt_extend", action="store_const", const=True, default=None, help=EXTEND_HELP)
-    p.add_argument("--no-extend", dest="prompt_extend", action="store_const", const=False, help=NO_EXTEND_HELP)
-    p.add_argument("--watermark", dest="watermark", action="store_const", const=True, default=None, help=WATERMARK_HELP)
-    p.add_argument("--no-watermark", dest="watermark", action="store_const", const=False, help=NO_WATERMARK_HELP)
-    p.add_argument("--style", default=None, help=STYLE_HELP)
-    p.add_argument("--ref", default=None, metavar="PATH_OR_URL", help=REF_HELP)
-    p.add_argument("--ref-strength", type=float, default=None, metavar="X", help=REF_STRENGTH_HELP)
-    p.add_argument("--ref-mode", default=None, metavar="MODE", help=REF_MODE_HELP)
+    add_request_options(p, _MAGIC_DEFAULTS)
     p.add_argument("-o", "--output", default=None, metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--reproducible", action="store_true", help=REPRODUCIBLE_HELP)
     p.add_argument("--compare", nargs="*", default=None, metavar="MODEL", help=COMPARE_HELP)
@@ -135,11 +120,7 @@ def _build_cell_parser() -> MagicArgumentParser:
 
 def _build_history_parser() -> MagicArgumentParser:
     p = _Parser(prog="wanx history", description="Stored generations, newest first.")
-    p.add_argument("--model", default=None, help="only this model")
-    p.add_argument("--text", default=None, help="prompt (or rewritten prompt) contains TEXT")
-    p.add_argument("--since", default=None, metavar="ISO", help="submitted at or after this time (ISO 8601, UTC)")
-    p.add_argument("--until", default=None, metavar="ISO", help="submitted at or before this time")
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N rows (default 20)")
+    add_history_options(p)
     p.add_argument("--no-thumbnails", action="store_true", help="leave the thumbnails out (faster)")
     return p
 
@@ -160,7 +141,8 @@ def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
         message = f"cannot split the options: {exc}"
     except SystemExit:  # argparse paths that exit despite error() (kept for safety)
         message = "invalid options"
-    raise UsageError(f"{message}\n\n{usage(parser)}\nSee `%wanx help` for every option.")
+    # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
+    raise UsageError(f"{redact(message)}\n\n{usage(parser)}\nSee `%wanx help` for every option.")
 
 
 def usage(parser: MagicArgumentParser) -> str:
@@ -171,18 +153,12 @@ def usage(parser: MagicArgumentParser) -> str:
 
 def normalize_size(size: str | None) -> str | None:
     """"1024x1024", "1024 * 1024" -> "1024*1024"; anything else is passed on for validation to report."""
-    if size is None:
-        return None
-    m = _SIZE.match(size)
-    return f"{m.group(1)}*{m.group(2)}" if m else size
+    return canonical_size(size)
 
 
 def normalize_style(style: str | None) -> str | None:
-    """"anime" -> "<anime>", "3d-cartoon" -> "<3d cartoon>", "<watercolor>" stays."""
-    if style is None:
-        return None
-    core = _STYLE_SEPARATORS.sub(" ", style.strip().strip("<>").strip()).lower()
-    return f"<{core}>"
+    """"anime" -> "<anime>", "3d-cartoon" -> "<3d cartoon>", "<watercolor>" stays; unknown styles as typed."""
+    return canonical_style(style)
 
 
 def _normalize_ref(ref: str | None) -> str | None:
@@ -215,18 +191,15 @@ class CellArgs:
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> CellArgs:
+        given = namespace_params(ns)
+        # The service's forms, for --compare too (which takes these parameters, not a request).
+        for name, canonical in (("size", canonical_size), ("style", canonical_style)):
+            if name in given:
+                given[name] = canonical(given[name])
+        if "ref_img" in given:
+            given["ref_img"] = _normalize_ref(given["ref_img"])
         return cls(
-            model=ns.model,
-            n=ns.n,
-            size=normalize_size(ns.size),
-            seed=ns.seed,
-            negative_prompt=ns.negative,
-            prompt_extend=ns.prompt_extend,
-            watermark=ns.watermark,
-            style=normalize_style(ns.style),
-            ref_img=_normalize_ref(ns.ref),
-            ref_strength=ns.ref_strength,
-            ref_mode=ns.ref_mode,
+            **given,
             output=ns.output,
             reproducible=ns.reproducible,
             compare=tuple(ns.compare) if ns.compare is not None else None,
@@ -244,21 +217,33 @@ class CellArgs:
     def to_request(
         self, prompt: str, *, default_model: str, default_n: int | None = None, default_size: str | None = None
     ) -> Any:
-        """The GenerationRequest for `prompt`, with the magic's defaults for what was not given."""
+        """The checked GenerationRequest for `prompt`, with the magic's defaults for what was not given.
+
+        A request that breaks its model's rules is a UsageError naming the options (`--extend`).
+        """
         from ._request import GenerationRequest
+
+        from ._exceptions import ValidationError
+        from ._validation import validate
 
         params = self.params()
         if "size" not in params and default_size:
-            params["size"] = normalize_size(default_size)
+            params["size"] = default_size
         n = self.n if self.n is not None else default_n
-        return GenerationRequest(prompt=prompt, model=self.model or default_model, n=n, **params)
+        model = self.model if self.model is not None else default_model  # `-m ''` is an error, not the default
+        request = GenerationRequest(prompt=prompt, model=model, n=n, **params)
+        try:
+            validate(request, names=OPTION_NAMES)
+        except ValidationError as exc:  # nothing was sent; the message names the options as typed
+            raise UsageError(str(exc)) from None
+        return request
 
 
 def parse_cell_line(line: str) -> CellArgs:
     """The `%%wanx` option line as CellArgs; a UsageError (with the usage) when it does not parse."""
     args = CellArgs.from_namespace(_parse(cell_parser, line))
-    if args.output is not None and not _IDENTIFIER.match(args.output):
-        raise UsageError(f"-o needs a Python variable name, not {args.output!r}\n\n{usage(cell_parser)}")
+    if args.output is not None:
+        _check_output_name(args.output)
     if args.compare is not None and args.model is not None:
         raise UsageError("use either -m MODEL or --compare MODEL ..., not both")
     return args
@@ -276,10 +261,24 @@ class HistoryArgs:
     thumbnails: bool = True
 
 
+# Names IPython keeps in the user namespace (its own, and the output and input caches).
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "display", "_ih", "_oh", "_dh"})
+_IPYTHON_CACHE = re.compile(r"^_+$|^_i{1,3}$|^_i?\d+$")
+
+
+def _check_output_name(name: str) -> None:
+    """-o NAME must be a variable name that breaks nothing: no keyword, builtin or IPython name."""
+    if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise UsageError(f"-o needs a Python variable name, not {name!r}\n\n{usage(cell_parser)}")
+    if name in _IPYTHON_NAMES or _IPYTHON_CACHE.match(name) or hasattr(builtins, name):
+        raise UsageError(
+            f"-o {name}: that name belongs to Python or IPython, and replacing it would break later cells; "
+            "choose another name, e.g. -o result"
+        )
+
+
 def parse_history_line(line: str) -> HistoryArgs:
     ns = _parse(history_parser, line)
-    if ns.limit is not None and ns.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {ns.limit}")
     return HistoryArgs(ns.model, ns.text, ns.since, ns.until, ns.limit, not ns.no_thumbnails)
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ._params import canonical_size, canonical_style
 from ._registry import get_model
 
 __all__ = [
@@ -44,12 +45,13 @@ class GenerationRequest:
         prompt: what to draw (Chinese or English).
         model: a model id from the registry (`wanx_nb.MODELS`).
         negative_prompt: what not to draw.
-        size: "W*H" (V2: any size within the model's rule; V1: one of four).
+        size: "W*H" (V2: any size within the model's rule; V1: one of four). "WxH", "W×H", spaces and
+            full-width digits are read too, and stored as "W*H".
         n: images per task, 1-4 (server default 4).
         seed: seed of the first image; image i uses seed + i. The client picks one when omitted.
         prompt_extend: V2 only: let the server rewrite the prompt (server default on).
         watermark: V2 only: draw "AI生成" bottom right (server default off).
-        style: V1 only: one of the ten styles, e.g. "<watercolor>".
+        style: V1 only: one of the ten styles, e.g. "<watercolor>" ("watercolor" is stored as "<watercolor>").
         ref_img: V1 only: reference image as an http(s) URL, an oss:// URL or a local path.
         ref_strength: V1 only: 0.0-1.0, closeness to the reference (server default 0.5).
         ref_mode: V1 only: "repaint" (follow content) or "refonly" (follow style).
@@ -71,6 +73,12 @@ class GenerationRequest:
     ref_img: str | None = None
     ref_strength: float | None = None
     ref_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        # The client sends what it is given: whatever the validator accepts is stored in the
+        # service's form here ("1024X1024" -> "1024*1024", "anime" -> "<anime>"), wherever it came from.
+        object.__setattr__(self, "size", canonical_size(self.size))
+        object.__setattr__(self, "style", canonical_style(self.style))
 
     def given(self) -> dict[str, Any]:
         """The parameters that were set (model excluded)."""
@@ -106,7 +114,7 @@ class GenerationRequest:
         spec = get_model(self.model)
         out: dict[str, Any] = {"model": spec.name, **self.given()}
         out["n"] = self.effective_n
-        out["size"] = self.effective_size.replace("x", "*")
+        out["size"] = self.effective_size
         if "prompt_extend" in spec.params:
             out["prompt_extend"] = self.effective_prompt_extend
             out.setdefault("watermark", False)
@@ -129,8 +137,6 @@ class GenerationRequest:
         # Disagreement (§6.1): the guide's curl examples send "ref_image"; the parameter table and both
         # official SDKs send "ref_img". We send ref_img; the emulator accepts both.
         params = {k: v for k, v in given.items() if k not in _INPUT_FIELDS}
-        if "size" in params:
-            params["size"] = str(params["size"]).replace("x", "*")
         # The SDK always sends "parameters", even empty; so do we.
         return {"model": wire_model or self.model, "input": inputs, "parameters": params}
 

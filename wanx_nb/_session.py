@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._constants import ENV_API_KEY, ENV_BUDGET, ENV_MODE, ENV_STORE, uses_emulator
+from ._constants import ENV_API_KEY, env_budget_yuan, env_mode, env_store, uses_emulator
 from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, TaskUnfinishedError
 from ._models import GenerationResult
 from ._registry import get_model
@@ -89,12 +89,11 @@ class Session:
     ) -> None:
         self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
-        self.store = store if isinstance(store, Store) else Store(store or os.environ.get(ENV_STORE) or "wanx_store")
-        self.mode = mode or os.environ.get(ENV_MODE) or "live"
+        self.store = store if isinstance(store, Store) else Store(store or env_store())
+        self.mode = mode or env_mode() or "live"
         if self.mode not in MODES:
             raise ConfigurationError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        env_budget = os.environ.get(ENV_BUDGET)
-        self.budget_yuan = budget_yuan if budget_yuan is not None else (float(env_budget) if env_budget else None)
+        self.budget_yuan = budget_yuan if budget_yuan is not None else env_budget_yuan()
         self.spent_yuan = 0.0  # what the service billed this session's runs
         self._reserved: dict[str, float] = {}  # run id -> estimate, while the run is under way
         self._clock = clock

@@ -2,61 +2,87 @@
 
 Pure: no I/O except `os.path.exists` for a local reference image. `validate()` collects every problem
 into one ValidationError, and returns the warnings (truncated prompts, no-op parameters) for the caller
-to show.
+to show. Problems name each parameter as the caller's surface spells it: the API field for Python
+(`prompt_extend`), the option for the magic and the CLI (`--extend`, from `_params.OPTION_NAMES`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import Problem, ValidationError
+from ._params import parse_size
 from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
 from ._request import MAX_SEED, PARAMETERS, GenerationRequest
 
 __all__ = ["parse_size", "validate"]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
-def parse_size(size: str) -> tuple[int, int] | None:
-    """(width, height) from "W*H" (or "WxH"), or None when it is not that shape."""
-    m = _SIZE.match(str(size))
-    return (int(m.group(1)), int(m.group(2))) if m else None
+class _Problems(list[Problem]):
+    """Problems that name each field as the caller spells it."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def name(self, field: str) -> str:
+        return self.names.get(field, field)
+
+    def add(self, field: str, value: Any, allowed: str) -> None:
+        self.append(Problem(self.name(field), value, allowed))
 
 
-def validate(request: GenerationRequest, *, region: str = "beijing") -> list[str]:
-    """Raise ValidationError listing every problem; return warnings for what the server will change."""
+def validate(
+    request: GenerationRequest, *, region: str = "beijing", names: Mapping[str, str] | None = None
+) -> list[str]:
+    """Raise ValidationError listing every problem; return warnings for what the server will change.
+
+    `names` maps a field to what the user typed for it (`{"prompt_extend": "--extend"}`); messages use it.
+    """
+    problems = _Problems(names or {})
     try:
         spec = get_model(request.model)
-    except KeyError as exc:
-        raise ValidationError(request.model, [Problem("model", request.model, _unknown_model(exc))]) from None
+    except (KeyError, TypeError) as exc:
+        problems.add("model", request.model, _unknown_model(exc))
+        raise ValidationError(str(request.model), problems) from None
 
-    problems: list[Problem] = []
     warnings: list[str] = []
     given = request.given()
 
     for name, value in given.items():
         if name not in spec.params:
-            takes = ", ".join(p for p in PARAMETERS if p in spec.params)
+            takes = ", ".join(problems.name(p) for p in PARAMETERS if p in spec.params)
             family = f"{spec.name} ({spec.family})"
             owners = sorted({m.family for m in MODELS.values() if name in m.params})
             where = f"; it is a {'/'.join(owners)} parameter" if owners else ""
-            problems.append(Problem(name, value, f"{family} does not take {name}{where}. It takes: {takes}"))
+            problems.add(name, value, f"{family} does not take {problems.name(name)}{where}. It takes: {takes}")
 
     _check_prompt(request, spec, problems, warnings)
     if request.size is not None:
         _check_size(request.size, spec, problems)
-    if request.n is not None and not _is_int_in(request.n, 1, spec.max_n):
-        problems.append(Problem("n", request.n, f"an integer from 1 to {spec.max_n}"))
-    if request.seed is not None and not _is_int_in(request.seed, 0, MAX_SEED):
-        problems.append(Problem("seed", request.seed, f"an integer from 0 to {MAX_SEED}"))
+    n_ok = request.n is None or _is_int_in(request.n, 1, spec.max_n)
+    if not n_ok:
+        problems.add("n", request.n, f"an integer from 1 to {spec.max_n}")
+    if request.seed is not None:
+        if not _is_int_in(request.seed, 0, MAX_SEED):
+            problems.add("seed", request.seed, f"an integer from 0 to {MAX_SEED}")
+        elif n_ok and request.seed + request.effective_n - 1 > MAX_SEED:
+            # Image i uses seed + i: every one of them must stay a valid seed.
+            n = request.effective_n
+            problems.add(
+                "seed", request.seed,
+                f"with {problems.name('n')} {n}, image i uses seed + i, so the seed must be at most "
+                f"{MAX_SEED - n + 1} (the largest seed is {MAX_SEED})",
+            )  # fmt: skip
     for flag in ("prompt_extend", "watermark"):
         value = given.get(flag)
         if value is not None and flag in spec.params and not isinstance(value, bool):
-            problems.append(Problem(flag, value, "true or false"))
+            problems.add(flag, value, "true or false")
     if spec.is_v1:
         _check_v1(request, problems, warnings)
     if region not in spec.regions:
@@ -69,9 +95,9 @@ def validate(request: GenerationRequest, *, region: str = "beijing") -> list[str
     return warnings
 
 
-def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: list[Problem], warnings: list[str]) -> None:
+def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Problems, warnings: list[str]) -> None:
     if not isinstance(request.prompt, str) or not request.prompt.strip():
-        problems.append(Problem("prompt", request.prompt, "a non-empty text (Chinese or English)"))
+        problems.add("prompt", request.prompt, "a non-empty text (Chinese or English)")
     elif len(request.prompt) > spec.prompt_limit:
         warnings.append(
             f"prompt is {len(request.prompt)} characters; {spec.name} keeps the first {spec.prompt_limit} "
@@ -80,61 +106,64 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: list[Pr
     neg = request.negative_prompt
     if neg is not None:
         if not isinstance(neg, str):
-            problems.append(Problem("negative_prompt", neg, "a text"))
+            problems.add("negative_prompt", neg, "a text")
         elif len(neg) > spec.negative_prompt_limit:
             warnings.append(
                 f"negative_prompt is {len(neg)} characters; the server keeps the first {spec.negative_prompt_limit}"
             )
 
 
-def _check_size(size: Any, spec: ModelSpec, problems: list[Problem]) -> None:
+def _check_size(size: Any, spec: ModelSpec, problems: _Problems) -> None:
     parsed = parse_size(size)
     if parsed is None:
-        problems.append(Problem("size", size, f"a size written W*H, e.g. {spec.default_size}; {spec.size_rule()}"))
+        problems.add(
+            "size", size, f"a size written W*H in whole pixels above 0, e.g. {spec.default_size}; {spec.size_rule()}"
+        )
         return
     w, h = parsed
     if spec.sizes is not None:
         if f"{w}*{h}" not in spec.sizes:
-            problems.append(Problem("size", size, f"{spec.name} supports only {', '.join(spec.sizes)}"))
+            problems.add("size", size, f"{spec.name} supports only {', '.join(spec.sizes)}")
     elif spec.pixel_range is not None and spec.aspect_range is not None:
         lo, hi = spec.pixel_range
         a, b = spec.aspect_range
         if not (lo <= w * h <= hi and a <= w / h <= b):
-            problems.append(Problem("size", size, spec.size_rule()))
+            problems.add("size", size, spec.size_rule())
     elif spec.side_range is not None:
         lo, hi = spec.side_range
         if not (lo <= w <= hi and lo <= h <= hi):
-            problems.append(Problem("size", size, spec.size_rule()))
+            problems.add("size", size, spec.size_rule())
 
 
-def _check_v1(request: GenerationRequest, problems: list[Problem], warnings: list[str]) -> None:
+def _check_v1(request: GenerationRequest, problems: _Problems, warnings: list[str]) -> None:
     if request.style is not None and request.style not in V1_STYLES:
-        problems.append(Problem("style", request.style, "one of " + ", ".join(V1_STYLES)))
+        problems.add("style", request.style, "one of " + ", ".join(V1_STYLES))
     if request.ref_strength is not None:
         ok = isinstance(request.ref_strength, (int, float)) and not isinstance(request.ref_strength, bool)
         if not ok or not 0.0 <= float(request.ref_strength) <= 1.0:
-            problems.append(Problem("ref_strength", request.ref_strength, "a number from 0.0 to 1.0"))
+            problems.add("ref_strength", request.ref_strength, "a number from 0.0 to 1.0")
     if request.ref_mode is not None and request.ref_mode not in ("repaint", "refonly"):
-        problems.append(
-            Problem("ref_mode", request.ref_mode, "'repaint' (follow the content) or 'refonly' (follow the style)")
-        )
+        problems.add("ref_mode", request.ref_mode, "'repaint' (follow the content) or 'refonly' (follow the style)")
     ref = request.ref_img
     if ref is not None:
         if not isinstance(ref, str) or not ref:
-            problems.append(Problem("ref_img", ref, "an http(s) URL, an oss:// URL or a local image path"))
+            problems.add("ref_img", ref, "an http(s) URL, an oss:// URL or a local image path")
         elif ref.startswith(("http://", "https://", "oss://")):
             if _CJK.search(ref):
-                problems.append(Problem("ref_img", ref, "a URL without Chinese characters (the service rejects them)"))
+                problems.add("ref_img", ref, "a URL without Chinese characters (the service rejects them)")
         elif not os.path.isfile(ref.removeprefix("file://")):
-            problems.append(Problem("ref_img", ref, "an existing local file, an http(s) URL or an oss:// URL"))
+            problems.add("ref_img", ref, "an existing local file, an http(s) URL or an oss:// URL")
     elif request.ref_strength is not None or request.ref_mode is not None:
-        warnings.append("ref_strength and ref_mode have no effect without ref_img")
+        strength, mode, ref = (problems.name(f) for f in ("ref_strength", "ref_mode", "ref_img"))
+        warnings.append(f"{strength} and {mode} have no effect without {ref}")
 
 
 def _is_int_in(value: Any, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
-def _unknown_model(exc: KeyError) -> str:
+def _unknown_model(exc: Exception) -> str:
+    if not isinstance(exc, KeyError):
+        return f"a model id; use one of {', '.join(MODELS)}"
     known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?")
     return f"{known}; use one of {', '.join(MODELS)}"

@@ -4,78 +4,190 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from ._exceptions import ConfigurationError, WanxError
+from ._constants import ENV_STORE, env_store
+from ._exceptions import ValidationError, WanxError, redact
+from ._params import OPTION_NAMES, add_history_options, add_request_options, namespace_params
 from ._registry import MODELS
 from ._request import DEFAULT_MODEL, GenerationRequest
+from ._validation import validate
 
-__all__ = ["main"]
+__all__ = ["main", "request_from_args"]
 
 EMULATOR_NOTICE = "note: made by the offline emulator (no DASHSCOPE_API_KEY set): placeholder images, not model output"
 
 
 def _request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model id (default {DEFAULT_MODEL})")
-    p.add_argument("-n", type=int, default=1, help="images per task, 1-4 (default 1; the API's own default is 4)")
-    p.add_argument("--size", help="W*H, e.g. 1024*768")
-    p.add_argument("--seed", type=int, help="seed of the first image (default: chosen and recorded)")
-    p.add_argument("--negative", dest="negative_prompt", help="negative prompt")
-    p.add_argument("--extend", dest="prompt_extend", action="store_true", default=None, help="V2: prompt rewriting on")
-    p.add_argument("--no-extend", dest="prompt_extend", action="store_false", help="V2: prompt rewriting off")
-    p.add_argument("--watermark", action="store_true", default=None, help="V2: draw the AI-generated mark")
-    p.add_argument("--style", help="V1: one of the ten styles, e.g. '<watercolor>'")
-    p.add_argument("--ref", dest="ref_img", help="V1: reference image (local path or URL)")
-    p.add_argument("--ref-strength", type=float, help="V1: 0.0-1.0")
-    p.add_argument("--ref-mode", choices=["repaint", "refonly"], help="V1: follow content or style")
+    """The request options, from the one parameter table (the magic's options, spelled the same)."""
+    add_request_options(p, {"model": DEFAULT_MODEL, "n": "1; the API's own default is 4"})
+    p.set_defaults(n=1)
+
+
+def request_from_args(args: argparse.Namespace) -> GenerationRequest:
+    """The GenerationRequest that `generate`'s options describe (prompt included), not yet checked."""
+    return GenerationRequest(args.prompt, **namespace_params(args))
+
+
+def _read_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use a whole number from 1 to 65535")
+    return port
+
+
+def _read_positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a number above 0, e.g. 0.05 or 1")
+    return value
+
+
+def _read_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a whole number of seconds, at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        if "help" in kwargs and kwargs["help"]:
+            kwargs["help"] = kwargs["help"].replace("%", "%%")
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" where a help text does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action) or text
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wanx-nb", description="Tongyi Wanxiang text-to-image from the shell.")
-    parser.add_argument("--store", help="store directory (default $WANX_NB_STORE or ./wanx_store)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="wanx-nb", description="Tongyi Wanxiang text-to-image from the shell.", formatter_class=_Formatter
+    )
+    parser.add_argument("--store", help="store directory (default: $WANX_NB_STORE or ./wanx_store)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="generate images and write them with a JSON record each")
-    gen.add_argument("prompt")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
+
+    gen = command("generate", "generate images and write them with a JSON record each")
+    gen.add_argument("prompt", help="what to draw (after `--` when it starts with '-')")
     _request_args(gen)
-    gen.add_argument("-o", "--out", default="wanx_output", help="output directory (default ./wanx_output)")
+    gen.add_argument("-o", "--out", default="wanx_output", help="output directory")
     gen.add_argument("--reproducible", action="store_true", help="no prompt rewriting (or re-send a recorded one)")
 
-    emu = sub.add_parser("emulator", help="serve the offline DashScope emulator on 127.0.0.1")
-    emu.add_argument("--port", type=int, default=8000)
-    emu.add_argument("--time-scale", type=float, default=0.05, help="task durations x this (1.0 = realistic)")
+    emu = command("emulator", "serve the offline DashScope emulator on 127.0.0.1")
+    emu.add_argument("--port", type=_read_port, default=8000, help="TCP port, 1-65535")
+    emu.add_argument("--time-scale", type=_read_positive, default=0.05, help="task durations x this (1.0 = realistic)")
 
-    sub.add_parser("models", help="list the models, prices and limits")
-    sub.add_parser("resume", help="recover tasks submitted but never saved (within 24 h)")
+    command("models", "list the models, prices and limits")
+    command("resume", "recover tasks submitted but never saved (within 24 h)")
 
-    exp = sub.add_parser("export", help="write a manifest of the store's generations")
+    hist = command("history", "stored generations, newest first")
+    add_history_options(hist)
+    show = command("show", "one stored result: its images, seeds, prompts and cost")
+    show.add_argument("task_id", metavar="TASK_ID", help="a task id (find them with `wanx-nb history`)")
+    command("cost", "what the store's generations have cost")
+
+    exp = command("export", "write a manifest of the store's generations")
     exp.add_argument("manifest", help="path of the JSON manifest to write")
 
-    rep = sub.add_parser("report", help="execute a notebook headless and write it as HTML (default: the comparison)")
-    rep.add_argument("--notebook", default="notebooks/02_model_comparison.ipynb")
+    rep = command("report", "execute a notebook headless and write it as HTML")
+    rep.add_argument("--notebook", default="notebooks/02_model_comparison.ipynb", help="the notebook to run")
     rep.add_argument("--out", default="report", help="directory for the HTML and whatever the notebook saves")
-    rep.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    rep.add_argument("--timeout", type=_read_seconds, default=600, help="seconds per cell")
 
-    store = sub.add_parser("store", help="check the store, or rebuild its index from the images' provenance")
-    store.add_argument("action", choices=["check", "rebuild"])
+    store = command("store", "check the store, or rebuild its index from the images' provenance")
+    store.add_argument("action", choices=["check", "rebuild"], help="check: report problems; rebuild: re-index")
     store.add_argument("dir", nargs="?", help="store directory (default: --store, $WANX_NB_STORE or ./wanx_store)")
 
-    rerun = sub.add_parser("rerun", help="run a manifest's generations again and report which images differ")
-    rerun.add_argument("manifest")
+    rerun = command("rerun", "run a manifest's generations again and report which images differ")
+    rerun.add_argument("manifest", help="a manifest written by `wanx-nb export`")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run one command; returns the exit status (2: bad arguments, 1: refused or failed, 0: done)."""
     try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the error (or the help)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        _preflight(args)
         return _COMMANDS[args.command](args)
-    except WanxError as exc:
+    except (WanxError, _CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
+    except OSError as exc:  # a folder or file the command needs (the store, an output) is unusable
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+class _CommandError(Exception):
+    """A command cannot run as asked (a path it cannot write, a manifest it cannot read)."""
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Everything that can be checked before a request is sent, so no error comes after paying."""
+    if args.command in ("generate", "rerun", "resume"):
+        # The store takes the task id the moment a task is created: it must be usable before that.
+        store = args.store or env_store()
+        _check_writable_dir(Path(store), "--store" if args.store else ENV_STORE)
+    if args.command == "generate":
+        request = request_from_args(args)
+        try:
+            validate(request, names=OPTION_NAMES)
+        except ValidationError as exc:
+            raise _CommandError(f"{exc}\nnothing was sent") from None
+        _check_writable_dir(Path(args.out), "-o/--out")
+    elif args.command == "export":
+        _check_writable_dir(Path(args.manifest).parent, "the manifest's folder")
+        if Path(args.manifest).is_dir():
+            raise _CommandError(f"{args.manifest} is a folder; give the path of the JSON file to write")
+    elif args.command == "report":
+        if not Path(args.notebook).is_file():
+            raise _CommandError(f"--notebook {args.notebook}: no such notebook file")
+        _check_writable_dir(Path(args.out), "--out")
+
+
+def _check_writable_dir(folder: Path, what: str) -> None:
+    """`folder` exists (or can be made) and is writable; otherwise a _CommandError naming `what`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _CommandError(f"{what} {str(folder)!r}: cannot create that folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise _CommandError(f"{what} {str(folder)!r}: that folder is not writable")
 
 
 def _session(args: argparse.Namespace) -> Any:
@@ -87,12 +199,9 @@ def _session(args: argparse.Namespace) -> Any:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from ._exceptions import RunInterruptedError
 
-    fields = ("model", "n", "size", "seed", "negative_prompt", "prompt_extend", "watermark", "style", "ref_img",
-              "ref_strength", "ref_mode")
-    request = GenerationRequest(args.prompt, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+    request = request_from_args(args)  # checked by _preflight, with the -o folder, before anything is sent
+    out = Path(args.out)
     session = _session(args)
-    session.prepare(request)  # the request's own errors first, before anything is created
-    out = _writable_dir(Path(args.out))  # checked before anything is paid for
     run = session.start([request], reproducible=args.reproducible)
     try:
         (result,) = run.result()
@@ -128,18 +237,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0 if result.saved_images else 1
 
 
-def _writable_dir(path: Path) -> Path:
-    """`path`, created if needed; a clear error (before anything is sent) when it cannot be written."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".wanx_nb_probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigurationError(f"-o {str(path)!r}: cannot write there ({exc.strerror or exc}); nothing was sent") from None
-    return path
-
-
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import EmulatorSettings, serve
 
@@ -168,7 +265,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     manifest = _session(args).store.manifest()
-    Path(args.manifest).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+    try:
+        Path(args.manifest).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    except OSError as exc:
+        raise _CommandError(f"cannot write {args.manifest}: {exc.strerror or exc}") from None
     print(f"wrote {len(manifest['generations'])} generation(s) to {args.manifest}")
     return 0
 
@@ -176,31 +276,71 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .rerun import rerun_manifest
 
-    report = rerun_manifest(json.loads(Path(args.manifest).read_text()), session=_session(args))
+    manifest = _read_manifest(args.manifest)  # every request checked before any is sent
+    report = rerun_manifest(manifest, session=_session(args))
     print(report.text())
     return 0 if report.all_same else 1
 
 
-def _cmd_store(args: argparse.Namespace) -> int:
-    import os
-
-    from ._constants import ENV_STORE
-    from ._exceptions import StoreError
-    from ._store import Store
-
-    store = Store(args.dir or args.store or os.environ.get(ENV_STORE) or "wanx_store")
-    if args.action == "rebuild":
-        print(store.rebuild().text())
-        return 0
-    report = store.integrity()
-    print(report.text())
-    if report.quick_check == "ok":
+def _read_manifest(path: str) -> dict[str, Any]:
+    """A manifest from `wanx-nb export`, with every request in it valid; a _CommandError otherwise."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _CommandError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _CommandError(f"the manifest {path} is not JSON ({exc}); write one with `wanx-nb export`") from None
+    generations = manifest.get("generations") if isinstance(manifest, dict) else None
+    if not isinstance(generations, list):
+        raise _CommandError(f"the manifest {path} has no \"generations\" list; write one with `wanx-nb export`")
+    for i, entry in enumerate(generations):
+        where = f"the manifest {path}, generation {i + 1}"
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("prompt"), str):
+            raise _CommandError(f"{where} has no \"request\" with a \"prompt\"")
         try:
-            store.check()  # writable and enough free space, as before a paid run
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    return 0 if report.ok else 1
+            validate(GenerationRequest.from_dict(request))
+        except (ValidationError, TypeError) as exc:
+            raise _CommandError(f"{where}: {exc}\nnothing was sent") from None
+    return manifest
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .rendering import history_mimebundle
+
+    store = _session(args).store
+    try:
+        rows = store.history(model=args.model, text=args.text, since=args.since, until=args.until, limit=args.limit)
+    except KeyError as exc:  # unknown model
+        raise _CommandError(f"--model: {exc.args[0]}") from None
+    except ValueError as exc:  # a --since/--until that is not ISO 8601
+        raise _CommandError(f"--since/--until take an ISO 8601 time such as 2025-01-31T08:00 ({exc})") from None
+    print(history_mimebundle(rows)[0]["text/plain"])
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .rendering import result_text
+
+    store = _session(args).store
+    result = store.get(args.task_id)
+    if result is None:
+        raise _CommandError(f"no saved result for task {args.task_id!r} in {store.root}; list them with `wanx-nb history`")
+    print(result_text(result))
+    for im in result.images:
+        where = im.path or "(not saved)"
+        print(f"  image {im.index + 1}: seed {im.seed}  {im.size or ''}  {where}")
+        if im.ok:
+            print(f"    actual prompt: {im.actual_prompt or im.orig_prompt or result.request.prompt}")
+    return 0
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    store = _session(args).store
+    images, yuan = store.total_cost()
+    print(f"store {store.root}: ¥{yuan:.2f} for {images} image(s)")
+    print("at list prices; emulator and replayed results cost nothing on the real service")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -223,7 +363,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store(args: argparse.Namespace) -> int:
+    from ._exceptions import StoreError
+    from ._store import Store
+
+    store = Store(args.dir or args.store or env_store())
+    if args.action == "rebuild":
+        print(store.rebuild().text())
+        return 0
+    report = store.integrity()
+    print(report.text())
+    if report.quick_check == "ok":
+        try:
+            store.check()  # writable and enough free space, as before a paid run
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0 if report.ok else 1
+
+
 _COMMANDS = {
+    "store": _cmd_store,
     "report": _cmd_report,
     "generate": _cmd_generate,
     "emulator": _cmd_emulator,
@@ -231,7 +391,9 @@ _COMMANDS = {
     "resume": _cmd_resume,
     "export": _cmd_export,
     "rerun": _cmd_rerun,
-    "store": _cmd_store,
+    "history": _cmd_history,
+    "show": _cmd_show,
+    "cost": _cmd_cost,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,7 +42,8 @@ from ipywidgets import HTML as HTMLWidget
 from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
 from ._models import GenerationResult
-from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
+from ._params import BY_NAME, option_line
+from ._registry import MODELS, ModelSpec, get_model
 from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
 from ._session import Phase, Progress, Run, get_session
 from ._validation import parse_size, validate
@@ -56,36 +57,21 @@ _UPLOAD_DIR = "uploads"
 def magic_cell(request: GenerationRequest) -> str:
     """The `%%wanx` cell that sends `request` again: option line, then the prompt as the cell body.
 
-    Values are quoted for a POSIX shell-style split (`shlex.split`, or IPython's `arg_split(...,
-    posix=True)`), so a negative prompt with spaces or quotes survives the round trip.
+    The options come from the parameter table (`_params.option_line`), quoted for IPython's POSIX
+    split, in `--flag=value` form so a negative prompt starting with "-" survives; braces in the prompt
+    are doubled so the magic's `{name}` filling gives back the prompt as written.
     """
-    spec = get_model(request.model)
-    opts: list[str] = ["-m", spec.name, "-n", str(request.effective_n), "--size", request.effective_size]
-    if request.seed is not None:
-        opts += ["--seed", str(request.seed)]
-    if request.negative_prompt:
-        opts += ["--negative", _quote(request.negative_prompt)]
-    if "prompt_extend" in spec.params and request.prompt_extend is not None:
-        opts.append("--extend" if request.prompt_extend else "--no-extend")
-    if "watermark" in spec.params and request.watermark is not None:
-        opts.append("--watermark" if request.watermark else "--no-watermark")
-    if spec.is_v1:
-        if request.style:
-            opts += ["--style", _quote(request.style)]
-        if request.ref_img:
-            opts += ["--ref", _quote(request.ref_img)]
-            if request.ref_strength is not None:
-                opts += ["--ref-strength", f"{request.ref_strength:g}"]
-            if request.ref_mode:
-                opts += ["--ref-mode", request.ref_mode]
-    return "%%wanx " + " ".join(opts) + "\n" + request.prompt
+    body = request.prompt.replace("{", "{{").replace("}", "}}")
+    return "%%wanx " + option_line(request) + "\n" + body
 
 
-def _quote(value: str) -> str:
-    """Double-quote when needed (spaces, quotes, <style> brackets); POSIX escapes inside."""
-    if value and all(c.isalnum() or c in "-_.,/:=+@%" for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _label(name: str) -> str:
+    return BY_NAME[name].label
+
+
+def _tooltip(name: str) -> str:
+    p = BY_NAME[name]
+    return f"{p.option}: {p.help_text()}"
 
 
 def _side_bounds(spec: ModelSpec) -> tuple[int, int]:
@@ -179,28 +165,41 @@ class Panel(VBox):
         full = {"width": "100%"}
         self._prompt = Textarea(value=prompt, placeholder="Prompt (Chinese or English)", rows=3, layout=Layout(**full))
         self._negative = Textarea(
-            placeholder="Negative prompt (optional): what not to draw", rows=1, layout=Layout(**full)
+            placeholder=f"{_label('negative_prompt')} (optional): what not to draw", rows=1, layout=Layout(**full),
+            tooltip=_tooltip("negative_prompt"),
         )
         self._model = Dropdown(
             options=[(_model_label(s), name) for name, s in MODELS.items()],
             value=spec.name,
-            description="Model",
+            description=_label("model"),
             layout=Layout(**full),
         )
         # V1: style, fixed sizes, reference image.
-        self._style = Dropdown(options=list(V1_STYLES), value="<auto>", description="Style", style=_NARROW)
-        self._v1_size = Dropdown(options=["1024*1024"], description="Size", style=_NARROW)
-        self._ref_upload = FileUpload(accept="image/*", multiple=False, description="Reference image")
+        self._style = Dropdown(
+            options=list(BY_NAME["style"].choices), value="<auto>", description=_label("style"), style=_NARROW,
+            tooltip=_tooltip("style"),
+        )
+        self._v1_size = Dropdown(
+            options=["1024*1024"], description=_label("size"), style=_NARROW, tooltip=_tooltip("size")
+        )
+        # Width "auto" so the button is as wide as its label (a fixed width cut it to "Reference ima…").
+        self._ref_upload = FileUpload(
+            accept="image/*", multiple=False, description="Reference image", layout=Layout(width="auto"),
+            tooltip=_tooltip("ref_img"),
+        )
         self._ref_label = Label("no reference image")
         self._ref_clear = Button(description="Remove", icon="times", layout=Layout(width="auto"))
         self._ref_strength = FloatSlider(
-            value=0.5, min=0.0, max=1.0, step=0.05, description="ref_strength", style=_NARROW
+            value=0.5, min=0.0, max=1.0, step=0.05, description=_label("ref_strength"), style=_NARROW,
+            tooltip=_tooltip("ref_strength"),
         )
         self._ref_mode = ToggleButtons(
             options=[("repaint (follow content)", "repaint"), ("refonly (follow style)", "refonly")],
             value="repaint",
-            description="ref_mode",
-            style=_NARROW,
+            description=_label("ref_mode"),
+            tooltip=_tooltip("ref_mode"),
+            # Buttons as wide as their labels (the default fixed width cut "repaint (follow co…").
+            style={**_NARROW, "button_width": "auto"},
         )
         self._ref_box = VBox(
             [HBox([self._ref_upload, self._ref_label, self._ref_clear]), HBox([self._ref_strength, self._ref_mode])]
@@ -211,17 +210,28 @@ class Panel(VBox):
         self._height = IntSlider(value=1024, min=512, max=1440, step=16, description="Height", style=_NARROW)
         self._size_rule = Label("")
         self._extend = Checkbox(
-            value=True, description="prompt_extend (let the service rewrite the prompt)", indent=False
+            value=True, description=f"{_label('prompt_extend')} (the service may rewrite it)", indent=False,
+            tooltip=_tooltip("prompt_extend"), layout=Layout(width="auto"),
         )
-        self._watermark = Checkbox(value=False, description="watermark (AI生成)", indent=False)
+        self._watermark = Checkbox(
+            value=False, description=f"{_label('watermark')} (AI生成)", indent=False, tooltip=_tooltip("watermark"),
+            layout=Layout(width="auto"),
+        )
         self._v2_box = VBox(
             [HBox([self._width, self._height]), self._size_rule, HBox([self._extend, self._watermark])]
         )
         # Both families.
-        self._n = IntSlider(value=1, min=1, max=spec.max_n, description="n", style=_NARROW)
-        self._seed_fixed = Checkbox(value=False, description="fixed seed", indent=False, layout=Layout(width="auto"))
+        self._n = IntSlider(
+            value=1, min=1, max=spec.max_n, description=_label("n"), style=_NARROW, tooltip=_tooltip("n")
+        )
+        # "Seed [42] [ ] keep this seed": the row reads as one phrase (it used to read "fixed seed seed").
         self._seed = BoundedIntText(
-            value=42, min=0, max=MAX_SEED, description="seed", disabled=True, style=_NARROW, layout=Layout(width="14em")
+            value=42, min=0, max=MAX_SEED, description=_label("seed"), disabled=True, style=_NARROW,
+            layout=Layout(width="14em"), tooltip=_tooltip("seed"),
+        )
+        self._seed_fixed = Checkbox(
+            value=False, description="keep this seed", indent=False, layout=Layout(width="auto"),
+            tooltip="use the seed in the box for the next run (otherwise a new one is picked and shown)",
         )
         self._generate = Button(description="Generate", button_style="primary", icon="play")
         self._cancel = Button(description="Cancel", icon="stop", disabled=True)
@@ -240,7 +250,7 @@ class Panel(VBox):
             self._model,
             self._v1_box,
             self._v2_box,
-            HBox([self._n, self._seed_fixed, self._seed]),
+            HBox([self._n, self._seed, self._seed_fixed]),
             HBox([self._generate, self._cancel, self._cost]),
             self._status,
             self._message,
@@ -310,8 +320,10 @@ class Panel(VBox):
         """The request the controls describe now (not validated)."""
         spec = get_model(self._model.value)
         params: dict[str, Any] = {"n": self._n.value}
-        if self._negative.value.strip():
-            params["negative_prompt"] = self._negative.value.strip()
+        # One line: the equivalent cell writes it on the %%wanx option line.
+        negative = " ".join(self._negative.value.split())
+        if negative:
+            params["negative_prompt"] = negative
         if self._seed_fixed.value:
             params["seed"] = self._seed.value
         if spec.sizes is not None:
