@@ -128,14 +128,15 @@ async def test_drop_mode_after_raises_read_timeout():
     assert len(emulator.tasks) == 1
 
 
-async def test_reset_forgets_everything_and_restarts_ids_and_clock(submit, emulator):
+async def test_reset_forgets_everything_and_restarts_the_clock_but_never_reuses_ids(submit, emulator):
     first_id = task_id_of(await submit())
     emulator.script("create", Fault.status(500))
     emulator.advance(100)
     emulator.reset()
     assert emulator.tasks == {} and emulator.request_log == []
     assert emulator.now() == emulator.settings.fake_clock_start
-    assert task_id_of(await submit()) == first_id  # the script was dropped too
+    again = task_id_of(await submit())  # succeeds: the script was dropped too
+    assert again != first_id and list(emulator.tasks) == [again]
 
 
 def test_advance_needs_the_fake_clock():

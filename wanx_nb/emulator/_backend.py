@@ -13,7 +13,6 @@ import hashlib
 import heapq
 import hmac
 import io
-import itertools
 import json
 import math
 import random
@@ -285,11 +284,10 @@ class Backend:
             self._policies: dict[str, Policy] = {}
             self.uploads: dict[str, Upload] = {}
             self._scripts: dict[str, deque[Fault]] = {route: deque() for route in ROUTES}
-            self._counters: dict[str, itertools.count[int]] = {}
             seed = self.settings.seed
             self._rngs = {
                 name: random.Random(f"{seed}:{name}")
-                for name in ("partial", "corrupt", *(f"error:{r}" for r in ROUTES), *(f"drop:{r}" for r in ROUTES))
+                for name in ("seed", "partial", "corrupt", *(f"error:{r}" for r in ROUTES), *(f"drop:{r}" for r in ROUTES))
             }
             self.request_log: list[LoggedRequest] = []
             if isinstance(self.clock, FakeClock):
@@ -298,11 +296,13 @@ class Backend:
     # Ids ------------------------------------------------------------------------------------------
 
     def new_id(self, kind: str) -> str:
-        """A UUID string from the seed and a per-kind counter: a fresh emulator repeats the sequence."""
-        with self._lock:
-            n = next(self._counters.setdefault(kind, itertools.count()))
-        digest = hashlib.sha256(f"{self.settings.seed}:{kind}:{n}".encode()).digest()
-        return str(uuid.UUID(bytes=digest[:16], version=4))
+        """A random UUID4 string, unique across processes and restarts as the real service's ids are.
+
+        `kind` only documents the caller's intent: two emulators sharing one store must never issue
+        the same task id, so ids are not derived from the seed (images still are).
+        """
+        del kind
+        return str(uuid.uuid4())
 
     def new_request_id(self) -> str:
         return self.new_id("request")
@@ -441,8 +441,8 @@ class Backend:
         task_id = self.new_id("task")
         seed = gen.seed
         if seed is None:  # the server picks one (§2.2); it is kept so the images can be rendered later
-            digest = hashlib.sha256(f"{settings.seed}:seed:{task_id}".encode()).digest()
-            seed = int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+            # From the settings' seed, not the (random) task id: a fresh emulator repeats its choices.
+            seed = self._rngs["seed"].randint(0, MAX_SEED)
         # Over-long prompts are cut silently (§2.2). The image follows the cut text, while orig_prompt
         # echoes what was sent (the spec is silent on which), so clients can match results to requests.
         effective = gen.prompt[: spec.prompt_limit]

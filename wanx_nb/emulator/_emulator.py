@@ -85,7 +85,7 @@ class Emulator:
         return [r for r in self.request_log if r.route == route]
 
     def reset(self) -> None:
-        """Forget all tasks, uploads, logs and scripts; ids and the fake clock start over."""
+        """Forget all tasks, uploads, logs and scripts; the fake clock and the seeded choices start over."""
         self.backend.reset()
 
     def __repr__(self) -> str:
