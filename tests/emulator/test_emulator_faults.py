@@ -241,15 +241,19 @@ async def test_corrupt_image_rate_truncates_every_image_at_one():
     assert data.startswith(b"\x89PNG") and not data.rstrip().endswith(b"IEND\xaeB`\x82")
 
 
-def test_scripted_drops_need_the_in_process_transport():
+def test_scripted_drops_over_real_http_close_the_connection_mid_response():
     from wanx_nb.emulator import running_server
 
     emulator = Emulator(EmulatorSettings(clock="fake"))
     emulator.script("list", Fault.drop_before(), Fault.status(500))
+    emulator.script("create", Fault.drop_after())
+    body = {"model": "wanx-v1", "input": {"prompt": "x"}}
     with running_server(emulator=emulator) as live:
-        # Over real HTTP nothing can drop the connection: the drop is spent on a served request.
-        statuses = [
-            httpx.get(f"{live.base_url}/tasks", headers={"Authorization": "Bearer k"}, trust_env=False).status_code
-            for _ in range(3)
-        ]
-    assert statuses == [200, 500, 200]
+        auth = {"Authorization": "Bearer k"}
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"{live.base_url}/tasks", headers=auth, trust_env=False)
+        statuses = [httpx.get(f"{live.base_url}/tasks", headers=auth, trust_env=False).status_code for _ in range(2)]
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{live.base_url}{CREATE}", json=body, headers={**auth, **ASYNC}, trust_env=False)
+    assert statuses == [500, 200]
+    assert len(emulator.tasks) == 1  # dropped after the server created the task

@@ -14,7 +14,8 @@ It imports nothing from wanx_nb except `_registry` and `_version`: an independen
 of the wire contract catches client bugs that a shared one would hide.
 """
 
-from ._backend import FakeClock, Fault, LoggedRequest, Task
+from ._backend import FakeClock, LoggedRequest, Task
+from ._faults import Fault
 from ._emulator import Emulator, default_emulator
 from ._routes import ROUTES
 from ._settings import EmulatorSettings

@@ -31,6 +31,7 @@ from PIL import Image
 
 from .._registry import V1_STYLES, ModelSpec, get_model
 from . import _errors as errors
+from ._faults import Fault, check_fault_route
 from ._images import render_png
 from ._routes import RESULTS_PREFIX, ROUTES, route_of
 from ._settings import EmulatorSettings
@@ -38,7 +39,6 @@ from ._settings import EmulatorSettings
 __all__ = [
     "Backend",
     "FakeClock",
-    "Fault",
     "LoggedRequest",
     "Policy",
     "Task",
@@ -92,44 +92,6 @@ class FakeClock:
         return f"<FakeClock {format_time(self._now)} UTC+8>"
 
 
-@dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour for the next request on a route (see `Emulator.script`)."""
-
-    kind: Literal["status", "drop_before", "drop_after", "delay"]
-    http_status: int | None = None
-    code: str | None = None
-    message: str | None = None
-    retry_after: float | None = None
-    seconds: float = 0.0
-
-    @classmethod
-    def status(
-        cls, status: int, *, code: str | None = None, message: str | None = None, retry_after: float | None = None
-    ) -> Fault:
-        """Answer `status` (with the real code and message for it unless given); nothing is processed."""
-        return cls("status", http_status=status, code=code, message=message, retry_after=retry_after)
-
-    @classmethod
-    def drop_before(cls) -> Fault:
-        """The connection fails before the request reaches the server (httpx.ConnectError)."""
-        return cls("drop_before")
-
-    @classmethod
-    def drop_after(cls) -> Fault:
-        """The server processes the request but the response is lost (httpx.ReadTimeout)."""
-        return cls("drop_after")
-
-    @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """The request is served normally, `seconds` late."""
-        return cls("delay", seconds=seconds)
-
-    def to_error(self, *, oss: bool = False) -> errors.EmulatorError:
-        assert self.kind == "status" and self.http_status is not None
-        return errors.error_for_status(self.http_status, self.code, self.message, retry_after=self.retry_after, oss=oss)
-
-
 class LoggedRequest(NamedTuple):
     """A request as the server saw it; the Authorization value is masked to its last 4 characters."""
 
@@ -171,6 +133,8 @@ class Task:
     duration: float
     failure: tuple[str, str] | None = None  # task-level (code, message)
     failed_items: frozenset[int] = frozenset()  # 0-based indices of images that failed
+    item_failure: tuple[str, str] = ("InternalError.Timeout", errors.TIMEOUT_ITEM_MESSAGE)  # their (code, message)
+    lost: bool = False  # the service lost the task (Fault.outcome("UNKNOWN")): queries say UNKNOWN
     corrupt: bool = False
     start_time: float | None = None
     cancel_time: float | None = None
@@ -311,6 +275,11 @@ class Backend:
 
     def script(self, route: str, faults: Iterable[Fault]) -> None:
         _check_route(route)
+        faults = list(faults)
+        for fault in faults:
+            if not isinstance(fault, Fault):
+                raise TypeError(f"script() takes Fault objects (Fault.status(500), ...), got {fault!r}")
+            check_fault_route(route, fault)
         with self._lock:
             self._scripts[route].extend(faults)
 
@@ -336,10 +305,9 @@ class Backend:
             if script and in_process and script[0].kind in ("drop_before", "drop_after"):
                 return None
             if script:
-                fault = script.popleft()
-                # A drop reaching the app means the request did not come through EmulatorTransport
-                # (e.g. it came over real HTTP), which alone can drop it: this request is served.
-                return None if fault.kind in ("drop_before", "drop_after") else fault
+                # A drop reaching the app came over real HTTP: the app plays it by closing the
+                # connection mid-response (before or after processing).
+                return script.popleft()
             rate = self.settings.error_rates.get(route, 0.0)
             if rate and self._rngs[f"error:{route}"].random() < rate:
                 return Fault.status(self.settings.error_status)
@@ -398,7 +366,7 @@ class Backend:
 
     # Tasks ----------------------------------------------------------------------------------------
 
-    def create_task(self, account: str, body: Any, *, oss_resolve: bool) -> Task:
+    def create_task(self, account: str, body: Any, *, oss_resolve: bool, outcome: Fault | None = None) -> Task:
         """Validate a create body and queue the task, or raise the error the service would answer."""
         if not isinstance(body, dict):
             raise errors.invalid_parameter("The request body must be a JSON object with model, input and parameters.")
@@ -430,6 +398,8 @@ class Backend:
                 if active >= spec.concurrency:
                     raise errors.throttling_allocation_quota(self.settings.retry_after)
             task = self._new_task(account, gen, ref, now)
+            if outcome is not None:
+                _apply_outcome(task, outcome)
             window.append(now)
             self.tasks[task.task_id] = task
             group.append(task)
@@ -525,6 +495,8 @@ class Backend:
             task = self.tasks.get(task_id)
             if task is None or task.account != account or now - task.submit_time >= self.settings.task_ttl:
                 return None
+            if task.lost:
+                return None
             return task, now
 
     def cancel_task(self, account: str, task_id: str) -> None:
@@ -565,7 +537,7 @@ class Backend:
                     return [], now
             found = []
             for task in self.tasks.values():
-                if task.account != account or now - task.submit_time >= self.settings.task_ttl:
+                if task.account != account or task.lost or now - task.submit_time >= self.settings.task_ttl:
                     continue
                 if start is not None and task.submit_time < start:
                     continue
@@ -738,6 +710,20 @@ class Backend:
             raise errors.invalid_url(f"{url!r} is not an http(s) or oss:// URL without spaces or non-ASCII characters.")
         # Offline, a public URL cannot be fetched; the renderer derives a stand-in from the URL itself.
         return url
+
+
+def _apply_outcome(task: Task, fault: Fault) -> None:
+    """Make a freshly created task end as `Fault.outcome` says."""
+    if fault.value == "FAILED":
+        task.failure = (fault.code or "InternalError", fault.message or errors.INTERNAL_ERROR_MESSAGE)
+    elif fault.value == "PARTIAL":
+        failed = frozenset(i for i in (fault.failed or (task.n - 1,)) if 0 <= i < task.n)
+        task.failed_items = failed
+        task.item_failure = (fault.code or "InternalError.Timeout", fault.message or errors.TIMEOUT_ITEM_MESSAGE)
+        if len(failed) >= task.n:
+            task.failure = task.item_failure
+    elif fault.value == "UNKNOWN":
+        task.lost = True
 
 
 def _check_route(route: str) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from ._backend import Backend, FakeClock, Fault, LoggedRequest, Task
+from ._backend import Backend, FakeClock, LoggedRequest, Task
+from ._faults import Fault
 from ._settings import EmulatorSettings
 from ._transport import EMULATOR_BASE_URL, EmulatorTransport
 from .app import create_app
@@ -66,7 +67,8 @@ class Emulator:
 
     def script(self, route: str, *faults: Fault) -> None:
         """Queue `faults` for the next requests on `route` ("create", "query", "cancel", "list",
-        "policy", "upload", "image"), one per request, in order."""
+        "policy", "upload", "image"), one per request, in order. Every kind, with an example, is in
+        the `Fault` docstring; a fault that cannot act on `route` is refused with a ValueError."""
         self.backend.script(route, faults)
 
     @property

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -34,6 +34,7 @@ from ._backend import (
     epoch_ms,
     format_time,
 )
+from ._faults import AFTER_KINDS, Fault, corrupt_bytes, decompression_bomb_png
 from ._routes import API_PREFIX, CREATE_PATH, IN_PROCESS_HEADER, RESULTS_PREFIX, UPLOAD_PATH
 from ._settings import EmulatorSettings
 
@@ -107,7 +108,11 @@ class _EmulatorHeader:
 
 
 def _endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler with what every route shares: the request log, latency and scripted faults."""
+    """Wrap a handler with what every route shares: the request log, latency and scripted faults.
+
+    A fault acts before the handler (nothing happens on the server) or after it (the side effect,
+    e.g. a created task, is real and only the answer is spoiled); see `Fault`.
+    """
 
     async def endpoint(request: Request) -> Response:
         backend: Backend = request.app.state.backend
@@ -118,11 +123,84 @@ def _endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Res
         delay = backend.settings.latency + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
         if delay > 0:
             await asyncio.sleep(delay)
-        if fault is not None and fault.kind == "status":
-            raise fault.to_error(oss=route in _OSS_ROUTES)
-        return await handler(request, backend)
+        if fault is not None and not fault.after:
+            early = _fault_before(fault, route, backend)
+            if early is not None:
+                return early
+        request.state.fault = fault
+        response = await handler(request, backend)
+        if fault is not None and (fault.after or fault.kind in AFTER_KINDS):
+            return _fault_after(fault, route, response)
+        return response
 
     return endpoint
+
+
+def _fault_before(fault: Fault, route: str, backend: Backend) -> Response | None:
+    """The answer of a fault that strikes before the handler runs, or None to let it run."""
+    if fault.kind == "status":
+        raise fault.to_error(oss=route in _OSS_ROUTES)
+    if fault.kind == "body":
+        return Response(fault.content, status_code=fault.http_status or 200, media_type=fault.content_type)
+    if fault.kind == "drop_before":  # over real HTTP: the connection closes before any answer
+        return _cut(Response(b"{}", media_type=JSON), 0.0, honest_length=False)
+    if fault.kind == "url_expired":
+        now = backend.clock()
+        raise errors.oss_access_denied(
+            "Request has expired.",
+            Expires=_oss_time(now - 60),
+            ServerTime=_oss_time(now),
+        )
+    return None  # delay, outcome (read by the create handlers)
+
+
+def _fault_after(fault: Fault, route: str, response: Response) -> Response:
+    """Spoil the answer of a request that was processed (the task exists, the image was made)."""
+    if fault.kind == "status":
+        raise fault.to_error(oss=route in _OSS_ROUTES)
+    if fault.kind == "body":
+        return Response(fault.content, status_code=fault.http_status or 200, media_type=fault.content_type)
+    if fault.kind == "drop_after":  # over real HTTP: the connection closes before the answer is sent
+        return _cut(response, 0.0, honest_length=False)
+    if fault.kind == "truncated":
+        return _cut(response, fault.keep, honest_length=fault.honest_length)
+    if fault.kind == "corrupt":
+        return _replace_body(response, corrupt_bytes(bytes(response.body)))
+    if fault.kind == "bomb":
+        return _replace_body(response, decompression_bomb_png(fault.width, fault.height), media_type="image/png")
+    if fault.kind == "task_status" and response.status_code == 200:
+        body = json.loads(response.body)
+        if fault.value == "UNKNOWN":  # what the service says of a task it no longer knows (§3.2)
+            body["output"] = {"task_id": body["output"].get("task_id"), "task_status": "UNKNOWN"}
+            body.pop("usage", None)
+        else:
+            body["output"]["task_status"] = fault.value
+        return _json(body, media_type=JSON_UTF8)
+    return response
+
+
+def _replace_body(response: Response, content: bytes, *, media_type: str | None = None) -> Response:
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return Response(
+        content,
+        status_code=response.status_code,
+        media_type=media_type or response.headers.get("content-type"),
+        headers=headers,
+    )
+
+
+def _cut(response: Response, keep: float, *, honest_length: bool) -> Response:
+    """The first `keep` of the body; a dishonest Content-Length still announces the whole body."""
+    full = bytes(response.body)
+    cut = _replace_body(response, full[: int(len(full) * keep)])
+    if not honest_length:
+        # Over real HTTP the server then closes the connection early; EmulatorTransport raises as httpx would.
+        cut.headers["content-length"] = str(max(len(full), 1))
+    return cut
+
+
+def _oss_time(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _loggable_json(raw: bytes) -> Any:
@@ -162,8 +240,13 @@ async def _create_task(request: Request, backend: Backend) -> Response:
     except (ValueError, UnicodeDecodeError):
         raise errors.invalid_parameter("The request body is not valid JSON.") from None
     oss_resolve = request.headers.get("x-dashscope-ossresourceresolve", "").strip().lower() == "enable"
-    task = backend.create_task(account, body, oss_resolve=oss_resolve)
+    task = backend.create_task(account, body, oss_resolve=oss_resolve, outcome=_outcome_of(request))
     return _json({"output": {"task_status": "PENDING", "task_id": task.task_id}, "request_id": task.request_id})
+
+
+def _outcome_of(request: Request) -> Fault | None:
+    fault = getattr(request.state, "fault", None)
+    return fault if fault is not None and fault.kind == "outcome" else None
 
 
 async def _query_task(request: Request, backend: Backend) -> Response:
@@ -207,7 +290,8 @@ def _task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple
     results: list[dict[str, str]] = []
     for i in range(task.n):
         if i in task.failed_items:
-            results.append({"code": "InternalError.Timeout", "message": errors.TIMEOUT_ITEM_MESSAGE})
+            code, message = task.item_failure
+            results.append({"code": code, "message": message})
             continue
         url = origin + backend.result_path(task, i)
         if task.family == "V1":
