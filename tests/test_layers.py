@@ -153,7 +153,7 @@ def test_the_import_walker_sees_lazy_and_relative_imports():
     models = {(internal(i.target), i.function) for i in imports_of("_models")}
     assert ("rendering", "_repr_mimebundle_") in models
     backend = {internal(i.target) for i in imports_of("emulator._backend")}
-    assert {"_registry", "emulator._images", "emulator._errors"} <= backend  # `from .. import` and `from . import`
+    assert {"_registry", "emulator._tasks", "emulator._errors"} <= backend  # `from .. import` and `from . import`
     assert any(i.target == "wanx_nb.emulator" and i.lazy for i in imports_of("_client"))
 
 
@@ -243,6 +243,21 @@ def test_emulator_imports_only_registry_and_version(name):
         if rel not in ("_registry", "_version"):
             bad.append(fmt(name, imp))
     assert bad == [], "the emulator must not share wire code with the client (_protocol/_client/_request/...)"
+
+
+def test_the_emulator_package_root_imports_its_modules_only_for_type_checkers():
+    # wanx_nb.emulator resolves its names lazily (module __getattr__): importing it, or building the
+    # keyless client's in-process emulator, must not load uvicorn (only `emulator.server` needs it).
+    tree = ast.parse(MODULES["emulator"].read_text(encoding="utf-8"))
+    type_only = {
+        n.lineno
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
+    eager = [fmt("emulator", i) for i in imports_of("emulator") if not i.lazy and i.lineno not in type_only]
+    assert [e for e in eager if "wanx_nb.emulator." in e or top(e.split(" imports ")[1].split()[0]) in SERVER] == []
 
 
 # ---- third-party direction --------------------------------------------------------------------------

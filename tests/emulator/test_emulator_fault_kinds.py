@@ -12,7 +12,7 @@ from PIL import Image
 
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
-from .conftest import ASYNC, CREATE, task_id_of
+from .conftest import task_id_of
 from .test_emulator_create import assert_error
 
 

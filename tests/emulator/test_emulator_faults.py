@@ -179,7 +179,25 @@ def test_default_emulator_is_one_shared_instance_with_default_settings():
     assert default_emulator().settings == EmulatorSettings()
 
 
-MODULES = ["", "._routes", "._settings", "._errors", "._images", "._backend", ".app", "._transport", "._emulator"]
+MODULES = [
+    "",
+    "._routes",
+    "._settings",
+    "._errors",
+    "._images",
+    "._backend",
+    "._clock",
+    "._faults",
+    "._fault_responses",
+    "._oss",
+    "._rewrite",
+    "._rules",
+    "._tasks",
+    "._views",
+    ".app",
+    "._transport",
+    "._emulator",
+]
 
 
 @pytest.mark.parametrize("module", [*MODULES, ".server"])

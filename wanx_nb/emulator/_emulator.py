@@ -10,9 +10,12 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from ._backend import Backend, FakeClock, LoggedRequest, Task
+from ._backend import Backend
+from ._clock import FakeClock
 from ._faults import Fault
+from ._routes import LoggedRequest
 from ._settings import EmulatorSettings
+from ._tasks import Task
 from ._transport import EMULATOR_BASE_URL, EmulatorTransport
 from .app import create_app
 

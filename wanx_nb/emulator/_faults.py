@@ -24,10 +24,9 @@ from typing import Literal
 from . import _errors as errors
 
 __all__ = [
-    "AFTER_KINDS",
-    "HTML_PAGE",
     "Fault",
     "FaultKind",
+    "HTML_PAGE",
     "check_fault_route",
     "corrupt_bytes",
     "decompression_bomb_png",
@@ -46,8 +45,6 @@ FaultKind = Literal[
     "task_status",
     "outcome",
 ]
-# Kinds applied to the response the handler produced: the request's side effect has happened.
-AFTER_KINDS = frozenset({"truncated", "corrupt", "bomb", "task_status"})
 _TASK_OUTCOMES = ("FAILED", "PARTIAL", "UNKNOWN")
 # The routes a fault kind means something on (None: every route).
 _ROUTES_OF: dict[str, tuple[str, ...]] = {
