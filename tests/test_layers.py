@@ -7,6 +7,7 @@ test, so a new module has to be given a row.
 
     L0  _version, _constants, _exceptions            each other only
     L1  _registry, _request, _models, _png           L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
+        _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _protocol, _backoff             L0-L2
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
                                                              the emulator lazily, for the keyless default)
@@ -36,6 +37,7 @@ ROOT = Path(wanx_nb.__file__).resolve().parent
 LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0,
     "_registry": 1, "_request": 1, "_models": 1, "_png": 1,
+    "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_protocol": 2, "_backoff": 2,
     "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_session": 4, "_history": 4, "rerun": 4,
