@@ -7,6 +7,7 @@ test, so a new module has to be given a row.
 
     L0  _version, _constants, _exceptions            each other only
     L1  _registry, _params, _request, _models, _png  L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
+        _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _protocol, _backoff,            L0-L2
         _auth, _imagecheck, _reconcile
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
@@ -38,6 +39,7 @@ ROOT = Path(wanx_nb.__file__).resolve().parent
 LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1,
+    "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_protocol": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
@@ -156,7 +158,7 @@ def test_the_import_walker_sees_lazy_and_relative_imports():
     models = {(internal(i.target), i.function) for i in imports_of("_models")}
     assert ("rendering", "_repr_mimebundle_") in models
     backend = {internal(i.target) for i in imports_of("emulator._backend")}
-    assert {"_registry", "emulator._images", "emulator._errors"} <= backend  # `from .. import` and `from . import`
+    assert {"_registry", "emulator._tasks", "emulator._errors"} <= backend  # `from .. import` and `from . import`
     assert any(i.target == "wanx_nb.emulator" and i.lazy for i in imports_of("_client"))
 
 
@@ -246,6 +248,21 @@ def test_emulator_imports_only_registry_and_version(name):
         if rel not in ("_registry", "_version"):
             bad.append(fmt(name, imp))
     assert bad == [], "the emulator must not share wire code with the client (_protocol/_client/_request/...)"
+
+
+def test_the_emulator_package_root_imports_its_modules_only_for_type_checkers():
+    # wanx_nb.emulator resolves its names lazily (module __getattr__): importing it, or building the
+    # keyless client's in-process emulator, must not load uvicorn (only `emulator.server` needs it).
+    tree = ast.parse(MODULES["emulator"].read_text(encoding="utf-8"))
+    type_only = {
+        n.lineno
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
+    eager = [fmt("emulator", i) for i in imports_of("emulator") if not i.lazy and i.lineno not in type_only]
+    assert [e for e in eager if "wanx_nb.emulator." in e or top(e.split(" imports ")[1].split()[0]) in SERVER] == []
 
 
 # ---- third-party direction --------------------------------------------------------------------------

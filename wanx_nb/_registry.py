@@ -1,25 +1,50 @@
-"""The models and regions of the DashScope text-to-image API, as data.
+"""The models and regions of the DashScope text-to-image API, as data, and the pure rules over them.
 
-Adding a model is one `ModelSpec` entry in `MODELS`. Facts come from the user guide and the protocol
-spec (`shared/spec/dashscope-t2i-protocol.md`, cited below as §n). Where the sources disagree we accept
-what any source accepts and let the server have the last word; each such choice is marked "disagreement".
+Adding a model is one `ModelSpec` entry. Facts come from the user guide and the protocol specs
+(`shared/spec/dashscope-t2i-protocol.md`, cited as §n, and `shared/spec/dashscope-image-generation-2026.md`,
+cited as "2026 §n"). Where the sources disagree we accept what any source accepts and let the server
+have the last word; each such choice is marked "disagreement".
+
+- `MODELS`: the models of the legacy task API (`Protocol.T2I`) that every surface offers today.
+- `CATALOG`: `MODELS` plus the 2026 catalog (wan2.6-t2i, qwen-image-*, wan2.7-image-*, z-image-turbo),
+  which speak the messages-based endpoints (`Protocol.MMG` sync, `Protocol.IMG` async). `catalog_model()`
+  looks names up here; `get_model()` stays on `MODELS` until the client speaks the new protocols.
+- Pure functions: `check_size(spec, size)`, `adapt_size(spec, size)`, `preferred_protocol(spec)`,
+  `submit_limits(spec, region)`, `price_yuan(spec, region, prompt_extend)`.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from ._catalog_2026 import CATALOG_2026
+from ._modelspec import V2_PARAMS, ModelSpec, Protocol
+from ._sizes import SizeRule, parse_wh
 
 __all__ = [
+    "CATALOG",
     "MODELS",
     "ModelSpec",
+    "Protocol",
     "REGIONS",
     "Region",
+    "SizeRule",
+    "SubmitLimits",
     "V1_SIZES",
     "V1_STYLES",
+    "adapt_size",
+    "catalog_model",
+    "check_size",
     "get_model",
     "get_region",
+    "parse_wh",
+    "preferred_protocol",
+    "price_yuan",
+    "submit_limits",
+    "workspace_base_url",
 ]
+
 
 V1_STYLES: tuple[str, ...] = (
     "<auto>",
@@ -37,88 +62,9 @@ V1_STYLES: tuple[str, ...] = (
 # We accept all four; the server may still fail the task asynchronously.
 V1_SIZES: tuple[str, ...] = ("1024*1024", "720*1280", "768*1152", "1280*720")
 
-_V2_PARAMS = frozenset({"prompt", "negative_prompt", "size", "n", "seed", "prompt_extend", "watermark"})
 _V1_PARAMS = frozenset(
     {"prompt", "negative_prompt", "size", "n", "seed", "style", "ref_img", "ref_strength", "ref_mode"}
 )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What one model accepts, costs and allows.
-
-    Parameters:
-        name: the model id sent on the wire in Beijing.
-        family: "V2" or "V1": which request fields the model takes.
-        description: one line for pickers and tables.
-        price_yuan: price per successful image in the China (Beijing) region.
-        submit_rps: task submissions per second per account (shared with RAM sub-accounts).
-        concurrency: tasks the account may have running at once; the rest wait PENDING.
-        prompt_limit: characters the server keeps; longer prompts are truncated, not rejected.
-        sizes: the fixed list of sizes (V1), or None when any size within the rules is allowed.
-        side_range: (min, max) pixels per side, for free sizes.
-        pixel_range: (min, max) total pixels, for models ruled by area (wan2.5).
-        aspect_range: (min, max) of width / height, for models ruled by area.
-        default_size: the server's default size.
-        params: request fields the model takes; anything else is rejected before sending.
-        typical_seconds: a typical task duration on the real service (prompt_extend off);
-            the emulator scales it and the poll schedule starts from it.
-        regions: the regions that list the model.
-        intl_name: the name the international (Singapore, Virginia) regions use, when it differs.
-    """
-
-    name: str
-    family: str
-    description: str
-    price_yuan: float
-    submit_rps: float
-    concurrency: int
-    prompt_limit: int
-    sizes: tuple[str, ...] | None = None
-    side_range: tuple[int, int] | None = None
-    pixel_range: tuple[int, int] | None = None
-    aspect_range: tuple[float, float] | None = None
-    default_size: str = "1024*1024"
-    params: frozenset[str] = _V2_PARAMS
-    typical_seconds: float = 15.0
-    regions: tuple[str, ...] = ("beijing",)
-    intl_name: str | None = None
-    negative_prompt_limit: int = 500
-    max_n: int = 4
-    default_n: int = 4
-    # Seconds prompt rewriting adds ("3-4 s", user guide).
-    prompt_extend_seconds: float = 3.5
-    aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def is_v1(self) -> bool:
-        return self.family == "V1"
-
-    def wire_name(self, region: str) -> str:
-        """The model id to send in `region` (the international regions drop the "x")."""
-        if region != "beijing" and self.intl_name:
-            return self.intl_name
-        return self.name
-
-    def size_rule(self) -> str:
-        """The size rule in words, for errors, tables and pickers."""
-        if self.sizes is not None:
-            return "one of " + ", ".join(self.sizes)
-        if self.pixel_range is not None and self.aspect_range is not None:
-            lo, hi = self.pixel_range
-            a, b = self.aspect_range
-            return (
-                f"W*H with W*H between {lo} and {hi} pixels and aspect ratio between "
-                f"1:{round(1 / a)} and {round(b)}:1"
-            )
-        assert self.side_range is not None
-        lo, hi = self.side_range
-        return f"W*H with each side between {lo} and {hi} pixels"
-
-    def expected_seconds(self, prompt_extend: bool) -> float:
-        extend = prompt_extend and "prompt_extend" in self.params
-        return self.typical_seconds + (self.prompt_extend_seconds if extend else 0.0)
-
 
 _V2_DEFAULTS = dict(
     family="V2",
@@ -127,8 +73,9 @@ _V2_DEFAULTS = dict(
     # Disagreement (§6.2): the user guide says each side is in [768, 1440]; every API reference says
     # [512, 1440]. We accept 512.
     side_range=(512, 1440),
-    params=_V2_PARAMS,
+    params=V2_PARAMS,
     default_n=4,
+    defaults={"n": 4, "prompt_extend": True, "watermark": False, "size": "1024*1024"},
 )
 
 MODELS: dict[str, ModelSpec] = {
@@ -173,7 +120,10 @@ MODELS: dict[str, ModelSpec] = {
             # Disagreement (§6.4): 800 (V1 reference) or 500 (a third-party SDK comment).
             prompt_limit=800,
             sizes=V1_SIZES,
+            # The V1 service checks the size after queueing: the task FAILS (doc sample v1-query-failed-doc).
+            size_deferred=True,
             params=_V1_PARAMS,
+            defaults={"n": 4, "size": "1024*1024", "style": "<auto>", "ref_strength": 0.5, "ref_mode": "repaint"},
             typical_seconds=30.0,
             prompt_extend_seconds=0.0,
         ),
@@ -209,12 +159,15 @@ MODELS: dict[str, ModelSpec] = {
             pixel_range=(768 * 768, 1440 * 1440),
             aspect_range=(1 / 4, 4.0),
             default_size="1280*1280",
-            params=_V2_PARAMS,
+            params=V2_PARAMS,
+            defaults={"n": 4, "prompt_extend": True, "watermark": False, "size": "1280*1280"},
             typical_seconds=20.0,
             regions=("beijing", "singapore", "virginia"),
         ),
     )
 }
+# Every model, the legacy ones first: what `catalog_model` resolves and the emulator serves.
+CATALOG: dict[str, ModelSpec] = {**MODELS, **{spec.name: spec for spec in CATALOG_2026}}
 
 # International names resolve to the same spec.
 _ALIASES: dict[str, str] = {spec.intl_name: name for name, spec in MODELS.items() if spec.intl_name}
@@ -231,22 +184,91 @@ def get_model(name: str) -> ModelSpec:
     raise KeyError(f"unknown model {name!r}{hint} Known models: {', '.join(MODELS)}")
 
 
+def catalog_model(name: str) -> ModelSpec:
+    """The spec of `name` in the whole catalog (legacy and 2026 models), or a KeyError with suggestions."""
+    spec = CATALOG.get(name) or CATALOG.get(_ALIASES.get(name, ""))
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(name, list(CATALOG) + list(_ALIASES), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise KeyError(f"unknown model {name!r}{hint} Known models: {', '.join(CATALOG)}")
+
+
+def check_size(spec: ModelSpec, size: str) -> str | None:
+    """None when `spec`'s model takes `size`, else what it takes instead (words for an error message).
+
+    Example: `check_size(catalog_model("qwen-image-plus"), "1328*1328")` is None.
+    """
+    return spec.sizing.problem(size)
+
+
+def adapt_size(spec: ModelSpec, size: str) -> str:
+    """`size` itself when `spec`'s model takes it, else the allowed size closest in aspect ratio, then area.
+
+    Example: `adapt_size(catalog_model("qwen-image-plus"), "1024*1024")` is "1328*1328".
+    """
+    return spec.sizing.adapt(size)
+
+
+def preferred_protocol(spec: ModelSpec) -> Protocol:
+    """The endpoint a client should use: an async one where the docs give one (a task id can be
+    journalled, resumed and replayed), the sync one where it is the only way."""
+    return spec.protocols[0]
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """How fast an account may submit to a model in a region (2026 §9)."""
+
+    per_second: float | None
+    per_minute: float | None
+    concurrency: int
+
+
+def submit_limits(spec: ModelSpec, region: str = "beijing") -> SubmitLimits:
+    """The model's submit limits in `region`: per second, per minute (None: no such cap), concurrency."""
+    if spec.submits_per_minute is not None:
+        return SubmitLimits(None, spec.submits_per_minute, spec.concurrency)
+    return SubmitLimits(spec.region_submit_rps.get(region, spec.submit_rps), None, spec.concurrency)
+
+
+def price_yuan(spec: ModelSpec, region: str = "beijing", *, prompt_extend: bool = False) -> float:
+    """The price per successful image (CNY) in `region`, with prompt rewriting on or off."""
+    if prompt_extend and spec.extend_price_yuan is not None:
+        if region == "beijing":
+            return spec.extend_price_yuan
+        return round(spec.region_prices.get(region, spec.price_yuan) * spec.extend_price_yuan / spec.price_yuan, 6)
+    return spec.region_prices.get(region, spec.price_yuan)
+
+
 @dataclass(frozen=True)
 class Region:
-    """A DashScope region: its HTTP base URL and the name the docs use."""
+    """A DashScope region: its HTTP base URL, the name the docs use, and its region id."""
 
     name: str
     base_url: str
     label: str
     supports_upload: bool = False
+    region_id: str = ""
 
 
 REGIONS: dict[str, Region] = {
     r.name: r
     for r in (
-        Region("beijing", "https://dashscope.aliyuncs.com/api/v1", "China (Beijing)", supports_upload=True),
-        Region("singapore", "https://dashscope-intl.aliyuncs.com/api/v1", "Singapore (international)"),
-        Region("virginia", "https://dashscope-us.aliyuncs.com/api/v1", "US (Virginia)"),
+        Region(
+            "beijing",
+            "https://dashscope.aliyuncs.com/api/v1",
+            "China (Beijing)",
+            supports_upload=True,
+            region_id="cn-beijing",
+        ),
+        Region(
+            "singapore",
+            "https://dashscope-intl.aliyuncs.com/api/v1",
+            "Singapore (international)",
+            region_id="ap-southeast-1",
+        ),
+        Region("virginia", "https://dashscope-us.aliyuncs.com/api/v1", "US (Virginia)", region_id="us-east-1"),
     )
 }
 _REGION_ALIASES = {"cn-beijing": "beijing", "ap-southeast-1": "singapore", "intl": "singapore", "us-east-1": "virginia"}
@@ -258,3 +280,26 @@ def get_region(name: str) -> Region:
     if key not in REGIONS:
         raise KeyError(f"unknown region {name!r}; use one of {', '.join(REGIONS)}")
     return REGIONS[key]
+
+
+# Workspace-dedicated gateways (2026 §2.1): same paths, the workspace in the host. Frankfurt has no
+# shared host at all (third-party fact), so it is reachable only this way and is not in REGIONS.
+_WORKSPACE_REGION_IDS = {
+    "beijing": "cn-beijing",
+    "singapore": "ap-southeast-1",
+    "virginia": "us-east-1",
+    "frankfurt": "eu-central-1",
+    "hongkong": "cn-hongkong",
+    "tokyo": "ap-northeast-1",
+}
+
+
+def workspace_base_url(region: str, workspace_id: str) -> str:
+    """`https://{workspace_id}.{region id}.maas.aliyuncs.com/api/v1` for a region name or region id."""
+    key = _REGION_ALIASES.get(region.lower(), region.lower())
+    region_id = _WORKSPACE_REGION_IDS.get(key) or (key if key in _WORKSPACE_REGION_IDS.values() else None)
+    if region_id is None:
+        raise KeyError(f"unknown region {region!r}; use one of {', '.join(_WORKSPACE_REGION_IDS)}")
+    if not workspace_id or not workspace_id.replace("-", "").isalnum():
+        raise ValueError(f"workspace_id must be a workspace id such as 'ws-1a2b3c', got {workspace_id!r}")
+    return f"https://{workspace_id}.{region_id}.maas.aliyuncs.com/api/v1"

@@ -267,14 +267,29 @@ async def test_request_log_records_what_the_server_saw_without_the_key(submit, e
     assert entry.headers["x-dashscope-async"] == "enable"
 
 
-async def test_ids_are_deterministic_per_seed():
-    async def ids(seed: int) -> list[str]:
-        emulator = Emulator(EmulatorSettings(clock="fake", seed=seed, rate_limits=False))
-        async with emulator.client() as http:
-            body = {"model": "wanx2.1-t2i-turbo", "input": {"prompt": "x"}}
-            return [(await http.post(CREATE, json=body, headers=ASYNC)).json()["output"]["task_id"] for _ in range(3)]
+async def _one_generation(seed: int | None) -> tuple[str, str, bytes]:
+    """(task id, request id, image bytes) of one n=1 generation on a fresh emulator with settings seed 7."""
+    emulator = Emulator(EmulatorSettings(clock="fake", seed=7, time_scale=0.0))
+    async with emulator.client() as http:
+        parameters = {"n": 1} if seed is None else {"n": 1, "seed": seed}
+        body = {"model": "wanx2.1-t2i-turbo", "input": {"prompt": "x"}, "parameters": parameters}
+        created = (await http.post(CREATE, json=body, headers=ASYNC)).json()
+        task_id = created["output"]["task_id"]
+        url = (await http.get(f"/tasks/{task_id}")).json()["output"]["results"][0]["url"]
+    async with httpx.AsyncClient(transport=emulator.transport()) as plain:  # no key for the image host
+        image = (await plain.get(url)).content
+    return task_id, created["request_id"], image
 
-    first, again, other = await ids(7), await ids(7), await ids(8)
-    assert first == again
-    assert set(first).isdisjoint(other)
-    assert all(uuid.UUID(i).version == 4 for i in first)
+
+async def test_task_ids_are_unique_across_fresh_emulators_while_images_follow_the_seed():
+    # Two processes (or restarts) sharing one store must never see the same task id (issue 7.6).
+    first, second = await _one_generation(42), await _one_generation(42)
+    assert first[0] != second[0] and first[1] != second[1]
+    assert all(uuid.UUID(i).version == 4 for i in (*first[:2], *second[:2]))
+    assert first[2] == second[2] and first[2].startswith(b"\x89PNG")
+    assert (await _one_generation(43))[2] != first[2]
+
+
+async def test_server_chosen_seeds_repeat_per_settings_seed():
+    # Without a request seed the server picks one; a fresh emulator with the same settings picks the same.
+    assert (await _one_generation(None))[2] == (await _one_generation(None))[2]

@@ -128,14 +128,15 @@ async def test_drop_mode_after_raises_read_timeout():
     assert len(emulator.tasks) == 1
 
 
-async def test_reset_forgets_everything_and_restarts_ids_and_clock(submit, emulator):
+async def test_reset_forgets_everything_and_restarts_the_clock_but_never_reuses_ids(submit, emulator):
     first_id = task_id_of(await submit())
     emulator.script("create", Fault.status(500))
     emulator.advance(100)
     emulator.reset()
     assert emulator.tasks == {} and emulator.request_log == []
     assert emulator.now() == emulator.settings.fake_clock_start
-    assert task_id_of(await submit()) == first_id  # the script was dropped too
+    again = task_id_of(await submit())  # succeeds: the script was dropped too
+    assert again != first_id and list(emulator.tasks) == [again]
 
 
 def test_advance_needs_the_fake_clock():
@@ -178,7 +179,25 @@ def test_default_emulator_is_one_shared_instance_with_default_settings():
     assert default_emulator().settings == EmulatorSettings()
 
 
-MODULES = ["", "._routes", "._settings", "._errors", "._images", "._backend", ".app", "._transport", "._emulator"]
+MODULES = [
+    "",
+    "._routes",
+    "._settings",
+    "._errors",
+    "._images",
+    "._backend",
+    "._clock",
+    "._faults",
+    "._fault_responses",
+    "._oss",
+    "._rewrite",
+    "._rules",
+    "._tasks",
+    "._views",
+    ".app",
+    "._transport",
+    "._emulator",
+]
 
 
 @pytest.mark.parametrize("module", [*MODULES, ".server"])
@@ -204,7 +223,8 @@ def test_public_api_is_exported():
         "EMULATOR_BASE_URL",
         "EMULATOR_HEADER",
     ):
-        assert name in package.__all__ and hasattr(package, name)
+        assert name in package.__all__
+    assert [name for name in package.__all__ if not hasattr(package, name)] == []  # lazy names resolve
 
 
 def test_emulator_imports_only_registry_and_version_from_the_package():
@@ -240,15 +260,19 @@ async def test_corrupt_image_rate_truncates_every_image_at_one():
     assert data.startswith(b"\x89PNG") and not data.rstrip().endswith(b"IEND\xaeB`\x82")
 
 
-def test_scripted_drops_need_the_in_process_transport():
+def test_scripted_drops_over_real_http_close_the_connection_mid_response():
     from wanx_nb.emulator import running_server
 
     emulator = Emulator(EmulatorSettings(clock="fake"))
     emulator.script("list", Fault.drop_before(), Fault.status(500))
+    emulator.script("create", Fault.drop_after())
+    body = {"model": "wanx-v1", "input": {"prompt": "x"}}
     with running_server(emulator=emulator) as live:
-        # Over real HTTP nothing can drop the connection: the drop is spent on a served request.
-        statuses = [
-            httpx.get(f"{live.base_url}/tasks", headers={"Authorization": "Bearer k"}, trust_env=False).status_code
-            for _ in range(3)
-        ]
-    assert statuses == [200, 500, 200]
+        auth = {"Authorization": "Bearer k"}
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"{live.base_url}/tasks", headers=auth, trust_env=False)
+        statuses = [httpx.get(f"{live.base_url}/tasks", headers=auth, trust_env=False).status_code for _ in range(2)]
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{live.base_url}{CREATE}", json=body, headers={**auth, **ASYNC}, trust_env=False)
+    assert statuses == [500, 200]
+    assert len(emulator.tasks) == 1  # dropped after the server created the task

@@ -10,8 +10,12 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from ._backend import Backend, FakeClock, Fault, LoggedRequest, Task
+from ._backend import Backend
+from ._clock import FakeClock
+from ._faults import Fault
+from ._routes import LoggedRequest
 from ._settings import EmulatorSettings
+from ._tasks import Task
 from ._transport import EMULATOR_BASE_URL, EmulatorTransport
 from .app import create_app
 
@@ -66,7 +70,8 @@ class Emulator:
 
     def script(self, route: str, *faults: Fault) -> None:
         """Queue `faults` for the next requests on `route` ("create", "query", "cancel", "list",
-        "policy", "upload", "image"), one per request, in order."""
+        "policy", "upload", "image"), one per request, in order. Every kind, with an example, is in
+        the `Fault` docstring; a fault that cannot act on `route` is refused with a ValueError."""
         self.backend.script(route, faults)
 
     @property
@@ -85,7 +90,7 @@ class Emulator:
         return [r for r in self.request_log if r.route == route]
 
     def reset(self) -> None:
-        """Forget all tasks, uploads, logs and scripts; ids and the fake clock start over."""
+        """Forget all tasks, uploads, logs and scripts; the fake clock and the seeded choices start over."""
         self.backend.reset()
 
     def __repr__(self) -> str:

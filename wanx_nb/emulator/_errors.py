@@ -167,6 +167,13 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
 }
 
 
+# The object store names its errors differently for the statuses a download meets.
+_OSS_BY_STATUS: dict[int, tuple[str, str]] = {
+    403: ("AccessDenied", "You have no right to access this object because of bucket acl."),
+    404: ("NoSuchKey", "The specified key does not exist."),
+}
+
+
 def error_for_status(
     status: int,
     code: str | None = None,
@@ -176,7 +183,8 @@ def error_for_status(
     oss: bool = False,
 ) -> EmulatorError:
     """An error for `status` with the real code and message for it unless given."""
-    default_code, default_message = _BY_STATUS.get(status, ("InternalError", INTERNAL_ERROR_MESSAGE))
+    table = {**_BY_STATUS, **_OSS_BY_STATUS} if oss else _BY_STATUS
+    default_code, default_message = table.get(status, ("InternalError", INTERNAL_ERROR_MESSAGE))
     cls = OssError if oss else EmulatorError
     return cls(status, code or default_code, message or default_message, headers=_retry_headers(retry_after))
 

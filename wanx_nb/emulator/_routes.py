@@ -1,8 +1,28 @@
-"""The paths of the emulated service and the route names used by faults and the request log."""
+"""The paths of the emulated service, the route names used by faults and the request log, and the
+JSON response shape every API route shares."""
 
 from __future__ import annotations
 
-__all__ = ["API_PREFIX", "CREATE_PATH", "IN_PROCESS_HEADER", "RESULTS_PREFIX", "ROUTES", "UPLOAD_PATH", "route_of"]
+import json
+from typing import Any, NamedTuple
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+__all__ = [
+    "API_PREFIX",
+    "CREATE_PATH",
+    "IN_PROCESS_HEADER",
+    "JSON",
+    "JSON_UTF8",
+    "LoggedRequest",
+    "RESULTS_PREFIX",
+    "ROUTES",
+    "UPLOAD_PATH",
+    "json_response",
+    "origin_of",
+    "route_of",
+]
 
 # The route names used by fault knobs, `Emulator.script` and `LoggedRequest.route`.
 ROUTES: tuple[str, ...] = ("create", "query", "cancel", "list", "policy", "upload", "image")
@@ -34,3 +54,34 @@ def route_of(method: str, path: str) -> str | None:
     if path.startswith(f"{RESULTS_PREFIX}/") and method in ("GET", "HEAD"):
         return "image"
     return None
+
+
+class LoggedRequest(NamedTuple):
+    """A request as the server saw it; the Authorization value is masked to its last 4 characters."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+    @property
+    def route(self) -> str | None:
+        return route_of(self.method, self.path.split("?", 1)[0])
+
+
+# Recorded content types (§1.4): the service endpoints say plain application/json, /tasks adds a charset.
+JSON = "application/json"
+JSON_UTF8 = "application/json;charset=UTF-8"
+
+
+def json_response(
+    body: dict[str, Any], *, status: int = 200, media_type: str = JSON, headers: dict[str, str] | None = None
+) -> Response:
+    # Compact and UTF-8, like the service; ensure_ascii=False keeps Chinese prompts readable.
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status_code=status, media_type=media_type, headers=headers)
+
+
+def origin_of(request: Request) -> str:
+    # From the request itself, so URLs work in-process (EmulatorTransport) and over loopback alike.
+    return f"{request.url.scheme}://{request.url.netloc}"

@@ -13,7 +13,7 @@ from ._routes import ROUTES
 __all__ = ["EmulatorSettings"]
 
 # 2025-01-08 16:00:00 in Beijing (UTC+8), the day of the documentation samples. A fixed start makes
-# fake-clock runs produce the same timestamps, dates in result URLs and ids on every machine.
+# fake-clock runs produce the same timestamps and dates in result URLs on every machine.
 _FAKE_CLOCK_START = 1_736_323_200.0
 
 
@@ -22,7 +22,8 @@ class EmulatorSettings:
     """How the emulator behaves. The defaults play the real service, only faster.
 
     Parameters:
-        seed: drives task ids, request ids, server-chosen seeds and every random fault decision.
+        seed: drives server-chosen seeds and every random fault decision (task and request ids are
+            random uuid4s, unique across processes, as the real service's are).
         clock: "real" (time.time) or "fake" (starts at `fake_clock_start`, moves only on
             `Emulator.advance`). An explicit `clock=` callable given to `Emulator` wins over both.
         fake_clock_start: epoch seconds where the fake clock starts.

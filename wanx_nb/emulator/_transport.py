@@ -2,7 +2,8 @@
 
 A dropped request is decided here, before the app sees it: "before" raises httpx.ConnectError and
 the server never hears of the request; "after" lets the app process it (a task may be created)
-and then raises httpx.ReadTimeout, as when a response is lost on the way back.
+and then raises httpx.ReadTimeout, as when a response is lost on the way back. A body shorter than
+its Content-Length raises httpx.RemoteProtocolError, as a connection closed mid-body does.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(
                 "emulated network fault: the response was lost after the server processed the request", request=request
             )
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            content = await response.aread()
+            if len(content) < int(declared):
+                # A body shorter than announced (Fault.truncated(honest_length=False)): over a socket the
+                # connection ends early, and httpx says so with this error.
+                raise httpx.RemoteProtocolError(
+                    f"peer closed connection without sending complete message body "
+                    f"(received {len(content)} bytes, expected {declared})",
+                    request=request,
+                )
         return response
 
     async def aclose(self) -> None:
