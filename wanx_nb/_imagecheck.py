@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ._png import check_png
+
 __all__ = ["ImageCheckError", "ImageInfo", "MAX_IMAGE_PIXELS", "check_image", "inspect_image"]
 
 # Over this many pixels an image is refused without decoding (decompression bombs). The largest
@@ -83,6 +85,12 @@ def _png(data: bytes) -> ImageInfo:
     width, height = struct.unpack(">II", data[16:24])
     if not data.endswith(_PNG_END):
         raise ImageCheckError(f"a PNG of {len(data)} bytes without its IEND end chunk: cut off", truncated=True)
+    if width * height <= MAX_IMAGE_PIXELS:  # a bomb is refused by check_image without reading further
+        try:
+            check_png(data, max_pixels=MAX_IMAGE_PIXELS)  # every chunk's CRC: bytes garbled on the way
+        except ValueError as exc:
+            # Garbled in transit (the service's own file is whole): downloading again may give it whole.
+            raise ImageCheckError(f"a damaged PNG ({exc})", truncated=True) from None
     return _sized("PNG", width, height)
 
 

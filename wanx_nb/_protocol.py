@@ -198,7 +198,9 @@ def parse_task(body: Any, *, emulator: bool = False) -> Task:
     """A Task from a create or query response `{"output": {...}, "usage": ..., "request_id": ...}`.
 
     Result items are kept as dicts: V1 `{url}`, V2 `{orig_prompt, actual_prompt?, url}`, a failed
-    image `{code, message}` (§3.2). An unknown `task_status` becomes UNKNOWN (terminal).
+    image `{code, message}` (§3.2). A missing `task_status` is UNKNOWN (terminal, as the service
+    means it); a status this client does not know is an APIError carrying the task id: the task may
+    still be running and billed, so it must not end as UNKNOWN (the journal keeps it for resume).
     """
     if not isinstance(body, Mapping) or not isinstance(body.get("output"), Mapping):
         raise APIError(f"unexpected response: no 'output' object in {_excerpt(body)}", code="InvalidResponse")
@@ -206,6 +208,13 @@ def parse_task(body: Any, *, emulator: bool = False) -> Task:
     task_id = out.get("task_id")
     if not task_id:
         raise APIError(f"unexpected response: no task_id in {_excerpt(body)}", code="InvalidResponse")
+    raw_status = out.get("task_status")
+    if raw_status and raw_status not in TaskStatus.__members__:
+        raise APIError(
+            f"the service answered task status {str(raw_status)[:40]!r}, which this client does not know; "
+            "the task is kept and `%wanx resume` looks at it again",
+            code="UnrecognisedStatus", task_id=str(task_id), request_id=body.get("request_id"),
+        )
     results = out.get("results") or ()
     metrics = out.get("task_metrics")
     usage = body.get("usage")

@@ -25,7 +25,7 @@ import datetime as dt
 import enum
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +153,7 @@ class _Slot:
     billed: int = 0
     saved: int = 0
     withdrawing: bool = False
+    store_error: WanxError | None = None  # the first journal write that failed after sending
     worker: asyncio.Task[Any] | None = field(default=None, repr=False)
 
 
@@ -380,7 +381,7 @@ class Run:
                 running.append(slot.task_id)
             else:  # the service accepted: the task ends CANCELED, unbilled
                 canceled.append(slot.task_id)
-                self._store.finish(slot.entry_id, EntryState.CANCELED, status="CANCELED", message="canceled while PENDING")
+                self._write(slot, "finish", EntryState.CANCELED, status="CANCELED", message="canceled while PENDING")
                 error = TaskCanceledError(slot.task_id, "CANCELED", "Canceled", "canceled while PENDING (not billed)")
                 self._set_outcome(slot, Phase.CANCELED, error)
         self._canceled += [c for c in canceled if c not in self._canceled]
@@ -393,8 +394,40 @@ class Run:
         for slot in self._slots:
             slot.started = self._clock()
             coro = self._resume_one(slot) if resume else self._drive(slot)
-            slot.worker = asyncio.ensure_future(coro)
+            slot.worker = asyncio.ensure_future(self._guarded(slot, coro))
         await asyncio.gather(*(s.worker for s in self._slots if s.worker is not None), return_exceptions=True)
+
+    async def _guarded(self, slot: _Slot, work: Coroutine[Any, Any, None]) -> None:
+        """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            self._cancelled(slot)
+            if not slot.withdrawing:
+                raise  # the run was stopped; a withdrawn request just ends
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen error must not lose the request
+            if slot.sent:
+                error = TaskUnfinishedError(slot.task_id, f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._set_outcome(slot, Phase.UNFINISHED, error)
+            else:
+                self._set_outcome(slot, Phase.FAILED, exc)
+
+    def _write(self, slot: _Slot, method: str, *args: Any, **kwargs: Any) -> bool:
+        """A journal write after the create was sent. It must not stop the run: if the store fails
+        (a full disk, a store deleted under us) the request's outcome says so and names the recovery."""
+        try:
+            getattr(self._store, method)(slot.entry_id, *args, **kwargs)
+        except WanxError as exc:
+            slot.store_error = slot.store_error or exc
+            return False
+        return True
+
+    def _known_task_ids(self) -> set[str]:
+        try:
+            return self._store.known_task_ids(self._service)
+        except WanxError:
+            return set()  # reconcile then matches more loosely; it still never re-sends
 
     async def _drive(self, slot: _Slot) -> None:
         """One request from QUEUED to its outcome."""
@@ -408,7 +441,7 @@ class Run:
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
             slot.task_id = task.task_id
-            self._store.attach_task(slot.entry_id, task.task_id, status=task.status.value, request_id=task.request_id)
+            self._write(slot, "attach_task", task.task_id, status=task.status.value, request_id=task.request_id)
             self._emit(slot, Phase.PENDING)
 
         try:
@@ -416,11 +449,6 @@ class Run:
                 slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
                 timeout=float("inf"),
             )
-        except asyncio.CancelledError:
-            self._cancelled(slot)
-            if not slot.withdrawing:
-                raise
-            return
         except SubmitOutcomeUnknownError as exc:
             await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
             return
@@ -449,9 +477,6 @@ class Run:
             result = await self._client.collect(
                 slot.task_id, sent, on_status=lambda t: self._polled(slot, t), timeout=float("inf")
             )
-        except asyncio.CancelledError:
-            self._cancelled(slot)
-            raise
         except Exception as exc:  # noqa: BLE001
             self._failed(slot, exc)
             return
@@ -462,14 +487,11 @@ class Run:
     ) -> None:
         """A create that may have made a task: find it in the service's list, never re-send it."""
         assert self._client is not None
-        self._store.mark_outcome_unknown(slot.entry_id, code, why)
+        self._write(slot, "mark_outcome_unknown", code, why)
         try:
             found = await self._client.reconcile(
-                sent, sent_after=window[0], sent_before=window[1], exclude=self._store.known_task_ids(self._service)
+                sent, sent_after=window[0], sent_before=window[1], exclude=self._known_task_ids()
             )
-        except asyncio.CancelledError:
-            self._cancelled(slot)
-            raise
         except WanxError as exc:
             found = None
             reason = f"the task list could not be read ({exc.code or type(exc).__name__})"
@@ -477,21 +499,21 @@ class Run:
             reason = found.reason
         if found is not None and found.decided and found.task is not None:
             slot.task_id = found.task.task_id
-            self._store.attach_task(
-                slot.entry_id, found.task.task_id, status=found.task.status.value, request_id=found.task.request_id
+            self._write(
+                slot, "attach_task", found.task.task_id, status=found.task.status.value, request_id=found.task.request_id
             )
             await self._collect(slot, sent)
             return
         if found is not None and found.decided:
             message = f"{why} The service's task list shows that no task was created ({reason}): nothing was billed."
-            self._store.mark_rejected(slot.entry_id, code, message)
+            self._write(slot, "mark_rejected", code, message)
             self._set_outcome(slot, Phase.FAILED, TaskNotCreatedError(message))
             return
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
         self._set_outcome(slot, Phase.UNFINISHED, error)
 
     def _polled(self, slot: _Slot, task: Task) -> None:
-        self._store.update_status(slot.entry_id, task.status.value)
+        self._write(slot, "update_status", task.status.value)
         phase = {TaskStatus.PENDING: Phase.PENDING, TaskStatus.RUNNING: Phase.RUNNING}.get(task.status)
         if phase is not None and phase is not slot.phase:
             self._emit(slot, phase)
@@ -501,30 +523,27 @@ class Run:
         self._emit(slot, Phase.DOWNLOADING)
         result.warnings[:0] = [n for n in slot.notes if n not in result.warnings]
         slot.billed = result.billed_images
-        self._store.set_billed(slot.entry_id, slot.billed)
+        self._write(slot, "set_billed", slot.billed)
         if self._on_billed is not None:
             self._on_billed(result.cost_yuan)
-        errors: list[str] = []
         for image in result.images:
             if image.data is not None:
-                try:
-                    await asyncio.to_thread(self._store.save_image, slot.entry_id, image, result.image_provenance(image))
-                except WanxError as exc:  # a full disk, a vanished store: the entry stays COLLECTING
-                    image.download_error, image.download_code = str(exc), exc.code or "StoreError"
-                    errors.append(str(exc))
+                saved = await asyncio.to_thread(self._write, slot, "save_image", image, result.image_provenance(image))
+                if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
+                    image.download_error, image.download_code = str(slot.store_error), "StoreError"
             elif image.code is not None and image.download_code is None:
-                self._store.record_image_failure(slot.entry_id, image.index, image.code, image.message)
+                self._write(slot, "record_image_failure", image.index, image.code, image.message)
         slot.saved = sum(1 for im in result.images if im.path)
         missing = [im for im in result.images if im.billed and not im.path]
         if missing and all(im.gone for im in missing):
-            self._store.finish(
-                slot.entry_id, EntryState.GONE, status=result.task.status.value, code="ImageExpired",
+            self._write(
+                slot, "finish", EntryState.GONE, status=result.task.status.value, code="ImageExpired",
                 message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.metadata(),
             )
         elif missing:
             reasons = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
-            self._store.note_error(slot.entry_id, missing[0].download_code, reasons)
-            self._store.finish(slot.entry_id, EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(slot, "note_error", missing[0].download_code, reasons)
+            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
             result.warnings.append(
                 f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
                 "`%wanx resume` downloads them while their URLs live (24 h), without paying again"
@@ -532,34 +551,34 @@ class Run:
             self._set_outcome(slot, Phase.UNFINISHED, result)
             return
         else:
-            self._store.finish(slot.entry_id, EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
         self._set_outcome(slot, Phase.DONE, result)
 
     def _failed(self, slot: _Slot, exc: BaseException) -> None:
         """An error from generate/collect: finish the entry only if the service had the last word."""
         if isinstance(exc, TaskFailedError):
-            self._store.finish(slot.entry_id, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
+            self._write(slot, "finish", EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.FAILED, exc)
         elif isinstance(exc, TaskCanceledError):
-            self._store.finish(slot.entry_id, EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
+            self._write(slot, "finish", EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.CANCELED, exc)
         elif isinstance(exc, TaskUnknownError):
-            self._store.finish(slot.entry_id, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
+            self._write(slot, "finish", EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and not slot.sent:
             # Nothing reached the service (validation, upload, the store): the entry never was a request.
-            self._store.mark_rejected(slot.entry_id, getattr(exc, "code", None), str(exc))
+            self._write(slot, "mark_rejected", getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and isinstance(exc, APIStatusError):
-            self._store.mark_rejected(slot.entry_id, exc.code, str(exc))  # the service refused the create
+            self._write(slot, "mark_rejected", exc.code, str(exc))  # the service refused the create
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None:
             # Sent, no task id, not a refusal: treat as an unknown outcome (resume reconciles it).
-            self._store.mark_outcome_unknown(slot.entry_id, getattr(exc, "code", None), str(exc))
+            self._write(slot, "mark_outcome_unknown", getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, str(exc)))
         else:
             code = getattr(exc, "code", None)
-            self._store.note_error(slot.entry_id, code, str(exc))
+            self._write(slot, "note_error", code, str(exc))
             unfinished = TaskUnfinishedError(slot.task_id, str(exc), code=code)
             unfinished.__cause__ = exc
             self._set_outcome(slot, Phase.UNFINISHED, unfinished)
@@ -569,20 +588,29 @@ class Run:
         if slot.outcome is not None:
             return
         if not slot.sent:
-            self._store.mark_withdrawn(slot.entry_id)
+            self._write(slot, "mark_withdrawn")
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
         elif slot.task_id is None:
-            self._store.mark_outcome_unknown(slot.entry_id, "Interrupted", "stopped while the create was on the wire")
+            self._write(slot, "mark_outcome_unknown", "Interrupted", "stopped while the create was on the wire")
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
         else:
-            self._store.note_error(slot.entry_id, "Interrupted", "the run stopped waiting for this task")
+            self._write(slot, "note_error", "Interrupted", "the run stopped waiting for this task")
             error = TaskUnfinishedError(slot.task_id, "the run stopped waiting for this task", code="Interrupted")
             self._set_outcome(slot, Phase.UNFINISHED, error)
 
     def _set_outcome(self, slot: _Slot, phase: Phase, outcome: Outcome) -> None:
         if slot.outcome is not None:
             return  # settled already (a cancel the service accepted): one outcome per request
+        if slot.store_error is not None and phase is not Phase.UNFINISHED:
+            # The journal missed part of this request's story: keep it open for resume, and say why.
+            detail = f"the store could not record it ({slot.store_error})"
+            if isinstance(outcome, GenerationResult):
+                outcome.warnings.append(f"{detail}; free the store, then `%wanx resume` saves what is missing")
+            else:
+                error = TaskUnfinishedError(slot.task_id, detail)
+                error.__cause__ = outcome if isinstance(outcome, BaseException) else None
+                outcome, phase = error, Phase.UNFINISHED
         slot.outcome = outcome
         self._emit(slot, phase)
         if self._on_result is not None:
