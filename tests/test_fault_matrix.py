@@ -337,6 +337,157 @@ def test_an_interrupt_while_waiting_keeps_what_runs_and_resume_saves_it(tmp_path
                               int(not finished) + int(not resumed)))
 
 
+# ---- the store and the process --------------------------------------------------------------------
+
+
+def test_store_not_writable_refuses_before_anything_is_sent(tmp_path, shell):
+    emulator = new_emulator()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    session = fast_session(blocked, emulator)
+    set_session(session)
+    with pytest.raises(WanxError) as caught:
+        session.start([GenerationRequest(PROMPT, n=1, seed=1)])
+    assert "nothing was sent" in str(caught.value)
+    text, error = run_cell(shell, f"%%wanx -n 1\n{PROMPT}")
+    assert "Traceback" not in text and "nothing was sent" in text
+    case = Case("store not writable")
+    assert_nothing_lost(count(case, emulator, session, 0, text.count("Traceback"), 0))
+
+
+def test_a_damaged_index_refuses_then_rebuild_recovers_every_image(tmp_path):
+    emulator = new_emulator()
+    store = tmp_path / "store"
+    session = fast_session(store, emulator)
+    (first,) = session.start([GenerationRequest(PROMPT, n=2, seed=1)]).result()
+    session.store.close()
+    (store / "index.sqlite").write_bytes(b"garbage, not SQLite" * 100)
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        (store / name).unlink(missing_ok=True)
+    damaged = fast_session(store, emulator)
+    with pytest.raises(WanxError) as caught:
+        damaged.start([GenerationRequest(PROMPT, n=2, seed=2)])
+    assert "rebuild" in str(caught.value) and len(emulator.tasks) == 1  # nothing more was sent
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["store", "rebuild", str(store)]) == 0
+    rebuilt = fast_session(store, emulator)
+    case = Case("damaged index, then wanx-nb store rebuild")
+    assert_nothing_lost(count(case, emulator, rebuilt, 1, 0, 0))
+
+
+def test_the_store_deleted_mid_run_still_keeps_every_paid_image(tmp_path):
+    import shutil
+
+    emulator = Emulator(EmulatorSettings(time_scale=0.02, query_qps=None))  # long enough to delete under it
+    store = tmp_path / "store"
+    session = fast_session(store, emulator)
+    run = session.start([GenerationRequest(PROMPT, model="wanx-v1", n=2, seed=3)])
+    deadline = DEADLINE
+    while not emulator.tasks and deadline > 0:
+        threading.Event().wait(0.01)
+        deadline -= 0.01
+    shutil.rmtree(store)  # someone cleans up the folder while the task runs
+    _, error, finished = in_time(run.result)
+    _, resume_error, resumed = in_time(session.resume)
+    case = Case("store deleted mid-run")
+    tracebacks = int(error is not None) + int(resume_error is not None)
+    assert_nothing_lost(count(case, emulator, session, 1, tracebacks, int(not finished) + int(not resumed)))
+
+
+# A CLI process pointed at a served emulator; `limit_bytes` caps the size of any file it writes
+# (RLIMIT_FSIZE, with SIGXFSZ ignored: writes fail with EFBIG, as on a full disk).
+CHILD = """
+import resource, signal, sys
+limit = int(sys.argv[1])
+if limit:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from wanx_nb import cli
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def child(server, store, *argv: str, limit_bytes: int = 0, wait: bool = True):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DASHSCOPE_HTTP_BASE_URL": server.base_url, "DASHSCOPE_API_KEY": "sk-matrix-child-0000"}
+    command = [sys.executable, "-c", CHILD, str(limit_bytes), "--store", str(store), *argv]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait:
+        out, err = process.communicate(timeout=DEADLINE)
+        return process.returncode, out + err
+    return process
+
+
+def served_session(server, store) -> Session:
+    return Session(store=store, base_url=server.base_url, api_key="sk-matrix-child-0000")
+
+
+@pytest.fixture
+def server():
+    from wanx_nb.emulator.server import running_server
+
+    with running_server(EmulatorSettings(time_scale=0.05, query_qps=None)) as running:
+        yield running
+
+
+def test_a_full_disk_after_the_create_loses_nothing(tmp_path, server):
+    store = tmp_path / "store"
+    # Room for the journal's small writes, none for a 1024x1024 PNG (about 170 kB).
+    code, text = child(server, store, "generate", PROMPT, "-n", "2", "--seed", "4", "-o", str(tmp_path / "out"),
+                       limit_bytes=120_000)
+    assert code != 0 and "Traceback" not in text and "resume" in text, text
+    print(text)
+    session = served_session(server, store)
+    _, error, resumed = in_time(session.resume)
+    case = Case("full disk after the create")
+    assert_nothing_lost(count(case, server.emulator, session, 1, int(error is not None), int(not resumed)))
+
+
+def test_a_process_killed_while_waiting_loses_nothing(tmp_path, server):
+    import signal as signals
+
+    from wanx_nb._store import Store
+
+    store = tmp_path / "store"
+    process = child(server, store, "generate", PROMPT, "-m", "wanx-v1", "-n", "2", "--seed", "5", "-o",
+                    str(tmp_path / "out"), wait=False)
+    deadline = DEADLINE
+    while deadline > 0 and not (store.exists() and any(e.task_id for e in Store(store).unfinished())):
+        threading.Event().wait(0.02)
+        deadline -= 0.02
+    process.send_signal(signals.SIGKILL)  # the kernel dies mid-wait
+    process.communicate(timeout=DEADLINE)
+    assert process.returncode == -signals.SIGKILL  # it died before it could save anything
+    assert not any(e.saved_images for e in Store(store).unfinished())
+    session = served_session(server, store)
+    _, error, resumed = in_time(session.resume)
+    while any(t.status_at(server.emulator.now()) in ("PENDING", "RUNNING") for t in server.emulator.tasks.values()):
+        in_time(session.resume)
+    case = Case("process killed while waiting")
+    assert_nothing_lost(count(case, server.emulator, session, 1, int(error is not None), int(not resumed)))
+
+
+def test_two_processes_sharing_one_store_keep_each_others_images(tmp_path, server):
+    store = tmp_path / "store"
+    processes = [
+        child(server, store, "generate", PROMPT, "-n", "2", "--seed", str(seed), "-o", str(tmp_path / f"out{seed}"),
+              wait=False)
+        for seed in (6, 7)
+    ]
+    outputs = [p.communicate(timeout=DEADLINE) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    session = served_session(server, store)
+    rows = session.store.history(limit=None)
+    assert sorted(r.seed for r in rows) == [6, 7] and len({r.task_id for r in rows}) == 2
+    case = Case("two processes, one store")
+    tracebacks = sum("Traceback" in out + err for out, err in outputs)
+    assert_nothing_lost(count(case, server.emulator, session, 2, tracebacks, 0))
+
+
 def test_zz_the_matrix_loses_nothing():
     """The summary line of every case above (runs last: pytest keeps file order)."""
     print("\n" + TALLY.line() + f" ({len(TALLY.cases)} cases)")

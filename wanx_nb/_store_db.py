@@ -58,8 +58,13 @@ class StoreConnection:
                 f"cannot write the index {self.db_path} ({text})",
                 "make the directory writable or use another store (Session(store=...) or WANX_NB_STORE)",
             )
-        if "full" in text:
-            return self._error(f"the disk is full ({text})", "free some space, then run `wanx-nb resume`")
+        if "full" in text or "disk I/O error" in text:
+            # SQLite says "disk I/O error" for a write the disk refused (full, quota, file size limit).
+            return self._error(
+                f"could not write the index ({text}): is the disk full?",
+                "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged, "
+                "`wanx-nb store rebuild` restores it from the images",
+            )
         return self._error(f"the index is damaged ({text})", REBUILD_HINT.format(root=str(self.root)))
 
     def _current_identity(self) -> tuple[int, int] | None:
