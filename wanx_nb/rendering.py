@@ -18,7 +18,9 @@ import base64
 import hashlib
 import html
 import io
+import os
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Any
 
 from ._models import GenerationResult, ImageResult
 from ._registry import ModelSpec, get_model
-from ._request import PARAMETERS
+from ._request import PARAMETERS, GenerationRequest
 
 __all__ = [
     "Bundle",
@@ -35,20 +37,28 @@ __all__ = [
     "Gallery",
     "RenderOptions",
     "ResultList",
+    "badge_html",
+    "changed_params",
+    "compare_cell_html",
+    "compare_grid_html",
     "error_mimebundle",
     "error_text",
     "failure_tile_html",
+    "gallery_html",
     "history_mimebundle",
     "image_tile_html",
+    "interrupt_mimebundle",
     "models_mimebundle",
     "next_step",
     "options",
+    "params_caption",
     "preview_data_uri",
     "result_html",
     "result_mimebundle",
     "result_text",
     "status_html",
     "status_text",
+    "sweep_labels",
     "table_html",
     "table_text",
 ]
@@ -63,48 +73,61 @@ class RenderOptions:
     Parameters:
         preview_px: largest side of the embedded previews, in pixels.
         long_prompt: prompts longer than this fold into a <details> element.
+        link_base: the directory thumbnails link relative to (default: the working directory, which
+            in a kernel is the notebook's).
     """
 
     preview_px: int = 384
     long_prompt: int = 90
+    link_base: str | None = None
 
 
 options = RenderOptions()
 
-# One stylesheet, every class prefixed `wanx-`, colours from JupyterLab's theme variables when present.
-CSS = (
-    "<style>"
-    ".wanx-result{font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;margin:4px 0;"
-    "color:var(--jp-ui-font-color1,#222)}"
-    ".wanx-head{margin:2px 0 6px}"
-    ".wanx-gallery{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}"
-    ".wanx-tile{margin:0;padding:4px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;"
-    "background:var(--jp-layout-color1,#fff);box-sizing:border-box}"
-    ".wanx-tile img{display:block;max-width:100%;height:auto}"
-    ".wanx-cap{font-size:11px;line-height:1.35;margin-top:4px;color:var(--jp-ui-font-color2,#555);"
-    "word-break:break-word}"
-    ".wanx-cap details summary{cursor:pointer}"
-    ".wanx-path{font-family:var(--jp-code-font-family,monospace);font-size:10px;word-break:break-all}"
-    ".wanx-failed{border-color:#d9534f;background:#fdf3f2;color:#5a1d1a;min-width:180px;max-width:400px}"
-    ".wanx-fail-title{font-weight:bold}"
-    ".wanx-code{font-family:var(--jp-code-font-family,monospace);font-weight:bold}"
-    ".wanx-msg{margin:2px 0;white-space:pre-wrap}"
-    ".wanx-hint{font-style:italic}"
-    ".wanx-badge{display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px}"
-    ".wanx-badge-emulator{background:#fff3cd;color:#7a5b00;border:1px solid #e0c97f}"
-    ".wanx-badge-replay{background:#e7f1ff;color:#0b3d91;border:1px solid #9ec5fe}"
-    ".wanx-warn{margin:4px 0;padding-left:18px;color:#7a5b00}"
-    ".wanx-table{border-collapse:collapse;font-size:12px}"
-    ".wanx-table th,.wanx-table td{padding:2px 8px;text-align:left;vertical-align:top;"
-    "border-bottom:1px solid var(--jp-border-color2,#ddd)}"
-    ".wanx-table img{display:block}"
-    ".wanx-note{margin:4px 0;color:var(--jp-ui-font-color2,#555)}"
-    ".wanx-phase-failed{color:#c9302c}.wanx-phase-done,.wanx-phase-replayed{color:#2b7a0b}"
-    "</style>"
+# Inline styles only. JupyterLab drops `<style>` blocks (so classes have no CSS) in an untrusted
+# notebook, which is how every fresh clone opens; its sanitizer keeps a `style=` attribute whose
+# properties and values match its whitelist: no var(), no `inherit`/`currentColor` colours, `position`
+# without sticky, `word-break` without break-word. Text colour is never set, so it inherits the
+# theme's (light or dark); tints are semi-transparent so they read on both.
+# The `wanx-*` classes stay as hooks for tests and users' own CSS.
+CSS = ""  # kept for callers that prepend it; every style is inline now
+
+_GREY = "rgba(128,128,128,0.45)"
+S_RESULT = "font-size:12px;line-height:1.4;margin:4px 0"
+S_HEAD = "margin:2px 0 6px"
+S_GALLERY = "display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start"
+S_TILE = f"margin:0;padding:4px;border:1px solid {_GREY};border-radius:4px;box-sizing:border-box;max-width:100%"
+S_IMG = "display:block;max-width:100%;height:auto;border:0"
+S_CAP = "font-size:11px;line-height:1.35;margin-top:4px;overflow-wrap:break-word"
+S_MUTED = "opacity:0.75"
+S_LABEL = "font-weight:bold;margin:0 0 4px;overflow-wrap:break-word"
+S_PATH = "font-family:monospace;font-size:10px;word-break:break-all;opacity:0.75"
+S_FAILED = (
+    "margin:0;padding:6px;border:1px solid rgba(217,83,79,0.9);border-radius:4px;box-sizing:border-box;"
+    "background-color:rgba(217,83,79,0.12);min-width:160px;max-width:400px"
 )
+S_NOTICE = (
+    "margin:4px 0;padding:6px 8px;border:1px solid rgba(224,168,0,0.85);border-radius:4px;"
+    "background-color:rgba(255,193,7,0.12);max-width:720px"
+)
+S_MSG = "margin:2px 0;white-space:pre-wrap;overflow-wrap:break-word"
+S_WARN = "margin:4px 0;padding-left:18px"
+S_TABLE = "border-collapse:collapse;font-size:12px"
+S_CELL = f"padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid {_GREY}"
+S_BADGE = "display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px;font-weight:normal"
+_BADGE_TINTS = {
+    "emulator": "background-color:rgba(255,193,7,0.25);border:1px solid rgba(224,168,0,0.85)",
+    "replay": "background-color:rgba(13,110,253,0.18);border:1px solid rgba(13,110,253,0.7)",
+}
+_PHASE_TINTS = {
+    "failed": "background-color:rgba(217,83,79,0.18)",
+    "done": "background-color:rgba(40,167,69,0.18)",
+    "replayed": "background-color:rgba(40,167,69,0.18)",
+}
 
 _BADGES = {
-    "emulator": ("wanx-badge-emulator", "emulator: not the real service"),
+    "emulator": "emulator: not the real service",
+    "replay": "replay: from the local store",
 }
 
 
@@ -251,16 +274,22 @@ def _image_bytes(image: ImageResult) -> bytes | None:
 # ---- tiles --------------------------------------------------------------------------------------
 
 
-def failure_tile_html(title: str, code: str | None, message: str, hint: str | None = None) -> str:
-    """A labelled tile for something that produced no image: the code, the message verbatim, a next step."""
+def failure_tile_html(
+    title: str, code: str | None, message: str, hint: str | None = None, *, compact: bool = False
+) -> str:
+    """A labelled tile for something that produced no image: the code, the message verbatim, a next step.
+
+    `compact` drops the minimum width (a grid cell narrower than a tile).
+    """
     hint = hint if hint is not None else next_step(code)
-    code_html = f'<div class="wanx-code">{_e(code)}</div>' if code else ""
+    style = S_FAILED + (";min-width:0" if compact else "")
+    code_html = f'<div class="wanx-code" style="font-family:monospace;font-weight:bold">{_e(code)}</div>' if code else ""
     return (
-        '<div class="wanx-tile wanx-failed">'
-        f'<div class="wanx-fail-title">{_e(title)}</div>'
+        f'<div class="wanx-tile wanx-failed" style="{style}">'
+        f'<div class="wanx-fail-title" style="font-weight:bold">{_e(title)}</div>'
         f"{code_html}"
-        f'<div class="wanx-msg">{_e(message)}</div>'
-        f'<div class="wanx-hint">next step: {_e(hint)}</div>'
+        f'<div class="wanx-msg" style="{S_MSG}">{_e(message)}</div>'
+        f'<div class="wanx-hint" style="font-style:italic">next step: {_e(hint)}</div>'
         "</div>"
     )
 
@@ -269,17 +298,99 @@ def _prompt_html(label: str, prompt: str) -> str:
     if len(prompt) <= options.long_prompt:
         return f"<div><b>{_e(label)}</b> {_e(prompt)}</div>"
     head = prompt[: options.long_prompt - 30].rstrip() + "…"
-    return f"<details><summary><b>{_e(label)}</b> {_e(head)}</summary>{_e(prompt)}</details>"
+    return f'<details><summary style="cursor:pointer"><b>{_e(label)}</b> {_e(head)}</summary>{_e(prompt)}</details>'
 
 
 def _seed_label(seed: int | None) -> str:
     return f"seed {seed}" if seed is not None else "seed ?"
 
 
-def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px: int = 384, caption: bool = True) -> str:
-    """One image as a tile: the preview, and under it model, size, seed, cost, time, prompt and path.
+# How each parameter reads in a caption, in the order captions list them.
+_CAPTION_PARAMS = (
+    ("size", "size"),
+    ("style", "style"),
+    ("ref_img", "reference"),
+    ("ref_strength", "strength"),
+    ("ref_mode", "mode"),
+    ("negative_prompt", "negative"),
+    ("prompt_extend", "extend"),
+    ("watermark", "watermark"),
+)
 
-    A failed image (`image.ok` is False) becomes a failure tile with its code and a next step.
+
+def _caption_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "ref_img":
+        text = str(value)
+        return text.rstrip("/").rsplit("/", 1)[-1] or text  # the file name, not a long URL or path
+    if name == "negative_prompt":
+        text = str(value)
+        return f'"{text}"' if len(text) <= 40 else f'"{text[:39]}…"'
+    return str(value)
+
+
+def changed_params(request: GenerationRequest) -> list[tuple[str, str]]:
+    """(label, value) of every parameter that differs from the model's defaults, in caption order.
+
+    Seed and n are not listed (captions show the seed of each image). Defaults are the server's, as
+    `GenerationRequest.canonical()` fills them in: a request that sets a parameter to its default
+    value lists nothing for it.
+    """
+    try:
+        sent = request.canonical()
+        # The same reference: ref_mode and ref_strength only have defaults when a reference is given.
+        defaults = GenerationRequest(prompt=request.prompt, model=request.model, ref_img=request.ref_img).canonical()
+    except KeyError:  # a model the registry does not know: everything given differs
+        sent, defaults = request.given(), {}
+    defaults.pop("ref_img", None)  # a reference always differs from none
+    return [
+        (label, _caption_value(name, sent[name]))
+        for name, label in _CAPTION_PARAMS
+        if name in sent and sent[name] != defaults.get(name)
+    ]
+
+
+def params_caption(request: GenerationRequest, *, skip: Iterable[str] = ()) -> str:
+    """`changed_params` as one escaped line ("style <watercolor> · strength 0.7"), or ""."""
+    skipped = set(skip)
+    return " · ".join(f"{_e(label)} {_e(value)}" for label, value in changed_params(request) if label not in skipped)
+
+
+def _store_href(path: str | None) -> str | None:
+    """A link to a stored image relative to `options.link_base` (default: the working directory).
+
+    In a kernel the working directory is the notebook's, so JupyterLab resolves the link to the
+    store file and opens it; so does a browser reading the exported HTML next to the notebook.
+    """
+    if not path:
+        return None
+    try:
+        rel = os.path.relpath(path, options.link_base or os.getcwd())
+    except ValueError:  # another drive (Windows): no relative link exists
+        return None
+    return urllib.parse.quote(rel.replace(os.sep, "/"))
+
+
+def _thumbnail_html(pv: _Preview, image: ImageResult, alt: str) -> str:
+    img = (
+        f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}" style="{S_IMG}">'
+    )
+    href = _store_href(image.path)
+    if href is None:
+        return img
+    return f'<a href="{_e(href)}" target="_blank" title="open the full image">{img}</a>'
+
+
+def image_tile_html(
+    result: GenerationResult, image: ImageResult, *, preview_px: int = 384, caption: bool = True,
+    label: str | None = None,
+) -> str:
+    """One image as a tile: the preview (a link to the stored PNG), and under it model, size, seed,
+    cost, time, every parameter that differs from the model's defaults, prompt and path.
+
+    `label` is drawn above the image (a sweep's value). A failed image (`image.ok` is False) becomes
+    a failure tile with its code and a next step.
     """
     if not image.ok:
         return failure_tile_html(
@@ -304,9 +415,10 @@ def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px:
         )
     prompt = result.request.prompt
     alt = prompt if len(prompt) <= 120 else prompt[:119] + "…"
-    img_html = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}">'
+    img_html = _thumbnail_html(pv, image, alt)
+    label_html = f'<div class="wanx-label" style="{S_LABEL}">{_e(label)}</div>' if label else ""
     if not caption:
-        return f'<figure class="wanx-tile" style="width:{pv.width + 10}px">{img_html}</figure>'
+        return f'<figure class="wanx-tile" style="{S_TILE};width:{pv.width + 10}px">{label_html}{img_html}</figure>'
     spec_line = " · ".join(
         [
             _e(result.model),
@@ -317,6 +429,9 @@ def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px:
         ]
     )
     parts = [f"<div>{spec_line}</div>"]
+    changed = params_caption(result.request, skip=("size",))  # the size is on the line above
+    if changed:
+        parts.append(f'<div class="wanx-params">{changed}</div>')
     actual = image.actual_prompt
     if actual and actual != (image.orig_prompt or prompt):
         parts.append(_prompt_html("rewritten prompt:", actual))
@@ -324,10 +439,10 @@ def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px:
         parts.append(_prompt_html("prompt:", image.orig_prompt or prompt))
     path = getattr(image, "export_path", None) or image.path
     if path:
-        parts.append(f'<div class="wanx-path" title="{_e(image.path or "")}">{_e(path)}</div>')
+        parts.append(f'<div class="wanx-path" style="{S_PATH}" title="{_e(image.path or "")}">{_e(path)}</div>')
     return (
-        f'<figure class="wanx-tile" style="width:{max(pv.width, 180) + 10}px">{img_html}'
-        f'<figcaption class="wanx-cap">{"".join(parts)}</figcaption></figure>'
+        f'<figure class="wanx-tile" style="{S_TILE};width:{max(pv.width, 180) + 10}px">{label_html}{img_html}'
+        f'<figcaption class="wanx-cap" style="{S_CAP}">{"".join(parts)}</figcaption></figure>'
     )
 
 
@@ -338,11 +453,17 @@ def _price(result: GenerationResult) -> float:
         return 0.0
 
 
-def _badge(backend: str) -> str:
+def badge_html(backend: str) -> str:
+    """A separate, tinted badge for results that are not from the real service ("" otherwise)."""
     if backend not in _BADGES:
         return ""
-    cls, text = _BADGES[backend]
-    return f'<span class="wanx-badge {cls}">{_e(text)}</span>'
+    return (
+        f'<span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{_BADGE_TINTS[backend]}">'
+        f"{_e(_BADGES[backend])}</span>"
+    )
+
+
+_badge = badge_html
 
 
 # ---- one result ---------------------------------------------------------------------------------
@@ -389,11 +510,12 @@ def result_text(result: GenerationResult) -> str:
 
 
 def result_html(result: GenerationResult, *, preview_px: int | None = None, stylesheet: bool = True) -> str:
-    """The gallery of one result as an HTML fragment (with the stylesheet unless `stylesheet=False`)."""
+    """The gallery of one result as an HTML fragment, styled inline (`stylesheet` is kept for callers;
+    there is no stylesheet any more)."""
     px = preview_px or options.preview_px
     ok, total = len(result.succeeded), len(result.images)
     head = (
-        f'<div class="wanx-head"><b>{_e(result.model)}</b> · {ok}/{total} images · '
+        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(result.model)}</b> · {ok}/{total} images · '
         f"{_e(_yuan(result.cost_yuan))} · {_e(f'{result.elapsed:.1f} s')}{_badge(result.backend)}</div>"
     )
     tiles = [image_tile_html(result, im, preview_px=px) for im in result.images]
@@ -407,9 +529,15 @@ def result_html(result: GenerationResult, *, preview_px: int | None = None, styl
         )
     warn = ""
     if result.warnings:
-        warn = '<ul class="wanx-warn">' + "".join(f"<li>{_e(w)}</li>" for w in result.warnings) + "</ul>"
-    body = f'<div class="wanx-result">{head}<div class="wanx-gallery">{"".join(tiles)}</div>{warn}</div>'
-    return (CSS if stylesheet else "") + body
+        warn = _warn_list(result.warnings)
+    return (
+        f'<div class="wanx-result" style="{S_RESULT}">{head}'
+        f'<div class="wanx-gallery" style="{S_GALLERY}">{"".join(tiles)}</div>{warn}</div>'
+    )
+
+
+def _warn_list(items: Iterable[str]) -> str:
+    return f'<ul class="wanx-warn" style="{S_WARN}">' + "".join(f"<li>{_e(w)}</li>" for w in items) + "</ul>"
 
 
 def result_mimebundle(result: GenerationResult, *, preview_px: int | None = None) -> MetaBundle:
@@ -466,7 +594,7 @@ def error_mimebundle(exc: BaseException) -> MetaBundle:
     f = _error_fields(exc)
     data = {
         "text/plain": error_text(exc),
-        "text/html": f'{CSS}<div class="wanx-result">{_error_html(exc)}</div>',
+        "text/html": f'<div class="wanx-result" style="{S_RESULT}">{_error_html(exc)}</div>',
     }
     return data, {"wanx_nb": {k: v for k, v in f.items() if v is not None}}
 
@@ -487,13 +615,106 @@ class ErrorReport:
 # ---- several results ----------------------------------------------------------------------------
 
 
+_SWEEP_ORDER = ("model", "prompt", *(name for name, _ in _CAPTION_PARAMS), "seed", "n")
+_SWEEP_LABELS = {"model": "", "prompt": "", "seed": "seed", "n": "n", **dict(_CAPTION_PARAMS)}
+
+
+def _request_of(item: Any) -> GenerationRequest | None:
+    request = getattr(item, "request", None)
+    return request if isinstance(request, GenerationRequest) else None
+
+
+def sweep_labels(items: Sequence[Any]) -> list[str]:
+    """A label per item naming the parameters that vary across `items` ("style <watercolor>").
+
+    Items are results (or errors that carry a `.request`). Parameters that are the same everywhere
+    are left out; an item without a request gets "".
+    """
+    canon: list[dict[str, Any] | None] = []
+    for item in items:
+        request = _request_of(item)
+        if request is None:
+            canon.append(None)
+            continue
+        try:
+            fields_ = request.canonical()
+        except KeyError:
+            fields_ = {"model": request.model, **request.given()}
+        canon.append(fields_)
+    known = [c for c in canon if c is not None]
+    varying = [k for k in _SWEEP_ORDER if len({repr(c.get(k)) for c in known}) > 1]
+    labels = []
+    for c in canon:
+        if c is None:
+            labels.append("")
+            continue
+        parts = []
+        for key in varying:
+            value = c.get(key)
+            if key == "prompt":
+                text = " ".join(str(value).split())
+                parts.append(text if len(text) <= 40 else text[:39] + "…")
+            elif value is None:
+                parts.append(f"{_SWEEP_LABELS[key]} default".strip())
+            else:
+                parts.append(f"{_SWEEP_LABELS[key]} {_caption_value(key, value)}".strip())
+        labels.append(" · ".join(parts))
+    return labels
+
+
+def gallery_html(
+    results: Sequence[GenerationResult | BaseException],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    preview_px: int | None = None,
+) -> str:
+    """Several results in one wrapping row of tiles, each tile labelled with what sets it apart.
+
+    `labels` default to `sweep_labels(results)` (e.g. each style of a style sweep). One result
+    renders as `result_html`.
+    """
+    px = preview_px or options.preview_px
+    head = f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b></div>' if title else ""
+    if not results:
+        return f'<div class="wanx-result" style="{S_RESULT}">{head}<div style="{S_MUTED}">no results</div></div>'
+    if len(results) == 1 and labels is None:
+        only = results[0]
+        body = result_html(only, preview_px=px) if isinstance(only, GenerationResult) else _error_html(only)
+        return f'<div class="wanx-result" style="{S_RESULT}">{head}{body}</div>' if head else body
+    labels = list(labels) if labels is not None else sweep_labels(results)
+    ok = [r for r in results if isinstance(r, GenerationResult)]
+    backends = sorted({r.backend for r in ok})
+    summary = (
+        f"{len(results)} result{'s' if len(results) != 1 else ''} · "
+        f"{_e(_yuan(round(sum(r.cost_yuan for r in ok), 4)))}{''.join(_badge(b) for b in backends)}"
+    )
+    tiles, warnings = [], []
+    for result, label in zip(results, labels):
+        if not isinstance(result, GenerationResult):
+            f = _error_fields(result)
+            tiles.append(failure_tile_html(f"{label or f['error']} failed", f["code"], f["message"], f["next_step"]))
+            continue
+        warnings.extend(w for w in result.warnings if w not in warnings)
+        if not result.images:
+            tiles.append(failure_tile_html(f"{label or result.model}: the task produced no images", result.task.code,
+                                           result.task.message or f"task status {result.task.status.value}"))
+        tiles.extend(image_tile_html(result, im, preview_px=px, label=label or None) for im in result.images)
+    warn = _warn_list(warnings) if warnings else ""
+    return (
+        f'<div class="wanx-result" style="{S_RESULT}">{head}<div class="wanx-head" style="{S_HEAD}">{summary}</div>'
+        f'<div class="wanx-gallery" style="{S_GALLERY}">{"".join(tiles)}</div>{warn}</div>'
+    )
+
+
 class Gallery:
-    """Several results (or failures, as exceptions in place) shown together.
+    """Several results (or failures, as exceptions in place) shown together, in one labelled row.
 
     Parameters:
         results: GenerationResult objects and/or exceptions, in order.
         title: an optional heading.
         preview_px: preview size (default: `rendering.options.preview_px`).
+        labels: a label per result; by default what sets each apart (`sweep_labels`).
     """
 
     def __init__(
@@ -502,10 +723,12 @@ class Gallery:
         *,
         title: str | None = None,
         preview_px: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self.results = list(results)
         self.title = title
         self.preview_px = preview_px
+        self.labels = list(labels) if labels is not None else None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -528,28 +751,211 @@ class Gallery:
         head = f"<wanx gallery: {len(self.results)} result(s) {_yuan(self.cost_yuan)}>"
         if self.title:
             head = f"{self.title}\n{head}"
-        body = [result_text(r) if isinstance(r, GenerationResult) else error_text(r) for r in self.results]
+        labels = self.labels if self.labels is not None else sweep_labels(self.results)
+        body = []
+        for r, label in zip(self.results, labels):
+            line = result_text(r) if isinstance(r, GenerationResult) else error_text(r)
+            body.append(f"{label}: {line}" if label else line)
         return "\n".join([head, *body])
 
     def __repr__(self) -> str:
         return self.text()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MetaBundle:
-        parts = []
-        if self.title:
-            parts.append(f'<div class="wanx-head"><b>{_e(self.title)}</b></div>')
-        for r in self.results:
-            if isinstance(r, GenerationResult):
-                parts.append(result_html(r, preview_px=self.preview_px, stylesheet=False))
-            else:
-                parts.append(f'<div class="wanx-result">{_error_html(r)}</div>')
-        if not self.results:
-            parts.append('<div class="wanx-note">no results</div>')
+        html_out = gallery_html(self.results, labels=self.labels, title=self.title, preview_px=self.preview_px)
         meta = [r.metadata() if isinstance(r, GenerationResult) else _error_fields(r) for r in self.results]
-        return {"text/plain": self.text(), "text/html": CSS + "".join(parts)}, {"wanx_nb": meta}
+        return {"text/plain": self.text(), "text/html": html_out}, {"wanx_nb": meta}
 
 
 ResultList = Gallery
+
+
+# ---- the compare grid ---------------------------------------------------------------------------
+
+_PROMPT_COLUMN = "10em"
+
+
+def _excerpt(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _grid_thumb(image: ImageResult, prompt: str, px: int) -> str:
+    """A thumbnail that scales down with its column (max-width) and links to the stored PNG."""
+    data = _image_bytes(image)
+    if data is None:
+        return failure_tile_html(f"image {image.index + 1}", None, "no image bytes to preview", compact=True,
+                                 hint="download it again with `%wanx resume`")
+    try:
+        pv = _preview(data, px)
+    except ValueError as exc:
+        return failure_tile_html(f"image {image.index + 1}", None, str(exc), compact=True,
+                                 hint="open the saved file instead")
+    alt = prompt if len(prompt) <= 120 else prompt[:119] + "…"
+    return f'<div style="flex:0 1 {pv.width}px;min-width:0">{_thumbnail_html(pv, image, alt)}</div>'
+
+
+def compare_cell_html(cell: Any, *, dry_run: bool = False, preview_px: int = 200) -> str:
+    """One cell of the compare grid: its thumbnails, or its failure tile, or its phase while it runs.
+
+    `cell` has `model`, `request` (as sent), `notes`, `phase`, `result` and `error` (a
+    `comparison.CompareCell`). The caption names the seed and every parameter that differs from the
+    model's defaults, so a cell says how it was made without its column's header.
+    """
+    notes = "".join(f'<div class="wanx-cap" style="{S_CAP}">⚠ {_e(n)}</div>' for n in cell.notes)
+    params = params_caption(cell.request)
+    if cell.result is not None:
+        result = cell.result
+        px = preview_px if len(result.images) <= 1 else preview_px // 2
+        thumbs = []
+        for im in result.images:
+            if im.ok:
+                thumbs.append(_grid_thumb(im, cell.request.prompt, px))
+            else:
+                thumbs.append(failure_tile_html(f"image {im.index + 1} ({_seed_label(im.seed)}) failed", im.code,
+                                                im.message or "the service returned no image", compact=True))
+        if not result.images:
+            thumbs.append(failure_tile_html("no images", result.task.code,
+                                            result.task.message or f"task status {result.task.status.value}",
+                                            compact=True))
+        seeds = ", ".join(str(im.seed) for im in result.images)
+        cap = " · ".join(x for x in (f"seed {_e(seeds)}", params, _e(_yuan(result.cost_yuan))) if x)
+        rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
+        if rewritten and rewritten[0] != cell.request.prompt:
+            cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
+        return (
+            f'<div class="wanx-gallery" style="{S_GALLERY};gap:4px">{"".join(thumbs)}</div>'
+            f'<div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
+        )
+    if cell.error is not None:
+        f = _error_fields(cell.error)
+        code = f["code"] or f["error"]
+        return failure_tile_html(f"{cell.model} failed", code, f["message"], next_step(code), compact=True) + notes
+    phase = "planned (dry run)" if dry_run else f"{cell.phase}…"
+    cap = " · ".join(x for x in (f"seed {_e(cell.request.seed)}", params) if x)
+    return (
+        f'<div class="wanx-tile" style="{S_TILE};border-style:dashed;width:100%;min-height:{preview_px // 2}px">'
+        f'<div style="{S_MUTED}">{_e(phase)}</div></div><div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
+    )
+
+
+def compare_grid_html(
+    prompts: Sequence[str],
+    models: Sequence[str],
+    cells: Mapping[tuple[int, str], Any],
+    *,
+    n: int,
+    seed: int,
+    backends: Iterable[str] = (),
+    plan: str | None = None,
+    dry_run: bool = False,
+    done: bool = False,
+    cost_yuan: float = 0.0,
+    interrupted: str | None = None,
+    notes: Sequence[str] = (),
+    preview_px: int = 200,
+    title: str = "Model comparison",
+) -> str:
+    """A prompts x models grid as one HTML table that fits its output area.
+
+    The table has a fixed layout at 100% width (never wider than the previews need), so every model
+    column stays visible in a 960 px output area and the thumbnails scale down with their column.
+    `cells[(row, model)]` are `compare_cell_html` cells. The plan is shown for a dry run only: a run
+    states it once, before it starts (the live display's first line).
+    """
+    badges = "".join(_badge(b) for b in sorted(set(backends)))
+    p, m = len(prompts), len(models)
+    head = (
+        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b> · {p} prompt{"s" if p != 1 else ""} x '
+        f'{m} model{"s" if m != 1 else ""} · n={_e(n)} · seed {_e(seed)}{badges}</div>'
+    )
+    if dry_run and plan:
+        head += f'<div class="wanx-note" style="margin:4px 0">dry run, nothing sent: {_e(plan)}</div>'
+    th = f"{S_CELL};overflow-wrap:break-word"
+    columns = []
+    for model in models:
+        try:
+            spec = get_model(model)
+            sub = f"¥{spec.price_yuan:.2f}/image · {spec.family}"
+        except KeyError:
+            sub = ""
+        columns.append(f'<th style="{th}">{_e(model)}<br><span style="font-weight:normal;{S_MUTED}">{_e(sub)}</span></th>')
+    body = []
+    for i, prompt in enumerate(prompts):
+        row_head = (
+            f'<th title="{_e(prompt)}" style="{th};font-weight:normal"><b>{i + 1}.</b> {_e(_excerpt(prompt, 36))}</th>'
+        )
+        row = "".join(
+            f'<td style="{S_CELL};overflow-wrap:break-word">'
+            f"{compare_cell_html(cells[(i, model)], dry_run=dry_run, preview_px=preview_px)}</td>"
+            for model in models
+        )
+        body.append(f"<tr>{row_head}{row}</tr>")
+    # 100% of the output area, but never wider than the previews at full size need (a two-column grid
+    # does not stretch); 160 px stands for the prompt column (calc() is not on JupyterLab's whitelist).
+    table = (
+        f'<table class="wanx-table wanx-compare" style="{S_TABLE};table-layout:fixed;width:100%;'
+        f'max-width:{m * (preview_px + 20) + 160}px">'
+        f'<tr><th style="{th};width:{_PROMPT_COLUMN}">prompt</th>{"".join(columns)}</tr>{"".join(body)}</table>'
+    )
+    foot = ""
+    if done and not dry_run:
+        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(cost_yuan))}</div>'
+    if interrupted:
+        foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(interrupted)}</div>'
+    if notes:
+        foot += _warn_list(notes)
+    return f'<div class="wanx-result" style="{S_RESULT}">{head}{table}{foot}</div>'
+
+
+# ---- interrupt ----------------------------------------------------------------------------------
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}{'s' if k != 1 else ''}"
+
+
+def interrupt_mimebundle(
+    *, canceled: Sequence[str] = (), running: Sequence[str] = (), unsent: int = 0
+) -> MetaBundle:
+    """The friendly card for an interrupted cell: what was canceled, what still runs, what to do.
+
+    Parameters:
+        canceled: task ids canceled while still PENDING (never billed).
+        running: task ids the service still runs (billed when they finish; `%wanx resume` saves
+            their images without paying again).
+        unsent: requests that were never sent.
+
+    text/plain names counts only (no task ids: nbval compares it); the HTML lists the ids.
+    """
+    lines = []
+    if canceled:
+        lines.append((f"canceled before they ran (not billed): {_count(len(canceled), 'task')}", canceled))
+    if running:
+        lines.append((f"still running on the service (billed when they finish): {_count(len(running), 'task')}",
+                      running))
+    if unsent:
+        lines.append((f"never sent (not billed): {_count(unsent, 'request')}", ()))
+    if running:
+        step = "run `%wanx resume` (now or within 24 h) to save every image of the running tasks; nothing is paid twice"
+    else:
+        step = "nothing still runs: run the cell again when you are ready"
+    if not lines:
+        lines.append(("no task was in flight: nothing was sent or billed", ()))
+    text = "\n".join(["wanx: interrupted", *(f"  {line}" for line, _ in lines), f"next step: {step}"])
+    items = "".join(
+        f"<li>{_e(line)}"
+        + (f'<div style="{S_PATH}">{_e(", ".join(ids))}</div>' if ids else "")
+        + "</li>"
+        for line, ids in lines
+    )
+    html_out = (
+        f'<div class="wanx-result wanx-interrupt" style="{S_RESULT};{S_NOTICE}">'
+        f'<div style="font-weight:bold">Interrupted</div><ul style="{S_WARN}">{items}</ul>'
+        f'<div class="wanx-hint" style="font-style:italic">next step: {_e(step)}</div></div>'
+    )
+    meta = {"wanx_nb": {"interrupted": {"canceled": list(canceled), "running": list(running), "unsent": unsent}}}
+    return {"text/plain": text, "text/html": html_out}, meta
 
 
 # ---- live status --------------------------------------------------------------------------------
@@ -573,20 +979,20 @@ def status_html(progress_list: Sequence[Any]) -> str:
     `wanx_nb._session.Progress`).
     """
     if not progress_list:
-        return f'{CSS}<div class="wanx-result wanx-note">wanx: starting…</div>'
+        return f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">wanx: starting…</div>'
     rows = []
     for p in sorted(progress_list, key=lambda p: p.index):
         phase = str(p.phase)
         rows.append(
-            f"<tr><td>#{_e(p.index)}</td><td>{_e(p.model)}</td>"
-            f'<td class="wanx-phase-{_e(phase)}">{_e(phase)}</td>'
-            f"<td>{_e(f'{p.elapsed:.1f} s')}</td>"
-            f'<td class="wanx-path">{_e(getattr(p, "task_id", None) or "")}</td></tr>'
+            f'<tr><td style="{S_CELL}">#{_e(p.index)}</td><td style="{S_CELL}">{_e(p.model)}</td>'
+            f'<td class="wanx-phase-{_e(phase)}" style="{S_CELL};{_PHASE_TINTS.get(phase, "")}">{_e(phase)}</td>'
+            f"<td style=\"{S_CELL}\">{_e(f'{p.elapsed:.1f} s')}</td>"
+            f'<td class="wanx-path" style="{S_CELL};{S_PATH}">{_e(getattr(p, "task_id", None) or "")}</td></tr>'
         )
+    head = "".join(f'<th style="{S_CELL}">{h}</th>' for h in ("", "model", "status", "elapsed", "task"))
     return (
-        f'{CSS}<div class="wanx-result"><table class="wanx-table">'
-        "<tr><th></th><th>model</th><th>status</th><th>elapsed</th><th>task</th></tr>"
-        f'{"".join(rows)}</table></div>'
+        f'<div class="wanx-result" style="{S_RESULT}"><table class="wanx-table" style="{S_TABLE}">'
+        f'<tr>{head}</tr>{"".join(rows)}</table></div>'
     )
 
 
@@ -596,11 +1002,12 @@ def status_html(progress_list: Sequence[Any]) -> str:
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw_columns: Iterable[int] = ()) -> str:
     """An HTML table (escaped cells, except the columns in `raw_columns`, which hold ready HTML)."""
     raw = set(raw_columns)
+    # Cells are left to the viewer's own table style (JupyterLab's follows its theme).
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{c if i in raw else _e(c)}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
     )
-    return f'<table class="wanx-table"><tr>{head}</tr>{body}</table>'
+    return f'<table class="wanx-table" style="{S_TABLE}"><tr>{head}</tr>{body}</table>'
 
 
 def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -650,7 +1057,10 @@ def models_mimebundle(
         note = f"backend: {backend} ({key}); mode {mode}"
     text_rows = [[r[0], r[1], r[3], r[4], r[5], r[7], r[6]] for r in rows]
     text = table_text(["model", "family", "¥/image", "rps", "conc.", "prompt", "sizes"], text_rows) + "\n" + note
-    html_out = f'{CSS}<div class="wanx-result">{table_html(headers, rows)}<div class="wanx-note">{_e(note)}</div></div>'
+    html_out = (
+        f'<div class="wanx-result" style="{S_RESULT}">{table_html(headers, rows)}'
+        f'<div class="wanx-note" style="margin:4px 0;{S_MUTED}">{_e(note)}</div></div>'
+    )
     meta = {"wanx_nb": {"backend": backend, "has_key": has_key, "models": list(models)}}
     return {"text/plain": text, "text/html": html_out}, meta
 
@@ -668,14 +1078,14 @@ def history_mimebundle(
         if data:
             try:
                 pv = _preview(data, thumb_px)
-                thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="">'
+                thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="" style="{S_IMG}">'
             except ValueError:
                 thumb = ""
         prompt = r.prompt if len(r.prompt) <= 80 else r.prompt[:79] + "…"
         badge = _badge(r.backend)
         html_rows.append(
             [thumb, _e(r.submitted_at[:19].replace("T", " ")), _e(r.model), _e(prompt) + badge, _e(r.images),
-             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path">{_e(r.task_id)}</span>']
+             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path" style="{S_PATH}">{_e(r.task_id)}</span>']
         )
         text_rows.append(
             [r.submitted_at[:19].replace("T", " "), r.model, prompt if len(prompt) <= 40 else prompt[:39] + "…",
@@ -683,8 +1093,9 @@ def history_mimebundle(
         )
     if not rows:
         text = "no stored generations match"
-        html_out = f'{CSS}<div class="wanx-result wanx-note">{text}</div>'
+        html_out = f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">{text}</div>'
     else:
         text = table_text(["submitted", "model", "prompt", "images", "cost", "seed", "status", "task id"], text_rows)
-        html_out = f'{CSS}<div class="wanx-result">{table_html(headers, html_rows, raw_columns=range(len(headers)))}</div>'
+        table = table_html(headers, html_rows, raw_columns=range(len(headers)))
+        html_out = f'<div class="wanx-result" style="{S_RESULT}">{table}</div>'
     return {"text/plain": text, "text/html": html_out}, {"wanx_nb": {"history": [r.task_id for r in rows]}}
