@@ -372,6 +372,17 @@ def _store_href(path: str | None) -> str | None:
     return urllib.parse.quote(rel.replace(os.sep, "/"))
 
 
+def _shown_path(path: str | None) -> str | None:
+    """The stored file's path as the reader finds it: relative when it is below the working directory."""
+    if not path:
+        return None
+    try:
+        rel = os.path.relpath(path, options.link_base or os.getcwd())
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
 def _thumbnail_html(pv: _Preview, image: ImageResult, alt: str) -> str:
     img = (
         f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}" style="{S_IMG}">'
@@ -437,7 +448,7 @@ def image_tile_html(
         parts.append(_prompt_html("rewritten prompt:", actual))
     else:
         parts.append(_prompt_html("prompt:", image.orig_prompt or prompt))
-    path = getattr(image, "export_path", None) or image.path
+    path = getattr(image, "export_path", None) or _shown_path(image.path)
     if path:
         parts.append(f'<div class="wanx-path" style="{S_PATH}" title="{_e(image.path or "")}">{_e(path)}</div>')
     return (
@@ -672,9 +683,9 @@ def gallery_html(
     """Several results in one wrapping row of tiles, each tile labelled with what sets it apart.
 
     `labels` default to `sweep_labels(results)` (e.g. each style of a style sweep). One result
-    renders as `result_html`.
+    renders as `result_html`. Previews default to at most 256 px, so a sweep compares side by side.
     """
-    px = preview_px or options.preview_px
+    px = preview_px or (options.preview_px if len(results) <= 1 else min(options.preview_px, 256))
     head = f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b></div>' if title else ""
     if not results:
         return f'<div class="wanx-result" style="{S_RESULT}">{head}<div style="{S_MUTED}">no results</div></div>'
@@ -772,12 +783,21 @@ ResultList = Gallery
 
 # ---- the compare grid ---------------------------------------------------------------------------
 
-_PROMPT_COLUMN = "10em"
+# A share of the table, not a fixed width: at 960 px it holds a prompt excerpt, at 400 px it leaves the
+# model columns room.
+_PROMPT_COLUMN = "15%"
 
 
 def _excerpt(text: str, limit: int) -> str:
+    """At most `limit` characters; cut at a space when there is one near the end (not inside a word)."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:，。；：") + "…"
 
 
 def _grid_thumb(image: ImageResult, prompt: str, px: int) -> str:
@@ -892,10 +912,11 @@ def compare_grid_html(
         )
         body.append(f"<tr>{row_head}{row}</tr>")
     # 100% of the output area, but never wider than the previews at full size need (a two-column grid
-    # does not stretch); 160 px stands for the prompt column (calc() is not on JupyterLab's whitelist).
+    # does not stretch; calc() is not on JupyterLab's whitelist, so the bound is in pixels).
+    natural = round(m * (preview_px + 20) / 0.85)
     table = (
         f'<table class="wanx-table wanx-compare" style="{S_TABLE};table-layout:fixed;width:100%;'
-        f'max-width:{m * (preview_px + 20) + 160}px">'
+        f'max-width:{natural}px">'
         f'<tr><th style="{th};width:{_PROMPT_COLUMN}">prompt</th>{"".join(columns)}</tr>{"".join(body)}</table>'
     )
     foot = ""
