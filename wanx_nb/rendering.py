@@ -1,7 +1,9 @@
-"""Mimebundles and HTML for results, errors, status and tables. Pure: no IPython, no widgets.
+"""Mimebundles and HTML for results, errors, galleries and history. Pure: no IPython, no widgets.
 
 Everything here returns plain dicts and strings, so the magics, the panel and the compare grid share one
-look. Rules every function keeps:
+look. The parts with a job of their own live beside it and are re-exported here: `_html_style` (the
+inline styles), `_captions` (what sets an image apart), `_next_steps`, `_tables_html` (status, models,
+any rows), `_interrupt_card`, and `_grid_html` (the compare grid). Rules every function keeps:
 
 - `text/plain` is deterministic (no task ids, times, paths, URLs or addresses), so nbval can compare it.
 - All text that reaches HTML goes through `html.escape`; server messages are shown verbatim.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import io
 import os
 import threading
@@ -26,9 +27,31 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._captions import changed_params, params_caption, sweep_labels
+from ._html_style import (
+    BADGE_TEXTS,
+    BADGE_TINTS,
+    S_BADGE,
+    S_CAP,
+    S_FAILED,
+    S_GALLERY,
+    S_HEAD,
+    S_IMG,
+    S_LABEL,
+    S_MSG,
+    S_MUTED,
+    S_PATH,
+    S_RESULT,
+    S_TILE,
+    S_WARN,
+)
+from ._html_style import escape as _e
+from ._html_style import yuan as _yuan
+from ._interrupt_card import interrupt_mimebundle
 from ._models import GenerationResult, ImageResult
-from ._registry import ModelSpec, get_model
-from ._request import PARAMETERS, GenerationRequest
+from ._next_steps import next_step
+from ._registry import get_model
+from ._tables_html import models_mimebundle, status_html, status_text, table_html, table_text
 
 __all__ = [
     "Bundle",
@@ -65,6 +88,10 @@ __all__ = [
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
+# Every style is inline (see `_html_style`: JupyterLab strips stylesheets from untrusted outputs).
+# Kept, empty, for callers that still prepend it.
+CSS = ""
+
 
 @dataclass
 class RenderOptions:
@@ -83,116 +110,6 @@ class RenderOptions:
 
 
 options = RenderOptions()
-
-# Inline styles only. JupyterLab drops `<style>` blocks (so classes have no CSS) in an untrusted
-# notebook, which is how every fresh clone opens; its sanitizer keeps a `style=` attribute whose
-# properties and values match its whitelist: no var(), no `inherit`/`currentColor` colours, `position`
-# without sticky, `word-break` without break-word. Text colour is never set, so it inherits the
-# theme's (light or dark); tints are semi-transparent so they read on both.
-# The `wanx-*` classes stay as hooks for tests and users' own CSS.
-CSS = ""  # kept for callers that prepend it; every style is inline now
-
-_GREY = "rgba(128,128,128,0.45)"
-S_RESULT = "font-size:12px;line-height:1.4;margin:4px 0"
-S_HEAD = "margin:2px 0 6px"
-S_GALLERY = "display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start"
-S_TILE = f"margin:0;padding:4px;border:1px solid {_GREY};border-radius:4px;box-sizing:border-box;max-width:100%"
-S_IMG = "display:block;max-width:100%;height:auto;border:0"
-S_CAP = "font-size:11px;line-height:1.35;margin-top:4px;overflow-wrap:break-word"
-S_MUTED = "opacity:0.75"
-S_LABEL = "font-weight:bold;margin:0 0 4px;overflow-wrap:break-word"
-S_PATH = "font-family:monospace;font-size:10px;word-break:break-all;opacity:0.75"
-S_FAILED = (
-    "margin:0;padding:6px;border:1px solid rgba(217,83,79,0.9);border-radius:4px;box-sizing:border-box;"
-    "background-color:rgba(217,83,79,0.12);min-width:160px;max-width:400px"
-)
-S_NOTICE = (
-    "margin:4px 0;padding:6px 8px;border:1px solid rgba(224,168,0,0.85);border-radius:4px;"
-    "background-color:rgba(255,193,7,0.12);max-width:720px"
-)
-S_MSG = "margin:2px 0;white-space:pre-wrap;overflow-wrap:break-word"
-S_WARN = "margin:4px 0;padding-left:18px"
-S_TABLE = "border-collapse:collapse;font-size:12px"
-S_CELL = f"padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid {_GREY}"
-S_BADGE = "display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px;font-weight:normal"
-_BADGE_TINTS = {
-    "emulator": "background-color:rgba(255,193,7,0.25);border:1px solid rgba(224,168,0,0.85)",
-    "replay": "background-color:rgba(13,110,253,0.18);border:1px solid rgba(13,110,253,0.7)",
-}
-_PHASE_TINTS = {
-    "failed": "background-color:rgba(217,83,79,0.18)",
-    "done": "background-color:rgba(40,167,69,0.18)",
-    "replayed": "background-color:rgba(40,167,69,0.18)",
-}
-
-_BADGES = {
-    "emulator": "emulator: not the real service",
-    "replay": "replay: from the local store",
-}
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _yuan(value: float) -> str:
-    return f"¥{value:.2f}"
-
-
-# ---- next steps ---------------------------------------------------------------------------------
-
-_EXACT_STEPS = {
-    "InternalError.Timeout": "retry this seed",
-    "DataInspectionFailed": "rephrase the prompt (the content check refused the input or the output)",
-    "IPInfringementSuspect": "rephrase the prompt without protected names, characters or brands",
-    "InvalidApiKey": "check DASHSCOPE_API_KEY (Beijing and Singapore keys are not interchangeable)",
-    "Throttling.AllocationQuota": "the quota is used up: raise it in the console or wait for it to renew",
-    "Arrearage": "top up the Alibaba Cloud account, then retry",
-    "PrepaidBillOverdue": "top up the Alibaba Cloud account, then retry",
-    "PostpaidBillOverdue": "top up the Alibaba Cloud account, then retry",
-    "CommodityNotPurchased": "activate the model in the Model Studio console",
-    "AllocationQuota.FreeTierOnly": "the free quota is used up: turn off 'free tier only' in the console",
-    "UnsupportedOperation": "only PENDING tasks can be cancelled; this one will finish (and be billed)",
-    "InvalidURL": "give the reference image as a public http(s) URL or a local file",
-    "InvalidParameter": "check the parameters against `%wanx models`",
-    "ModelNotFound": "check the model name with `%wanx models`",
-    "WorkSpaceNotFound": "check DASHSCOPE_WORKSPACE_ID",
-    "RequestTimeOut": "retry",
-    "WaitTaskTimeout": "the task may still finish: run `%wanx resume`",
-    "WaitTimeout": "the task may still finish: run `%wanx resume`",
-    "SubmitOutcomeUnknown": "run `%wanx resume` before submitting again (a task may exist)",
-    "Budget": "raise `%config WanxMagics.budget_yuan` (0 turns the budget off)",
-    "ReplayMiss": "record this request first (mode 'record'), or switch to mode 'live'",
-    "Validation": "fix the parameters listed above (`%wanx models` shows what each model takes)",
-    "Interrupted": "run `%wanx resume` later to collect the tasks that were still running",
-}
-_PREFIX_STEPS = (
-    ("InternalError", "retry in a moment: the service had an internal error"),
-    ("SystemError", "retry in a moment: the service had an internal error"),
-    ("Throttling", "wait a few seconds and retry; use a smaller -n or fewer cells at once"),
-    ("LimitRequests", "wait a few seconds and retry; use a smaller -n or fewer cells at once"),
-    ("BadRequest.InputDownloadFailed", "make the reference image reachable from the internet (public URL)"),
-    ("BadRequest.UnsupportedFileFormat", "use a JPEG, PNG, BMP or WebP reference image"),
-    ("BadRequest.TooLarge", "use a smaller reference image"),
-    ("BadRequest", "check the request parameters"),
-    ("AccessDenied", "check that the model is activated for this account and workspace"),
-    ("Workspace.AccessDenied", "check DASHSCOPE_WORKSPACE_ID and its permissions"),
-    ("Model.AccessDenied", "activate the model in the Model Studio console"),
-    ("ModelUnavailable", "the model is unavailable: retry later"),
-    ("ServiceUnavailable", "the service is unavailable: retry later"),
-)
-
-
-def next_step(code: str | None) -> str:
-    """A plain next step for an error or failure code (server codes and our own)."""
-    if code:
-        if code in _EXACT_STEPS:
-            return _EXACT_STEPS[code]
-        for prefix, step in _PREFIX_STEPS:
-            if code.startswith(prefix):
-                return step
-    return "read the message above; if it looks transient, retry"
-
 
 # ---- previews -----------------------------------------------------------------------------------
 
@@ -305,58 +222,6 @@ def _seed_label(seed: int | None) -> str:
     return f"seed {seed}" if seed is not None else "seed ?"
 
 
-# How each parameter reads in a caption, in the order captions list them.
-_CAPTION_PARAMS = (
-    ("size", "size"),
-    ("style", "style"),
-    ("ref_img", "reference"),
-    ("ref_strength", "strength"),
-    ("ref_mode", "mode"),
-    ("negative_prompt", "negative"),
-    ("prompt_extend", "extend"),
-    ("watermark", "watermark"),
-)
-
-
-def _caption_value(name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if name == "ref_img":
-        text = str(value)
-        return text.rstrip("/").rsplit("/", 1)[-1] or text  # the file name, not a long URL or path
-    if name == "negative_prompt":
-        text = str(value)
-        return f'"{text}"' if len(text) <= 40 else f'"{text[:39]}…"'
-    return str(value)
-
-
-def changed_params(request: GenerationRequest) -> list[tuple[str, str]]:
-    """(label, value) of every parameter that differs from the model's defaults, in caption order.
-
-    Seed and n are not listed (captions show the seed of each image). Defaults are the server's, as
-    `GenerationRequest.canonical()` fills them in: a request that sets a parameter to its default
-    value lists nothing for it.
-    """
-    try:
-        sent = request.canonical()
-        # The same reference: ref_mode and ref_strength only have defaults when a reference is given.
-        defaults = GenerationRequest(prompt=request.prompt, model=request.model, ref_img=request.ref_img).canonical()
-    except KeyError:  # a model the registry does not know: everything given differs
-        sent, defaults = request.given(), {}
-    defaults.pop("ref_img", None)  # a reference always differs from none
-    return [
-        (label, _caption_value(name, sent[name]))
-        for name, label in _CAPTION_PARAMS
-        if name in sent and sent[name] != defaults.get(name)
-    ]
-
-
-def params_caption(request: GenerationRequest, *, skip: Iterable[str] = ()) -> str:
-    """`changed_params` as one escaped line ("style <watercolor> · strength 0.7"), or ""."""
-    skipped = set(skip)
-    return " · ".join(f"{_e(label)} {_e(value)}" for label, value in changed_params(request) if label not in skipped)
-
-
 def _store_href(path: str | None) -> str | None:
     """A link to a stored image relative to `options.link_base` (default: the working directory).
 
@@ -466,11 +331,11 @@ def _price(result: GenerationResult) -> float:
 
 def badge_html(backend: str) -> str:
     """A separate, tinted badge for results that are not from the real service ("" otherwise)."""
-    if backend not in _BADGES:
+    if backend not in BADGE_TEXTS:
         return ""
     return (
-        f'<span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{_BADGE_TINTS[backend]}">'
-        f"{_e(_BADGES[backend])}</span>"
+        f'<span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{BADGE_TINTS[backend]}">'
+        f"{_e(BADGE_TEXTS[backend])}</span>"
     )
 
 
@@ -626,53 +491,6 @@ class ErrorReport:
 # ---- several results ----------------------------------------------------------------------------
 
 
-_SWEEP_ORDER = ("model", "prompt", *(name for name, _ in _CAPTION_PARAMS), "seed", "n")
-_SWEEP_LABELS = {"model": "", "prompt": "", "seed": "seed", "n": "n", **dict(_CAPTION_PARAMS)}
-
-
-def _request_of(item: Any) -> GenerationRequest | None:
-    request = getattr(item, "request", None)
-    return request if isinstance(request, GenerationRequest) else None
-
-
-def sweep_labels(items: Sequence[Any]) -> list[str]:
-    """A label per item naming the parameters that vary across `items` ("style <watercolor>").
-
-    Items are results (or errors that carry a `.request`). Parameters that are the same everywhere
-    are left out; an item without a request gets "".
-    """
-    canon: list[dict[str, Any] | None] = []
-    for item in items:
-        request = _request_of(item)
-        if request is None:
-            canon.append(None)
-            continue
-        try:
-            fields_ = request.canonical()
-        except KeyError:
-            fields_ = {"model": request.model, **request.given()}
-        canon.append(fields_)
-    known = [c for c in canon if c is not None]
-    varying = [k for k in _SWEEP_ORDER if len({repr(c.get(k)) for c in known}) > 1]
-    labels = []
-    for c in canon:
-        if c is None:
-            labels.append("")
-            continue
-        parts = []
-        for key in varying:
-            value = c.get(key)
-            if key == "prompt":
-                text = " ".join(str(value).split())
-                parts.append(text if len(text) <= 40 else text[:39] + "…")
-            elif value is None:
-                parts.append(f"{_SWEEP_LABELS[key]} default".strip())
-            else:
-                parts.append(f"{_SWEEP_LABELS[key]} {_caption_value(key, value)}".strip())
-        labels.append(" · ".join(parts))
-    return labels
-
-
 def gallery_html(
     results: Sequence[GenerationResult | BaseException],
     *,
@@ -781,263 +599,24 @@ class Gallery:
 ResultList = Gallery
 
 
-# ---- the compare grid ---------------------------------------------------------------------------
-
-# A share of the table, not a fixed width: at 960 px it holds a prompt excerpt, at 400 px it leaves the
-# model columns room.
-_PROMPT_COLUMN = "15%"
+# ---- the compare grid (its own module; imported on first use, as it builds on this one) -------------
 
 
-def _excerpt(text: str, limit: int) -> str:
-    """At most `limit` characters; cut at a space when there is one near the end (not inside a word)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space >= limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:，。；：") + "…"
+def compare_grid_html(*args: Any, **kwargs: Any) -> str:
+    """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
+    from ._grid_html import compare_grid_html as grid_html
+
+    return grid_html(*args, **kwargs)
 
 
-def _grid_thumb(image: ImageResult, prompt: str, px: int) -> str:
-    """A thumbnail that scales down with its column (max-width) and links to the stored PNG."""
-    data = _image_bytes(image)
-    if data is None:
-        return failure_tile_html(f"image {image.index + 1}", None, "no image bytes to preview", compact=True,
-                                 hint="download it again with `%wanx resume`")
-    try:
-        pv = _preview(data, px)
-    except ValueError as exc:
-        return failure_tile_html(f"image {image.index + 1}", None, str(exc), compact=True,
-                                 hint="open the saved file instead")
-    alt = prompt if len(prompt) <= 120 else prompt[:119] + "…"
-    return f'<div style="flex:0 1 {pv.width}px;min-width:0">{_thumbnail_html(pv, image, alt)}</div>'
+def compare_cell_html(*args: Any, **kwargs: Any) -> str:
+    """One cell of the compare grid: `_grid_html.compare_cell_html`."""
+    from ._grid_html import compare_cell_html as cell_html
+
+    return cell_html(*args, **kwargs)
 
 
-def compare_cell_html(cell: Any, *, dry_run: bool = False, preview_px: int = 200) -> str:
-    """One cell of the compare grid: its thumbnails, or its failure tile, or its phase while it runs.
-
-    `cell` has `model`, `request` (as sent), `notes`, `phase`, `result` and `error` (a
-    `comparison.CompareCell`). The caption names the seed and every parameter that differs from the
-    model's defaults, so a cell says how it was made without its column's header.
-    """
-    notes = "".join(f'<div class="wanx-cap" style="{S_CAP}">⚠ {_e(n)}</div>' for n in cell.notes)
-    params = params_caption(cell.request)
-    if cell.result is not None:
-        result = cell.result
-        px = preview_px if len(result.images) <= 1 else preview_px // 2
-        thumbs = []
-        for im in result.images:
-            if im.ok:
-                thumbs.append(_grid_thumb(im, cell.request.prompt, px))
-            else:
-                thumbs.append(failure_tile_html(f"image {im.index + 1} ({_seed_label(im.seed)}) failed", im.code,
-                                                im.message or "the service returned no image", compact=True))
-        if not result.images:
-            thumbs.append(failure_tile_html("no images", result.task.code,
-                                            result.task.message or f"task status {result.task.status.value}",
-                                            compact=True))
-        seeds = ", ".join(str(im.seed) for im in result.images)
-        cap = " · ".join(x for x in (f"seed {_e(seeds)}", params, _e(_yuan(result.cost_yuan))) if x)
-        rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
-        if rewritten and rewritten[0] != cell.request.prompt:
-            cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
-        return (
-            f'<div class="wanx-gallery" style="{S_GALLERY};gap:4px">{"".join(thumbs)}</div>'
-            f'<div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
-        )
-    if cell.error is not None:
-        f = _error_fields(cell.error)
-        code = f["code"] or f["error"]
-        return failure_tile_html(f"{cell.model} failed", code, f["message"], next_step(code), compact=True) + notes
-    phase = "planned (dry run)" if dry_run else f"{cell.phase}…"
-    cap = " · ".join(x for x in (f"seed {_e(cell.request.seed)}", params) if x)
-    return (
-        f'<div class="wanx-tile" style="{S_TILE};border-style:dashed;width:100%;min-height:{preview_px // 2}px">'
-        f'<div style="{S_MUTED}">{_e(phase)}</div></div><div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
-    )
-
-
-def compare_grid_html(
-    prompts: Sequence[str],
-    models: Sequence[str],
-    cells: Mapping[tuple[int, str], Any],
-    *,
-    n: int,
-    seed: int,
-    backends: Iterable[str] = (),
-    plan: str | None = None,
-    dry_run: bool = False,
-    done: bool = False,
-    cost_yuan: float = 0.0,
-    interrupted: str | None = None,
-    notes: Sequence[str] = (),
-    preview_px: int = 200,
-    title: str = "Model comparison",
-) -> str:
-    """A prompts x models grid as one HTML table that fits its output area.
-
-    The table has a fixed layout at 100% width (never wider than the previews need), so every model
-    column stays visible in a 960 px output area and the thumbnails scale down with their column.
-    `cells[(row, model)]` are `compare_cell_html` cells. The plan is shown for a dry run only: a run
-    states it once, before it starts (the live display's first line).
-    """
-    badges = "".join(_badge(b) for b in sorted(set(backends)))
-    p, m = len(prompts), len(models)
-    head = (
-        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b> · {p} prompt{"s" if p != 1 else ""} x '
-        f'{m} model{"s" if m != 1 else ""} · n={_e(n)} · seed {_e(seed)}{badges}</div>'
-    )
-    if dry_run and plan:
-        head += f'<div class="wanx-note" style="margin:4px 0">dry run, nothing sent: {_e(plan)}</div>'
-    th = f"{S_CELL};overflow-wrap:break-word"
-    columns = []
-    for model in models:
-        try:
-            spec = get_model(model)
-            sub = f"¥{spec.price_yuan:.2f}/image · {spec.family}"
-        except KeyError:
-            sub = ""
-        columns.append(f'<th style="{th}">{_e(model)}<br><span style="font-weight:normal;{S_MUTED}">{_e(sub)}</span></th>')
-    body = []
-    for i, prompt in enumerate(prompts):
-        row_head = (
-            f'<th title="{_e(prompt)}" style="{th};font-weight:normal"><b>{i + 1}.</b> {_e(_excerpt(prompt, 36))}</th>'
-        )
-        row = "".join(
-            f'<td style="{S_CELL};overflow-wrap:break-word">'
-            f"{compare_cell_html(cells[(i, model)], dry_run=dry_run, preview_px=preview_px)}</td>"
-            for model in models
-        )
-        body.append(f"<tr>{row_head}{row}</tr>")
-    # 100% of the output area, but never wider than the previews at full size need (a two-column grid
-    # does not stretch; calc() is not on JupyterLab's whitelist, so the bound is in pixels).
-    natural = round(m * (preview_px + 20) / 0.85)
-    table = (
-        f'<table class="wanx-table wanx-compare" style="{S_TABLE};table-layout:fixed;width:100%;'
-        f'max-width:{natural}px">'
-        f'<tr><th style="{th};width:{_PROMPT_COLUMN}">prompt</th>{"".join(columns)}</tr>{"".join(body)}</table>'
-    )
-    foot = ""
-    if done and not dry_run:
-        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(cost_yuan))}</div>'
-    if interrupted:
-        foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(interrupted)}</div>'
-    if notes:
-        foot += _warn_list(notes)
-    return f'<div class="wanx-result" style="{S_RESULT}">{head}{table}{foot}</div>'
-
-
-# ---- interrupt ----------------------------------------------------------------------------------
-
-
-def _count(k: int, noun: str) -> str:
-    return f"{k} {noun}{'s' if k != 1 else ''}"
-
-
-def interrupt_mimebundle(
-    *, canceled: Sequence[str] = (), running: Sequence[str] = (), unsent: int = 0
-) -> MetaBundle:
-    """The friendly card for an interrupted cell: what was canceled, what still runs, what to do.
-
-    Parameters:
-        canceled: task ids canceled while still PENDING (never billed).
-        running: task ids the service still runs (billed when they finish; `%wanx resume` saves
-            their images without paying again).
-        unsent: requests that were never sent.
-
-    text/plain names counts only (no task ids: nbval compares it); the HTML lists the ids.
-    """
-    lines = []
-    if canceled:
-        lines.append((f"canceled before they ran (not billed): {_count(len(canceled), 'task')}", canceled))
-    if running:
-        lines.append((f"still running on the service (billed when they finish): {_count(len(running), 'task')}",
-                      running))
-    if unsent:
-        lines.append((f"never sent (not billed): {_count(unsent, 'request')}", ()))
-    if running:
-        step = "run `%wanx resume` (now or within 24 h) to save every image of the running tasks; nothing is paid twice"
-    else:
-        step = "nothing still runs: run the cell again when you are ready"
-    if not lines:
-        lines.append(("no task was in flight: nothing was sent or billed", ()))
-    text = "\n".join(["wanx: interrupted", *(f"  {line}" for line, _ in lines), f"next step: {step}"])
-    items = "".join(
-        f"<li>{_e(line)}"
-        + (f'<div style="{S_PATH}">{_e(", ".join(ids))}</div>' if ids else "")
-        + "</li>"
-        for line, ids in lines
-    )
-    html_out = (
-        f'<div class="wanx-result wanx-interrupt" style="{S_RESULT};{S_NOTICE}">'
-        f'<div style="font-weight:bold">Interrupted</div><ul style="{S_WARN}">{items}</ul>'
-        f'<div class="wanx-hint" style="font-style:italic">next step: {_e(step)}</div></div>'
-    )
-    meta = {"wanx_nb": {"interrupted": {"canceled": list(canceled), "running": list(running), "unsent": unsent}}}
-    return {"text/plain": text, "text/html": html_out}, meta
-
-
-# ---- live status --------------------------------------------------------------------------------
-
-
-def status_text(progress_list: Sequence[Any]) -> str:
-    """One line per request: index, model, phase, elapsed (the live status, as text)."""
-    if not progress_list:
-        return "wanx: starting…"
-    lines = []
-    for p in sorted(progress_list, key=lambda p: p.index):
-        tid = f" task {p.task_id}" if getattr(p, "task_id", None) else ""
-        lines.append(f"#{p.index} {p.model}: {p.phase} {p.elapsed:.1f}s{tid}")
-    return "\n".join(lines)
-
-
-def status_html(progress_list: Sequence[Any]) -> str:
-    """The live status table: per task queued/pending/running/downloading/done with elapsed seconds.
-
-    `progress_list` holds objects with `index`, `model`, `phase`, `task_id` and `elapsed` (e.g.
-    `wanx_nb._session.Progress`).
-    """
-    if not progress_list:
-        return f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">wanx: starting…</div>'
-    rows = []
-    for p in sorted(progress_list, key=lambda p: p.index):
-        phase = str(p.phase)
-        rows.append(
-            f'<tr><td style="{S_CELL}">#{_e(p.index)}</td><td style="{S_CELL}">{_e(p.model)}</td>'
-            f'<td class="wanx-phase-{_e(phase)}" style="{S_CELL};{_PHASE_TINTS.get(phase, "")}">{_e(phase)}</td>'
-            f"<td style=\"{S_CELL}\">{_e(f'{p.elapsed:.1f} s')}</td>"
-            f'<td class="wanx-path" style="{S_CELL};{S_PATH}">{_e(getattr(p, "task_id", None) or "")}</td></tr>'
-        )
-    head = "".join(f'<th style="{S_CELL}">{h}</th>' for h in ("", "model", "status", "elapsed", "task"))
-    return (
-        f'<div class="wanx-result" style="{S_RESULT}"><table class="wanx-table" style="{S_TABLE}">'
-        f'<tr>{head}</tr>{"".join(rows)}</table></div>'
-    )
-
-
-# ---- tables -------------------------------------------------------------------------------------
-
-
-def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw_columns: Iterable[int] = ()) -> str:
-    """An HTML table (escaped cells, except the columns in `raw_columns`, which hold ready HTML)."""
-    raw = set(raw_columns)
-    # Cells are left to the viewer's own table style (JupyterLab's follows its theme).
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c if i in raw else _e(c)}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f'<table class="wanx-table" style="{S_TABLE}"><tr>{head}</tr>{body}</table>'
-
-
-def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+# ---- tables ------------------------------------------------------------------------------------
 
 
 class Bundle:
@@ -1052,38 +631,6 @@ class Bundle:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MetaBundle:
         return dict(self.data), dict(self.metadata)
-
-
-def _params_text(spec: ModelSpec) -> str:
-    return ", ".join(p for p in PARAMETERS if p in spec.params and p != "prompt")
-
-
-def models_mimebundle(
-    models: Mapping[str, ModelSpec], *, backend: str, has_key: bool, mode: str = "live"
-) -> MetaBundle:
-    """The registry as a table (name, family, price ¥/image, limits, sizes, parameters) and the backend."""
-    headers = ["model", "family", "description", "¥/image", "submit rps", "concurrency", "sizes", "prompt limit",
-               "parameters"]
-    rows = [
-        [s.name, s.family, s.description, f"{s.price_yuan:.2f}", f"{s.submit_rps:g}", s.concurrency, s.size_rule(),
-         s.prompt_limit, _params_text(s)]
-        for s in models.values()
-    ]
-    key = "DASHSCOPE_API_KEY is set" if has_key else "no DASHSCOPE_API_KEY set"
-    if backend == "emulator":
-        note = f"backend: emulator ({key}): images are placeholders from the offline emulator, not the real service"
-    elif backend == "replay":
-        note = f"backend: replay ({key}): results come from the local store; nothing is sent"
-    else:
-        note = f"backend: {backend} ({key}); mode {mode}"
-    text_rows = [[r[0], r[1], r[3], r[4], r[5], r[7], r[6]] for r in rows]
-    text = table_text(["model", "family", "¥/image", "rps", "conc.", "prompt", "sizes"], text_rows) + "\n" + note
-    html_out = (
-        f'<div class="wanx-result" style="{S_RESULT}">{table_html(headers, rows)}'
-        f'<div class="wanx-note" style="margin:4px 0;{S_MUTED}">{_e(note)}</div></div>'
-    )
-    meta = {"wanx_nb": {"backend": backend, "has_key": has_key, "models": list(models)}}
-    return {"text/plain": text, "text/html": html_out}, meta
 
 
 def history_mimebundle(
