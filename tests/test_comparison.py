@@ -189,8 +189,8 @@ def test_html_has_model_and_price_headers_and_prompt_row_headers(session):
     long_prompt = "a very long prompt about a fox in the snow at dawn with mountains behind it"
     grid = compare([long_prompt], models=["wanx2.1-t2i-plus", "wanx-v1"], seed=3, session=session, display=False)
     page = grid._repr_mimebundle_()[0]["text/html"]
-    assert "wanx2.1-t2i-plus<br><span class='wanx-note'>¥0.20/image" in page
-    assert "wanx-v1<br><span class='wanx-note'>¥0.16/image" in page
+    assert "wanx2.1-t2i-plus<br><span" in page and "¥0.20/image · V2</span>" in page
+    assert "wanx-v1<br><span" in page and "¥0.16/image · V1</span>" in page
     assert f'title="{long_prompt}"' in page and "a very long prompt about a fox in…</th>" in page
     assert page.count("seed 3 ·") == 2
 

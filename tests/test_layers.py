@@ -14,7 +14,9 @@ test, so a new module has to be given a row.
         _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
         _store_queries, _store_repair, _store_legacy
     L4  _run, _session, _history, rerun              L0-L4 (_session -> _run, never the reverse)
-    L5  rendering, _progress                         L0-L1 and each other; rendering never imports IPython or
+    L5  rendering, _progress, _html_style,           L0-L1 and each other; rendering never imports IPython or
+        _next_steps, _captions, _grid_html,
+        _tables_html, _interrupt_card
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
                                                      other or magics; magics imports panel/comparison lazily
@@ -45,6 +47,7 @@ LAYERS: dict[str, int] = {
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
     "_run": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5,
+    "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_tables_html": 5, "_interrupt_card": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import random
+import re
 
 import pytest
 from PIL import Image
@@ -132,7 +133,7 @@ def test_tiles_show_model_size_seed_cost_time_prompt_and_path():
 def test_long_prompt_is_folded_into_details():
     long_prompt = "a very detailed scene of " + "foxes and snowy pines, " * 10
     html = rendering.result_html(make_result(prompt=long_prompt, n=1))
-    assert "<details><summary>" in html and "foxes and snowy pines" in html
+    assert "<details><summary" in html and "foxes and snowy pines" in html
     assert "<details>" not in rendering.result_html(make_result(prompt="short", n=1))
 
 
@@ -141,10 +142,10 @@ def test_emulator_badge_only_on_emulator_results():
     assert "emulator: not the real service" not in rendering.result_html(make_result(backend="dashscope"))
 
 
-def test_css_is_one_stylesheet_scoped_by_the_wanx_prefix():
+def test_no_stylesheet_and_classes_keep_the_wanx_prefix():
     html = rendering.result_html(make_result())
-    assert html.count("<style>") == 1
-    classes = set(__import__("re").findall(r'class="([^"]+)"', html))
+    assert "<style" not in html
+    classes = set(re.findall(r'class="([^"]+)"', html))
     assert classes and all(c.startswith("wanx-") for cls in classes for c in cls.split())
 
 
@@ -278,8 +279,10 @@ def test_gallery_shows_results_and_errors_in_order():
     lines = data["text/plain"].splitlines()
     assert lines[0] == "three runs"
     assert lines[1] == "<wanx gallery: 3 result(s) ¥0.42>"
-    assert lines[2].startswith("<wanx wanx2.1-t2i-turbo: 2/2") and "InternalError" in lines[3]
-    assert data["text/html"].count("<style>") == 1 and data["text/html"].count('class="wanx-tile wanx-failed"') == 1
+    # Each result is labelled with what sets it apart from the others (here seed and n).
+    assert lines[2].startswith("seed 7 · n 2: <wanx wanx2.1-t2i-turbo: 2/2") and "InternalError" in lines[3]
+    assert lines[5].startswith("seed 20 · n 1: <wanx")
+    assert "<style" not in data["text/html"] and data["text/html"].count('class="wanx-tile wanx-failed"') == 1
     assert [m.get("task_id") for m in metadata["wanx_nb"]] == [TASK_ID, "t-2", TASK_ID]
     assert rendering.ResultList is rendering.Gallery and len(gallery) == 3
 
@@ -309,3 +312,243 @@ def test_models_table_lists_every_model_with_price_and_backend_but_no_key():
         assert name in data["text/html"]
     assert "emulator" in data["text/plain"] and "no DASHSCOPE_API_KEY" in data["text/plain"]
     assert "ref_img" in data["text/html"] and "prompt_extend" in data["text/html"]
+
+
+# ---- untrusted notebooks, dark theme, narrow output areas ---------------------------------------
+
+# What JupyterLab's sanitizer keeps in an untrusted output (@jupyterlab/apputils `Sanitizer`, 4.x,
+# read from the bundled jlab_core: `allowedTags`, and `allowedStyles` with one value pattern per
+# property). The properties below are the ones wanx_nb uses; a property missing from the whitelist,
+# or a value its patterns do not match, is silently dropped.
+KEPT_TAGS = {
+    "a", "b", "br", "code", "details", "div", "figcaption", "figure", "img", "li", "span", "summary",
+    "table", "td", "th", "tr", "ul",
+}
+KEPT_PROPERTIES = {
+    "align-items", "background-color", "border", "border-bottom", "border-collapse", "border-radius",
+    "border-style", "box-sizing", "cursor", "display", "flex", "flex-wrap", "font-family", "font-size",
+    "font-style", "font-weight", "gap", "height", "line-height", "margin", "margin-left", "margin-top",
+    "max-width", "min-height", "min-width", "opacity", "overflow-wrap", "padding", "padding-left",
+    "table-layout", "text-align", "vertical-align", "white-space", "width", "word-break",
+}
+# Value forms no pattern of the whitelist matches (colours are hex, rgb(), rgba() or names only).
+DROPPED_VALUES = re.compile(r"var\(|calc\(|inherit|currentcolor|sticky|!important|hsl", re.I)
+KEPT_ENUMS = {"word-break": {"normal", "keep-all", "break-all"}, "overflow-wrap": {"normal", "break-word"},
+              "display": {"block", "inline-block", "flex", "inline", "inline-flex", "table"}}
+
+
+class _Elements(__import__("html.parser").parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.elements = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+
+def elements(html_text):
+    parser = _Elements()
+    parser.feed(html_text)
+    return parser.elements
+
+
+def styles(style):
+    out = {}
+    for decl in filter(None, (d.strip() for d in style.split(";"))):
+        prop, _, value = decl.partition(":")
+        out[prop.strip()] = value.strip()
+    return out
+
+
+def assert_survives_the_sanitizer(html_text):
+    assert "<style" not in html_text and "<script" not in html_text
+    for tag, attrs in elements(html_text):
+        assert tag in KEPT_TAGS, tag
+        for prop, value in styles(attrs.get("style", "")).items():
+            assert prop in KEPT_PROPERTIES, (tag, prop, value)
+            assert not DROPPED_VALUES.search(value), (tag, prop, value)
+            if prop in KEPT_ENUMS:
+                assert value in KEPT_ENUMS[prop], (tag, prop, value)
+            if prop in ("color", "background-color"):
+                assert value.startswith(("rgba(", "#", "rgb(")), (prop, value)
+
+
+def all_outputs(session):
+    """One of every HTML output rendering makes, from real emulator results."""
+    from wanx_nb._registry import MODELS
+    from wanx_nb.comparison import compare
+
+    grid = compare(["a fox", "一只猫"], models=["wanx2.1-t2i-turbo", "wanx-v1"], style="<watercolor>", seed=5,
+                   session=session, display=False)
+    result = grid[0, "wanx-v1"]
+    err = TaskFailedError("t-2", "FAILED", "InternalError", "An internal error has occured")
+    progress = [Progress(0, "wanx-v1", "running", "task-b", 3.25), Progress(1, "wanx-v1", "failed", None, 1.0)]
+    return {
+        "result": rendering.result_mimebundle(result)[0]["text/html"],
+        "failed image": rendering.result_html(make_result(failed={1: ("InternalError.Timeout", "timeout")})),
+        "error": rendering.error_mimebundle(err)[0]["text/html"],
+        "gallery": rendering.Gallery([result, err, grid[1, "wanx-v1"]])._repr_mimebundle_()[0]["text/html"],
+        "status": rendering.status_html(progress),
+        "models": rendering.models_mimebundle(MODELS, backend="emulator", has_key=False)[0]["text/html"],
+        "grid": grid.html(),
+        "dry run": compare("a fox", dry_run=True, session=session).html(),
+        "interrupt": rendering.interrupt_mimebundle(canceled=["t-1"], running=["t-2"], unsent=1)[0]["text/html"],
+    }
+
+
+def test_every_html_output_is_inline_styled_with_what_jupyterlab_keeps_untrusted(session):
+    for name, html_text in all_outputs(session).items():
+        try:
+            assert_survives_the_sanitizer(html_text)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
+def test_no_hard_coded_text_colour_so_dark_and_light_themes_both_read(session):
+    # Text inherits the theme's colour; tints are semi-transparent, so no white-on-white or
+    # light-on-light in either theme.
+    for name, html_text in all_outputs(session).items():
+        for tag, attrs in elements(html_text):
+            decls = styles(attrs.get("style", ""))
+            assert "color" not in decls, (name, tag, decls)
+            if "background-color" in decls:
+                assert decls["background-color"].startswith("rgba("), (name, tag, decls)
+                alpha = float(decls["background-color"].rstrip(")").split(",")[-1])
+                assert alpha <= 0.3, (name, tag, decls)
+
+
+def test_the_emulator_badge_is_its_own_tinted_element_apart_from_the_text():
+    html_text = rendering.result_html(make_result(backend="emulator"))
+    badges = [(tag, attrs) for tag, attrs in elements(html_text) if "wanx-badge" in attrs.get("class", "")]
+    assert len(badges) == 1
+    decls = styles(badges[0][1]["style"])
+    assert decls["display"] == "inline-block" and decls["margin-left"] == "6px"
+    assert "background-color" in decls and "border" in decls
+    assert re.search(r'9\.2 s<span class="wanx-badge[^>]*>emulator: not the real service</span>', html_text)
+
+
+def test_galleries_lay_tiles_out_in_a_wrapping_row():
+    html_text = rendering.result_html(make_result(n=3))
+    gallery = next(attrs for tag, attrs in elements(html_text) if attrs.get("class") == "wanx-gallery")
+    decls = styles(gallery["style"])
+    assert (decls["display"], decls["flex-wrap"]) == ("flex", "wrap")
+    for tag, attrs in elements(html_text):
+        if tag == "img":
+            assert styles(attrs["style"])["max-width"] == "100%"
+
+
+def test_thumbnails_link_to_the_stored_png_relative_to_the_working_directory(tmp_path, monkeypatch):
+    result = make_result(n=1)
+    result.images[0].path = str(tmp_path / "wanx_store" / "images" / "ab cd.png")
+    monkeypatch.setattr(rendering.options, "link_base", str(tmp_path))
+    anchors = [attrs for tag, attrs in elements(rendering.result_html(result)) if tag == "a"]
+    assert anchors == [{"href": "wanx_store/images/ab%20cd.png", "target": "_blank", "title": "open the full image"}]
+    monkeypatch.setattr(rendering.options, "link_base", str(tmp_path / "notebooks"))
+    href = next(attrs["href"] for tag, attrs in elements(rendering.result_html(result)) if tag == "a")
+    assert href == "../wanx_store/images/ab%20cd.png"
+
+
+def test_thumbnails_without_a_stored_file_have_no_link():
+    result = make_result(n=1)
+    result.images[0].path = None
+    assert not [tag for tag, _ in elements(rendering.result_html(result)) if tag == "a"]
+
+
+# ---- captions and labels ------------------------------------------------------------------------
+
+
+def test_captions_list_every_parameter_that_differs_from_the_model_defaults():
+    v1 = GenerationRequest("a cat", model="wanx-v1", size="720*1280", style="<watercolor>",
+                           ref_img="https://example.com/refs/cat.png", ref_strength=0.7, ref_mode="refonly",
+                           negative_prompt="blurry, text")
+    assert rendering.changed_params(v1) == [
+        ("size", "720*1280"), ("style", "<watercolor>"), ("reference", "cat.png"), ("strength", "0.7"),
+        ("mode", "refonly"), ("negative", '"blurry, text"'),
+    ]
+    v2 = GenerationRequest("a cat", model="wanx2.1-t2i-plus", size="1024*768", seed=3, prompt_extend=False,
+                           watermark=True)
+    assert rendering.changed_params(v2) == [("size", "1024*768"), ("extend", "off"), ("watermark", "on")]
+
+
+def test_parameters_set_to_their_defaults_are_not_listed():
+    same = GenerationRequest("a cat", model="wanx-v1", size="1024*1024", style="<auto>",
+                             ref_img="cat.png", ref_strength=0.5, ref_mode="repaint")
+    assert rendering.changed_params(same) == [("reference", "cat.png")]
+    assert rendering.changed_params(GenerationRequest("a cat", model="wanx2.1-t2i-turbo", prompt_extend=True,
+                                                      watermark=False)) == []
+
+
+def test_result_card_and_grid_cells_show_the_changed_parameters(session):
+    from wanx_nb.comparison import compare
+
+    grid = compare("a fox", models=["wanx2.1-t2i-turbo", "wanx-v1"], style="<flat illustration>",
+                   negative_prompt="text", seed=5, session=session, display=False)
+    card = rendering.result_html(grid[0, "wanx-v1"])
+    assert "style &lt;flat illustration&gt; · negative &quot;text&quot;" in card
+    cell = rendering.compare_cell_html(grid.cell(0, "wanx-v1"))
+    assert "seed 5 · style &lt;flat illustration&gt; · negative &quot;text&quot;" in cell
+    v2_cell = rendering.compare_cell_html(grid.cell(0, "wanx2.1-t2i-turbo"))
+    assert "flat illustration" not in v2_cell.split("⚠")[0]  # V2 is not sent a style (a note says so)
+
+
+def test_a_style_sweep_is_labelled_with_each_style(session):
+    styles_ = ["<watercolor>", "<anime>", "<sketch>"]
+    results = session.generate_many(
+        [GenerationRequest("a lighthouse", model="wanx-v1", n=1, seed=4, style=s) for s in styles_]
+    )
+    assert rendering.sweep_labels(results) == [f"style {s}" for s in styles_]
+    data, _ = rendering.Gallery(results)._repr_mimebundle_()
+    labels = re.findall(r'class="wanx-label"[^>]*>([^<]*)<', data["text/html"])
+    assert labels == [f"style &lt;{s[1:-1]}&gt;" for s in styles_]
+    assert [line.split(":")[0] for line in data["text/plain"].splitlines()[1:]] == [f"style {s}" for s in styles_]
+    assert rendering.sweep_labels(results[:1]) == [""]  # one result: nothing sets it apart
+
+
+# ---- the compare grid ---------------------------------------------------------------------------
+
+
+def test_a_four_model_grid_is_a_fixed_layout_table_whose_thumbnails_scale(session):
+    from wanx_nb.comparison import GUIDE_MODELS, compare
+
+    grid = compare(["a fox", "a cat"], seed=1, session=session, display=False)
+    html_text = grid.html()
+    table = next(attrs for tag, attrs in elements(html_text) if tag == "table")
+    decls = styles(table["style"])
+    assert (decls["table-layout"], decls["width"]) == ("fixed", "100%")
+    assert [html_text.count(f">{m}<br>") for m in GUIDE_MODELS] == [1, 1, 1, 1]
+    imgs = [attrs for tag, attrs in elements(html_text) if tag == "img"]
+    assert len(imgs) == 8 and all(styles(a["style"])["max-width"] == "100%" for a in imgs)
+    assert all(styles(a["style"])["height"] == "auto" for a in imgs)
+
+
+def test_the_plan_line_is_in_the_html_of_a_dry_run_only(session):
+    from wanx_nb.comparison import compare
+
+    dry = compare("a fox", dry_run=True, session=session)
+    assert dry.html().count(str(dry.plan)) == 1
+    run = compare("a fox", seed=1, session=session, display=False)
+    assert str(run.plan) not in run.html() and "done · actual cost" in run.html()
+
+
+# ---- interrupt ----------------------------------------------------------------------------------
+
+
+def test_interrupt_card_says_what_was_canceled_what_still_runs_and_how_to_save_it():
+    data, metadata = rendering.interrupt_mimebundle(canceled=["t-1", "t-2"], running=["t-3"], unsent=2)
+    assert data["text/plain"] == (
+        "wanx: interrupted\n"
+        "  canceled before they ran (not billed): 2 tasks\n"
+        "  still running on the service (billed when they finish): 1 task\n"
+        "  never sent (not billed): 2 requests\n"
+        "next step: run `%wanx resume` (now or within 24 h) to save every image of the running tasks; "
+        "nothing is paid twice"
+    )
+    for task_id in ("t-1", "t-2", "t-3"):
+        assert task_id in data["text/html"] and task_id not in data["text/plain"]
+    assert metadata == {"wanx_nb": {"interrupted": {"canceled": ["t-1", "t-2"], "running": ["t-3"], "unsent": 2}}}
+
+
+def test_interrupt_card_with_nothing_running_does_not_send_anyone_to_resume():
+    text = rendering.interrupt_mimebundle(canceled=["t-1"])[0]["text/plain"]
+    assert "resume" not in text and "not billed" in text
+    assert "nothing was sent or billed" in rendering.interrupt_mimebundle()[0]["text/plain"]

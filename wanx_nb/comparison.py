@@ -353,70 +353,18 @@ class CompareGrid:
 
     def html(self) -> str:
         """The grid as an HTML table: models across (name and price), prompts down, image tiles in the cells."""
-        e = html.escape
         # The results say where they came from (a replayed grid shows what was recorded); before
         # any result, the session's backend does.
-        backends = {c.result.backend for c in self._cells.values() if c.result is not None} or {self.plan.backend}
-        badge = "".join(
-            f'<span class="wanx-badge wanx-badge-{e(b)}">{e(b)}</span>'
-            for b in sorted(backends)
-            if b in ("emulator", "replay")
-        )
-        head = (
-            f'<div class="wanx-head"><b>Model comparison</b> · {len(self.prompts)} prompt{_s(len(self.prompts))} x '
-            f"{len(self.models)} model{_s(len(self.models))} · n={self.n} · seed {self.seed}{badge}</div>"
-            f'<div class="wanx-note">{"dry run, nothing sent: " if self.dry_run else ""}{e(str(self.plan))}</div>'
-        )
-        columns = "".join(
-            f"<th>{e(m)}<br><span class='wanx-note'>¥{get_model(m).price_yuan:.2f}/image · "
-            f"{e(get_model(m).family)}</span></th>"
-            for m in self.models
-        )
-        body = []
         with self._lock:
-            for i, prompt in enumerate(self.prompts):
-                cells = "".join(f"<td>{self._cell_html(self._cells[(i, m)])}</td>" for m in self.models)
-                row_head = (
-                    f'<th title="{e(prompt)}" style="max-width:14em;font-weight:normal">'
-                    f"<b>{i + 1}.</b> {e(_excerpt(prompt, _EXCERPT))}</th>"
-                )
-                body.append(f"<tr>{row_head}{cells}</tr>")
-        table = f'<table class="wanx-table wanx-compare"><tr><th>prompt</th>{columns}</tr>{"".join(body)}</table>'
-        foot = ""
-        if self.done and not self.dry_run:
-            foot = f'<div class="wanx-note">done · actual cost ¥{self.cost_yuan:.2f}</div>'
-        if self.interrupted:
-            foot += f'<div class="wanx-note">interrupted: {e(self.interrupted)}</div>'
-        if self.notes:
-            foot += '<ul class="wanx-warn">' + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>"
-        return f'{rendering.CSS}<div class="wanx-result">{head}{table}{foot}</div>'
+            backends = {c.result.backend for c in self._cells.values() if c.result is not None} or {self.plan.backend}
+            return rendering.compare_grid_html(
+                self.prompts, self.models, self._cells, n=self.n, seed=self.seed, backends=backends,
+                plan=str(self.plan), dry_run=self.dry_run, done=self.done, cost_yuan=self.cost_yuan,
+                interrupted=self.interrupted, notes=self.notes, preview_px=self.preview_px,
+            )
 
     def _cell_html(self, cell: CompareCell) -> str:
-        e = html.escape
-        notes = "".join(f'<div class="wanx-cap">⚠ {e(n)}</div>' for n in cell.notes)
-        if cell.result is not None:
-            px = self.preview_px if len(cell.result.images) == 1 else self.preview_px // 2
-            tiles = "".join(
-                rendering.image_tile_html(cell.result, im, preview_px=px, caption=False)
-                for im in cell.result.images
-            )
-            seeds = ", ".join(str(im.seed) for im in cell.result.images)
-            cap = f"seed {seeds} · {e(_effective_text(cell.request))} · ¥{cell.result.cost_yuan:.2f}"
-            rewritten = [im.actual_prompt for im in cell.result.succeeded if im.actual_prompt]
-            if rewritten and rewritten[0] != cell.request.prompt:
-                cap += f"<details><summary>rewritten prompt</summary>{e(rewritten[0])}</details>"
-            return f'<div class="wanx-gallery">{tiles}</div><div class="wanx-cap">{cap}</div>{notes}'
-        if cell.error is not None:
-            err = cell.error
-            message = getattr(err, "server_message", None) or str(err)
-            code = _error_code(err)
-            return rendering.failure_tile_html(f"{cell.model} failed", code, message, rendering.next_step(code)) + notes
-        phase = "planned (dry run)" if self.dry_run else cell.phase + "…"
-        cap = f"seed {cell.request.seed} · {e(_effective_text(cell.request))}"
-        return (
-            f'<div class="wanx-tile" style="width:{self.preview_px}px;min-height:{self.preview_px // 2}px">'
-            f'<div class="wanx-note">{e(phase)}</div></div><div class="wanx-cap">{cap}</div>{notes}'
-        )
+        return rendering.compare_cell_html(cell, dry_run=self.dry_run, preview_px=self.preview_px)
 
     def _metadata(self) -> dict[str, Any]:
         with self._lock:

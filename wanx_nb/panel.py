@@ -571,4 +571,5 @@ def _model_label(spec: ModelSpec) -> str:
 
 
 def _gallery_html(results: list[GenerationResult]) -> str:
-    return rendering.CSS + "".join(rendering.result_html(r, stylesheet=False) for r in results)
+    # One labelled row: a sweep from the panel (seeds, styles) names each value on its tiles.
+    return rendering.gallery_html(results)

@@ -1,7 +1,9 @@
-"""Mimebundles and HTML for results, errors, status and tables. Pure: no IPython, no widgets.
+"""Mimebundles and HTML for results, errors, galleries and history. Pure: no IPython, no widgets.
 
 Everything here returns plain dicts and strings, so the magics, the panel and the compare grid share one
-look. Rules every function keeps:
+look. The parts with a job of their own live beside it and are re-exported here: `_html_style` (the
+inline styles), `_captions` (what sets an image apart), `_next_steps`, `_tables_html` (status, models,
+any rows), `_interrupt_card`, and `_grid_html` (the compare grid). Rules every function keeps:
 
 - `text/plain` is deterministic (no task ids, times, paths, URLs or addresses), so nbval can compare it.
 - All text that reaches HTML goes through `html.escape`; server messages are shown verbatim.
@@ -16,17 +18,40 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import io
+import os
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._captions import changed_params, params_caption, sweep_labels
+from ._html_style import (
+    BADGE_TEXTS,
+    BADGE_TINTS,
+    S_BADGE,
+    S_CAP,
+    S_FAILED,
+    S_GALLERY,
+    S_HEAD,
+    S_IMG,
+    S_LABEL,
+    S_MSG,
+    S_MUTED,
+    S_PATH,
+    S_RESULT,
+    S_TILE,
+    S_WARN,
+)
+from ._html_style import escape as _e
+from ._html_style import yuan as _yuan
+from ._interrupt_card import interrupt_mimebundle
 from ._models import GenerationResult, ImageResult
-from ._registry import ModelSpec, get_model
-from ._request import PARAMETERS
+from ._next_steps import next_step
+from ._registry import get_model
+from ._tables_html import models_mimebundle, status_html, status_text, table_html, table_text
 
 __all__ = [
     "Bundle",
@@ -35,25 +60,37 @@ __all__ = [
     "Gallery",
     "RenderOptions",
     "ResultList",
+    "badge_html",
+    "changed_params",
+    "compare_cell_html",
+    "compare_grid_html",
     "error_mimebundle",
     "error_text",
     "failure_tile_html",
+    "gallery_html",
     "history_mimebundle",
     "image_tile_html",
+    "interrupt_mimebundle",
     "models_mimebundle",
     "next_step",
     "options",
+    "params_caption",
     "preview_data_uri",
     "result_html",
     "result_mimebundle",
     "result_text",
     "status_html",
     "status_text",
+    "sweep_labels",
     "table_html",
     "table_text",
 ]
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
+
+# Every style is inline (see `_html_style`: JupyterLab strips stylesheets from untrusted outputs).
+# Kept, empty, for callers that still prepend it.
+CSS = ""
 
 
 @dataclass
@@ -63,113 +100,16 @@ class RenderOptions:
     Parameters:
         preview_px: largest side of the embedded previews, in pixels.
         long_prompt: prompts longer than this fold into a <details> element.
+        link_base: the directory thumbnails link relative to (default: the working directory, which
+            in a kernel is the notebook's).
     """
 
     preview_px: int = 384
     long_prompt: int = 90
+    link_base: str | None = None
 
 
 options = RenderOptions()
-
-# One stylesheet, every class prefixed `wanx-`, colours from JupyterLab's theme variables when present.
-CSS = (
-    "<style>"
-    ".wanx-result{font-family:var(--jp-ui-font-family,sans-serif);font-size:12px;margin:4px 0;"
-    "color:var(--jp-ui-font-color1,#222)}"
-    ".wanx-head{margin:2px 0 6px}"
-    ".wanx-gallery{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}"
-    ".wanx-tile{margin:0;padding:4px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;"
-    "background:var(--jp-layout-color1,#fff);box-sizing:border-box}"
-    ".wanx-tile img{display:block;max-width:100%;height:auto}"
-    ".wanx-cap{font-size:11px;line-height:1.35;margin-top:4px;color:var(--jp-ui-font-color2,#555);"
-    "word-break:break-word}"
-    ".wanx-cap details summary{cursor:pointer}"
-    ".wanx-path{font-family:var(--jp-code-font-family,monospace);font-size:10px;word-break:break-all}"
-    ".wanx-failed{border-color:#d9534f;background:#fdf3f2;color:#5a1d1a;min-width:180px;max-width:400px}"
-    ".wanx-fail-title{font-weight:bold}"
-    ".wanx-code{font-family:var(--jp-code-font-family,monospace);font-weight:bold}"
-    ".wanx-msg{margin:2px 0;white-space:pre-wrap}"
-    ".wanx-hint{font-style:italic}"
-    ".wanx-badge{display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px}"
-    ".wanx-badge-emulator{background:#fff3cd;color:#7a5b00;border:1px solid #e0c97f}"
-    ".wanx-badge-replay{background:#e7f1ff;color:#0b3d91;border:1px solid #9ec5fe}"
-    ".wanx-warn{margin:4px 0;padding-left:18px;color:#7a5b00}"
-    ".wanx-table{border-collapse:collapse;font-size:12px}"
-    ".wanx-table th,.wanx-table td{padding:2px 8px;text-align:left;vertical-align:top;"
-    "border-bottom:1px solid var(--jp-border-color2,#ddd)}"
-    ".wanx-table img{display:block}"
-    ".wanx-note{margin:4px 0;color:var(--jp-ui-font-color2,#555)}"
-    ".wanx-phase-failed{color:#c9302c}.wanx-phase-done,.wanx-phase-replayed{color:#2b7a0b}"
-    "</style>"
-)
-
-_BADGES = {
-    "emulator": ("wanx-badge-emulator", "emulator: not the real service"),
-}
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _yuan(value: float) -> str:
-    return f"¥{value:.2f}"
-
-
-# ---- next steps ---------------------------------------------------------------------------------
-
-_EXACT_STEPS = {
-    "InternalError.Timeout": "retry this seed",
-    "DataInspectionFailed": "rephrase the prompt (the content check refused the input or the output)",
-    "IPInfringementSuspect": "rephrase the prompt without protected names, characters or brands",
-    "InvalidApiKey": "check DASHSCOPE_API_KEY (Beijing and Singapore keys are not interchangeable)",
-    "Throttling.AllocationQuota": "the quota is used up: raise it in the console or wait for it to renew",
-    "Arrearage": "top up the Alibaba Cloud account, then retry",
-    "PrepaidBillOverdue": "top up the Alibaba Cloud account, then retry",
-    "PostpaidBillOverdue": "top up the Alibaba Cloud account, then retry",
-    "CommodityNotPurchased": "activate the model in the Model Studio console",
-    "AllocationQuota.FreeTierOnly": "the free quota is used up: turn off 'free tier only' in the console",
-    "UnsupportedOperation": "only PENDING tasks can be cancelled; this one will finish (and be billed)",
-    "InvalidURL": "give the reference image as a public http(s) URL or a local file",
-    "InvalidParameter": "check the parameters against `%wanx models`",
-    "ModelNotFound": "check the model name with `%wanx models`",
-    "WorkSpaceNotFound": "check DASHSCOPE_WORKSPACE_ID",
-    "RequestTimeOut": "retry",
-    "WaitTaskTimeout": "the task may still finish: run `%wanx resume`",
-    "WaitTimeout": "the task may still finish: run `%wanx resume`",
-    "SubmitOutcomeUnknown": "run `%wanx resume` before submitting again (a task may exist)",
-    "Budget": "raise `%config WanxMagics.budget_yuan` (0 turns the budget off)",
-    "ReplayMiss": "record this request first (mode 'record'), or switch to mode 'live'",
-    "Validation": "fix the parameters listed above (`%wanx models` shows what each model takes)",
-    "Interrupted": "run `%wanx resume` later to collect the tasks that were still running",
-}
-_PREFIX_STEPS = (
-    ("InternalError", "retry in a moment: the service had an internal error"),
-    ("SystemError", "retry in a moment: the service had an internal error"),
-    ("Throttling", "wait a few seconds and retry; use a smaller -n or fewer cells at once"),
-    ("LimitRequests", "wait a few seconds and retry; use a smaller -n or fewer cells at once"),
-    ("BadRequest.InputDownloadFailed", "make the reference image reachable from the internet (public URL)"),
-    ("BadRequest.UnsupportedFileFormat", "use a JPEG, PNG, BMP or WebP reference image"),
-    ("BadRequest.TooLarge", "use a smaller reference image"),
-    ("BadRequest", "check the request parameters"),
-    ("AccessDenied", "check that the model is activated for this account and workspace"),
-    ("Workspace.AccessDenied", "check DASHSCOPE_WORKSPACE_ID and its permissions"),
-    ("Model.AccessDenied", "activate the model in the Model Studio console"),
-    ("ModelUnavailable", "the model is unavailable: retry later"),
-    ("ServiceUnavailable", "the service is unavailable: retry later"),
-)
-
-
-def next_step(code: str | None) -> str:
-    """A plain next step for an error or failure code (server codes and our own)."""
-    if code:
-        if code in _EXACT_STEPS:
-            return _EXACT_STEPS[code]
-        for prefix, step in _PREFIX_STEPS:
-            if code.startswith(prefix):
-                return step
-    return "read the message above; if it looks transient, retry"
-
 
 # ---- previews -----------------------------------------------------------------------------------
 
@@ -251,16 +191,22 @@ def _image_bytes(image: ImageResult) -> bytes | None:
 # ---- tiles --------------------------------------------------------------------------------------
 
 
-def failure_tile_html(title: str, code: str | None, message: str, hint: str | None = None) -> str:
-    """A labelled tile for something that produced no image: the code, the message verbatim, a next step."""
+def failure_tile_html(
+    title: str, code: str | None, message: str, hint: str | None = None, *, compact: bool = False
+) -> str:
+    """A labelled tile for something that produced no image: the code, the message verbatim, a next step.
+
+    `compact` drops the minimum width (a grid cell narrower than a tile).
+    """
     hint = hint if hint is not None else next_step(code)
-    code_html = f'<div class="wanx-code">{_e(code)}</div>' if code else ""
+    style = S_FAILED + (";min-width:0" if compact else "")
+    code_html = f'<div class="wanx-code" style="font-family:monospace;font-weight:bold">{_e(code)}</div>' if code else ""
     return (
-        '<div class="wanx-tile wanx-failed">'
-        f'<div class="wanx-fail-title">{_e(title)}</div>'
+        f'<div class="wanx-tile wanx-failed" style="{style}">'
+        f'<div class="wanx-fail-title" style="font-weight:bold">{_e(title)}</div>'
         f"{code_html}"
-        f'<div class="wanx-msg">{_e(message)}</div>'
-        f'<div class="wanx-hint">next step: {_e(hint)}</div>'
+        f'<div class="wanx-msg" style="{S_MSG}">{_e(message)}</div>'
+        f'<div class="wanx-hint" style="font-style:italic">next step: {_e(hint)}</div>'
         "</div>"
     )
 
@@ -269,17 +215,58 @@ def _prompt_html(label: str, prompt: str) -> str:
     if len(prompt) <= options.long_prompt:
         return f"<div><b>{_e(label)}</b> {_e(prompt)}</div>"
     head = prompt[: options.long_prompt - 30].rstrip() + "…"
-    return f"<details><summary><b>{_e(label)}</b> {_e(head)}</summary>{_e(prompt)}</details>"
+    return f'<details><summary style="cursor:pointer"><b>{_e(label)}</b> {_e(head)}</summary>{_e(prompt)}</details>'
 
 
 def _seed_label(seed: int | None) -> str:
     return f"seed {seed}" if seed is not None else "seed ?"
 
 
-def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px: int = 384, caption: bool = True) -> str:
-    """One image as a tile: the preview, and under it model, size, seed, cost, time, prompt and path.
+def _store_href(path: str | None) -> str | None:
+    """A link to a stored image relative to `options.link_base` (default: the working directory).
 
-    A failed image (`image.ok` is False) becomes a failure tile with its code and a next step.
+    In a kernel the working directory is the notebook's, so JupyterLab resolves the link to the
+    store file and opens it; so does a browser reading the exported HTML next to the notebook.
+    """
+    if not path:
+        return None
+    try:
+        rel = os.path.relpath(path, options.link_base or os.getcwd())
+    except ValueError:  # another drive (Windows): no relative link exists
+        return None
+    return urllib.parse.quote(rel.replace(os.sep, "/"))
+
+
+def _shown_path(path: str | None) -> str | None:
+    """The stored file's path as the reader finds it: relative when it is below the working directory."""
+    if not path:
+        return None
+    try:
+        rel = os.path.relpath(path, options.link_base or os.getcwd())
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _thumbnail_html(pv: _Preview, image: ImageResult, alt: str) -> str:
+    img = (
+        f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}" style="{S_IMG}">'
+    )
+    href = _store_href(image.path)
+    if href is None:
+        return img
+    return f'<a href="{_e(href)}" target="_blank" title="open the full image">{img}</a>'
+
+
+def image_tile_html(
+    result: GenerationResult, image: ImageResult, *, preview_px: int = 384, caption: bool = True,
+    label: str | None = None,
+) -> str:
+    """One image as a tile: the preview (a link to the stored PNG), and under it model, size, seed,
+    cost, time, every parameter that differs from the model's defaults, prompt and path.
+
+    `label` is drawn above the image (a sweep's value). A failed image (`image.ok` is False) becomes
+    a failure tile with its code and a next step.
     """
     if not image.ok:
         return failure_tile_html(
@@ -304,9 +291,10 @@ def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px:
         )
     prompt = result.request.prompt
     alt = prompt if len(prompt) <= 120 else prompt[:119] + "…"
-    img_html = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}">'
+    img_html = _thumbnail_html(pv, image, alt)
+    label_html = f'<div class="wanx-label" style="{S_LABEL}">{_e(label)}</div>' if label else ""
     if not caption:
-        return f'<figure class="wanx-tile" style="width:{pv.width + 10}px">{img_html}</figure>'
+        return f'<figure class="wanx-tile" style="{S_TILE};width:{pv.width + 10}px">{label_html}{img_html}</figure>'
     spec_line = " · ".join(
         [
             _e(result.model),
@@ -317,17 +305,20 @@ def image_tile_html(result: GenerationResult, image: ImageResult, *, preview_px:
         ]
     )
     parts = [f"<div>{spec_line}</div>"]
+    changed = params_caption(result.request, skip=("size",))  # the size is on the line above
+    if changed:
+        parts.append(f'<div class="wanx-params">{changed}</div>')
     actual = image.actual_prompt
     if actual and actual != (image.orig_prompt or prompt):
         parts.append(_prompt_html("rewritten prompt:", actual))
     else:
         parts.append(_prompt_html("prompt:", image.orig_prompt or prompt))
-    path = getattr(image, "export_path", None) or image.path
+    path = getattr(image, "export_path", None) or _shown_path(image.path)
     if path:
-        parts.append(f'<div class="wanx-path" title="{_e(image.path or "")}">{_e(path)}</div>')
+        parts.append(f'<div class="wanx-path" style="{S_PATH}" title="{_e(image.path or "")}">{_e(path)}</div>')
     return (
-        f'<figure class="wanx-tile" style="width:{max(pv.width, 180) + 10}px">{img_html}'
-        f'<figcaption class="wanx-cap">{"".join(parts)}</figcaption></figure>'
+        f'<figure class="wanx-tile" style="{S_TILE};width:{max(pv.width, 180) + 10}px">{label_html}{img_html}'
+        f'<figcaption class="wanx-cap" style="{S_CAP}">{"".join(parts)}</figcaption></figure>'
     )
 
 
@@ -338,11 +329,17 @@ def _price(result: GenerationResult) -> float:
         return 0.0
 
 
-def _badge(backend: str) -> str:
-    if backend not in _BADGES:
+def badge_html(backend: str) -> str:
+    """A separate, tinted badge for results that are not from the real service ("" otherwise)."""
+    if backend not in BADGE_TEXTS:
         return ""
-    cls, text = _BADGES[backend]
-    return f'<span class="wanx-badge {cls}">{_e(text)}</span>'
+    return (
+        f'<span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{BADGE_TINTS[backend]}">'
+        f"{_e(BADGE_TEXTS[backend])}</span>"
+    )
+
+
+_badge = badge_html
 
 
 # ---- one result ---------------------------------------------------------------------------------
@@ -389,11 +386,12 @@ def result_text(result: GenerationResult) -> str:
 
 
 def result_html(result: GenerationResult, *, preview_px: int | None = None, stylesheet: bool = True) -> str:
-    """The gallery of one result as an HTML fragment (with the stylesheet unless `stylesheet=False`)."""
+    """The gallery of one result as an HTML fragment, styled inline (`stylesheet` is kept for callers;
+    there is no stylesheet any more)."""
     px = preview_px or options.preview_px
     ok, total = len(result.succeeded), len(result.images)
     head = (
-        f'<div class="wanx-head"><b>{_e(result.model)}</b> · {ok}/{total} images · '
+        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(result.model)}</b> · {ok}/{total} images · '
         f"{_e(_yuan(result.cost_yuan))} · {_e(f'{result.elapsed:.1f} s')}{_badge(result.backend)}</div>"
     )
     tiles = [image_tile_html(result, im, preview_px=px) for im in result.images]
@@ -407,9 +405,15 @@ def result_html(result: GenerationResult, *, preview_px: int | None = None, styl
         )
     warn = ""
     if result.warnings:
-        warn = '<ul class="wanx-warn">' + "".join(f"<li>{_e(w)}</li>" for w in result.warnings) + "</ul>"
-    body = f'<div class="wanx-result">{head}<div class="wanx-gallery">{"".join(tiles)}</div>{warn}</div>'
-    return (CSS if stylesheet else "") + body
+        warn = _warn_list(result.warnings)
+    return (
+        f'<div class="wanx-result" style="{S_RESULT}">{head}'
+        f'<div class="wanx-gallery" style="{S_GALLERY}">{"".join(tiles)}</div>{warn}</div>'
+    )
+
+
+def _warn_list(items: Iterable[str]) -> str:
+    return f'<ul class="wanx-warn" style="{S_WARN}">' + "".join(f"<li>{_e(w)}</li>" for w in items) + "</ul>"
 
 
 def result_mimebundle(result: GenerationResult, *, preview_px: int | None = None) -> MetaBundle:
@@ -466,7 +470,7 @@ def error_mimebundle(exc: BaseException) -> MetaBundle:
     f = _error_fields(exc)
     data = {
         "text/plain": error_text(exc),
-        "text/html": f'{CSS}<div class="wanx-result">{_error_html(exc)}</div>',
+        "text/html": f'<div class="wanx-result" style="{S_RESULT}">{_error_html(exc)}</div>',
     }
     return data, {"wanx_nb": {k: v for k, v in f.items() if v is not None}}
 
@@ -487,13 +491,59 @@ class ErrorReport:
 # ---- several results ----------------------------------------------------------------------------
 
 
+def gallery_html(
+    results: Sequence[GenerationResult | BaseException],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    preview_px: int | None = None,
+) -> str:
+    """Several results in one wrapping row of tiles, each tile labelled with what sets it apart.
+
+    `labels` default to `sweep_labels(results)` (e.g. each style of a style sweep). One result
+    renders as `result_html`. Previews default to at most 256 px, so a sweep compares side by side.
+    """
+    px = preview_px or (options.preview_px if len(results) <= 1 else min(options.preview_px, 256))
+    head = f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b></div>' if title else ""
+    if not results:
+        return f'<div class="wanx-result" style="{S_RESULT}">{head}<div style="{S_MUTED}">no results</div></div>'
+    if len(results) == 1 and labels is None:
+        only = results[0]
+        body = result_html(only, preview_px=px) if isinstance(only, GenerationResult) else _error_html(only)
+        return f'<div class="wanx-result" style="{S_RESULT}">{head}{body}</div>' if head else body
+    labels = list(labels) if labels is not None else sweep_labels(results)
+    ok = [r for r in results if isinstance(r, GenerationResult)]
+    backends = sorted({r.backend for r in ok})
+    summary = (
+        f"{len(results)} result{'s' if len(results) != 1 else ''} · "
+        f"{_e(_yuan(round(sum(r.cost_yuan for r in ok), 4)))}{''.join(_badge(b) for b in backends)}"
+    )
+    tiles, warnings = [], []
+    for result, label in zip(results, labels):
+        if not isinstance(result, GenerationResult):
+            f = _error_fields(result)
+            tiles.append(failure_tile_html(f"{label or f['error']} failed", f["code"], f["message"], f["next_step"]))
+            continue
+        warnings.extend(w for w in result.warnings if w not in warnings)
+        if not result.images:
+            tiles.append(failure_tile_html(f"{label or result.model}: the task produced no images", result.task.code,
+                                           result.task.message or f"task status {result.task.status.value}"))
+        tiles.extend(image_tile_html(result, im, preview_px=px, label=label or None) for im in result.images)
+    warn = _warn_list(warnings) if warnings else ""
+    return (
+        f'<div class="wanx-result" style="{S_RESULT}">{head}<div class="wanx-head" style="{S_HEAD}">{summary}</div>'
+        f'<div class="wanx-gallery" style="{S_GALLERY}">{"".join(tiles)}</div>{warn}</div>'
+    )
+
+
 class Gallery:
-    """Several results (or failures, as exceptions in place) shown together.
+    """Several results (or failures, as exceptions in place) shown together, in one labelled row.
 
     Parameters:
         results: GenerationResult objects and/or exceptions, in order.
         title: an optional heading.
         preview_px: preview size (default: `rendering.options.preview_px`).
+        labels: a label per result; by default what sets each apart (`sweep_labels`).
     """
 
     def __init__(
@@ -502,10 +552,12 @@ class Gallery:
         *,
         title: str | None = None,
         preview_px: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self.results = list(results)
         self.title = title
         self.preview_px = preview_px
+        self.labels = list(labels) if labels is not None else None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -528,88 +580,43 @@ class Gallery:
         head = f"<wanx gallery: {len(self.results)} result(s) {_yuan(self.cost_yuan)}>"
         if self.title:
             head = f"{self.title}\n{head}"
-        body = [result_text(r) if isinstance(r, GenerationResult) else error_text(r) for r in self.results]
+        labels = self.labels if self.labels is not None else sweep_labels(self.results)
+        body = []
+        for r, label in zip(self.results, labels):
+            line = result_text(r) if isinstance(r, GenerationResult) else error_text(r)
+            body.append(f"{label}: {line}" if label else line)
         return "\n".join([head, *body])
 
     def __repr__(self) -> str:
         return self.text()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> MetaBundle:
-        parts = []
-        if self.title:
-            parts.append(f'<div class="wanx-head"><b>{_e(self.title)}</b></div>')
-        for r in self.results:
-            if isinstance(r, GenerationResult):
-                parts.append(result_html(r, preview_px=self.preview_px, stylesheet=False))
-            else:
-                parts.append(f'<div class="wanx-result">{_error_html(r)}</div>')
-        if not self.results:
-            parts.append('<div class="wanx-note">no results</div>')
+        html_out = gallery_html(self.results, labels=self.labels, title=self.title, preview_px=self.preview_px)
         meta = [r.metadata() if isinstance(r, GenerationResult) else _error_fields(r) for r in self.results]
-        return {"text/plain": self.text(), "text/html": CSS + "".join(parts)}, {"wanx_nb": meta}
+        return {"text/plain": self.text(), "text/html": html_out}, {"wanx_nb": meta}
 
 
 ResultList = Gallery
 
 
-# ---- live status --------------------------------------------------------------------------------
+# ---- the compare grid (its own module; imported on first use, as it builds on this one) -------------
 
 
-def status_text(progress_list: Sequence[Any]) -> str:
-    """One line per request: index, model, phase, elapsed (the live status, as text)."""
-    if not progress_list:
-        return "wanx: starting…"
-    lines = []
-    for p in sorted(progress_list, key=lambda p: p.index):
-        tid = f" task {p.task_id}" if getattr(p, "task_id", None) else ""
-        lines.append(f"#{p.index} {p.model}: {p.phase} {p.elapsed:.1f}s{tid}")
-    return "\n".join(lines)
+def compare_grid_html(*args: Any, **kwargs: Any) -> str:
+    """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
+    from ._grid_html import compare_grid_html as grid_html
+
+    return grid_html(*args, **kwargs)
 
 
-def status_html(progress_list: Sequence[Any]) -> str:
-    """The live status table: per task queued/pending/running/downloading/done with elapsed seconds.
+def compare_cell_html(*args: Any, **kwargs: Any) -> str:
+    """One cell of the compare grid: `_grid_html.compare_cell_html`."""
+    from ._grid_html import compare_cell_html as cell_html
 
-    `progress_list` holds objects with `index`, `model`, `phase`, `task_id` and `elapsed` (e.g.
-    `wanx_nb._session.Progress`).
-    """
-    if not progress_list:
-        return f'{CSS}<div class="wanx-result wanx-note">wanx: starting…</div>'
-    rows = []
-    for p in sorted(progress_list, key=lambda p: p.index):
-        phase = str(p.phase)
-        rows.append(
-            f"<tr><td>#{_e(p.index)}</td><td>{_e(p.model)}</td>"
-            f'<td class="wanx-phase-{_e(phase)}">{_e(phase)}</td>'
-            f"<td>{_e(f'{p.elapsed:.1f} s')}</td>"
-            f'<td class="wanx-path">{_e(getattr(p, "task_id", None) or "")}</td></tr>'
-        )
-    return (
-        f'{CSS}<div class="wanx-result"><table class="wanx-table">'
-        "<tr><th></th><th>model</th><th>status</th><th>elapsed</th><th>task</th></tr>"
-        f'{"".join(rows)}</table></div>'
-    )
+    return cell_html(*args, **kwargs)
 
 
-# ---- tables -------------------------------------------------------------------------------------
-
-
-def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw_columns: Iterable[int] = ()) -> str:
-    """An HTML table (escaped cells, except the columns in `raw_columns`, which hold ready HTML)."""
-    raw = set(raw_columns)
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c if i in raw else _e(c)}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f'<table class="wanx-table"><tr>{head}</tr>{body}</table>'
-
-
-def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+# ---- tables ------------------------------------------------------------------------------------
 
 
 class Bundle:
@@ -626,35 +633,6 @@ class Bundle:
         return dict(self.data), dict(self.metadata)
 
 
-def _params_text(spec: ModelSpec) -> str:
-    return ", ".join(p for p in PARAMETERS if p in spec.params and p != "prompt")
-
-
-def models_mimebundle(
-    models: Mapping[str, ModelSpec], *, backend: str, has_key: bool, mode: str = "live"
-) -> MetaBundle:
-    """The registry as a table (name, family, price ¥/image, limits, sizes, parameters) and the backend."""
-    headers = ["model", "family", "description", "¥/image", "submit rps", "concurrency", "sizes", "prompt limit",
-               "parameters"]
-    rows = [
-        [s.name, s.family, s.description, f"{s.price_yuan:.2f}", f"{s.submit_rps:g}", s.concurrency, s.size_rule(),
-         s.prompt_limit, _params_text(s)]
-        for s in models.values()
-    ]
-    key = "DASHSCOPE_API_KEY is set" if has_key else "no DASHSCOPE_API_KEY set"
-    if backend == "emulator":
-        note = f"backend: emulator ({key}): images are placeholders from the offline emulator, not the real service"
-    elif backend == "replay":
-        note = f"backend: replay ({key}): results come from the local store; nothing is sent"
-    else:
-        note = f"backend: {backend} ({key}); mode {mode}"
-    text_rows = [[r[0], r[1], r[3], r[4], r[5], r[7], r[6]] for r in rows]
-    text = table_text(["model", "family", "¥/image", "rps", "conc.", "prompt", "sizes"], text_rows) + "\n" + note
-    html_out = f'{CSS}<div class="wanx-result">{table_html(headers, rows)}<div class="wanx-note">{_e(note)}</div></div>'
-    meta = {"wanx_nb": {"backend": backend, "has_key": has_key, "models": list(models)}}
-    return {"text/plain": text, "text/html": html_out}, meta
-
-
 def history_mimebundle(
     rows: Sequence[Any], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
 ) -> MetaBundle:
@@ -668,14 +646,14 @@ def history_mimebundle(
         if data:
             try:
                 pv = _preview(data, thumb_px)
-                thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="">'
+                thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="" style="{S_IMG}">'
             except ValueError:
                 thumb = ""
         prompt = r.prompt if len(r.prompt) <= 80 else r.prompt[:79] + "…"
         badge = _badge(r.backend)
         html_rows.append(
             [thumb, _e(r.submitted_at[:19].replace("T", " ")), _e(r.model), _e(prompt) + badge, _e(r.images),
-             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path">{_e(r.task_id)}</span>']
+             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path" style="{S_PATH}">{_e(r.task_id)}</span>']
         )
         text_rows.append(
             [r.submitted_at[:19].replace("T", " "), r.model, prompt if len(prompt) <= 40 else prompt[:39] + "…",
@@ -683,8 +661,9 @@ def history_mimebundle(
         )
     if not rows:
         text = "no stored generations match"
-        html_out = f'{CSS}<div class="wanx-result wanx-note">{text}</div>'
+        html_out = f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">{text}</div>'
     else:
         text = table_text(["submitted", "model", "prompt", "images", "cost", "seed", "status", "task id"], text_rows)
-        html_out = f'{CSS}<div class="wanx-result">{table_html(headers, html_rows, raw_columns=range(len(headers)))}</div>'
+        table = table_html(headers, html_rows, raw_columns=range(len(headers)))
+        html_out = f'<div class="wanx-result" style="{S_RESULT}">{table}</div>'
     return {"text/plain": text, "text/html": html_out}, {"wanx_nb": {"history": [r.task_id for r in rows]}}

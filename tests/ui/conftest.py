@@ -11,6 +11,7 @@ kernel's session uses the in-process emulator and nothing is billed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -191,16 +192,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-@pytest.fixture
-def lab_server(tmp_path: Path) -> Iterator[LabServer]:
-    root = tmp_path / "root"
-    root.mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-    store = tmp_path / "wanx_store"
-    build_notebook(root / NOTEBOOK_NAME)
+@contextlib.contextmanager
+def running_lab(root: Path, work: Path, notebook: str) -> Iterator[LabServer]:
+    """A JupyterLab server on `root` with its own HOME, settings and store under `work`; stopped after.
+
+    `window.jupyterapp` is exposed so a test can run JupyterLab commands (e.g. change the theme).
+    """
+    home = work / "home"
+    home.mkdir(exist_ok=True)
+    store = work / "wanx_store"
     env = _server_env(home, store)
-    log = tmp_path / "jupyterlab.log"
+    log = work / "jupyterlab.log"
 
     proc = None
     for _attempt in range(3):  # the free port can be taken between probing and binding
@@ -214,6 +216,7 @@ def lab_server(tmp_path: Path) -> Iterator[LabServer]:
             f"--ServerApp.root_dir={root}",
             "--ServerApp.open_browser=False",
             "--LabApp.news_url=None",
+            "--LabApp.expose_app_in_browser=True",
         ]  # fmt: skip
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -230,11 +233,19 @@ def lab_server(tmp_path: Path) -> Iterator[LabServer]:
     else:
         pytest.fail(f"JupyterLab did not start; log tail:\n{log.read_text(errors='replace')[-3000:]}")
 
-    server = LabServer(url=url, root=root, notebook=NOTEBOOK_NAME, store=store, log=log, proc=proc)
     try:
-        yield server
+        yield LabServer(url=url, root=root, notebook=notebook, store=store, log=log, proc=proc)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def lab_server(tmp_path: Path) -> Iterator[LabServer]:
+    root = tmp_path / "root"
+    root.mkdir()
+    build_notebook(root / NOTEBOOK_NAME)
+    with running_lab(root, tmp_path, NOTEBOOK_NAME) as server:
+        yield server
 
 
 # ---- the browser ------------------------------------------------------------------------------------

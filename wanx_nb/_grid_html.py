@@ -1,0 +1,175 @@
+"""The compare grid as HTML: prompts down, models across, a thumbnail and a caption per cell.
+
+Cells are duck-typed (`comparison.CompareCell`: model, request, notes, phase, result, error), so this
+module needs nothing above the rendering layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._captions import params_caption
+from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_MUTED, S_RESULT, S_TABLE, S_TILE
+from ._html_style import escape as _e
+from ._html_style import yuan as _yuan
+from ._models import ImageResult
+from ._next_steps import next_step
+from ._registry import get_model
+from .rendering import (
+    _badge,
+    _error_fields,
+    _image_bytes,
+    _preview,
+    _seed_label,
+    _thumbnail_html,
+    _warn_list,
+    failure_tile_html,
+)
+
+__all__ = ["compare_cell_html", "compare_grid_html"]
+
+# A share of the table, not a fixed width: at 960 px it holds a prompt excerpt, at 400 px it leaves the
+# model columns room.
+_PROMPT_COLUMN = "15%"
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """At most `limit` characters; cut at a space when there is one near the end (not inside a word)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:，。；：") + "…"
+
+
+def _grid_thumb(image: ImageResult, prompt: str, px: int) -> str:
+    """A thumbnail that scales down with its column (max-width) and links to the stored PNG."""
+    data = _image_bytes(image)
+    if data is None:
+        return failure_tile_html(f"image {image.index + 1}", None, "no image bytes to preview", compact=True,
+                                 hint="download it again with `%wanx resume`")
+    try:
+        pv = _preview(data, px)
+    except ValueError as exc:
+        return failure_tile_html(f"image {image.index + 1}", None, str(exc), compact=True,
+                                 hint="open the saved file instead")
+    alt = prompt if len(prompt) <= 120 else prompt[:119] + "…"
+    return f'<div style="flex:0 1 {pv.width}px;min-width:0">{_thumbnail_html(pv, image, alt)}</div>'
+
+
+def compare_cell_html(cell: Any, *, dry_run: bool = False, preview_px: int = 200) -> str:
+    """One cell of the compare grid: its thumbnails, or its failure tile, or its phase while it runs.
+
+    `cell` has `model`, `request` (as sent), `notes`, `phase`, `result` and `error` (a
+    `comparison.CompareCell`). The caption names the seed and every parameter that differs from the
+    model's defaults, so a cell says how it was made without its column's header.
+    """
+    notes = "".join(f'<div class="wanx-cap" style="{S_CAP}">⚠ {_e(n)}</div>' for n in cell.notes)
+    params = params_caption(cell.request)
+    if cell.result is not None:
+        result = cell.result
+        px = preview_px if len(result.images) <= 1 else preview_px // 2
+        thumbs = []
+        for im in result.images:
+            if im.ok:
+                thumbs.append(_grid_thumb(im, cell.request.prompt, px))
+            else:
+                thumbs.append(failure_tile_html(f"image {im.index + 1} ({_seed_label(im.seed)}) failed", im.code,
+                                                im.message or "the service returned no image", compact=True))
+        if not result.images:
+            thumbs.append(failure_tile_html("no images", result.task.code,
+                                            result.task.message or f"task status {result.task.status.value}",
+                                            compact=True))
+        seeds = ", ".join(str(im.seed) for im in result.images)
+        cap = " · ".join(x for x in (f"seed {_e(seeds)}", params, _e(_yuan(result.cost_yuan))) if x)
+        rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
+        if rewritten and rewritten[0] != cell.request.prompt:
+            cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
+        return (
+            f'<div class="wanx-gallery" style="{S_GALLERY};gap:4px">{"".join(thumbs)}</div>'
+            f'<div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
+        )
+    if cell.error is not None:
+        f = _error_fields(cell.error)
+        code = f["code"] or f["error"]
+        return failure_tile_html(f"{cell.model} failed", code, f["message"], next_step(code), compact=True) + notes
+    phase = "planned (dry run)" if dry_run else f"{cell.phase}…"
+    cap = " · ".join(x for x in (f"seed {_e(cell.request.seed)}", params) if x)
+    return (
+        f'<div class="wanx-tile" style="{S_TILE};border-style:dashed;width:100%;min-height:{preview_px // 2}px">'
+        f'<div style="{S_MUTED}">{_e(phase)}</div></div><div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
+    )
+
+
+def compare_grid_html(
+    prompts: Sequence[str],
+    models: Sequence[str],
+    cells: Mapping[tuple[int, str], Any],
+    *,
+    n: int,
+    seed: int,
+    backends: Iterable[str] = (),
+    plan: str | None = None,
+    dry_run: bool = False,
+    done: bool = False,
+    cost_yuan: float = 0.0,
+    interrupted: str | None = None,
+    notes: Sequence[str] = (),
+    preview_px: int = 200,
+    title: str = "Model comparison",
+) -> str:
+    """A prompts x models grid as one HTML table that fits its output area.
+
+    The table has a fixed layout at 100% width (never wider than the previews need), so every model
+    column stays visible in a 960 px output area and the thumbnails scale down with their column.
+    `cells[(row, model)]` are `compare_cell_html` cells. The plan is shown for a dry run only: a run
+    states it once, before it starts (the live display's first line).
+    """
+    badges = "".join(_badge(b) for b in sorted(set(backends)))
+    p, m = len(prompts), len(models)
+    head = (
+        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(title)}</b> · {p} prompt{"s" if p != 1 else ""} x '
+        f'{m} model{"s" if m != 1 else ""} · n={_e(n)} · seed {_e(seed)}{badges}</div>'
+    )
+    if dry_run and plan:
+        head += f'<div class="wanx-note" style="margin:4px 0">dry run, nothing sent: {_e(plan)}</div>'
+    th = f"{S_CELL};overflow-wrap:break-word"
+    columns = []
+    for model in models:
+        try:
+            spec = get_model(model)
+            sub = f"¥{spec.price_yuan:.2f}/image · {spec.family}"
+        except KeyError:
+            sub = ""
+        columns.append(f'<th style="{th}">{_e(model)}<br><span style="font-weight:normal;{S_MUTED}">{_e(sub)}</span></th>')
+    body = []
+    for i, prompt in enumerate(prompts):
+        row_head = (
+            f'<th title="{_e(prompt)}" style="{th};font-weight:normal"><b>{i + 1}.</b> {_e(_excerpt(prompt, 36))}</th>'
+        )
+        row = "".join(
+            f'<td style="{S_CELL};overflow-wrap:break-word">'
+            f"{compare_cell_html(cells[(i, model)], dry_run=dry_run, preview_px=preview_px)}</td>"
+            for model in models
+        )
+        body.append(f"<tr>{row_head}{row}</tr>")
+    # 100% of the output area, but never wider than the previews at full size need (a two-column grid
+    # does not stretch; calc() is not on JupyterLab's whitelist, so the bound is in pixels).
+    natural = round(m * (preview_px + 20) / 0.85)
+    table = (
+        f'<table class="wanx-table wanx-compare" style="{S_TABLE};table-layout:fixed;width:100%;'
+        f'max-width:{natural}px">'
+        f'<tr><th style="{th};width:{_PROMPT_COLUMN}">prompt</th>{"".join(columns)}</tr>{"".join(body)}</table>'
+    )
+    foot = ""
+    if done and not dry_run:
+        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(cost_yuan))}</div>'
+    if interrupted:
+        foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(interrupted)}</div>'
+    if notes:
+        foot += _warn_list(notes)
+    return f'<div class="wanx-result" style="{S_RESULT}">{head}{table}{foot}</div>'
