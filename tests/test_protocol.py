@@ -118,7 +118,10 @@ def test_parse_task_failed_and_unknown_and_odd_status():
     assert failed.status is TaskStatus.FAILED
     assert (failed.code, failed.message) == ("InvalidParameter", "The size is not match")
     assert parse_task({"output": {"task_id": "t", "task_status": "UNKNOWN"}}).status is TaskStatus.UNKNOWN
-    assert parse_task({"output": {"task_id": "t", "task_status": "WEIRD"}}).status is TaskStatus.UNKNOWN
+    # A status this client does not know must not end the task (it may still run and be billed).
+    with pytest.raises(APIError) as odd:
+        parse_task({"output": {"task_id": "t", "task_status": "WEIRD"}})
+    assert (odd.value.code, odd.value.task_id) == ("UnrecognisedStatus", "t") and "resume" in str(odd.value)
     assert parse_task({"output": {"task_id": "t", "task_status": "PENDING"}}).status is TaskStatus.PENDING
 
 

@@ -143,7 +143,7 @@ class WanxMagics(Magics):
         """Run one request as a Run with a live status; return the result (or the error) as the value."""
         from ._exceptions import RunInterruptedError, RunTimeoutError, WanxError
         from ._progress import LiveStatus
-        from .rendering import Bundle, ErrorReport, error_mimebundle
+        from .rendering import Bundle, ErrorReport, interrupt_mimebundle
 
         session = self.session()
         status = LiveStatus(enabled=self._live_status_enabled())
@@ -158,7 +158,16 @@ class WanxMagics(Magics):
         except RunInterruptedError as exc:
             # The card says what was canceled and what resume will save; IPython prints the short
             # `_render_traceback_` line under it, not a traceback, and the cell still stops.
-            status.finish(Bundle(*error_mimebundle(exc)))
+            summary = exc.summary
+            card = interrupt_mimebundle(
+                canceled=summary.canceled, running=summary.unfinished, unsent=summary.phases.get("withdrawn", 0)
+            )
+            if status.enabled:
+                status.finish(Bundle(*card))
+            else:
+                from IPython.display import publish_display_data
+
+                publish_display_data(*card)
             raise
         except RunTimeoutError as exc:
             status.finish()
