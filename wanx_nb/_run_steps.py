@@ -1,0 +1,319 @@
+"""The steps of one request of a Run, from QUEUED to its outcome (the background loop's side).
+
+`RequestSteps` is the half of `Run` that talks to the client and the journal: every journal write after
+the create was sent goes through `_write`, which never lets a store failure stop the run; every request
+ends with exactly one outcome (`_set_outcome`), whatever happens (`_guarded`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    APIStatusError,
+    SubmitOutcomeUnknownError,
+    TaskCanceledError,
+    TaskFailedError,
+    TaskNotCreatedError,
+    TaskUnfinishedError,
+    TaskUnknownError,
+    WanxError,
+)
+from ._models import GenerationResult, Task, TaskStatus
+from ._request import GenerationRequest
+from ._run_events import Outcome, Phase, Progress
+from ._store import EntryState
+
+if TYPE_CHECKING:
+    from ._client import AsyncWanxClient
+    from ._store import Store
+
+__all__ = ["RequestSteps", "Slot", "utcnow"]
+
+# The wall time we wrote before sending brackets a create whose answer was lost, give or take clock skew.
+_SKEW = dt.timedelta(minutes=3)
+
+
+
+@dataclass
+class Slot:
+    """The run's view of one request."""
+
+    index: int
+    request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
+    notes: list[str]
+    entry_id: str
+    phase: Phase = Phase.QUEUED
+    sent: bool = False
+    task_id: str | None = None
+    started: float = 0.0
+    outcome: Outcome | None = None
+    billed: int = 0
+    saved: int = 0
+    withdrawing: bool = False
+    store_error: WanxError | None = None  # the first journal write that failed after sending
+    worker: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+
+
+class RequestSteps:
+    """The per-request work of a Run (mixed into `Run`, which owns these attributes)."""
+
+    _store: Store
+    _client: AsyncWanxClient | None
+    _service: str
+    _slots: list[Slot]
+    _clock: Callable[[], float]
+    _on_progress: Callable[[Progress], None] | None
+    _on_result: Callable[[int, Outcome], None] | None
+    _on_billed: Callable[[float], None] | None
+
+    async def _main(self, resume: bool) -> None:
+        for slot in self._slots:
+            slot.started = self._clock()
+            coro = self._resume_one(slot) if resume else self._drive(slot)
+            slot.worker = asyncio.ensure_future(self._guarded(slot, coro))
+        await asyncio.gather(*(s.worker for s in self._slots if s.worker is not None), return_exceptions=True)
+
+    async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
+        """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            self._cancelled(slot)
+            if not slot.withdrawing:
+                raise  # the run was stopped; a withdrawn request just ends
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen error must not lose the request
+            if slot.sent:
+                error = TaskUnfinishedError(slot.task_id, f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._set_outcome(slot, Phase.UNFINISHED, error)
+            else:
+                self._set_outcome(slot, Phase.FAILED, exc)
+
+    def _write(self, slot: Slot, method: str, *args: Any, **kwargs: Any) -> bool:
+        """A journal write after the create was sent. It must not stop the run: if the store fails
+        (a full disk, a store deleted under us) the request's outcome says so and names the recovery."""
+        try:
+            getattr(self._store, method)(slot.entry_id, *args, **kwargs)
+        except WanxError as exc:
+            slot.store_error = slot.store_error or exc
+            return False
+        return True
+
+    def _known_task_ids(self) -> set[str]:
+        try:
+            return self._store.known_task_ids(self._service)
+        except WanxError:
+            return set()  # reconcile then matches more loosely; it still never re-sends
+
+    async def _drive(self, slot: Slot) -> None:
+        """One request from QUEUED to its outcome."""
+        assert self._client is not None
+        self._emit(slot, Phase.QUEUED)
+
+        async def sending(sent: GenerationRequest) -> None:
+            self._store.mark_sending(slot.entry_id, sent, utcnow())
+            slot.sent = True
+            self._emit(slot, Phase.SENDING)
+
+        def submitted(task: Task, sent: GenerationRequest) -> None:
+            slot.task_id = task.task_id
+            self._write(slot, "attach_task", task.task_id, status=task.status.value, request_id=task.request_id)
+            self._emit(slot, Phase.PENDING)
+
+        try:
+            result = await self._client.generate(
+                slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
+                timeout=float("inf"),
+            )
+        except SubmitOutcomeUnknownError as exc:
+            await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - every error becomes this request's outcome
+            self._failed(slot, exc)
+            return
+        await self._save(slot, result)
+
+    async def _resume_one(self, slot: Slot) -> None:
+        """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
+        assert self._client is not None
+        entry = self._store.entry(slot.entry_id)
+        if entry.task_id is None:
+            request = entry.sent or entry.given
+            sent_at = _parse_utc(entry.sent_at) or _parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
+            # The wall time we wrote before sending brackets the create, give or take the clocks' skew.
+            window = (sent_at - _SKEW, sent_at + _SKEW)
+            await self._reconcile(slot, request, window, entry.code, entry.message or "the create's outcome is unknown")
+            return
+        await self._collect(slot, entry.sent or entry.given)
+
+    async def _collect(self, slot: Slot, sent: GenerationRequest) -> None:
+        assert self._client is not None and slot.task_id is not None
+        self._emit(slot, Phase.PENDING)
+        try:
+            result = await self._client.collect(
+                slot.task_id, sent, on_status=lambda t: self._polled(slot, t), timeout=float("inf")
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._failed(slot, exc)
+            return
+        await self._save(slot, result)
+
+    async def _reconcile(
+        self, slot: Slot, sent: GenerationRequest, window: tuple[dt.datetime, dt.datetime], code: str | None, why: str
+    ) -> None:
+        """A create that may have made a task: find it in the service's list, never re-send it."""
+        assert self._client is not None
+        self._write(slot, "mark_outcome_unknown", code, why)
+        try:
+            found = await self._client.reconcile(
+                sent, sent_after=window[0], sent_before=window[1], exclude=self._known_task_ids()
+            )
+        except WanxError as exc:
+            found = None
+            reason = f"the task list could not be read ({exc.code or type(exc).__name__})"
+        else:
+            reason = found.reason
+        if found is not None and found.decided and found.task is not None:
+            slot.task_id = found.task.task_id
+            self._write(
+                slot, "attach_task", found.task.task_id, status=found.task.status.value, request_id=found.task.request_id
+            )
+            await self._collect(slot, sent)
+            return
+        if found is not None and found.decided:
+            message = f"{why} The service's task list shows that no task was created ({reason}): nothing was billed."
+            self._write(slot, "mark_rejected", code, message)
+            self._set_outcome(slot, Phase.FAILED, TaskNotCreatedError(message))
+            return
+        error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
+        self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    def _polled(self, slot: Slot, task: Task) -> None:
+        self._write(slot, "update_status", task.status.value)
+        phase = {TaskStatus.PENDING: Phase.PENDING, TaskStatus.RUNNING: Phase.RUNNING}.get(task.status)
+        if phase is not None and phase is not slot.phase:
+            self._emit(slot, phase)
+
+    async def _save(self, slot: Slot, result: GenerationResult) -> None:
+        """Save every billed image, then finish the entry (or leave it COLLECTING for resume)."""
+        self._emit(slot, Phase.DOWNLOADING)
+        result.warnings[:0] = [n for n in slot.notes if n not in result.warnings]
+        slot.billed = result.billed_images
+        self._write(slot, "set_billed", slot.billed)
+        if self._on_billed is not None:
+            self._on_billed(result.cost_yuan)
+        for image in result.images:
+            if image.data is not None:
+                saved = await asyncio.to_thread(self._write, slot, "save_image", image, result.image_provenance(image))
+                if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
+                    image.download_error, image.download_code = str(slot.store_error), "StoreError"
+            elif image.code is not None and image.download_code is None:
+                self._write(slot, "record_image_failure", image.index, image.code, image.message)
+        slot.saved = sum(1 for im in result.images if im.path)
+        missing = [im for im in result.images if im.billed and not im.path]
+        if missing and all(im.gone for im in missing):
+            self._write(
+                slot, "finish", EntryState.GONE, status=result.task.status.value, code="ImageExpired",
+                message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.metadata(),
+            )
+        elif missing:
+            reasons = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
+            self._write(slot, "note_error", missing[0].download_code, reasons)
+            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            result.warnings.append(
+                f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
+                "`%wanx resume` downloads them while their URLs live (24 h), without paying again"
+            )
+            self._set_outcome(slot, Phase.UNFINISHED, result)
+            return
+        else:
+            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
+        self._set_outcome(slot, Phase.DONE, result)
+
+    def _failed(self, slot: Slot, exc: BaseException) -> None:
+        """An error from generate/collect: finish the entry only if the service had the last word."""
+        if isinstance(exc, TaskFailedError):
+            self._write(slot, "finish", EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
+            self._set_outcome(slot, Phase.FAILED, exc)
+        elif isinstance(exc, TaskCanceledError):
+            self._write(slot, "finish", EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
+            self._set_outcome(slot, Phase.CANCELED, exc)
+        elif isinstance(exc, TaskUnknownError):
+            self._write(slot, "finish", EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
+            self._set_outcome(slot, Phase.FAILED, exc)
+        elif slot.task_id is None and not slot.sent:
+            # Nothing reached the service (validation, upload, the store): the entry never was a request.
+            self._write(slot, "mark_rejected", getattr(exc, "code", None), str(exc))
+            self._set_outcome(slot, Phase.FAILED, exc)
+        elif slot.task_id is None and isinstance(exc, APIStatusError):
+            self._write(slot, "mark_rejected", exc.code, str(exc))  # the service refused the create
+            self._set_outcome(slot, Phase.FAILED, exc)
+        elif slot.task_id is None:
+            # Sent, no task id, not a refusal: treat as an unknown outcome (resume reconciles it).
+            self._write(slot, "mark_outcome_unknown", getattr(exc, "code", None), str(exc))
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, str(exc)))
+        else:
+            code = getattr(exc, "code", None)
+            self._write(slot, "note_error", code, str(exc))
+            unfinished = TaskUnfinishedError(slot.task_id, str(exc), code=code)
+            unfinished.__cause__ = exc
+            self._set_outcome(slot, Phase.UNFINISHED, unfinished)
+
+    def _cancelled(self, slot: Slot) -> None:
+        """The run was stopped (or this request withdrawn) while this request was in flight."""
+        if slot.outcome is not None:
+            return
+        if not slot.sent:
+            self._write(slot, "mark_withdrawn")
+            withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
+            self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
+        elif slot.task_id is None:
+            self._write(slot, "mark_outcome_unknown", "Interrupted", "stopped while the create was on the wire")
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
+        else:
+            self._write(slot, "note_error", "Interrupted", "the run stopped waiting for this task")
+            error = TaskUnfinishedError(slot.task_id, "the run stopped waiting for this task", code="Interrupted")
+            self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    def _set_outcome(self, slot: Slot, phase: Phase, outcome: Outcome) -> None:
+        if slot.outcome is not None:
+            return  # settled already (a cancel the service accepted): one outcome per request
+        if slot.store_error is not None and phase is not Phase.UNFINISHED:
+            # The journal missed part of this request's story: keep it open for resume, and say why.
+            detail = f"the store could not record it ({slot.store_error})"
+            if isinstance(outcome, GenerationResult):
+                outcome.warnings.append(f"{detail}; free the store, then `%wanx resume` saves what is missing")
+            else:
+                error = TaskUnfinishedError(slot.task_id, detail)
+                error.__cause__ = outcome if isinstance(outcome, BaseException) else None
+                outcome, phase = error, Phase.UNFINISHED
+        slot.outcome = outcome
+        self._emit(slot, phase)
+        if self._on_result is not None:
+            self._on_result(slot.index, outcome)
+
+    def _emit(self, slot: Slot, phase: Phase, *, elapsed: float | None = None) -> None:
+        slot.phase = phase
+        if self._on_progress is not None:
+            spent = self._clock() - slot.started if elapsed is None else elapsed
+            self._on_progress(Progress(slot.index, slot.request.model, phase, slot.task_id, spent))
+
+
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _parse_utc(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
