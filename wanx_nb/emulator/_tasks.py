@@ -55,6 +55,9 @@ class Task:
     failed_items: frozenset[int] = frozenset()  # 0-based indices of images that failed
     item_failure: tuple[str, str] = ("InternalError.Timeout", errors.TIMEOUT_ITEM_MESSAGE)  # their (code, message)
     lost: bool = False  # the service lost the task (Fault.outcome("UNKNOWN")): queries say UNKNOWN
+    protocol: str = "T2I"  # the endpoint it came to: a `Protocol` name (T2I, IMG, MMG)
+    size_label: str = ""  # the size the usage reports ("2048*2048" for a "2K" tier)
+    thinking_mode: bool = False
     corrupt: bool = False
     start_time: float | None = None
     cancel_time: float | None = None

@@ -76,8 +76,12 @@ async def query_task(request: Request, backend: Backend) -> Response:
     return json_response(body, media_type=JSON_UTF8)
 
 
-def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], dict[str, int] | None]:
+def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], Any]:
     """The `output` (and `usage`) of a task as GET /tasks/{id} shows it at `now` (§3.2, §3.3)."""
+    if task.protocol == "IMG":
+        from ._messages import task_status_output  # the messages shapes; _messages imports this module's peers
+
+        return task_status_output(backend, task, now, origin)
     status = task.status_at(now)
     out: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.submit_time)}
     if status == "PENDING":
