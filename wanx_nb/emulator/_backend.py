@@ -16,14 +16,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from .._registry import ModelSpec, Protocol, catalog_model, submit_limits
+from .._registry import Protocol, catalog_model, submit_limits
 from . import _errors as errors
 from ._clock import FakeClock
 from ._faults import Fault, check_fault_route
 from ._oss import ObjectStore, Policy, Upload
 from ._rewrite import extend_prompt
 from ._routes import ROUTES, LoggedRequest
-from ._rules import MAX_SEED, Generation, parse_generation, parse_messages
+from ._rules import MAX_SEED, Generation, parse_generation, parse_messages, served_model
 from ._settings import EmulatorSettings
 from ._tasks import RateWindows, Task, apply_outcome, schedule
 
@@ -181,13 +181,19 @@ class Backend:
         model_name = body.get("model")
         if model_name is None or model_name == "":
             raise errors.bad_request_empty_model()
-        spec = self._served_model(model_name, protocol)
+        spec = served_model(model_name, protocol, self.settings.region)
         with self._lock:
             now = self.clock()
             self._prune(now)
             # The limiter counts only tasks it lets through (committed below); a rejected or invalid
             # request does not use up the account's rate.
-            windows = self._submit_windows(account, spec, now)
+            windows = self._windows.submit_windows(
+                ("create", account, spec.name),
+                submit_limits(spec, self.settings.region),
+                now,
+                self.settings.rate_window,
+                error=errors.throttling_rate_quota(self.settings.retry_after) if self.settings.rate_limits else None,
+            )
             gen = (
                 parse_messages(spec, model_name, body)
                 if protocol.uses_messages
@@ -218,41 +224,6 @@ class Backend:
             group.append(task)
             schedule(group, spec.concurrency, floor=now, pending_seconds=self.settings.pending_seconds)
             return task
-
-    def _served_model(self, model_name: Any, protocol: Protocol) -> ModelSpec:
-        """The model a create names, if this endpoint in this region serves it; else the service's error."""
-        try:
-            spec = catalog_model(model_name) if isinstance(model_name, str) else None
-        except KeyError:
-            spec = None
-        if spec is None or self.settings.region not in spec.regions:
-            raise errors.invalid_parameter("Model not exist.")
-        if protocol is Protocol.IMG and not spec.accepts(protocol) and spec.accepts(Protocol.MMG):
-            # 2026 §11.3: a sync-only model on the async endpoint (third-party recordings).
-            raise errors.access_denied("current user api does not support asynchronous calls")
-        if not spec.accepts(protocol):
-            # Undocumented (2026 §6): e.g. wan2.6-t2i on the legacy endpoint, wanx2.1 on the messages
-            # ones. The gateway resolves models per endpoint, so "Model not exist." is the likely answer.
-            raise errors.invalid_parameter("Model not exist.")
-        return spec
-
-    def _submit_windows(self, account: str, spec: ModelSpec, now: float) -> list[deque[float]]:
-        """The submit windows a create counts in, or 429 Throttling.RateQuota when one is full."""
-        limits = submit_limits(spec, self.settings.region)
-        counted = [
-            (("create", account, spec.name), limits.per_second, self.settings.rate_window),
-            # Per-minute caps (qwen-image-max: 2) count over 60 window lengths: 60 s by default.
-            (("create-minute", account, spec.name), limits.per_minute, 60 * self.settings.rate_window),
-        ]
-        windows = []
-        for key, limit, length in counted:
-            if limit is None:
-                continue
-            window = self._windows.window(key, now, length)
-            if self.settings.rate_limits and len(window) >= limit:
-                raise errors.throttling_rate_quota(self.settings.retry_after)
-            windows.append(window)
-        return windows
 
     def _new_task(self, account: str, gen: Generation, ref: bytes | str | None, now: float) -> Task:
         spec, settings = gen.spec, self.settings

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._registry import V1_STYLES, ModelSpec
+from .._registry import V1_STYLES, ModelSpec, Protocol, catalog_model
 from .._registry import check_size as check_registry_size
 from . import _errors as errors
 
@@ -22,6 +22,7 @@ __all__ = [
     "check_size",
     "parse_generation",
     "parse_messages",
+    "served_model",
 ]
 
 MAX_SEED = 2_147_483_647
@@ -261,3 +262,21 @@ def parse_messages(spec: ModelSpec, model_name: str, body: dict[str, Any]) -> Ge
         thinking_mode=_flag(spec, params, "thinking_mode"),
         prompt_extend_mode=mode,
     )
+
+
+def served_model(model_name: Any, protocol: Protocol, region: str) -> ModelSpec:
+    """The model a create names, if this endpoint in this region serves it; else the service's error."""
+    try:
+        spec = catalog_model(model_name) if isinstance(model_name, str) else None
+    except KeyError:
+        spec = None
+    if spec is None or region not in spec.regions:
+        raise errors.invalid_parameter("Model not exist.")
+    if protocol is Protocol.IMG and not spec.accepts(protocol) and spec.accepts(Protocol.MMG):
+        # 2026 §11.3: a sync-only model on the async endpoint (third-party recordings).
+        raise errors.access_denied("current user api does not support asynchronous calls")
+    if not spec.accepts(protocol):
+        # Undocumented (2026 §6): e.g. wan2.6-t2i on the legacy endpoint, wanx2.1 on the messages
+        # ones. The gateway resolves models per endpoint, so "Model not exist." is the likely answer.
+        raise errors.invalid_parameter("Model not exist.")
+    return spec
