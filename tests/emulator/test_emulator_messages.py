@@ -4,6 +4,7 @@ polled at /tasks/{id}, their answer shapes per family, errors and limits (2026 s
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import httpx
@@ -51,6 +52,9 @@ async def test_qwen_image_max_sync_answer_is_shaped_like_the_recording(client, e
     assert answer["output"]["task_metric"] == {"FAILED": 0, "SUCCEEDED": 1, "TOTAL": 1}
     assert answer["usage"] == {"height": 928, "image_count": 1, "width": 1664}
     assert (await image_of(emulator, item["image"])).size == (1664, 928)
+    meta = json.loads(response.headers["x-dashscope-inner-flow-control-meta"])  # as recorded (A1)
+    assert meta["model"] == "qwen-image-max" and meta["user_spec"]["count_limit"] == 2
+    assert meta["user_spec"]["count_limit_period"] == 60
 
 
 async def test_wan26_sync_answer(client):
@@ -269,6 +273,9 @@ async def test_regions_serve_their_models_and_limits():
     async with emulator.client() as http:
         statuses = [(await http.post(IMG, json=body("wan2.6-t2i", n=1), headers=ASYNC)).status_code for _ in range(6)]
         assert statuses == [200] * 5 + [429]  # 5 per second outside Beijing
+        listed = (await http.get("/tasks")).json()
+        assert listed["total"] == 5 and {item["region"] for item in listed["data"]} == {"ap-southeast-1"}
+        assert (await http.get("/tasks", params={"region": "cn-beijing"})).json()["total"] == 0
         assert_error(await http.post(MMG, json=body("qwen-image-3.0")), 400, "InvalidParameter", "Model not exist")
     virginia = Emulator(EmulatorSettings(clock="fake", region="virginia"))
     async with virginia.client() as http:

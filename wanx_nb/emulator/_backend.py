@@ -29,6 +29,13 @@ from ._tasks import RateWindows, Task, apply_outcome, schedule
 
 __all__ = ["Backend"]
 
+_REGION_IDS = {
+    "beijing": "cn-beijing",
+    "singapore": "ap-southeast-1",
+    "virginia": "us-east-1",
+    "frankfurt": "eu-central-1",
+}
+
 
 class Backend:
     """All emulator state. Thread-safe: the served app and the test thread may use it at once."""
@@ -126,6 +133,11 @@ class Backend:
             self.request_log.append(LoggedRequest(method, path, masked, body))
 
     # Accounts and limits --------------------------------------------------------------------------
+
+    @property
+    def region_id(self) -> str:
+        """The DashScope id of the region this host plays ("cn-beijing", ...), as task listings show it."""
+        return _REGION_IDS[self.settings.region]
 
     def authenticate(self, authorization: str | None) -> str:
         """The account (the API key) behind an Authorization header, or 401 InvalidApiKey."""
@@ -331,7 +343,7 @@ class Backend:
             now = self.clock()
             if api_key_id is not None and api_key_id != self.account_info(account)["api_key_id"]:
                 return [], now
-            if region is not None and region != "cn-beijing":
+            if region is not None and region != self.region_id:
                 return [], now
             if model_name is not None:
                 # A Beijing name and its international alias name the same model.

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._registry import Protocol
+from .._registry import Protocol, catalog_model
 from . import _errors as errors
 from ._backend import Backend
 from ._clock import FakeClock, format_time
@@ -63,9 +63,12 @@ async def generate(request: Request, backend: Backend) -> Response:
             400 if code.startswith(("DataInspection", "InvalidParameter")) else 500, code, message
         )
     output, usage = messages_output(backend, task, origin_of(request), sync=True)
-    return json_response(
-        {"output": output, "usage": usage, "request_id": task.request_id}, headers={"X-Request-ID": task.request_id}
-    )
+    headers = {"X-Request-ID": task.request_id}
+    per_minute = catalog_model(task.model).submits_per_minute
+    if per_minute is not None:  # the recorded answer names the per-minute cap (2026 §3.4, A1)
+        meta = {"model": task.model, "user_spec": {"count_limit": per_minute, "count_limit_period": 60}}
+        headers["x-dashscope-inner-flow-control-meta"] = json.dumps(meta, separators=(",", ":"))
+    return json_response({"output": output, "usage": usage, "request_id": task.request_id}, headers=headers)
 
 
 async def create_image_task(request: Request, backend: Backend) -> Response:
