@@ -226,7 +226,7 @@ def parse_messages(spec: ModelSpec, model_name: str, body: dict[str, Any]) -> Ge
     if not isinstance(params, dict):
         raise errors.invalid_parameter("parameters must be a JSON object.")
     # negative_prompt lives in parameters on this protocol (2026 §3.2); input.negative_prompt is accepted too.
-    negative = params.get("negative_prompt", inputs.get("negative_prompt"))
+    negative = params.get("negative_prompt", inputs.get("negative_prompt") if isinstance(inputs, dict) else None)
     if negative is not None and not isinstance(negative, str):
         raise errors.invalid_parameter(
             f"The parameter negative_prompt must be a string, got {type(negative).__name__}."
