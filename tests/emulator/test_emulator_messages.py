@@ -323,3 +323,10 @@ def test_a_sync_call_over_real_http_answers_once_the_image_is_made():
         (task,) = live.emulator.tasks.values()
     assert response.status_code == 200 and task.duration > 0
     assert task.end_time is not None and task.end_time <= answered  # the real clock: it blocked until done
+
+
+async def test_old_sync_calls_are_forgotten_like_old_tasks(client, emulator):
+    assert (await client.post(MMG, json=body("qwen-image-2.0", size="1024*1024"))).status_code == 200
+    emulator.advance(49 * 3600)  # past the task's 24 h and its URLs' 24 h
+    assert (await client.post(MMG, json=body("qwen-image-2.0", size="1024*1024"))).status_code == 200
+    assert len(emulator.tasks) == 1

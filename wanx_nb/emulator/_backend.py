@@ -380,10 +380,10 @@ class Backend:
         ]
         for task in dead:
             del self.tasks[task.task_id]
-            self._groups[(task.account, task.model)].remove(task)
+            group = self._groups.get((task.account, task.model), [])
+            if task in group:  # sync calls never join a queue
+                group.remove(task)
         self.oss.prune(now)
-
-    # Result images --------------------------------------------------------------------------------
 
     # Result images and uploads --------------------------------------------------------------------
 
