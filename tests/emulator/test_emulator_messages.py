@@ -200,6 +200,7 @@ async def test_qwen_plus_on_the_legacy_task_api(client, emulator):
     (result,) = done["output"]["results"]
     assert {"orig_prompt", "actual_prompt", "url"} == set(result) and done["usage"] == {"image_count": 1}
     assert (await image_of(emulator, result["url"])).size == (1664, 928)
+    assert emulator.tasks[task_id].negative_prompt == " "  # read from parameters (2026 §13.6)
 
 
 # ---- body rules (2026 §3.2, §3.3, §6) -----------------------------------------------------------------------

@@ -83,14 +83,18 @@ def parse_generation(spec: ModelSpec, model_name: str, body: dict[str, Any]) -> 
         raise errors.bad_request_empty_input()
     if not isinstance(prompt, str):
         raise errors.invalid_parameter(f"input.prompt must be a string, got {type(prompt).__name__}.")
-    negative = inputs.get("negative_prompt")
-    if negative is not None and not isinstance(negative, str):
-        raise errors.invalid_parameter(f"input.negative_prompt must be a string, got {type(negative).__name__}.")
     params = body.get("parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise errors.invalid_parameter("parameters must be a JSON object.")
+    negative = inputs.get("negative_prompt")
+    if negative is None and spec.family == "qwen-image":
+        # Disagreement (2026 §13.6): the qwen table says input.negative_prompt, its curl sends it in
+        # parameters. Both are accepted.
+        negative = params.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise errors.invalid_parameter(f"input.negative_prompt must be a string, got {type(negative).__name__}.")
 
     n, seed = _check_n_and_seed(spec, params)
     size = _param(params, "size", spec.default_size)
