@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 from ._catalog_2026 import CATALOG_2026
 from ._modelspec import V2_PARAMS, ModelSpec, Protocol
@@ -66,7 +67,7 @@ _V1_PARAMS = frozenset(
     {"prompt", "negative_prompt", "size", "n", "seed", "style", "ref_img", "ref_strength", "ref_mode"}
 )
 
-_V2_DEFAULTS = dict(
+_V2_DEFAULTS: dict[str, Any] = dict(
     family="V2",
     submit_rps=2,
     concurrency=2,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
-from .conftest import task_id_of
+from .conftest import ASYNC, CREATE, task_id_of
 from .test_emulator_create import assert_error
 
 
@@ -190,3 +190,29 @@ def test_the_bomb_is_a_well_formed_png():
     with Image.open(io.BytesIO(decompression_bomb_png(3001, 2002))) as small:  # same builder, decodable size
         small.load()
         assert small.size == (3001, 2002) and small.mode == "1" and small.getextrema() == (0, 0)
+
+
+async def test_a_cancel_that_happened_but_answered_500():
+    slow = Emulator(EmulatorSettings(clock="fake", pending_seconds=60))
+    async with slow.client() as http:
+        created = await http.post(CREATE, json={"model": "wanx-v1", "input": {"prompt": "x"}}, headers=ASYNC)
+        task_id = task_id_of(created)
+        slow.script("cancel", Fault.status(500, after=True))
+        assert_error(await http.post(f"/tasks/{task_id}/cancel"), 500, "InternalError")
+        assert (await http.get(f"/tasks/{task_id}")).json()["output"]["task_status"] == "CANCELED"
+
+
+async def test_list_answers_html_after_reading_the_tasks(client, emulator, submit):
+    task_id_of(await submit(n=1))
+    emulator.script("list", Fault.body(status=502))
+    response = await client.get("/tasks")
+    assert response.status_code == 502 and response.text.startswith("<!DOCTYPE html>")
+    assert (await client.get("/tasks")).json()["total"] == 1
+
+
+async def test_the_sync_call_dropped_after_the_image_was_made(client, emulator):
+    emulator.script("generate", Fault.drop_after())
+    payload = {"model": "qwen-image-max", "input": {"messages": [{"role": "user", "content": [{"text": "x"}]}]}}
+    with pytest.raises(httpx.ReadTimeout):
+        await client.post("/services/aigc/multimodal-generation/generation", json=payload)
+    assert len(emulator.tasks) == 1  # made and billed, and a sync call has no task id to look up

@@ -194,6 +194,8 @@ MODULES = [
     "._rules",
     "._tasks",
     "._views",
+    "._messages",
+    "._caption",
     ".app",
     "._transport",
     "._emulator",

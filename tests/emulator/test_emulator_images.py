@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image, ImageChops
 
 from wanx_nb._registry import V1_STYLES
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings
+from wanx_nb.emulator._caption import CJK_FONT_ENV, cjk_font_path, draw_caption, font_draws_cjk
 from wanx_nb.emulator._images import render_png
 
 from .conftest import task_id_of
@@ -101,10 +103,40 @@ def test_seed_prompt_and_negative_prompt_change_the_image():
     assert not differs(base, render())
 
 
-def test_chinese_prompts_are_drawn_as_distinct_pseudo_glyphs():
-    band = (0, 0, 512, 30)
-    a, b = render(prompt="一只猫"), render(prompt="一只狗")
-    assert differs(a.crop(band), b.crop(band))
+def _captioned(prompt: str) -> Image.Image:
+    image = Image.new("RGB", (512, 300), (90, 110, 130))
+    draw_caption(image, prompt, "wanx-v1", 7)
+    return image
+
+
+def test_without_a_cjk_font_chinese_prompts_get_a_neutral_label_not_pseudo_glyphs(monkeypatch):
+    monkeypatch.setenv(CJK_FONT_ENV, "none")
+    assert cjk_font_path() is None
+    # Two Chinese prompts give the same band: nothing prompt-shaped is drawn, only model, seed and size.
+    assert not differs(_captioned("一只猫"), _captioned("一只狗"))
+    assert differs(_captioned("一只猫"), Image.new("RGB", (512, 300), (90, 110, 130)))  # the label is there
+    assert differs(_captioned("a cat"), _captioned("a dog"))  # Latin prompts are still drawn
+
+
+def test_a_font_without_cjk_glyphs_does_not_count(monkeypatch, tmp_path):
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # what fc-match :lang=zh answers without CJK fonts
+    if not Path(dejavu).is_file():
+        pytest.skip("DejaVu Sans is not installed")
+    assert not font_draws_cjk(dejavu) and not font_draws_cjk(str(tmp_path / "missing.ttf"))
+    monkeypatch.setenv(CJK_FONT_ENV, dejavu)
+    assert cjk_font_path() != dejavu  # named, but passed over for a font that draws Chinese (or none)
+
+
+def test_with_a_cjk_font_chinese_prompts_are_drawn(monkeypatch):
+    monkeypatch.delenv(CJK_FONT_ENV, raising=False)
+    path = cjk_font_path()
+    if path is None:
+        pytest.skip("no CJK font on this machine (Debian: fonts-wqy-microhei or fonts-noto-cjk)")
+    assert font_draws_cjk(path)
+    drawn = _captioned("一只猫")
+    assert differs(drawn, _captioned("一只狗"))
+    monkeypatch.setenv(CJK_FONT_ENV, "none")
+    assert differs(drawn, _captioned("一只猫"))  # drawn with the font, not the neutral label
 
 
 def test_watermark_marks_only_the_bottom_right_corner():

@@ -167,3 +167,20 @@ def test_guide_curl_examples_work_verbatim(server, body):
         image = Image.open(io.BytesIO(http.get(output["results"][0]["url"]).content))
     w, h = (int(x) for x in body.get("parameters", {}).get("size", "1024*1024").split("*"))
     assert image.size == (w, h)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--port", "99999"], "a TCP port is a whole number from 1 to 65535, not '99999'"),
+        (["--time-scale", "-1"], "the time scale is a number >= 0"),
+        (["--time-scale", "nan"], "the time scale is a number >= 0"),
+        (["--region", "mars"], "invalid choice: 'mars'"),
+    ],
+)
+def test_the_module_entry_point_refuses_bad_arguments_without_a_traceback(argv, says, capsys):
+    from wanx_nb.emulator.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and says in capsys.readouterr().err

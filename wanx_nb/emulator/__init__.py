@@ -12,7 +12,8 @@ Layout (moto's split, one job per module):
   state, scheduling, rate windows), `_oss` (uploads and URL signing), `_rewrite` (prompt rewriting),
   `_images` (placeholder PNGs), `_clock` (service times, the fake clock);
 - `_faults` scripted faults as data, `_fault_responses` what they do to an answer;
-- `app` the Starlette app and `_views` its handlers; `_transport` the in-process httpx transport;
+- `app` the Starlette app, `_views` the legacy task API's handlers, `_messages` the sync
+  multimodal-generation and async image-generation endpoints; `_transport` the in-process httpx transport;
   `_emulator` the `Emulator` facade; `server` loopback HTTP (uvicorn).
 
 Names load lazily: `import wanx_nb.emulator` imports nothing heavy, and a keyless client (which

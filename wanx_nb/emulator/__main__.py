@@ -1,10 +1,11 @@
-"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05]`: serve on 127.0.0.1."""
+"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05] [--region beijing]`: serve on 127.0.0.1."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
-from ._settings import EmulatorSettings
+from ._settings import REGIONS, EmulatorSettings
 from .server import serve
 
 __all__: list[str] = []
@@ -14,12 +15,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m wanx_nb.emulator", description="Serve the DashScope text-to-image emulator on 127.0.0.1."
     )
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-scale", type=float, default=0.05, help="factor on each model's typical task duration")
+    parser.add_argument(
+        "--time-scale", type=_scale, default=0.05, help="factor >= 0 on each model's typical task duration"
+    )
+    parser.add_argument(
+        "--region", choices=REGIONS, default="beijing", help="the region to play: which models exist, their limits"
+    )
     args = parser.parse_args(argv)
     print(f"DashScope emulator: set DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:{args.port}/api/v1")
-    serve(port=args.port, settings=EmulatorSettings(seed=args.seed, time_scale=args.time_scale))
+    serve(port=args.port, settings=EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is a whole number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"the time scale is a number >= 0 (0.05: 20x faster than real), not {text!r}")
+    return value
 
 
 if __name__ == "__main__":

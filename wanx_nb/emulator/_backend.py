@@ -16,18 +16,25 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from .._registry import get_model
+from .._registry import Protocol, catalog_model, submit_limits
 from . import _errors as errors
 from ._clock import FakeClock
 from ._faults import Fault, check_fault_route
 from ._oss import ObjectStore, Policy, Upload
 from ._rewrite import extend_prompt
 from ._routes import ROUTES, LoggedRequest
-from ._rules import MAX_SEED, Generation, parse_generation
+from ._rules import MAX_SEED, Generation, parse_generation, parse_messages, served_model
 from ._settings import EmulatorSettings
 from ._tasks import RateWindows, Task, apply_outcome, schedule
 
 __all__ = ["Backend"]
+
+_REGION_IDS = {
+    "beijing": "cn-beijing",
+    "singapore": "ap-southeast-1",
+    "virginia": "us-east-1",
+    "frankfurt": "eu-central-1",
+}
 
 
 class Backend:
@@ -52,7 +59,13 @@ class Backend:
             seed = self.settings.seed
             self._rngs = {
                 name: random.Random(f"{seed}:{name}")
-                for name in ("seed", "partial", "corrupt", *(f"error:{r}" for r in ROUTES), *(f"drop:{r}" for r in ROUTES))
+                for name in (
+                    "seed",
+                    "partial",
+                    "corrupt",
+                    *(f"error:{r}" for r in ROUTES),
+                    *(f"drop:{r}" for r in ROUTES),
+                )
             }
             self.request_log: list[LoggedRequest] = []
             if isinstance(self.clock, FakeClock):
@@ -121,6 +134,11 @@ class Backend:
 
     # Accounts and limits --------------------------------------------------------------------------
 
+    @property
+    def region_id(self) -> str:
+        """The DashScope id of the region this host plays ("cn-beijing", ...), as task listings show it."""
+        return _REGION_IDS[self.settings.region]
+
     def authenticate(self, authorization: str | None) -> str:
         """The account (the API key) behind an Authorization header, or 401 InvalidApiKey."""
         scheme, _, key = (authorization or "").strip().partition(" ")
@@ -156,42 +174,65 @@ class Backend:
 
     # Tasks ----------------------------------------------------------------------------------------
 
-    def create_task(self, account: str, body: Any, *, oss_resolve: bool, outcome: Fault | None = None) -> Task:
-        """Validate a create body and queue the task, or raise the error the service would answer."""
+    def create_task(
+        self,
+        account: str,
+        body: Any,
+        *,
+        oss_resolve: bool,
+        outcome: Fault | None = None,
+        protocol: Protocol = Protocol.T2I,
+    ) -> Task:
+        """Validate a create body and queue the task, or raise the error the service would answer.
+
+        `protocol` is the endpoint the body came to. A sync (MMG) task runs at once, outside the
+        model's queue (sync calls have no documented concurrency cap, 2026 §9).
+        """
         if not isinstance(body, dict):
             raise errors.invalid_parameter("The request body must be a JSON object with model, input and parameters.")
         model_name = body.get("model")
         if model_name is None or model_name == "":
             raise errors.bad_request_empty_model()
-        try:
-            spec = get_model(model_name) if isinstance(model_name, str) else None
-        except KeyError:
-            spec = None
-        if spec is None:
-            raise errors.invalid_parameter("Model not exist.")
+        spec = served_model(model_name, protocol, self.settings.region)
         with self._lock:
             now = self.clock()
             self._prune(now)
-            # The limiter counts only tasks it lets through (recorded below); a rejected or invalid
+            # The limiter counts only tasks it lets through (committed below); a rejected or invalid
             # request does not use up the account's rate.
-            window = self._windows.window(("create", account, spec.name), now, self.settings.rate_window)
-            if self.settings.rate_limits and len(window) >= spec.submit_rps:
-                raise errors.throttling_rate_quota(self.settings.retry_after)
-            gen = parse_generation(spec, model_name, body)
+            windows = self._windows.submit_windows(
+                ("create", account, spec.name),
+                submit_limits(spec, self.settings.region),
+                now,
+                self.settings.rate_window,
+                error=errors.throttling_rate_quota(self.settings.retry_after) if self.settings.rate_limits else None,
+            )
+            gen = (
+                parse_messages(spec, model_name, body)
+                if protocol.uses_messages
+                else parse_generation(spec, model_name, body)
+            )
             ref = self.oss.resolve_reference(account, spec, gen.ref_url, oss_resolve, now)
             inspected = " ".join(filter(None, (gen.prompt, gen.negative_prompt)))
             if self.settings.inspection_word and self.settings.inspection_word in inspected:
                 raise errors.data_inspection_failed()
             group = self._groups.setdefault((account, spec.name), [])
-            if self.settings.reject_over_concurrency:
+            if self.settings.reject_over_concurrency and protocol.is_async:
                 active = sum(1 for t in group if t.status_at(now) in ("PENDING", "RUNNING"))
                 if active >= spec.concurrency:
                     raise errors.throttling_allocation_quota(self.settings.retry_after)
             task = self._new_task(account, gen, ref, now)
+            task.protocol = protocol.name
             if outcome is not None:
                 apply_outcome(task, outcome)
-            window.append(now)
+            for window in windows:
+                window.append(now)
             self.tasks[task.task_id] = task
+            if not protocol.is_async:
+                if not isinstance(self.clock, FakeClock) or task.duration == 0:
+                    task.start_time = now
+                else:  # a fake clock cannot pass while the call blocks: the call answers at once
+                    task.start_time, task.duration = now, 0.0
+                return task
             group.append(task)
             schedule(group, spec.concurrency, floor=now, pending_seconds=self.settings.pending_seconds)
             return task
@@ -249,6 +290,8 @@ class Backend:
             watermark=gen.watermark,
             prompt_extend=gen.prompt_extend,
             actual_prompt=extend_prompt(effective) if gen.prompt_extend else None,
+            size_label=gen.size_label or f"{gen.width}*{gen.height}",
+            thinking_mode=gen.thinking_mode,
             submit_time=now,
             duration=duration,
             failure=failure,
@@ -263,7 +306,7 @@ class Backend:
             task = self.tasks.get(task_id)
             if task is None or task.account != account or now - task.submit_time >= self.settings.task_ttl:
                 return None
-            if task.lost:
+            if task.lost or task.protocol == "MMG":  # lost, or a sync call: there is no task to query
                 return None
             return task, now
 
@@ -276,7 +319,7 @@ class Backend:
             task, now = found
             task.cancel_time = now
             task.start_time = None
-            spec = get_model(task.model)
+            spec = catalog_model(task.model)
             schedule(
                 self._groups[(account, task.model)],
                 spec.concurrency,
@@ -300,17 +343,19 @@ class Backend:
             now = self.clock()
             if api_key_id is not None and api_key_id != self.account_info(account)["api_key_id"]:
                 return [], now
-            if region is not None and region != "cn-beijing":
+            if region is not None and region != self.region_id:
                 return [], now
             if model_name is not None:
                 # A Beijing name and its international alias name the same model.
                 try:
-                    model_name = get_model(model_name).name
+                    model_name = catalog_model(model_name).name
                 except KeyError:
                     return [], now
             found = []
             for task in self.tasks.values():
-                if task.account != account or task.lost or now - task.submit_time >= self.settings.task_ttl:
+                if task.account != account or task.lost or task.protocol == "MMG":
+                    continue
+                if now - task.submit_time >= self.settings.task_ttl:
                     continue
                 if start is not None and task.submit_time < start:
                     continue
@@ -335,10 +380,10 @@ class Backend:
         ]
         for task in dead:
             del self.tasks[task.task_id]
-            self._groups[(task.account, task.model)].remove(task)
+            group = self._groups.get((task.account, task.model), [])
+            if task in group:  # sync calls never join a queue
+                group.remove(task)
         self.oss.prune(now)
-
-    # Result images --------------------------------------------------------------------------------
 
     # Result images and uploads --------------------------------------------------------------------
 
@@ -365,7 +410,7 @@ class Backend:
         if not model:
             raise errors.invalid_parameter("Required parameter model missing from request.")
         try:
-            spec = get_model(model)
+            spec = catalog_model(model)
         except KeyError:
             raise errors.invalid_parameter("Model not exist.") from None
         with self._lock:
@@ -375,7 +420,9 @@ class Backend:
                 self.clock(),
                 errors.throttling_rate_quota(self.settings.retry_after),
             )
-            return self.oss.issue_policy(account, self.account_info(account)["account_hash"], spec, self.new_id("upload"))
+            return self.oss.issue_policy(
+                account, self.account_info(account)["account_hash"], spec, self.new_id("upload")
+            )
 
     def store_upload(self, fields: Mapping[str, str], data: bytes | None, content_type: str | None) -> Upload:
         """Accept an OSS PostObject form checked against a policy we issued."""

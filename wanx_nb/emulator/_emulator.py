@@ -69,8 +69,9 @@ class Emulator:
         return self.backend.clock.advance(seconds)
 
     def script(self, route: str, *faults: Fault) -> None:
-        """Queue `faults` for the next requests on `route` ("create", "query", "cancel", "list",
-        "policy", "upload", "image"), one per request, in order. Every kind, with an example, is in
+        """Queue `faults` for the next requests on `route` ("create": either async create,
+        "generate": the sync call, "query", "cancel", "list", "policy", "upload", "image"), one per
+        request, in order. Every kind, with an example, is in
         the `Fault` docstring; a fault that cannot act on `route` is refused with a ValueError."""
         self.backend.script(route, faults)
 

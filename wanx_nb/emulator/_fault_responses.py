@@ -52,7 +52,7 @@ def fault_after(fault: Fault, route: str, response: Response) -> Response:
     if fault.kind == "bomb":
         return _replace_body(response, decompression_bomb_png(fault.width, fault.height), media_type="image/png")
     if fault.kind == "task_status" and response.status_code == 200:
-        body = json.loads(response.body)
+        body = json.loads(bytes(response.body))
         if fault.value == "UNKNOWN":  # what the service says of a task it no longer knows (§3.2)
             body["output"] = {"task_id": body["output"].get("task_id"), "task_status": "UNKNOWN"}
             body.pop("usage", None)

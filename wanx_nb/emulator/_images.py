@@ -1,9 +1,8 @@
 """Deterministic placeholder PNGs: a pure function of the generation parameters.
 
 Each model has its own palette and composition and each V1 style its own treatment, so a comparison
-grid shows visible differences. A caption band names the prompt, model and seed. Only Pillow's bundled
-font is used, and characters it lacks (CJK) become pseudo-glyphs derived from the code point, so the
-bytes do not depend on the machine's fonts.
+grid shows visible differences. A caption band (`_caption`) names the prompt, model, seed and size;
+a Chinese prompt is drawn only with a real CJK font, never as made-up glyphs.
 
 Speed: the scene is painted at a small working size (long side 256) with Pillow's C primitives and
 scaled up once; the caption and watermark are drawn at full size. No per-pixel Python loops.
@@ -16,10 +15,11 @@ import functools
 import hashlib
 import io
 import random
-import unicodedata
 from collections.abc import Callable
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+from ._caption import draw_caption
 
 __all__ = ["render_png"]
 
@@ -79,17 +79,21 @@ def _render_cached(
         # The negative prompt steers away from something: here it mutes the colours a little.
         scene = ImageEnhance.Color(scene).enhance(0.75)
     if style and style != "<auto>":
-        scene = _STYLES.get(style, lambda im, rng: im)(scene, random.Random(_digest("style", style, seed)))
+        scene = _STYLES.get(style, _unstyled)(scene, random.Random(_digest("style", style, seed)))
     if ref is not None:
         scene = _blend_reference(scene, ref, ref_strength, ref_mode)
     image = scene.resize((width, height), Image.Resampling.BICUBIC)
-    _draw_caption(image, prompt, f"{model}  seed {seed}" + (f"  {style}" if style else ""))
+    draw_caption(image, prompt, model, seed, style)
     if watermark:
         _draw_watermark(image)
     out = io.BytesIO()
     # Measured on 1024x1024: level 3 encodes about twice as fast as zlib's default 6 for ~25% more bytes.
     image.save(out, "PNG", compress_level=3)
     return out.getvalue()
+
+
+def _unstyled(im: Image.Image, rng: random.Random) -> Image.Image:
+    return im
 
 
 def _digest(*parts: object) -> int:
@@ -341,71 +345,6 @@ def _blend_reference(scene: Image.Image, ref: bytes | str, strength: float, mode
 @functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
-
-
-def _font_has(ch: str) -> bool:
-    # The bundled font (Aileron) covers Latin; everything else is drawn as a pseudo-glyph.
-    return ord(ch) < 0x250
-
-
-def _normalise(text: str) -> str:
-    # Full-width punctuation and digits (，。！ＡＢ１) read better as their ASCII forms than as blocks.
-    text = unicodedata.normalize("NFKC", text).replace("。", ". ").replace("、", ", ")
-    return " ".join(text.split())
-
-
-@functools.lru_cache(maxsize=512)
-def _pseudo_glyph(code_point: int, size: int) -> Image.Image:
-    """A 5x5 block pattern unique-ish to the code point, as a mask `size` pixels square."""
-    bits = _digest("glyph", code_point) | 0b00100_00100_11111_00100_00100  # a cross keeps it glyph-like
-    cells = bytes(255 if bits >> i & 1 else 0 for i in range(25))
-    return Image.frombytes("L", (5, 5), cells).resize((size, size), Image.Resampling.NEAREST)
-
-
-def _text_width(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, size: int) -> float:
-    return sum(font.getlength(ch) if _font_has(ch) else size * 1.1 for ch in text)
-
-
-def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, size: int, max_width: float) -> str:
-    if _text_width(text, font, size) <= max_width:
-        return text
-    while text and _text_width(text + "...", font, size) > max_width:
-        text = text[:-1]
-    return text + "..."
-
-
-def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, fill: _RGB) -> None:
-    font = _font(size)
-    x, y = xy
-    run = ""
-    for ch in text + "\0":
-        if ch != "\0" and _font_has(ch):
-            run += ch
-            continue
-        if run:
-            draw.text((x, y), run, font=font, fill=fill)
-            x += font.getlength(run)
-            run = ""
-        if ch != "\0":
-            glyph = max(4, round(size * 0.8))
-            draw.bitmap((round(x + size * 0.15), round(y + size * 0.2)), _pseudo_glyph(ord(ch), glyph), fill=fill)
-            x += size * 1.1
-
-
-def _draw_caption(image: Image.Image, prompt: str, details: str) -> None:
-    """A dark band across the top: the prompt excerpt, then model, seed and style."""
-    w, h = image.size
-    band_h = max(30, round(h * 0.085))
-    size1, size2 = max(10, round(band_h * 0.36)), max(9, round(band_h * 0.26))
-    band = image.crop((0, 0, w, band_h))
-    image.paste(Image.blend(band, Image.new("RGB", band.size, (10, 10, 14)), 0.62), (0, 0))
-    draw = ImageDraw.Draw(image)
-    margin = round(band_h * 0.25)
-    excerpt = _fit(_normalise(prompt), _font(size1), size1, w - 2 * margin)
-    _draw_text(draw, (margin, round(band_h * 0.1)), excerpt, size1, (250, 250, 250))
-    _draw_text(
-        draw, (margin, round(band_h * 0.58)), _fit(details, _font(size2), size2, w - 2 * margin), size2, (200, 200, 210)
-    )
 
 
 # 12x12 bitmaps of 生 and 成 for the "AI生成" watermark: the bundled font has no CJK glyphs.

@@ -12,10 +12,12 @@ from starlette.responses import Response
 __all__ = [
     "API_PREFIX",
     "CREATE_PATH",
+    "IMAGE_GENERATION_PATH",
     "IN_PROCESS_HEADER",
     "JSON",
     "JSON_UTF8",
     "LoggedRequest",
+    "MULTIMODAL_PATH",
     "RESULTS_PREFIX",
     "ROUTES",
     "UPLOAD_PATH",
@@ -25,10 +27,13 @@ __all__ = [
 ]
 
 # The route names used by fault knobs, `Emulator.script` and `LoggedRequest.route`.
-ROUTES: tuple[str, ...] = ("create", "query", "cancel", "list", "policy", "upload", "image")
+# "create" is either async create (legacy text2image or image-generation); "generate" the sync call.
+ROUTES: tuple[str, ...] = ("create", "generate", "query", "cancel", "list", "policy", "upload", "image")
 
 API_PREFIX = "/api/v1"
 CREATE_PATH = f"{API_PREFIX}/services/aigc/text2image/image-synthesis"
+IMAGE_GENERATION_PATH = f"{API_PREFIX}/services/aigc/image-generation/generation"
+MULTIMODAL_PATH = f"{API_PREFIX}/services/aigc/multimodal-generation/generation"
 UPLOAD_PATH = "/emulator-oss"
 RESULTS_PREFIX = "/emulator-results"
 # Marks requests that came through EmulatorTransport, so the app leaves scripted drops to it.
@@ -37,8 +42,10 @@ IN_PROCESS_HEADER = "X-Wanx-Emulator-Transport"
 
 def route_of(method: str, path: str) -> str | None:
     """The route name ("create", "query", ...) of a request, or None for paths the emulator lacks."""
-    if path == CREATE_PATH and method == "POST":
+    if path in (CREATE_PATH, IMAGE_GENERATION_PATH) and method == "POST":
         return "create"
+    if path == MULTIMODAL_PATH and method == "POST":
+        return "generate"
     if path == f"{API_PREFIX}/tasks" and method == "GET":
         return "list"
     if path.startswith(f"{API_PREFIX}/tasks/"):

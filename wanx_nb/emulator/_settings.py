@@ -10,11 +10,13 @@ from typing import Literal
 
 from ._routes import ROUTES
 
-__all__ = ["EmulatorSettings"]
+__all__ = ["EmulatorSettings", "REGIONS"]
 
 # 2025-01-08 16:00:00 in Beijing (UTC+8), the day of the documentation samples. A fixed start makes
 # fake-clock runs produce the same timestamps and dates in result URLs on every machine.
 _FAKE_CLOCK_START = 1_736_323_200.0
+# The regions an emulated host can play (2026 §2.2).
+REGIONS = ("beijing", "singapore", "virginia", "frankfurt")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class EmulatorSettings:
         drop_rates: route -> probability that `EmulatorTransport` drops the request.
         drop_mode: "before" (httpx.ConnectError, nothing happened on the server) or "after"
             (httpx.ReadTimeout after the server processed the request).
+        region: the region this emulated host plays ("beijing", "singapore", "virginia",
+            "frankfurt"): models the region does not serve answer "Model not exist.", and
+            per-region submit limits apply (wan2.6-t2i: 1/s in Beijing, 5/s elsewhere).
     """
 
     seed: int = 0
@@ -82,12 +87,15 @@ class EmulatorSettings:
     latency: float = 0.0
     drop_rates: Mapping[str, float] = field(default_factory=dict)
     drop_mode: Literal["before", "after"] = "before"
+    region: str = "beijing"
 
     def __post_init__(self) -> None:
         if self.clock not in ("real", "fake"):
             raise ValueError(f"clock must be 'real' or 'fake', got {self.clock!r}")
         if self.drop_mode not in ("before", "after"):
             raise ValueError(f"drop_mode must be 'before' or 'after', got {self.drop_mode!r}")
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         if not (400 <= self.error_status <= 599):
             raise ValueError(f"error_status must be an HTTP error status (400-599), got {self.error_status}")
         for name in ("time_scale", "pending_seconds", "latency", "task_ttl", "url_ttl", "upload_ttl"):

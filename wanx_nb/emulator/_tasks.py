@@ -13,6 +13,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
+from .._registry import SubmitLimits
 from . import _errors as errors
 from ._faults import Fault
 from ._images import render_png
@@ -55,6 +56,9 @@ class Task:
     failed_items: frozenset[int] = frozenset()  # 0-based indices of images that failed
     item_failure: tuple[str, str] = ("InternalError.Timeout", errors.TIMEOUT_ITEM_MESSAGE)  # their (code, message)
     lost: bool = False  # the service lost the task (Fault.outcome("UNKNOWN")): queries say UNKNOWN
+    protocol: str = "T2I"  # the endpoint it came to: a `Protocol` name (T2I, IMG, MMG)
+    size_label: str = ""  # the size the usage reports ("2048*2048" for a "2K" tier)
+    thinking_mode: bool = False
     corrupt: bool = False
     start_time: float | None = None
     cancel_time: float | None = None
@@ -137,6 +141,35 @@ class RateWindows:
         while window and window[0] <= now - length:
             window.popleft()
         return window
+
+    def submit_windows(
+        self,
+        key: tuple[str, ...],
+        limits: SubmitLimits,
+        now: float,
+        rate_window: float,
+        *,
+        error: errors.EmulatorError | None,
+    ) -> list[deque[float]]:
+        """The windows a submit counts in (per second, per minute), or `error` when one is full.
+
+        The caller appends the submit's time to each window once the submit is accepted, so a refused
+        or invalid request does not use up the rate. `error=None`: count but never refuse.
+        """
+        counted = [
+            (key, limits.per_second, rate_window),
+            # Per-minute caps (qwen-image-max: 2) count over 60 window lengths: 60 s by default.
+            ((*key, "per-minute"), limits.per_minute, 60 * rate_window),
+        ]
+        windows = []
+        for window_key, limit, length in counted:
+            if limit is None:
+                continue
+            window = self.window(window_key, now, length)
+            if error is not None and len(window) >= limit:
+                raise error
+            windows.append(window)
+        return windows
 
     def count(self, key: tuple[str, ...], limit: float, now: float, length: float, error: errors.EmulatorError) -> None:
         """Count one request under `key`, or raise `error` when `limit` are already in the window."""

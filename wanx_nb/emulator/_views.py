@@ -76,8 +76,12 @@ async def query_task(request: Request, backend: Backend) -> Response:
     return json_response(body, media_type=JSON_UTF8)
 
 
-def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], dict[str, int] | None]:
+def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], Any]:
     """The `output` (and `usage`) of a task as GET /tasks/{id} shows it at `now` (§3.2, §3.3)."""
+    if task.protocol == "IMG":
+        from ._messages import task_status_output  # the messages shapes; _messages imports this module's peers
+
+        return task_status_output(backend, task, now, origin)
     status = task.status_at(now)
     out: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.submit_time)}
     if status == "PENDING":
@@ -146,7 +150,7 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
     return json_response(
         {
             "total": len(found),
-            "data": [_list_item(task, status, info) for task, status in page],
+            "data": [_list_item(task, status, info, backend.region_id) for task, status in page],
             "total_page": math.ceil(len(found) / page_size),
             "page_no": page_no,
             "request_id": backend.new_request_id(),
@@ -156,14 +160,14 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
     )
 
 
-def _list_item(task: Task, status: str, info: dict[str, str]) -> dict[str, Any]:
+def _list_item(task: Task, status: str, info: dict[str, str], region_id: str) -> dict[str, Any]:
     item: dict[str, Any] = {
         "api_key_id": info["api_key_id"],
         "caller_parent_id": info["caller_parent_id"],
         "caller_uid": info["caller_uid"],
         "gmt_create": epoch_ms(task.submit_time),
         "model_name": task.model_name,
-        "region": "cn-beijing",
+        "region": region_id,
         "request_id": task.request_id,
         "status": status,
         "task_id": task.task_id,

@@ -22,15 +22,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from . import _errors as errors
+from . import _messages as messages
 from . import _views as views
 from ._backend import Backend
 from ._fault_responses import fault_after, fault_before
 from ._routes import (
     API_PREFIX,
     CREATE_PATH,
+    IMAGE_GENERATION_PATH,
     IN_PROCESS_HEADER,
     JSON,
     JSON_UTF8,
+    MULTIMODAL_PATH,
     RESULTS_PREFIX,
     UPLOAD_PATH,
     json_response,
@@ -59,6 +62,8 @@ def create_app(settings: EmulatorSettings | None = None, *, backend: Backend | N
     backend = backend or Backend(settings)
     routes = [
         Route(CREATE_PATH, _endpoint("create", views.create_task), methods=["POST"]),
+        Route(IMAGE_GENERATION_PATH, _endpoint("create", messages.create_image_task), methods=["POST"]),
+        Route(MULTIMODAL_PATH, _endpoint("generate", messages.generate), methods=["POST"]),
         Route(f"{API_PREFIX}/tasks", _endpoint("list", views.list_tasks), methods=["GET"]),
         Route(f"{API_PREFIX}/tasks/{{task_id}}", _endpoint("query", views.query_task), methods=["GET"]),
         Route(f"{API_PREFIX}/tasks/{{task_id}}/cancel", _endpoint("cancel", views.cancel_task), methods=["POST"]),
