@@ -126,14 +126,15 @@ def next_poll_delay(
 
     1. Before POLL_LEAD * expected: sleep until then. The task is very unlikely to be done, so one
        sleep replaces the SDK's 1-2-4-5 s ladder.
-    2. After it: poll every POLL_GROWTH * elapsed, clamped to [POLL_MIN_DELAY, POLL_MAX_DELAY]. Near
+    2. After it: poll every POLL_GROWTH * elapsed, clamped to [floor, POLL_MAX_DELAY]. Near
        the expected end that is about a tenth of the duration (lag <= ~10%); a task that runs long is
        polled less and less often, never less often than every POLL_MAX_DELAY (10 s, the docs' rate).
     3. While the task is queued (PENDING after the lead), it cannot end sooner than `expected` after
        it starts, so `elapsed` restarts at each PENDING sighting, and polls are also at least
        POLL_GROWTH * `queued` apart: a long queue is polled ever less often, and the fine-grained
        polling starts again once the task is seen RUNNING.
-    4. Every delay gets +-10% jitter from `rng` (if given) and is at least POLL_MIN_DELAY.
+    4. Every delay gets +-10% jitter from `rng` (if given) and is at least the floor:
+       min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time.
 
     Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.8, 14.1 s...;
     a task done at 12.1 s is seen at 12.8 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
@@ -143,15 +144,19 @@ def next_poll_delay(
     at each PENDING sighting: ~23 GETs and ~6 s late). A 0.6 s task queued 60 s: ~38 GETs, intervals
     growing to 6 s while it waits.
     """
+    # The floor keeps a tiny task from being polled in a tight loop, but never exceeds a tenth of the
+    # expected duration: a 0.3 s task (an emulator at time_scale 0.01) is not seen 0.25 s late, and a
+    # task expected to take no time at all is looked at at once.
+    floor = min(POLL_MIN_DELAY, POLL_GROWTH * expected)
     if elapsed < POLL_LEAD * expected:
         delay = POLL_LEAD * expected - elapsed
     else:
-        delay = min(max(POLL_GROWTH * elapsed, POLL_MIN_DELAY), POLL_MAX_DELAY)
+        delay = min(max(POLL_GROWTH * elapsed, floor), POLL_MAX_DELAY)
     if queued > 0:
         delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY))
     if rng is not None:
         delay *= 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
-    return max(delay, POLL_MIN_DELAY)
+    return max(delay, floor)
 
 
 class DurationModel:
