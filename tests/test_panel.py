@@ -22,6 +22,7 @@ from wanx_nb._magic_args import parse_cell_line
 from wanx_nb._models import GenerationResult
 from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES
 from wanx_nb._request import GenerationRequest
+from wanx_nb._scheduler import queue_ahead
 from wanx_nb._session import Progress, Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
 from wanx_nb.panel import Panel, magic_cell
@@ -263,21 +264,23 @@ def test_cancel_cancels_the_pending_task_and_says_so(tmp_path):
 
 
 def test_cancel_withdraws_requests_still_waiting_for_their_turn(tmp_path):
-    emulator = Emulator(EmulatorSettings(time_scale=0.05))  # wanx-v1: one task at a time, ~1.5 s each
+    emulator = Emulator(EmulatorSettings(time_scale=0.1))  # wanx-v1: one task at a time, ~3 s each
     panel = Panel(session=Session(store=tmp_path / "store", emulator=emulator), model="wanx-v1", prompt="a fox")
     panel._n.value = 1
     session = panel.session
-    future = session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)])
+    # The client sends the one that runs plus queue_ahead(1) that queue at the service; the rest wait.
+    sent = 1 + queue_ahead(1)
+    future = session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(sent + 2)])
     deadline = time.monotonic() + 10
-    while not emulator.requests("create"):
+    while len(emulator.requests("create")) < sent:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    panel._cancel.click()  # the second and third are still waiting client-side for the one slot
+    panel._cancel.click()
     assert "Withdrew 2 request(s)" in panel._message.value
-    first, second, third = future.result(30)
-    assert first.succeeded  # the one already sent runs to the end and is saved
-    assert isinstance(second, TaskCanceledError) and isinstance(third, TaskCanceledError)
-    assert len(emulator.requests("create")) == 1  # nothing else was ever sent
+    first, *others = future.result(30)
+    assert first.succeeded  # the one already running runs to the end and is saved
+    assert all(isinstance(other, TaskCanceledError) for other in others)  # queued ones canceled, unsent withdrawn
+    assert len(emulator.requests("create")) == sent  # nothing else was ever sent
 
 
 def test_cancel_with_nothing_in_flight_says_so(fake):

@@ -210,6 +210,7 @@ class Store:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(stamped)
                 os.replace(tmp, path)
+            im.release()  # on disk now: read back on use, so a long batch does not hold every image in memory
         meta = result.metadata()
         given = result.request
         with self._db() as db:
