@@ -7,6 +7,7 @@ import email.utils
 import pytest
 
 from wanx_nb._backoff import (
+    POLL_DUE_MARGIN,
     POLL_LEAD,
     DurationModel,
     Failure,
@@ -83,11 +84,13 @@ def test_first_poll_is_shortly_before_the_expected_end():
 
 def test_schedule_notices_completion_quickly_with_few_requests():
     polls, lag = simulate(expected=12.0, finishes_at=12.0)
-    assert polls == pytest.approx([9.6, 10.56, 11.616, 12.7776])
-    assert lag < 0.1 * 12.0
+    assert polls == pytest.approx([9.6, 10.56, 11.616, 12.24])  # the last look is just after the expected end
+    assert lag <= POLL_DUE_MARGIN * 12.0 + 1e-9
+    # Jitter never makes a look skip over the expected end.
+    assert next_poll_delay(11.9, 12.0, 3, rng=lambda: 0.999) == pytest.approx(0.34)
     # A task taking twice as long as expected: still noticed within ~10% of its duration.
     polls, lag = simulate(expected=12.0, finishes_at=24.0)
-    assert len(polls) <= 11 and lag <= 0.11 * 24.0
+    assert len(polls) <= 12 and lag <= 0.11 * 24.0
 
 
 def test_poll_intervals_grow_and_are_clamped():

@@ -27,6 +27,7 @@ from ._constants import POLL_MAX_DELAY, POLL_MIN_DELAY, RETRY_AFTER_CAP, RETRY_I
 __all__ = [
     "DurationModel",
     "Failure",
+    "POLL_DUE_MARGIN",
     "POLL_GROWTH",
     "POLL_LEAD",
     "next_poll_delay",
@@ -112,6 +113,7 @@ def retry_delay(attempt: int, *, retry_after: float | None = None, rng: Rng = ra
 POLL_LEAD = 0.8  # sleep until 80% of the expected duration before the first real look
 POLL_GROWTH = 0.1  # afterwards, wait 10% of the time elapsed so far
 POLL_JITTER = 0.1  # +-10%, so the tasks of a batch do not poll in lockstep
+POLL_DUE_MARGIN = 0.02  # the look at the expected end is 2% after it (the create's own latency)
 
 
 def next_poll_delay(
@@ -133,13 +135,16 @@ def next_poll_delay(
        it starts, so `elapsed` restarts at each PENDING sighting, and polls are also at least
        POLL_GROWTH * `queued` apart: a long queue is polled ever less often, and the fine-grained
        polling starts again once the task is seen RUNNING.
-    4. Every delay gets +-10% jitter from `rng` (if given) and is at least the floor:
+    4. No delay jumps over the expected end: when the next look would pass `(1 + POLL_DUE_MARGIN) *
+       expected`, it happens there instead (not while queued: then the end is not known). With a
+       learned duration a task that ends on time is seen a few percent of its duration late.
+    5. Every delay gets +-10% jitter from `rng` (if given) and is at least the floor:
        min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time.
 
-    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.8, 14.1 s...;
-    a task done at 12.1 s is seen at 12.8 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
+    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.24, 13.5 s...;
+    a task done at 12.1 s is seen at 12.24 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
     12, 16, 20... s) needs 8 GETs and sees it at 16 s. wanx2.1-t2i-plus with prompt_extend (28.5 s):
-    22.8, 25.1, 27.6, 30.4 s... A task running 10 minutes late is polled every 10 s. A task queued
+    22.8, 25.1, 27.6, 29.1 s... A task running 10 minutes late is polled every 10 s. A task queued
     for 60 s before its 12 s run: about 12 GETs, and its end is seen within ~1 s (without restarting
     at each PENDING sighting: ~23 GETs and ~6 s late). A 0.6 s task queued 60 s: ~38 GETs, intervals
     growing to 6 s while it waits.
@@ -156,6 +161,9 @@ def next_poll_delay(
         delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY))
     if rng is not None:
         delay *= 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
+    due = (1.0 + POLL_DUE_MARGIN) * expected
+    if queued <= 0 and elapsed < due < elapsed + delay:
+        delay = due - elapsed  # one look just after the expected end: a task on time is seen at once
     return max(delay, floor)
 
 
