@@ -11,7 +11,7 @@ test, so a new module has to be given a row.
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
                                                              the emulator lazily, for the keyless default)
     L4  _session, _history, rerun                    L0-L4
-    L5  rendering, _progress                         L0-L1 and each other; rendering never imports IPython or
+    L5  rendering, _progress, _preview               L0-L1 and each other; rendering never imports IPython or
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
                                                      other or magics; magics imports panel/comparison lazily
@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "_validation": 2, "_protocol": 2, "_backoff": 2,
     "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_session": 4, "_history": 4, "rerun": 4,
-    "rendering": 5, "_progress": 5,
+    "rendering": 5, "_progress": 5, "_preview": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
