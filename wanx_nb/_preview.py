@@ -1,6 +1,6 @@
 """Previews embedded in notebooks: one small image per displayed image, encoded once, and cached.
 
-- One encode: JPEG (q80) for photographic content; PNG only where it is smaller by construction (few
+- One encode: JPEG (q55) for photographic content; PNG only where it is smaller by construction (few
   colours, e.g. flat placeholders and diagrams) or needed (transparency). The choice is made from the
   downscaled pixels (at most 256 colours: PNG), never by encoding both and keeping the smaller.
 - A big image is never decoded whole for a preview: a JPEG is decoded at 1/2, 1/4 or 1/8 scale
@@ -26,7 +26,7 @@ __all__ = ["PREVIEW_MAX_PIXELS", "Preview", "PreviewTooLarge", "make_preview", "
 # 6000 x 6000: far above what the service returns (at most 1440 x 1440); a bigger PNG would take
 # seconds and hundreds of MB to decode just to show a thumbnail.
 PREVIEW_MAX_PIXELS = 36_000_000
-JPEG_QUALITY = 80
+JPEG_QUALITY = 55  # previews only (the full PNG is stored); bench/notebook_bytes.py: q80 made 0.137 of the served PNG
 PNG_MAX_COLORS = 256  # up to this many colours, PNG (palette-like content) beats JPEG and is exact
 
 _CACHE_SIZE = 64
@@ -62,7 +62,7 @@ def preview(data: bytes, max_px: int) -> Preview:
 
 
 def preview_data_uri(png_bytes: bytes, max_px: int = 384) -> str:
-    """A `data:` URI of a preview at most `max_px` on its longer side (JPEG q80, or PNG for few colours
+    """A `data:` URI of a preview at most `max_px` on its longer side (JPEG q55, or PNG for few colours
     or transparency). Raises ValueError for bytes that are not an image, PreviewTooLarge for a huge one."""
     return preview(png_bytes, max_px).uri
 
