@@ -603,3 +603,19 @@ async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
             job.cancel()
         await asyncio.gather(*sent, return_exceptions=True)
     assert len(emu.requests("create")) == places
+
+
+async def test_queued_tasks_are_polled_from_when_the_tasks_ahead_end_and_seen_just_after_their_end(make):
+    # wanx-v1 runs one task at a time: the client sends three at once, the service queues two, and
+    # each is expected to start when the one ahead of it should end.
+    h = await make(time_scale=1.0)
+    polls: dict[str, list[float]] = {}
+    requests = [GenerationRequest(f"v1 #{i}", model="wanx-v1", n=1) for i in range(3)]
+    results = await h.client.generate_many(
+        requests, on_status=lambda t: polls.setdefault(t.task_id, []).append(h.time.now())
+    )
+    assert all(isinstance(r, GenerationResult) for r in results)
+    for task in h.emu.tasks.values():
+        seen = polls[task.task_id]
+        assert 0 <= seen[-1] - task.end_time <= 0.03 * 30  # the look just after the expected end
+        assert len(seen) <= 5  # and no polling while it waited in the queue

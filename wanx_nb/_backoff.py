@@ -126,7 +126,7 @@ def next_poll_delay(
     see `DurationModel`); `attempt` the number of polls made so far (informational: the rule needs
     only the times); `queued` how long the task has been seen waiting PENDING (0 once it runs).
 
-    1. Before POLL_LEAD * expected: sleep until then. The task is very unlikely to be done, so one
+    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point). The task is very unlikely to be done, so one
        sleep replaces the SDK's 1-2-4-5 s ladder.
     2. After it: poll every POLL_GROWTH * elapsed, clamped to [floor, POLL_MAX_DELAY]. Near
        the expected end that is about a tenth of the duration (lag <= ~10%); a task that runs long is
@@ -153,14 +153,16 @@ def next_poll_delay(
     # expected duration: a 0.3 s task (an emulator at time_scale 0.01) is not seen 0.25 s late, and a
     # task expected to take no time at all is looked at at once.
     floor = min(POLL_MIN_DELAY, POLL_GROWTH * expected)
-    if elapsed < POLL_LEAD * expected:
-        delay = POLL_LEAD * expected - elapsed
+    jitter = 1.0 if rng is None else 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
+    lead = POLL_LEAD * expected
+    # The jitter moves the lead point itself (not the whole sleep, which may include a long queue), and
+    # a look already within the jitter of the lead point counts as the lead look.
+    if elapsed < (1.0 - POLL_JITTER) * lead:
+        delay = lead * jitter - elapsed
     else:
-        delay = min(max(POLL_GROWTH * elapsed, floor), POLL_MAX_DELAY)
+        delay = min(max(POLL_GROWTH * elapsed, floor), POLL_MAX_DELAY) * jitter
     if queued > 0:
-        delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY))
-    if rng is not None:
-        delay *= 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
+        delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY) * jitter)
     due = (1.0 + POLL_DUE_MARGIN) * expected
     if queued <= 0 and elapsed < due < elapsed + delay:
         delay = due - elapsed  # one look just after the expected end: a task on time is seen at once
