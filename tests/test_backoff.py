@@ -105,7 +105,8 @@ def test_the_floor_never_exceeds_a_tenth_of_the_expected_duration():
     assert next_poll_delay(0.0, 0.0, 0, rng=lambda: 0.99) == 0.0
     # ...and a 0.3 s task (an emulator at time_scale 0.01) is looked at every ~0.03 s near its end,
     # not 0.25 s, which would be most of its duration again.
-    assert next_poll_delay(0.3, 0.3, 2) == pytest.approx(0.03)
+    assert next_poll_delay(0.31, 0.3, 2) == pytest.approx(0.031)
+    assert next_poll_delay(0.3, 0.3, 2) == pytest.approx(0.006)  # the look just after the expected end
     assert next_poll_delay(0.24, 0.3, 1) == pytest.approx(0.03)  # at the lead: the floor, not zero
     polls, lag = simulate(expected=0.3, finishes_at=0.3)
     assert lag <= 0.1 * 0.3 + 1e-9

@@ -139,7 +139,8 @@ def next_poll_delay(
        expected`, it happens there instead (not while queued: then the end is not known). With a
        learned duration a task that ends on time is seen a few percent of its duration late.
     5. Every delay gets +-10% jitter from `rng` (if given) and is at least the floor:
-       min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time.
+       min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time;
+       only the look at the expected end may come sooner.
 
     Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.24, 13.5 s...;
     a task done at 12.1 s is seen at 12.24 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
@@ -163,10 +164,11 @@ def next_poll_delay(
         delay = min(max(POLL_GROWTH * elapsed, floor), POLL_MAX_DELAY) * jitter
     if queued > 0:
         delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY) * jitter)
+    delay = max(delay, floor)
     due = (1.0 + POLL_DUE_MARGIN) * expected
     if queued <= 0 and elapsed < due < elapsed + delay:
-        delay = due - elapsed  # one look just after the expected end: a task on time is seen at once
-    return max(delay, floor)
+        delay = due - elapsed  # one look just after the expected end (once: the next one is past it)
+    return delay
 
 
 class DurationModel:
