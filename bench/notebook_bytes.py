@@ -1,19 +1,23 @@
-"""Benchmark: bytes a saved notebook gains per displayed 1024x1024 image, as a ratio to embedding the
-full PNG (what `display(PIL_image)` stores: its `image/png` base64).
+"""Benchmark: bytes a saved notebook gains per displayed 1024x1024 image, as a ratio to the PNG the
+service served (the bytes a user would otherwise embed); and the cost of a 4 x 8 compare grid.
 
 Method: a 1-image result is generated end to end through `Session.generate` against the in-process
 emulator. Its output is built the way a kernel builds it (IPython's `DisplayFormatter.format`, which
 calls `_repr_mimebundle_`) and stored as an `execute_result` in a one-cell notebook serialized with
-`nbformat.writes`. The growth of that .ipynb over the same notebook with no output is compared with the
-growth from formatting the decoded PIL image (the baseline, measured in the same run).
+`nbformat.writes`. The growth of that .ipynb over the same notebook with no output is divided by the
+size of the served PNG. For reference it also prints the growth from `display(PIL image)` (PIL
+re-encodes the PNG) and `display(Image(png_bytes))` (the served bytes, base64).
 
 The emulator's synthetic images compress unusually well as PNG, so the same is done for a
 photographic-like image swapped into the same result: a smooth random colour field with mid-frequency
 texture and per-pixel noise (seeded), about 1.9 MB as PNG, like a real 1024x1024 photo.
-A second baseline, `IPython.display.Image(png_bytes)`, embeds the original PNG bytes without PIL's
-re-encode; its ratio is printed too.
 
-Goal: <= 0.10 per image.  Run: `.venv/bin/python bench/notebook_bytes.py`.
+The grid: `compare()` of 8 prompts x 4 models (32 images) on the emulator, then in the same run
+- `CompareGrid.save()` against a naive PIL grid of the same 32 images (decode, thumbnail, paste, save);
+- the grid's first HTML (empty preview cache) against JPEG-encoding its 32 thumbnails once.
+
+Goals (issue 10): <= 0.10 per image; save() <= 1.3x the naive grid; first HTML <= 1.5x the thumbnails.
+Run: `.venv/bin/python bench/notebook_bytes.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import os
 import random
 import re
 import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -35,10 +41,11 @@ from IPython.core.formatters import DisplayFormatter
 from IPython.display import Image as IPImage
 from PIL import Image
 
-from wanx_nb import rendering
+from wanx_nb import _preview, rendering
 from wanx_nb._models import GenerationResult
 from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session
+from wanx_nb.comparison import GUIDE_MODELS, compare
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
 GOAL = 0.10
@@ -95,20 +102,69 @@ def with_image(result: GenerationResult, png: bytes) -> GenerationResult:
 
 
 def measure(label: str, result: GenerationResult, formatter: DisplayFormatter) -> float:
-    png = result.images[0].data
-    assert png is not None
-    pil = Image.open(io.BytesIO(png))
+    served = result.images[0].data  # the bytes as served (read back from the store without our chunk)
+    assert served is not None
+    pil = Image.open(io.BytesIO(served))
     ours, bundle = growth(result, formatter)
     full, _ = growth(pil, formatter)  # what display(PIL image) stores: PIL re-encodes the PNG
-    original, _ = growth(IPImage(data=png), formatter)  # display(IPython.display.Image(png_bytes)): the bytes as is
-    ratio = ours / full
-    print(f"{label}: PNG {len(png) / 1e3:,.1f} kB ({pil.size[0]}x{pil.size[1]})")
-    print(f"  display(PIL image), full PNG        : {full:10,d} B added to the .ipynb")
-    print(f"  display(Image(png bytes)), original : {original:10,d} B added")
-    print(f"  wanx_nb result (1 image)            : {ours:10,d} B added = {ratio:.3f} x full (goal <= {GOAL:.2f}),"
-          f" {ours / original:.3f} x original")
+    original, _ = growth(IPImage(data=served), formatter)  # display(Image(png_bytes)): the served bytes, base64
+    ratio = ours / len(served)
+    print(f"{label}: served PNG {len(served):,d} B ({pil.size[0]}x{pil.size[1]})")
+    print(f"  display(PIL image), re-encoded PNG   : {full:10,d} B added to the .ipynb")
+    print(f"  display(Image(served bytes))         : {original:10,d} B added")
+    print(f"  wanx_nb result (1 image)             : {ours:10,d} B added = {ratio:.3f} x the served PNG"
+          f" (goal <= {GOAL:.2f})")
     print(f"    of which {breakdown(bundle)}")
     return ratio
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def naive_grid(pngs: list[bytes], columns: int, cell_px: int, out: Path) -> None:
+    """What a user would write with PIL: decode, thumbnail, paste on a canvas, save a PNG."""
+    rows = -(-len(pngs) // columns)
+    canvas = Image.new("RGB", (columns * cell_px, rows * cell_px), "white")
+    for k, png in enumerate(pngs):
+        img = Image.open(io.BytesIO(png)).convert("RGB")
+        img.thumbnail((cell_px, cell_px))
+        canvas.paste(img, ((k % columns) * cell_px, (k // columns) * cell_px))
+    canvas.save(out, format="PNG")
+
+
+def jpeg_thumbnails(pngs: list[bytes], px: int) -> int:
+    """Encode each image's thumbnail once as JPEG, as the previews are (the least any HTML preview must do)."""
+    total = 0
+    for png in pngs:
+        img = Image.open(io.BytesIO(png)).convert("RGB")
+        img.thumbnail((px, px), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=_preview.JPEG_QUALITY, optimize=True)
+        total += len(buf.getvalue())
+    return total
+
+
+def grid_costs(session: Session, tmp: str) -> tuple[float, float]:
+    """(save / naive grid, first HTML / JPEG thumbnails) for a 4 x 8 compare grid."""
+    prompts = [f"{PROMPT} variant {k}" for k in range(8)]
+    grid = compare(prompts, GUIDE_MODELS, n=1, seed=11, session=session, display=False)
+    pngs = [im.data for cell in grid.cells if cell.result for im in cell.result.succeeded]
+    assert len(pngs) == 32 and all(pngs), "the grid did not produce 32 images"
+    cell_px = 256
+    save_s, _ = timed(lambda: grid.save(Path(tmp) / "grid.png", cell_px=cell_px))
+    naive_s, _ = timed(lambda: naive_grid(pngs, 4, cell_px, Path(tmp) / "naive.png"))
+    _preview._cache.clear()
+    html_s, _ = timed(grid.html)
+    thumbs_s, _ = timed(lambda: jpeg_thumbnails(pngs, grid.preview_px))
+    print(f"grid 4 models x 8 prompts (32 images), in this run:")
+    print(f"  CompareGrid.save()          : {save_s:6.3f} s;  naive PIL grid of the same images: {naive_s:6.3f} s"
+          f" = {save_s / naive_s:.2f} x (goal <= 1.3)")
+    print(f"  first grid HTML (cold cache): {html_s:6.3f} s;  JPEG-encoding its 32 thumbnails once: {thumbs_s:6.3f} s"
+          f" = {html_s / thumbs_s:.2f} x (goal <= 1.5)")
+    return save_s / naive_s, html_s / thumbs_s
 
 
 def main() -> None:
@@ -126,10 +182,13 @@ def main() -> None:
             "emulator image": measure("emulator image     ", result, formatter),
             "photographic-like": measure("photographic-like  ", with_image(result, photo_like_png()), formatter),
         }
+        save_ratio, html_ratio = grid_costs(session, tmp)
     worst = max(ratios.values())
     verdict = "meets" if worst <= GOAL else "MISSES"
     summary = ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
-    print(f"summary: notebook bytes / full PNG: {summary} (goal <= {GOAL:.2f}: {verdict})")
+    print(f"summary: notebook bytes / served PNG: {summary} (goal <= {GOAL:.2f}: {verdict})")
+    print(f"summary: grid save() {save_ratio:.2f} x naive PIL grid (goal <= 1.3), "
+          f"first HTML {html_ratio:.2f} x JPEG thumbnails (goal <= 1.5)")
 
 
 if __name__ == "__main__":

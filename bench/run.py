@@ -1,10 +1,10 @@
 """Run every benchmark and print a summary of the figures.
 
-Each benchmark runs as its own process (`batch.py` with its default arguments, then
-`notebook_bytes.py`, then `load_ext.py` with cached bytecode and again with `--cold`, then `history.py`
-on stores of 1k/10k/50k entries), so none of them
-inherits another's imports or event loop. Their output is shown as it comes, and the key lines are
-collected at the end.
+Each benchmark runs as its own process (`batch.py` at 16 and 200 requests plus one real-time run,
+then `notebook_bytes.py`, `memory.py`, `load_ext.py` with cached bytecode and again with `--cold`, and `history.py` on stores of 1k/10k/50k entries),
+so none of them inherits another's imports or event loop. The whole run takes about 15 minutes (the
+batches run at a tenth of the real task durations, the real-time one at full length). Their output
+is shown as it comes, and the key lines are collected at the end.
 
 Run: `.venv/bin/python bench/run.py`.
 """
@@ -20,8 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 BENCHMARKS: list[tuple[str, list[str], tuple[str, ...]]] = [
     # (name, arguments, substrings that mark the lines to repeat in the summary)
-    ("batch", ["batch.py"], ("x bound", "vs SDK")),
+    ("batch", ["batch.py", "--real-time"], ("x bound", "wanx_nb vs")),
     ("notebook_bytes", ["notebook_bytes.py"], ("summary:",)),
+    ("memory", ["memory.py"], ("summary:",)),
     ("load_ext", ["load_ext.py"], ("summary:",)),
     ("load_ext --cold", ["load_ext.py", "--cold"], ("summary:",)),
     ("history", ["history.py"], ("summary:",)),

@@ -7,6 +7,7 @@ import email.utils
 import pytest
 
 from wanx_nb._backoff import (
+    POLL_DUE_MARGIN,
     POLL_LEAD,
     DurationModel,
     Failure,
@@ -83,18 +84,32 @@ def test_first_poll_is_shortly_before_the_expected_end():
 
 def test_schedule_notices_completion_quickly_with_few_requests():
     polls, lag = simulate(expected=12.0, finishes_at=12.0)
-    assert polls == pytest.approx([9.6, 10.56, 11.616, 12.7776])
-    assert lag < 0.1 * 12.0
+    assert polls == pytest.approx([9.6, 10.56, 11.616, 12.24])  # the last look is just after the expected end
+    assert lag <= POLL_DUE_MARGIN * 12.0 + 1e-9
+    # Jitter never makes a look skip over the expected end.
+    assert next_poll_delay(11.9, 12.0, 3, rng=lambda: 0.999) == pytest.approx(0.34)
     # A task taking twice as long as expected: still noticed within ~10% of its duration.
     polls, lag = simulate(expected=12.0, finishes_at=24.0)
-    assert len(polls) <= 11 and lag <= 0.11 * 24.0
+    assert len(polls) <= 12 and lag <= 0.11 * 24.0
 
 
 def test_poll_intervals_grow_and_are_clamped():
     assert next_poll_delay(1000.0, 12.0, 50) == POLL_MAX_DELAY
-    assert next_poll_delay(0.5, 0.1, 3) == POLL_MIN_DELAY  # past the lead on a tiny task
-    assert next_poll_delay(0.0, 0.0, 0) == POLL_MIN_DELAY
+    assert next_poll_delay(2.0, 2.5, 3) == POLL_MIN_DELAY  # 10% of 2 s would be 0.2 s: clamped up
     assert next_poll_delay(20.0, 12.0, 5) < next_poll_delay(40.0, 12.0, 6)
+
+
+def test_the_floor_never_exceeds_a_tenth_of_the_expected_duration():
+    # A task expected to take no time is polled at once (no 0.25 s wait before the first look)...
+    assert next_poll_delay(0.0, 0.0, 0) == 0.0
+    assert next_poll_delay(0.0, 0.0, 0, rng=lambda: 0.99) == 0.0
+    # ...and a 0.3 s task (an emulator at time_scale 0.01) is looked at every ~0.03 s near its end,
+    # not 0.25 s, which would be most of its duration again.
+    assert next_poll_delay(0.31, 0.3, 2) == pytest.approx(0.031)
+    assert next_poll_delay(0.3, 0.3, 2) == pytest.approx(0.006)  # the look just after the expected end
+    assert next_poll_delay(0.24, 0.3, 1) == pytest.approx(0.03)  # at the lead: the floor, not zero
+    polls, lag = simulate(expected=0.3, finishes_at=0.3)
+    assert lag <= 0.1 * 0.3 + 1e-9
 
 
 def test_a_queued_task_is_polled_less_often_the_longer_it_waits():

@@ -43,6 +43,7 @@ from wanx_nb._exceptions import (
 from wanx_nb._models import GenerationResult, TaskStatus
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
+from wanx_nb._scheduler import queue_ahead
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
 
 KEY = "sk-emutest-0123456789SECRET"
@@ -510,15 +511,16 @@ async def test_a_batch_across_models_keeps_every_limit_and_is_never_throttled(ma
         submits = [t.submit_time for t in mine]
         # submit rate: never more than submit_rps in any one-second window
         assert all(submits[i + 2] - submits[i] > 1.0 for i in range(len(submits) - 2))
-        # concurrency: the service never had to queue one (each started when submitted)...
-        assert all(t.start_time == t.submit_time for t in mine)
-        # ...because at most `concurrency` were active at any moment
-        events = sorted([(t.submit_time, 1) for t in mine] + [(t.end_time, -1) for t in mine])
-        active = list(itertools.accumulate(e[1] for e in events))
-        assert max(active) == spec.concurrency
-    # wanx-v1 runs one at a time: three 30 s tasks should take little more than 90 s.
-    v1 = [t for t in tasks if t.model == "wanx-v1"]
-    assert max(t.end_time for t in v1) - min(t.submit_time for t in v1) < 90 * 1.3
+        # in flight: the concurrency plus a small queue kept primed at the service...
+        events = sorted([(t.end_time, -1) for t in mine] + [(t.submit_time, 1) for t in mine])
+        in_flight = list(itertools.accumulate(e[1] for e in events))
+        assert max(in_flight) <= spec.concurrency + queue_ahead(spec.concurrency)
+        # ...so a queued task starts the moment an earlier one ends: a slot never waits for our polling
+        ends = {t.end_time for t in mine}
+        assert all(t.start_time == t.submit_time or t.start_time in ends for t in mine)
+    # wanx-v1 runs one at a time: its three 30 s tasks run back to back, with no idle gap between them.
+    v1 = sorted((t for t in tasks if t.model == "wanx-v1"), key=lambda t: t.start_time)
+    assert [t.start_time for t in v1[1:]] == [t.end_time for t in v1[:-1]]
 
 
 async def test_raw_submits_respect_the_rate(make):
@@ -645,13 +647,16 @@ async def test_a_cancel_during_a_sent_submit_still_reports_the_task_then_cancels
 
 
 async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
-    emu = Emulator(EmulatorSettings(time_scale=0.05))
+    emu = Emulator(EmulatorSettings(time_scale=0.2))
     async with AsyncWanxClient(KEY, emulator=emu) as client:
-        first = asyncio.create_task(client.generate(GenerationRequest("one", model="wanx-v1", n=1)))
-        queued = asyncio.create_task(client.generate(GenerationRequest("two", model="wanx-v1", n=1)))
-        while not emu.requests("create"):
+        # wanx-v1 runs one task at a time, and the client keeps queue_ahead(1) more queued at the service.
+        places = 1 + queue_ahead(1)
+        sent = [asyncio.create_task(client.generate(GenerationRequest(f"#{i}", model="wanx-v1", n=1)))
+                for i in range(places)]
+        queued = asyncio.create_task(client.generate(GenerationRequest("one too many", model="wanx-v1", n=1)))
+        while len(emu.requests("create")) < places:
             await asyncio.sleep(0.01)
-        queued.cancel()  # wanx-v1 runs one task at a time: this one is still waiting client-side
+        queued.cancel()  # this one is still waiting client-side for a place
         with pytest.raises(asyncio.CancelledError):
             await queued
         await first
@@ -723,3 +728,23 @@ async def test_a_billed_image_whose_download_keeps_failing_is_kept_with_its_url(
     for im in result.images:
         await h.client.fetch(im, expect=(1024, 1024))
     assert all(not im.missing and im.download_code is None for im in result.images)
+        for job in sent:  # 6 s tasks: stop waiting for them (they stay on the server)
+            job.cancel()
+        await asyncio.gather(*sent, return_exceptions=True)
+    assert len(emu.requests("create")) == places
+
+
+async def test_queued_tasks_are_polled_from_when_the_tasks_ahead_end_and_seen_just_after_their_end(make):
+    # wanx-v1 runs one task at a time: the client sends three at once, the service queues two, and
+    # each is expected to start when the one ahead of it should end.
+    h = await make(time_scale=1.0)
+    polls: dict[str, list[float]] = {}
+    requests = [GenerationRequest(f"v1 #{i}", model="wanx-v1", n=1) for i in range(3)]
+    results = await h.client.generate_many(
+        requests, on_status=lambda t: polls.setdefault(t.task_id, []).append(h.time.now())
+    )
+    assert all(isinstance(r, GenerationResult) for r in results)
+    for task in h.emu.tasks.values():
+        seen = polls[task.task_id]
+        assert 0 <= seen[-1] - task.end_time <= 0.03 * 30  # the look just after the expected end
+        assert len(seen) <= 5  # and no polling while it waited in the queue

@@ -353,7 +353,9 @@ def test_resume_with_nothing_left_says_so(shell):
     assert "nothing to resume" in repr(shell.run_line_magic("wanx", "resume"))
 
 
-def test_live_status_is_shown_then_replaced(shell):
+def test_live_status_is_shown_then_replaced(tmp_path, shell):
+    # A 0.6 s task, so the status is drawn (every 0.2 s) while it runs, however promptly its end is seen.
+    set_session(Session(store=tmp_path / "slow", emulator=Emulator(EmulatorSettings(time_scale=0.05))))
     shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
     with capture_output() as captured:
         result = cell(shell, "--seed 4")

@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from wanx_nb import rendering
+from wanx_nb import _preview, rendering
 from wanx_nb._exceptions import APIStatusError, TaskFailedError, ValidationError, Problem
 from wanx_nb._models import GenerationResult, ImageResult, Task, TaskStatus
 from wanx_nb._request import GenerationRequest
@@ -115,7 +115,7 @@ def test_html_escapes_prompt_rewritten_prompt_and_messages():
 
 def test_html_is_identical_for_equal_results_rendered_twice():
     first = rendering.result_mimebundle(make_result())
-    rendering._PREVIEW_CACHE.clear()  # the second render must not depend on a cache hit
+    _preview._cache.clear()  # the second render must not depend on a cache hit
     second = rendering.result_mimebundle(make_result())
     assert first == second
 
@@ -188,7 +188,7 @@ def test_preview_is_bounded_and_keeps_the_aspect_ratio():
 def test_preview_is_a_deterministic_function_of_the_bytes():
     full = png(512, 512, noisy=True, seed=9)
     first = rendering.preview_data_uri(full)
-    rendering._PREVIEW_CACHE.clear()
+    _preview._cache.clear()
     assert rendering.preview_data_uri(bytes(bytearray(full))) == first
     assert rendering.preview_data_uri(png(512, 512, noisy=True, seed=10)) != first
 

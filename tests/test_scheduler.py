@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from wanx_nb._scheduler import SUBMIT_MARGIN, Scheduler, SlidingWindow
+from wanx_nb._scheduler import SUBMIT_MARGIN, Scheduler, SlidingWindow, Slot, queue_ahead
 
 
 class VirtualTime:
@@ -92,7 +92,7 @@ async def test_a_429_pauses_only_that_model():
     assert b_at == 0.0 and a_at == 5.0
 
 
-async def test_slots_bound_concurrency_per_model_and_release_on_error():
+async def test_slots_bound_the_tasks_in_flight_per_model_and_release_on_error():
     vt = VirtualTime()
     sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
     peak = {"v1": 0, "v2": 0}
@@ -106,13 +106,67 @@ async def test_slots_bound_concurrency_per_model_and_release_on_error():
             if fail:
                 raise RuntimeError("boom")
 
-    jobs = [task("v1", 1, fail=True), task("v1", 1), task("v1", 1)] + [task("v2", 2) for _ in range(4)]
+    # In flight per model: its concurrency plus queue_ahead (at least 2) queued at the service.
+    assert queue_ahead(1) == 2 and queue_ahead(2) == 2 and queue_ahead(5) == 5
+    jobs = [task("v1", 1, fail=True)] + [task("v1", 1) for _ in range(4)] + [task("v2", 2) for _ in range(6)]
     results = await vt.run(asyncio.gather(*jobs, return_exceptions=True))
     assert isinstance(results[0], RuntimeError)
-    assert peak == {"v1": 1, "v2": 2}
-    assert sorted(t for m, t in finished if m == "v1") == [10.0, 20.0, 30.0]
-    assert sorted(t for m, t in finished if m == "v2") == [10.0, 10.0, 20.0, 20.0]
+    assert peak == {"v1": 3, "v2": 4}
+    assert sorted(t for m, t in finished if m == "v1") == [10.0, 10.0, 10.0, 20.0, 20.0]
+    assert sorted(t for m, t in finished if m == "v2") == [10.0] * 4 + [20.0] * 2
     assert sched.active("v1") == 0 and sched.active("v2") == 0
+
+
+async def test_a_request_waiting_for_a_place_is_withdrawn_by_cancelling_it():
+    vt = VirtualTime()
+    sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
+    sent: list[int] = []
+
+    async def task(i: int) -> None:
+        async with sched.slot("v1", 1):
+            sent.append(i)
+            await vt.sleep(10.0)
+
+    async def scenario() -> None:
+        jobs = [asyncio.ensure_future(task(i)) for i in range(4)]
+        await vt.sleep(1.0)
+        jobs[3].cancel()  # the fourth never got a place: nothing was sent for it
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    await vt.run(scenario())
+    assert sent == [0, 1, 2] and sched.active("v1") == 0
+
+
+def test_a_queued_task_is_expected_to_start_when_the_tasks_ahead_free_a_slot():
+    sched = Scheduler(clock=lambda: 0.0, sleep=asyncio.sleep)
+    queue: dict[str, tuple[float, float]] = {}
+    a, b, c, d = (Slot(queue, concurrency=2) for _ in range(4))
+    assert a.submitted("a", 0.0, 10.0) == 0.0  # slots free: starts when submitted
+    assert b.submitted("b", 0.5, 4.0) == 0.5
+    assert c.submitted("c", 1.0, 10.0) == 4.5  # both slots busy: the earlier end (b at 4.5) frees one
+    assert d.submitted("d", 1.5, 10.0) == 10.0  # then a's end at 10.0 (c holds b's slot until 14.5)
+    b.release()
+    # A task ahead that already ended (expected end before the submit) does not hold a slot.
+    late = Slot(queue, concurrency=2)
+    assert late.submitted("late", 30.0, 1.0) == 30.0
+    assert sched.expected_start("nobody") is None
+
+
+async def test_the_scheduler_reports_the_expected_start_of_its_tasks_until_they_end():
+    vt = VirtualTime()
+    sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
+    seen: dict[str, float | None] = {}
+
+    async def task(name: str, at: float) -> None:
+        await vt.sleep(at)
+        async with sched.slot("v1", 1) as slot:
+            slot.submitted(name, vt.now, 10.0)
+            seen[name] = sched.expected_start(name)
+            await vt.sleep(10.0 if name == "first" else 25.0)
+
+    await vt.run(asyncio.gather(task("first", 0.0), task("second", 1.0), task("third", 2.0)))
+    assert seen == {"first": 0.0, "second": 10.0, "third": 20.0}
+    assert all(sched.expected_start(name) is None for name in seen)  # released with their slots
 
 
 async def test_polls_keep_the_account_query_rate():

@@ -27,6 +27,7 @@ from ._constants import POLL_MAX_DELAY, POLL_MIN_DELAY, RETRY_AFTER_CAP, RETRY_I
 __all__ = [
     "DurationModel",
     "Failure",
+    "POLL_DUE_MARGIN",
     "POLL_GROWTH",
     "POLL_LEAD",
     "next_poll_delay",
@@ -112,6 +113,7 @@ def retry_delay(attempt: int, *, retry_after: float | None = None, rng: Rng = ra
 POLL_LEAD = 0.8  # sleep until 80% of the expected duration before the first real look
 POLL_GROWTH = 0.1  # afterwards, wait 10% of the time elapsed so far
 POLL_JITTER = 0.1  # +-10%, so the tasks of a batch do not poll in lockstep
+POLL_DUE_MARGIN = 0.02  # the look at the expected end is 2% after it (the create's own latency)
 
 
 def next_poll_delay(
@@ -124,34 +126,49 @@ def next_poll_delay(
     see `DurationModel`); `attempt` the number of polls made so far (informational: the rule needs
     only the times); `queued` how long the task has been seen waiting PENDING (0 once it runs).
 
-    1. Before POLL_LEAD * expected: sleep until then. The task is very unlikely to be done, so one
+    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point). The task is very unlikely to be done, so one
        sleep replaces the SDK's 1-2-4-5 s ladder.
-    2. After it: poll every POLL_GROWTH * elapsed, clamped to [POLL_MIN_DELAY, POLL_MAX_DELAY]. Near
+    2. After it: poll every POLL_GROWTH * elapsed, clamped to [floor, POLL_MAX_DELAY]. Near
        the expected end that is about a tenth of the duration (lag <= ~10%); a task that runs long is
        polled less and less often, never less often than every POLL_MAX_DELAY (10 s, the docs' rate).
     3. While the task is queued (PENDING after the lead), it cannot end sooner than `expected` after
        it starts, so `elapsed` restarts at each PENDING sighting, and polls are also at least
        POLL_GROWTH * `queued` apart: a long queue is polled ever less often, and the fine-grained
        polling starts again once the task is seen RUNNING.
-    4. Every delay gets +-10% jitter from `rng` (if given) and is at least POLL_MIN_DELAY.
+    4. No delay jumps over the expected end: when the next look would pass `(1 + POLL_DUE_MARGIN) *
+       expected`, it happens there instead (not while queued: then the end is not known). With a
+       learned duration a task that ends on time is seen a few percent of its duration late.
+    5. Every delay gets +-10% jitter from `rng` (if given) and is at least the floor:
+       min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time;
+       only the look at the expected end may come sooner.
 
-    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.8, 14.1 s...;
-    a task done at 12.1 s is seen at 12.8 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
+    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.24, 13.5 s...;
+    a task done at 12.1 s is seen at 12.24 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
     12, 16, 20... s) needs 8 GETs and sees it at 16 s. wanx2.1-t2i-plus with prompt_extend (28.5 s):
-    22.8, 25.1, 27.6, 30.4 s... A task running 10 minutes late is polled every 10 s. A task queued
+    22.8, 25.1, 27.6, 29.1 s... A task running 10 minutes late is polled every 10 s. A task queued
     for 60 s before its 12 s run: about 12 GETs, and its end is seen within ~1 s (without restarting
     at each PENDING sighting: ~23 GETs and ~6 s late). A 0.6 s task queued 60 s: ~38 GETs, intervals
     growing to 6 s while it waits.
     """
-    if elapsed < POLL_LEAD * expected:
-        delay = POLL_LEAD * expected - elapsed
+    # The floor keeps a tiny task from being polled in a tight loop, but never exceeds a tenth of the
+    # expected duration: a 0.3 s task (an emulator at time_scale 0.01) is not seen 0.25 s late, and a
+    # task expected to take no time at all is looked at at once.
+    floor = min(POLL_MIN_DELAY, POLL_GROWTH * expected)
+    jitter = 1.0 if rng is None else 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
+    lead = POLL_LEAD * expected
+    # The jitter moves the lead point itself (not the whole sleep, which may include a long queue), and
+    # a look already within the jitter of the lead point counts as the lead look.
+    if elapsed < (1.0 - POLL_JITTER) * lead:
+        delay = lead * jitter - elapsed
     else:
-        delay = min(max(POLL_GROWTH * elapsed, POLL_MIN_DELAY), POLL_MAX_DELAY)
+        delay = min(max(POLL_GROWTH * elapsed, floor), POLL_MAX_DELAY) * jitter
     if queued > 0:
-        delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY))
-    if rng is not None:
-        delay *= 1.0 + POLL_JITTER * (2.0 * rng() - 1.0)
-    return max(delay, POLL_MIN_DELAY)
+        delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY) * jitter)
+    delay = max(delay, floor)
+    due = (1.0 + POLL_DUE_MARGIN) * expected
+    if queued <= 0 and elapsed < due < elapsed + delay:
+        delay = due - elapsed  # one look just after the expected end (once: the next one is past it)
+    return delay
 
 
 class DurationModel:

@@ -329,7 +329,11 @@ class AsyncWanxClient:
             expected = _DEFAULT_EXPECTED * self._time_scale
         fresh = expectation is not None and not expectation.resumed
         # A task we did not just submit is looked at at once; if it runs, assume it is near its end.
-        origin = expectation.submitted_at if fresh else start - expected  # type: ignore[union-attr]
+        if fresh:  # from when it should start running: its submit, or when the tasks ahead end
+            queued_until = self._scheduler.expected_start(task_id)
+            origin = expectation.submitted_at if queued_until is None else queued_until  # type: ignore[union-attr]
+        else:
+            origin = start - expected
         status = task.status.value if isinstance(task, Task) else "PENDING"
         polls = 0
         queued_since: float | None = None  # when we first saw it PENDING after the lead
@@ -348,7 +352,8 @@ class AsyncWanxClient:
             await _call(on_status, current)
             match current.status:
                 case TaskStatus.PENDING:
-                    origin = sent_at  # not started yet: it cannot end before sent_at + its duration
+                    # Not started yet: it cannot end before sent_at (or the tasks ahead of it) + its duration.
+                    origin = max(sent_at, self._scheduler.expected_start(task_id) or sent_at)
                     if queued_since is None:
                         queued_since = sent_at
                 case TaskStatus.RUNNING | TaskStatus.SUSPENDED:
@@ -559,9 +564,13 @@ class AsyncWanxClient:
         start = self._clock()
         prepared, warnings = await self._prepare(request)
         spec = get_model(prepared.model)
-        async with self._scheduler.slot(spec.name, spec.concurrency):
+        async with self._scheduler.slot(spec.name, spec.concurrency) as slot:
             await _call(on_sending, prepared)
             submission = await _uncancellable(self._create_and_report(prepared, warnings, on_submitted))
+            expectation = self._expect.get(submission.task_id)
+            if expectation is not None:  # queued behind our own tasks? then it starts when they end
+                expected = self._durations.expected(expectation.model, expectation.base)
+                slot.submitted(submission.task_id, expectation.submitted_at, expected)
             final = await self.wait(submission, timeout=timeout, on_status=on_status)
         return await self._finish(final, prepared, warnings, start)
 

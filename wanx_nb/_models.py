@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import io
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ImageExpiredError
+from ._png import strip_provenance
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._version import __version__
@@ -118,14 +120,23 @@ class ImageResult:
         """The image as a PIL image (decoded from the stored bytes)."""
         from PIL import Image as PILImage
 
-        if self.data is None:
+        data = self.data
+        if data is None:
             if self.path is None:
                 failed = (self.download_code, self.download_error) if self.download_error else (self.code, self.message)
-                why = f"{failed[0]}: {failed[1]}"
-                raise ValueError(f"image {self.index} has no data: {why}")
-            with open(self.path, "rb") as fh:
-                self.data = fh.read()
-        return PILImage.open(io.BytesIO(self.data))
+                raise ValueError(f"image {self.index} has no data: {failed[0]}: {failed[1]}")
+            with open(self.path, "rb") as fh:  # not kept: a batch's images need not all fit in memory
+                data = fh.read()
+        return PILImage.open(io.BytesIO(data))
+
+    def release(self) -> bool:
+        """Drop the in-memory bytes once they are in the stored file at `path`; `data` then reads them
+        back from it on use (the served bytes, without our provenance chunk). Returns whether it did."""
+        held = self.__dict__.get("_data")
+        if held is None or not self.path or not os.path.isfile(self.path):
+            return False
+        self.__dict__["_data"], self.__dict__["_released"] = None, True
+        return True
 
     def metadata(self) -> dict[str, Any]:
         out = {
@@ -152,6 +163,30 @@ class ImageResult:
         else:
             state = "ok"
         return f"<ImageResult #{self.index} {self.size} seed={self.seed} {state}>"
+
+
+def _read_data(self: ImageResult) -> bytes | None:
+    held = self.__dict__.get("_data")
+    if held is not None or not self.__dict__.get("_released") or not self.path:
+        return held
+    try:
+        with open(self.path, "rb") as fh:
+            stored = fh.read()
+    except OSError:
+        return None
+    try:
+        return strip_provenance(stored)
+    except ValueError:  # not a PNG (the store keeps corrupt bytes as they were paid for)
+        return stored
+
+
+def _write_data(self: ImageResult, value: bytes | None) -> None:
+    self.__dict__["_data"], self.__dict__["_released"] = value, False
+
+
+# `data` stays a dataclass field (ImageResult(data=...) and replace() work) backed by a property, so
+# bytes released after storing are read back lazily wherever `image.data` is used.
+ImageResult.data = property(_read_data, _write_data, doc="The image bytes as served (None when there are none).")  # type: ignore[assignment]
 
 
 @dataclass

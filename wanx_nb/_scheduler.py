@@ -3,10 +3,12 @@
 Three limits, all per account (one `Scheduler` per client):
 - submit rate, per model: at most `spec.submit_rps` creates in any sliding window of one second
   (plus a small safety margin for network jitter);
-- concurrency, per model: at most `spec.concurrency` tasks between submit and a terminal status.
-  `AsyncWanxClient.generate()` holds a slot from before the submit until the task ends; the service
-  would only queue extra tasks as PENDING (§3.5), so holding them back here costs nothing and keeps
-  the rate budget for models that can start at once;
+- in flight, per model: at most `spec.concurrency` running tasks plus `queue_ahead(concurrency)`
+  queued ones. `AsyncWanxClient.generate()` holds a slot from before the submit until the task ends.
+  The service queues a task created above its concurrency as PENDING (§3.5) and starts it the moment
+  a slot frees, so keeping a few queued means a freed slot never waits for us to notice the end
+  (our detection lag would otherwise become idle server time). Only a few: a request not sent yet
+  can still be withdrawn, and a queued task is cancellable (PENDING) like any other;
 - query rate, global: at most QUERY_QPS polls per second (the service allows 20 per account).
 
 When the service still answers 429 to a submit, `throttled(model, delay)` pauses that model's
@@ -15,6 +17,10 @@ submits; the client retries (bounded) and no error surfaces unless the retries r
 Rate limits are reservations on a clock: `reserve()` picks the earliest start that keeps the window
 rule, records it and returns it, so concurrent callers never race and no lock is needed. The clock
 and the sleep are injected (tests drive a fake clock).
+
+A queued task starts when the tasks ahead of it free a slot: `Slot.submitted()` records when each
+task is expected to end (first come, first served on `concurrency` slots, as the service runs them)
+and `expected_start(task_id)` tells the poll schedule when a task should start running.
 """
 
 from __future__ import annotations
@@ -26,11 +32,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ._constants import QUERY_QPS
 
-__all__ = ["SUBMIT_MARGIN", "Scheduler", "SlidingWindow"]
+__all__ = ["SUBMIT_MARGIN", "Scheduler", "SlidingWindow", "Slot", "queue_ahead"]
 
 # Extra seconds added to the submit window: requests sent exactly one window apart can arrive closer
 # together than they left.
 SUBMIT_MARGIN = 0.1
+
+
+def queue_ahead(concurrency: int) -> int:
+    """Tasks kept queued at the service beyond its `concurrency`: enough to refill every slot at once
+    (tasks often end together), at least two."""
+    return max(concurrency, 2)
 
 
 class SlidingWindow:
@@ -85,6 +97,7 @@ class Scheduler:
         self._paused_until: dict[str, float] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._active: dict[str, int] = {}
+        self._queues: dict[str, dict[str, tuple[float, float]]] = {}
         self._query = SlidingWindow.per_second(query_qps)
 
     async def _wait_until(self, at: float) -> None:
@@ -112,18 +125,57 @@ class Scheduler:
         await self._wait_until(self._query.reserve(self._clock()))
 
     @contextlib.asynccontextmanager
-    async def slot(self, model: str, concurrency: int) -> AsyncIterator[None]:
-        """Hold one of `concurrency` slots of `model` (from before the submit until the task ends)."""
+    async def slot(self, model: str, concurrency: int) -> AsyncIterator[Slot]:
+        """Hold one of the `concurrency + queue_ahead(concurrency)` in-flight places of `model`, from
+        before the submit until the task ends. Waiting for a place sends nothing (cancel freely)."""
         sem = self._slots.get(model)
+        concurrency = max(concurrency, 1)
         if sem is None:
-            sem = self._slots[model] = asyncio.Semaphore(max(concurrency, 1))
+            sem = self._slots[model] = asyncio.Semaphore(concurrency + queue_ahead(concurrency))
         async with sem:
             self._active[model] = self._active.get(model, 0) + 1
+            held = Slot(self._queues.setdefault(model, {}), concurrency)
             try:
-                yield
+                yield held
             finally:
                 self._active[model] -= 1
+                held.release()
 
     def active(self, model: str) -> int:
-        """Tasks of `model` holding a slot now."""
+        """Tasks of `model` holding a slot now (running or queued at the service, or about to be sent)."""
         return self._active.get(model, 0)
+
+    def expected_start(self, task_id: str) -> float | None:
+        """When the task should start running, given the tasks ahead of it (None: not one of ours)."""
+        for queue in self._queues.values():
+            if task_id in queue:
+                return queue[task_id][0]
+        return None
+
+
+class Slot:
+    """One in-flight place of a model; records the expected start and end of the task it carries.
+
+    `queue` maps task id -> (expected start, expected end) for the model's tasks in submission order,
+    shared by all its slots.
+    """
+
+    def __init__(self, queue: dict[str, tuple[float, float]], concurrency: int) -> None:
+        self._queue, self._concurrency = queue, concurrency
+        self._task_id: str | None = None
+
+    def submitted(self, task_id: str, at: float, duration: float) -> float:
+        """The task was created at `at` and should run `duration` seconds: returns its expected start.
+
+        First come, first served: it starts when fewer than `concurrency` of the tasks ahead are still
+        expected to run, i.e. at the (k - concurrency + 1)-th earliest of their k expected ends.
+        """
+        ends = sorted(end for _, end in self._queue.values() if end > at)
+        start = at if len(ends) < self._concurrency else ends[len(ends) - self._concurrency]
+        self._queue[task_id] = (start, start + max(duration, 0.0))
+        self._task_id = task_id
+        return start
+
+    def release(self) -> None:
+        if self._task_id is not None:
+            self._queue.pop(self._task_id, None)

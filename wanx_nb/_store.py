@@ -192,6 +192,7 @@ class Store(StoreQueries, LegacyStoreMixin):
                 )
                 self._remember(db, entry_id)
         image.path, image.sha256 = str(path), sha
+        image.release()  # on disk now: read back on use, so a long batch does not hold every image in memory
         return str(path)
 
     def _stamp(self, image: ImageResult, entry: JournalEntry, provenance: dict[str, Any]) -> bytes:

@@ -16,13 +16,8 @@ PIL is imported on first use (previews only).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import os
-import threading
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +45,8 @@ from ._html_style import yuan as _yuan
 from ._interrupt_card import interrupt_mimebundle
 from ._models import GenerationResult, ImageResult
 from ._next_steps import next_step
+from ._preview import Preview, preview_data_uri
+from ._preview import preview as _preview
 from ._registry import get_model
 from ._tables_html import models_mimebundle, status_html, status_text, table_html, table_text
 
@@ -111,69 +108,7 @@ class RenderOptions:
 
 options = RenderOptions()
 
-# ---- previews -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Preview:
-    uri: str
-    width: int
-    height: int
-
-
-_PREVIEW_CACHE: OrderedDict[tuple[str, int], _Preview] = OrderedDict()
-_PREVIEW_CACHE_SIZE = 64
-_PREVIEW_LOCK = threading.Lock()
-
-
-def _preview(png_bytes: bytes, max_px: int) -> _Preview:
-    key = (hashlib.sha256(png_bytes).hexdigest(), int(max_px))
-    with _PREVIEW_LOCK:
-        hit = _PREVIEW_CACHE.get(key)
-        if hit is not None:
-            _PREVIEW_CACHE.move_to_end(key)
-            return hit
-    preview = _make_preview(png_bytes, int(max_px))
-    with _PREVIEW_LOCK:
-        _PREVIEW_CACHE[key] = preview
-        while len(_PREVIEW_CACHE) > _PREVIEW_CACHE_SIZE:
-            _PREVIEW_CACHE.popitem(last=False)
-    return preview
-
-
-def _make_preview(png_bytes: bytes, max_px: int) -> _Preview:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(png_bytes))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot decode the image for a preview: {exc}") from None
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-    img = img.convert("RGBA" if has_alpha else "RGB")
-    if max(img.size) > max_px:
-        # thumbnail() keeps the aspect ratio; LANCZOS is deterministic for the same input.
-        img.thumbnail((max_px, max_px), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    candidates: list[tuple[int, str, bytes]] = []
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
-    candidates.append((len(buf.getvalue()), "image/png", buf.getvalue()))
-    if not has_alpha:
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=80, optimize=True)
-        candidates.append((len(buf.getvalue()), "image/jpeg", buf.getvalue()))
-    _, mime, data = min(candidates, key=lambda c: (c[0], c[1]))
-    uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return _Preview(uri, img.size[0], img.size[1])
-
-
-def preview_data_uri(png_bytes: bytes, max_px: int = 384) -> str:
-    """A `data:` URI of a preview at most `max_px` on its longer side (JPEG q80, or PNG when smaller).
-
-    Deterministic: the same bytes always give the same URI. Raises ValueError for bytes that are not
-    an image.
-    """
-    return _preview(png_bytes, max_px).uri
+# ---- previews (encoded once, cached: `_preview`) ----------------------------------------------
 
 
 def _image_bytes(image: ImageResult) -> bytes | None:
@@ -248,7 +183,7 @@ def _shown_path(path: str | None) -> str | None:
     return path if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
-def _thumbnail_html(pv: _Preview, image: ImageResult, alt: str) -> str:
+def _thumbnail_html(pv: Preview, image: ImageResult, alt: str) -> str:
     img = (
         f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="{_e(alt)}" style="{S_IMG}">'
     )
