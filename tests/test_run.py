@@ -6,10 +6,12 @@ deadline is measured on the same clock, so nothing here depends on how fast the 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
 
+from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import RunInterruptedError, RunTimeoutError, TaskCanceledError, TaskUnfinishedError
 from wanx_nb._models import GenerationResult
 from wanx_nb._request import GenerationRequest
@@ -21,15 +23,24 @@ from wanx_nb.emulator import Emulator, EmulatorSettings
 
 @pytest.fixture
 def fake_emulator():
-    # time_scale keeps the client's expected durations (and so its poll intervals) short in real time.
-    # The client polls in real time while the service's clock stands still, so the per-second query
-    # window would only ever fill: it is off here (test_client_emulator covers it on one clock).
-    return Emulator(EmulatorSettings(clock="fake", time_scale=0.001, query_qps=None))
+    # Tasks take their real durations, on a clock that moves only when the test says so. The client
+    # paces its submits and polls in real time while that clock stands still, so the service's
+    # per-second windows would only ever fill: rate limits are off here (test_client_emulator and
+    # test_scheduler cover them on one clock).
+    return Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+
+
+def fast_client(emulator: Emulator) -> AsyncWanxClient:
+    """The client plans its polls in seconds of the service's durations; here they pass 1000x faster
+    in real time, while the service's own clock moves only when the test advances it."""
+    client = AsyncWanxClient(emulator=emulator)
+    client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
+    return client
 
 
 @pytest.fixture
 def fake_session(tmp_path, fake_emulator):
-    return Session(store=tmp_path / "store", emulator=fake_emulator, clock=fake_emulator.now)
+    return Session(store=tmp_path / "store", client=fast_client(fake_emulator), clock=fake_emulator.now)
 
 
 class Recorder:
@@ -96,17 +107,17 @@ def test_a_timeout_cancels_pending_tasks_and_keeps_running_ones_for_resume(fake_
         [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(2)], on_progress=events
     )
     events.wait_for(has(Phase.PENDING, 0))
-    fake_emulator.advance(1)  # the first starts running
 
     def tick() -> None:
-        fake_emulator.advance(30)  # the run's deadline is on the fake clock too
+        fake_emulator.advance(1)  # the run's deadline is on the fake clock too; wanx-v1 runs ~30 s
 
     with pytest.raises(RunTimeoutError) as caught:
         run.result(timeout=5, on_tick=tick)
     summary = caught.value.summary
     assert summary.billed_images == 0
-    outcomes = run.outcomes
-    assert all(o is not None for o in outcomes)
+    first, second = run.outcomes
+    assert isinstance(first, TaskUnfinishedError) and first.task_id in summary.unfinished  # running: kept
+    assert isinstance(second, TaskCanceledError)  # PENDING on the service, or never sent: not billed
     # Nothing is lost: whatever was sent and not canceled is kept for resume.
     creates = len(fake_emulator.requests("create"))
     fake_emulator.advance(3600)
@@ -134,7 +145,7 @@ def test_an_interrupt_withdraws_cancels_and_says_what_resume_will_save(fake_sess
     # The first task was already running (the service cannot cancel it): it is kept for resume.
     assert isinstance(first, TaskUnfinishedError) and first.task_id in caught.value.summary.unfinished
     # The others were PENDING on the service (canceled, not billed) or never sent (withdrawn).
-    assert all(isinstance(o, TaskCanceledError) for o in rest)
+    assert all(isinstance(o, TaskCanceledError) for o in rest), rest
     assert "resume" in caught.value.args[0]
     statuses = [t.status_at(fake_emulator.now()) for t in fake_emulator.tasks.values()]
     assert statuses.count("RUNNING") == 1 and set(statuses) <= {"RUNNING", "CANCELED"}
@@ -172,7 +183,7 @@ def test_cancel_and_withdraw_touch_only_their_own_run(fake_session, fake_emulato
 
 
 def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):
-    rec = Session(store=tmp_path / "s", emulator=fake_emulator, clock=fake_emulator.now, mode="record")
+    rec = Session(store=tmp_path / "s", client=fast_client(fake_emulator), clock=fake_emulator.now, mode="record")
     run = rec.start([GenerationRequest("fox", n=1, seed=5)])
     run.result(on_tick=lambda: fake_emulator.advance(3600))
     events = Recorder()
