@@ -502,3 +502,46 @@ def test_in_a_real_kernel_the_status_is_replaced_by_the_result(tmp_path):
     assert "emulator: not the real service" in result.data["text/html"]
     assert result.metadata["wanx_nb"]["model"] == "wanx2.1-t2i-turbo"
     assert "wanx2.1-t2i-turbo_7_" in nb.cells[3].outputs[0].text
+
+
+# ---- the store and the environment, seen from the magic ------------------------------------------
+
+
+def test_history_pages_newest_first(shell, session):
+    for seed in (1, 2, 3):
+        cell(shell, f"-n 1 --seed {seed}")
+    first = shell.run_line_magic("wanx", "history --limit 2 --no-thumbnails")
+    second = shell.run_line_magic("wanx", "history --limit 2 --page 2 --no-thumbnails")
+    def seeds(bundle) -> list[int]:  # the seed column of the text table
+        lines = bundle._repr_mimebundle_()[0]["text/plain"].splitlines()[2:]
+        return [int(line.split("¥")[1].split()[1]) for line in lines if "¥" in line]
+
+    assert seeds(first) == [3, 2] and seeds(second) == [1]
+
+
+def test_history_on_a_damaged_index_is_a_usage_error_naming_the_rebuild(shell, session):
+    cell(shell, "-n 1 --seed 1")
+    session.store.close()
+    (session.store.root / "index.sqlite").write_bytes(b"not an index" * 64)
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        (session.store.root / name).unlink(missing_ok=True)
+    with pytest.raises(UsageError, match="rebuild"):
+        shell.run_line_magic("wanx", "history")
+
+
+def test_a_bad_environment_variable_is_a_usage_error_naming_it(shell, monkeypatch):
+    set_session(None)
+    monkeypatch.setenv("WANX_NB_MODE", "bogus")
+    with pytest.raises(UsageError, match="WANX_NB_MODE"):
+        cell(shell, "-n 1")
+
+
+def test_an_unwritable_output_dir_after_paying_is_a_warning_not_a_traceback(shell, session, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    shell.run_line_magic("config", f"WanxMagics.output_dir = {str(blocked / 'out')!r}")
+    result = cell(shell, "-n 1 --seed 4 -o res")
+    res = shell.user_ns["res"]
+    assert isinstance(res, GenerationResult) and res.saved_images == 1
+    assert any("could not copy the images" in w for w in res.warnings)
+    assert "could not copy" in result._repr_mimebundle_()[0]["text/plain"]

@@ -259,6 +259,11 @@ class HistoryArgs:
     until: str | None = None
     limit: int = 20
     thumbnails: bool = True
+    page: int = 1
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
 
 
 # Names IPython keeps in the user namespace (its own, and the output and input caches).
@@ -279,7 +284,7 @@ def _check_output_name(name: str) -> None:
 
 def parse_history_line(line: str) -> HistoryArgs:
     ns = _parse(history_parser, line)
-    return HistoryArgs(ns.model, ns.text, ns.since, ns.until, ns.limit, not ns.no_thumbnails)
+    return HistoryArgs(ns.model, ns.text, ns.since, ns.until, ns.limit, not ns.no_thumbnails, ns.page)
 
 
 def interpolate(template: str, namespace: Mapping[str, Any]) -> str:

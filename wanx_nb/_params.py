@@ -269,15 +269,25 @@ def _read_limit(text: str) -> int:
     return value
 
 
+def _read_page(text: str) -> int:
+    value = _read_int(text)
+    if not 1 <= value <= 10**6:
+        raise ValueError("a whole number from 1 to 1000000")
+    return value
+
+
 def add_history_options(parser: argparse.ArgumentParser) -> None:
-    """The filters of `%wanx history` and `wanx-nb history`."""
+    """The filters of `%wanx history` and `wanx-nb history`, and the page (of --limit rows) to show."""
     limit = Param("limit", ("--limit",), "", "", _BOTH, "int", "", read=_read_limit)
+    page = Param("page", ("--page",), "", "", _BOTH, "int", "", read=_read_page)
     parser.add_argument("--model", default=None, help="only this model")
     parser.add_argument("--text", default=None, help="prompt (or rewritten prompt) contains TEXT")
     parser.add_argument("--since", default=None, metavar="ISO", help="submitted at or after this time (ISO 8601, UTC)")
     parser.add_argument("--until", default=None, metavar="ISO", help="submitted at or before this time")
     parser.add_argument("--limit", type=_argparse_type(limit), default=20, metavar="N",
                         help=f"at most N rows, 1-{HISTORY_LIMIT_MAX} (default: 20)")  # fmt: skip
+    parser.add_argument("--page", type=_argparse_type(page), default=1, metavar="P",
+                        help="page P of N rows each, newest first (default: 1)")  # fmt: skip
 
 
 # ---- request -> option tokens (the panel's equivalent cell, the CLI round trip) ----------------

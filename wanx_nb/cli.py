@@ -310,7 +310,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
     store = _session(args).store
     try:
-        rows = store.history(model=args.model, text=args.text, since=args.since, until=args.until, limit=args.limit)
+        rows = store.history(
+            model=args.model, text=args.text, since=args.since, until=args.until, limit=args.limit,
+            offset=(args.page - 1) * args.limit,
+        )
     except KeyError as exc:  # unknown model
         raise _CommandError(f"--model: {exc.args[0]}") from None
     except ValueError as exc:  # a --since/--until that is not ISO 8601

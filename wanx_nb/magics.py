@@ -95,7 +95,12 @@ class WanxMagics(Magics):
         from . import rendering
         from ._session import get_session
 
-        session = get_session()
+        from ._exceptions import WanxError
+
+        try:
+            session = get_session()
+        except WanxError as exc:  # e.g. WANX_NB_MODE=bogus: the message names the variable
+            raise UsageError(str(exc)) from None
         explicit = self._explicit_settings()
         rendering.options.preview_px = self.preview_px
         if "budget_yuan" in explicit:
@@ -198,6 +203,16 @@ class WanxMagics(Magics):
         """
         if not self.output_dir:
             return []
+        try:
+            return self._copy_out(result)
+        except OSError as exc:  # after paying: the images are safe in the store; say so, never a traceback
+            result.warnings.append(
+                f"could not copy the images to {self.output_dir!r} ({exc.strerror or exc}); they are saved in the "
+                "store (see each image's path); change %config WanxMagics.output_dir to get copies"
+            )
+            return []
+
+    def _copy_out(self, result: Any) -> list[str]:
         os.makedirs(self.output_dir, exist_ok=True)
         paths = []
         for im in result.succeeded:
@@ -348,19 +363,26 @@ class WanxMagics(Magics):
     def handle_history(self, rest: str) -> Any:
         from .rendering import Bundle, history_mimebundle
 
+        from ._exceptions import WanxError
+
         h = parse_history_line(rest)
         session = self.session()
         try:
-            rows = session.store.history(model=h.model, text=h.text, since=h.since, until=h.until, limit=h.limit)
+            rows = session.store.history(
+                model=h.model, text=h.text, since=h.since, until=h.until, limit=h.limit, offset=h.offset
+            )
         except KeyError as exc:  # unknown model
             raise UsageError(str(exc.args[0])) from None
         except ValueError as exc:  # a --since/--until that is not ISO 8601
             raise UsageError(f"--since/--until take an ISO 8601 time such as 2025-01-31T08:00: {exc}") from None
+        except WanxError as exc:  # a damaged index: the error names `wanx-nb store rebuild`
+            raise UsageError(str(exc)) from None
         thumbnails = {}
         if h.thumbnails:
             for row in rows:
-                if row.thumbnail and os.path.exists(row.thumbnail):
-                    thumbnails[row.task_id] = _read(row.thumbnail)
+                data = session.store.read_image(row.thumbnail)  # never a bad or oversized file
+                if data is not None and row.task_id:
+                    thumbnails[row.task_id] = data
         return Bundle(*history_mimebundle(rows, thumbnails=thumbnails))
 
     def handle_show(self, rest: str) -> Any:
@@ -416,6 +438,3 @@ def _no_args(sub: str, rest: str) -> None:
         raise UsageError(f"%wanx {sub} takes no arguments (got {rest!r})")
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
