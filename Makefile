@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: demo test test-fast bench chromium
+.PHONY: demo test test-fast bench system
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -15,15 +15,18 @@ demo: $(PY)
 	$(PIP) -e '.[notebook]'
 	$(VENV)/bin/wanx-nb report --out report
 
-test: $(PY) chromium
+test: $(PY) system
 	$(PIP) -e '.[test,ui]'
 	$(PY) -m pytest -q -p no:cacheprovider tests notebooks \
 	    --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
-# The browser test drives Debian's Chromium (a test tool's own browser download cannot work here).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+# Debian packages the tests use: Chromium for the browser tests (a test tool's own browser download
+# cannot work here), and a CJK font so the emulator and the grid draw Chinese prompts, not boxes.
+SYSTEM_PACKAGES := chromium fonts-wqy-microhei
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || [ "$$(id -u)" != 0 ] || { \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 test-fast: $(PY)
 	$(PY) -m pytest -q -p no:cacheprovider tests -m "not ui"
