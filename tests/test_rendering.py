@@ -552,3 +552,13 @@ def test_interrupt_card_with_nothing_running_does_not_send_anyone_to_resume():
     text = rendering.interrupt_mimebundle(canceled=["t-1"])[0]["text/plain"]
     assert "resume" not in text and "not billed" in text
     assert "nothing was sent or billed" in rendering.interrupt_mimebundle()[0]["text/plain"]
+
+
+def test_an_unfinished_request_never_suggests_a_retry():
+    from wanx_nb._exceptions import TaskUnfinishedError
+
+    error = TaskUnfinishedError("t-1", "500 InternalError on GET /api/v1/tasks/t-1", code="InternalError")
+    data, _ = rendering.error_mimebundle(error)
+    for text in (data["text/plain"], data["text/html"]):
+        step = text.split("next step")[1]
+        assert "%wanx resume" in step and "retry" not in step.lower()

@@ -223,8 +223,9 @@ class RequestSteps:
                 message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.metadata(),
             )
         elif missing:
-            reasons = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
-            self._write(slot, "note_error", missing[0].download_code, reasons)
+            details = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
+            self._write(slot, "note_error", missing[0].download_code, details)  # the whole story, for history
+            reasons = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in missing))
             self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
             result.warnings.append(
                 f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "

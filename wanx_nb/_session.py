@@ -53,7 +53,8 @@ class ResumeReport:
         if self.ended:
             parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
         if self.unfinished:
-            parts.append(f"{len(self.unfinished)} still unfinished (run `%wanx resume` again later)")
+            why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in self.unfinished))
+            parts.append(f"{len(self.unfinished)} still unfinished ({why}: run `%wanx resume` again later)")
         if self.expired:
             ids = ", ".join(e.task_id or e.entry_id for e in self.expired)
             parts.append(f"{len(self.expired)} gone for good (older than the service's 24 h): {ids}")

@@ -210,13 +210,26 @@ def image_tile_html(
             image.message or "the service returned no image",
         )
     data = _image_bytes(image)
+    if data is None and image.gone:
+        return failure_tile_html(
+            f"image {image.index + 1} ({_seed_label(image.seed)}): billed, expired",
+            image.download_code,
+            "its URL expired before it could be saved; the service no longer serves it",
+            hint="nothing can bring it back: result URLs live 24 h",
+        )
+    if data is None and image.missing:
+        return failure_tile_html(
+            f"image {image.index + 1} ({_seed_label(image.seed)}): billed, not saved yet",
+            image.download_code,
+            "the download failed; the image is kept in the journal",
+            hint="`%wanx resume` downloads it while its URL lives (24 h), without paying again",
+        )
     if data is None:
-        where = image.path or image.url or "nowhere"
         return failure_tile_html(
             f"image {image.index + 1} ({_seed_label(image.seed)})",
             None,
-            f"no image bytes to preview (stored at {where})",
-            hint="download it again with `%wanx resume` or `%wanx show TASK_ID`",
+            f"no image bytes to preview (stored at {_shown_path(image.path) or 'nowhere'})",
+            hint="`wanx-nb store check` says what is wrong with the stored file",
         )
     try:
         pv = _preview(data, preview_px)
@@ -296,16 +309,23 @@ def _sizes_text(result: GenerationResult) -> str:
     return ",".join(s.replace("x", "*") for s in sizes)
 
 
+def _count_text(result: GenerationResult) -> str:
+    """"2/2 images"; or, when billed images are not downloaded yet, "billed 2, 1 not saved yet"."""
+    missing = sum(1 for im in result.images if im.missing)
+    if missing:
+        return f"billed {result.billed_images}, {missing} not saved yet"
+    return f"{len(result.succeeded)}/{len(result.images)} images"
+
+
 def result_text(result: GenerationResult) -> str:
     """The deterministic text/plain of a result: model, counts, size, seeds, cost, emulator tag.
 
     Replayed and live results read the same here (the HTML says which one it is), so a notebook
     recorded live validates in replay mode.
     """
-    ok, total = len(result.succeeded), len(result.images)
     tag = " [emulator]" if result.backend == "emulator" else ""
     head = (
-        f"<wanx {result.model}: {ok}/{total} images {_sizes_text(result)}"
+        f"<wanx {result.model}: {_count_text(result)} {_sizes_text(result)}"
         f"{_seeds_text([im.seed for im in result.images])} {_yuan(result.cost_yuan)}{tag}>"
     )
     lines = [head]
@@ -324,9 +344,8 @@ def result_html(result: GenerationResult, *, preview_px: int | None = None, styl
     """The gallery of one result as an HTML fragment, styled inline (`stylesheet` is kept for callers;
     there is no stylesheet any more)."""
     px = preview_px or options.preview_px
-    ok, total = len(result.succeeded), len(result.images)
     head = (
-        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(result.model)}</b> · {ok}/{total} images · '
+        f'<div class="wanx-head" style="{S_HEAD}"><b>{_e(result.model)}</b> · {_e(_count_text(result))} · '
         f"{_e(_yuan(result.cost_yuan))} · {_e(f'{result.elapsed:.1f} s')}{_badge(result.backend)}</div>"
     )
     tiles = [image_tile_html(result, im, preview_px=px) for im in result.images]
@@ -378,8 +397,20 @@ def _error_fields(exc: BaseException) -> dict[str, Any]:
         "message": message,
         "request_id": getattr(exc, "request_id", None),
         "task_id": getattr(exc, "task_id", None),
-        "next_step": next_step(code or _CLASS_CODES.get(name)),
+        "next_step": _next_step_for(exc, code or _CLASS_CODES.get(name)),
     }
+
+
+def _next_step_for(exc: BaseException, code: str | None) -> str:
+    """The code's next step, unless the request may have been billed: then never "retry", but resume."""
+    from ._exceptions import TaskUnfinishedError
+
+    if isinstance(exc, TaskUnfinishedError):
+        return (
+            "run `%wanx resume` (now or within 24 h) to save its images without paying again; "
+            "re-running the cell would send (and bill) a new request"
+        )
+    return next_step(code)
 
 
 def error_text(exc: BaseException) -> str:
