@@ -126,8 +126,8 @@ def next_poll_delay(
     see `DurationModel`); `attempt` the number of polls made so far (informational: the rule needs
     only the times); `queued` how long the task has been seen waiting PENDING (0 once it runs).
 
-    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point). The task is very unlikely to be done, so one
-       sleep replaces the SDK's 1-2-4-5 s ladder.
+    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point).
+       The task is very unlikely to be done, so one sleep replaces the SDK's 1-2-4-5 s ladder.
     2. After it: poll every POLL_GROWTH * elapsed, clamped to [floor, POLL_MAX_DELAY]. Near
        the expected end that is about a tenth of the duration (lag <= ~10%); a task that runs long is
        polled less and less often, never less often than every POLL_MAX_DELAY (10 s, the docs' rate).
