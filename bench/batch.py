@@ -28,6 +28,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sdk_patterns import PATTERNS, scaled_sdk_sleeps
 
@@ -99,7 +100,9 @@ def run_ours(base_url: str, api_key: str, reqs: list[GenerationRequest], time_sc
     return seen
 
 
-def measure(server, name: str, run: Callable[..., dict[str, float]], reqs: list[GenerationRequest]) -> tuple[float, float]:
+def measure(
+    server: Any, name: str, run: Callable[..., dict[str, float]], reqs: list[GenerationRequest]
+) -> tuple[float, float]:
     """(wall seconds, median detection lag seconds) of one pattern, on its own account."""
     api_key = f"sk-bench-{name.split()[0].lower()}-{len(reqs)}-{abs(hash(name)) % 10_000}"
     start = time.perf_counter()
@@ -132,8 +135,8 @@ def batch(count: int, time_scale: float, patterns: list[str]) -> dict[str, float
             run = functools.partial(run_ours, time_scale=time_scale) if name.startswith("wanx_nb") else PATTERNS[name]
             wall, lag = measure(server, name, run, reqs)
             ratios[name] = wall / bound
-            print(f"  {name:32}: {wall:8.2f} s = {wall / bound:.3f} x bound at {count}; median detection lag {lag:.3f} s",
-                  flush=True)
+            print(f"  {name:32}: {wall:8.2f} s = {wall / bound:.3f} x bound at {count};"
+                  f" median detection lag {lag:.3f} s", flush=True)
     ours = ratios["wanx_nb generate_many"]
     for name, ratio in ratios.items():
         if not name.startswith("wanx_nb"):
@@ -151,8 +154,8 @@ def real_time(count: int, patterns: list[str]) -> None:
         for name in ["wanx_nb generate_many", *patterns]:
             run = run_ours if name.startswith("wanx_nb") else PATTERNS[name]
             wall, lag = measure(server, name, run, reqs)
-            print(f"  real-time {name:32}: {wall:7.1f} s = {wall / bound:.3f} x bound; median detection lag {lag:.2f} s",
-                  flush=True)
+            print(f"  real-time {name:32}: {wall:7.1f} s = {wall / bound:.3f} x bound;"
+                  f" median detection lag {lag:.2f} s", flush=True)
 
 
 def main() -> None:

@@ -159,7 +159,7 @@ def grid_costs(session: Session, tmp: str) -> tuple[float, float]:
     _preview._cache.clear()
     html_s, _ = timed(grid.html)
     thumbs_s, _ = timed(lambda: jpeg_thumbnails(pngs, grid.preview_px))
-    print(f"grid 4 models x 8 prompts (32 images), in this run:")
+    print("grid 4 models x 8 prompts (32 images), in this run:")
     print(f"  CompareGrid.save()          : {save_s:6.3f} s;  naive PIL grid of the same images: {naive_s:6.3f} s"
           f" = {save_s / naive_s:.2f} x (goal <= 1.3)")
     print(f"  first grid HTML (cold cache): {html_s:6.3f} s;  JPEG-encoding its 32 thumbnails once: {thumbs_s:6.3f} s"

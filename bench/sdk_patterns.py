@@ -118,4 +118,8 @@ def loop(base_url: str, api_key: str, requests: list[GenerationRequest]) -> dict
     return dict(_call(synthesis, api_key, r) for r in requests)
 
 
-PATTERNS = {"SDK 16-thread pool of call()": pool, "SDK async_call all, then wait": submit_all, "SDK sequential call() loop": loop}
+PATTERNS = {
+    "SDK 16-thread pool of call()": pool,
+    "SDK async_call all, then wait": submit_all,
+    "SDK sequential call() loop": loop,
+}

@@ -113,7 +113,9 @@ def retry_delay(attempt: int, *, retry_after: float | None = None, rng: Rng = ra
 POLL_LEAD = 0.8  # sleep until 80% of the expected duration before the first real look
 POLL_GROWTH = 0.1  # afterwards, wait 10% of the time elapsed so far
 POLL_JITTER = 0.1  # +-10%, so the tasks of a batch do not poll in lockstep
-POLL_DUE_MARGIN = 0.02  # the look at the expected end is 2% after it (the create's own latency)
+# The look at the expected end is 1% after it. The task started when the create arrived, a one-way
+# trip after we sent it; the poll's own one-way trip makes up for that, so the margin is for jitter.
+POLL_DUE_MARGIN = 0.01
 
 
 def next_poll_delay(
@@ -126,8 +128,8 @@ def next_poll_delay(
     see `DurationModel`); `attempt` the number of polls made so far (informational: the rule needs
     only the times); `queued` how long the task has been seen waiting PENDING (0 once it runs).
 
-    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point). The task is very unlikely to be done, so one
-       sleep replaces the SDK's 1-2-4-5 s ladder.
+    1. Before POLL_LEAD * expected (less its jitter): sleep until then (the jitter moves that point).
+       The task is very unlikely to be done, so one sleep replaces the SDK's 1-2-4-5 s ladder.
     2. After it: poll every POLL_GROWTH * elapsed, clamped to [floor, POLL_MAX_DELAY]. Near
        the expected end that is about a tenth of the duration (lag <= ~10%); a task that runs long is
        polled less and less often, never less often than every POLL_MAX_DELAY (10 s, the docs' rate).
@@ -142,10 +144,10 @@ def next_poll_delay(
        min(POLL_MIN_DELAY, POLL_GROWTH * expected), so 0 when the task is expected to take no time;
        only the look at the expected end may come sooner.
 
-    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.24, 13.5 s...;
-    a task done at 12.1 s is seen at 12.24 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
+    Example, wanx2.1-t2i-turbo (expected 12 s): polls at about 9.6, 10.6, 11.6, 12.12, 13.3 s...;
+    a task done at 12.1 s is seen at 12.12 s after 4 GETs. The SDK's ladder (GETs at 0, 1, 2, 4, 6, 8,
     12, 16, 20... s) needs 8 GETs and sees it at 16 s. wanx2.1-t2i-plus with prompt_extend (28.5 s):
-    22.8, 25.1, 27.6, 29.1 s... A task running 10 minutes late is polled every 10 s. A task queued
+    22.8, 25.1, 27.6, 28.8 s... A task running 10 minutes late is polled every 10 s. A task queued
     for 60 s before its 12 s run: about 12 GETs, and its end is seen within ~1 s (without restarting
     at each PENDING sighting: ~23 GETs and ~6 s late). A 0.6 s task queued 60 s: ~38 GETs, intervals
     growing to 6 s while it waits.
@@ -166,8 +168,9 @@ def next_poll_delay(
         delay = max(delay, min(POLL_GROWTH * queued, POLL_MAX_DELAY) * jitter)
     delay = max(delay, floor)
     due = (1.0 + POLL_DUE_MARGIN) * expected
-    if queued <= 0 and elapsed < due < elapsed + delay:
-        delay = due - elapsed  # one look just after the expected end (once: the next one is past it)
+    # Only from clearly before it: a look that landed there (up to clock rounding) is not repeated.
+    if queued <= 0 and elapsed < due - 0.5 * POLL_DUE_MARGIN * expected and due < elapsed + delay:
+        delay = due - elapsed  # one look just after the expected end
     return delay
 
 
