@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import (
     APIStatusError,
     SubmitOutcomeUnknownError,
+    SyncOutcomeUnknownError,
     TaskCanceledError,
     TaskFailedError,
     TaskNotCreatedError,
@@ -24,6 +25,7 @@ from ._exceptions import (
     WanxError,
 )
 from ._models import GenerationResult, Task, TaskStatus
+from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
 from ._store import EntryState
@@ -131,6 +133,11 @@ class RequestSteps:
                 slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
                 timeout=float("inf"),
             )
+        except SyncOutcomeUnknownError as exc:
+            # No task id to look up and no task list holds sync calls: say so, never send it again.
+            self._write(slot, "mark_outcome_unknown", exc.code, str(exc))
+            self._set_outcome(slot, Phase.UNFINISHED, exc)
+            return
         except SubmitOutcomeUnknownError as exc:
             await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
             return
@@ -143,6 +150,9 @@ class RequestSteps:
         """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
         assert self._client is not None
         entry = self._store.entry(slot.entry_id)
+        if entry.task_id is None and _is_sync(entry.sent or entry.given):
+            self._sync_unresolved(slot, entry.state, entry.message)
+            return
         if entry.task_id is None:
             request = entry.sent or entry.given
             sent_at = _parse_utc(entry.sent_at) or _parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
@@ -192,6 +202,19 @@ class RequestSteps:
             self._set_outcome(slot, Phase.FAILED, TaskNotCreatedError(message))
             return
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
+        self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    def _sync_unresolved(self, slot: Slot, state: EntryState, message: str | None) -> None:
+        """Resume of a sync call left unfinished: it has no task id to look up, so it is reported
+        (never re-sent) and stays in the journal as it is."""
+        if state is EntryState.COLLECTING:
+            detail = (
+                "a synchronous call whose images were billed but not all saved; it has no task to collect "
+                "again: its image URLs (valid 24 h) are in the store's record of this request"
+            )
+        else:
+            detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
+        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
         self._set_outcome(slot, Phase.UNFINISHED, error)
 
     def _polled(self, slot: Slot, task: Task) -> None:
@@ -273,6 +296,11 @@ class RequestSteps:
             self._write(slot, "mark_withdrawn")
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
+        elif slot.task_id is None and _is_sync(slot.request):
+            why = ("stopped while a synchronous call was on the wire: billed or not is unknown, and a sync call "
+                   "cannot be looked up; it is not sent again")  # fmt: skip
+            self._write(slot, "mark_outcome_unknown", "Interrupted", why)
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="SyncOutcomeUnknown"))
         elif slot.task_id is None:
             self._write(slot, "mark_outcome_unknown", "Interrupted", "stopped while the create was on the wire")
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
@@ -305,6 +333,14 @@ class RequestSteps:
             self._on_progress(Progress(slot.index, slot.request.model, phase, slot.task_id, spent))
 
 
+
+
+def _is_sync(request: GenerationRequest) -> bool:
+    """Whether the client sends this request as a synchronous call (a sync-only model: no task id)."""
+    try:
+        return not preferred_protocol(get_model(request.model)).is_async
+    except (KeyError, TypeError):
+        return False
 
 
 def utcnow() -> str:
