@@ -602,14 +602,21 @@ class AsyncWanxClient:
         prepared, warnings = await self._prepare(request)
         spec = get_model(prepared.model)
         protocol = preferred_protocol(spec)
+        limits = submit_limits(spec, self.region)
         if not protocol.is_async:
             async with self._scheduler.slot(spec.name, spec.concurrency):
+                # Wait for the submit turn first (2 per minute can mean a minute): until on_sending
+                # nothing is on the wire, so an interrupt here withdraws the request cleanly.
+                await self._scheduler.submit_turn(spec.name, limits)
                 await _call(on_sending, prepared)
                 final = await self._call_sync(prepared, spec, protocol)
             return await self._finish(final, prepared, warnings, start)
         async with self._scheduler.slot(spec.name, spec.concurrency) as slot:
+            await self._scheduler.submit_turn(spec.name, limits)
             await _call(on_sending, prepared)
-            submission = await _uncancellable(self._create_and_report(prepared, warnings, on_submitted))
+            submission = await _uncancellable(
+                self._create_and_report(prepared, warnings, on_submitted, turn_taken=True)
+            )
             expectation = self._expect.get(submission.task_id)
             if expectation is not None:  # queued behind our own tasks? then it starts when they end
                 expected = self._durations.expected(expectation.model, expectation.base)
@@ -618,9 +625,14 @@ class AsyncWanxClient:
         return await self._finish(final, prepared, warnings, start)
 
     async def _create_and_report(
-        self, prepared: GenerationRequest, warnings: list[str], on_submitted: OnSubmitted | None
+        self,
+        prepared: GenerationRequest,
+        warnings: list[str],
+        on_submitted: OnSubmitted | None,
+        *,
+        turn_taken: bool = False,
     ) -> Submission:
-        submission = await self._create(prepared, warnings)
+        submission = await self._create(prepared, warnings, turn_taken=turn_taken)
         await _call(on_submitted, submission, prepared)
         return submission
 
@@ -685,7 +697,7 @@ class AsyncWanxClient:
             request = request.replace(ref_img=await self.upload(request.ref_img, request.model))
         return request, warnings
 
-    async def _create(self, request: GenerationRequest, warnings: list[str]) -> Submission:
+    async def _create(self, request: GenerationRequest, warnings: list[str], *, turn_taken: bool = False) -> Submission:
         spec = get_model(request.model)
         protocol = preferred_protocol(spec)
         wire_model = spec.wire_name(self.region)
@@ -696,7 +708,7 @@ class AsyncWanxClient:
         submitted_at = self._clock()
         sends: list[float] = []  # wall time of each attempt: the last one bounds an unknown outcome
         try:
-            response = await self._request(wire, kind="submit", spec=spec, sends=sends)
+            response = await self._request(wire, kind="submit", spec=spec, sends=sends, turn_taken=turn_taken)
         except _Unanswered as lost:
             raise self._outcome_unknown(request, sends, lost.cause, lost.status, lost.request_id) from lost.__cause__
         try:
@@ -726,7 +738,9 @@ class AsyncWanxClient:
         sends: list[float] = []
         timeout = max(_SYNC_TIMEOUT, self._http.timeout.read or 0.0)
         try:
-            response = await self._request(wire, kind="submit", spec=spec, sends=sends, timeout=timeout)
+            response = await self._request(
+                wire, kind="submit", spec=spec, sends=sends, timeout=timeout, turn_taken=True
+            )
         except _Unanswered as lost:
             raise self._outcome_unknown(
                 request, sends, lost.cause, lost.status, lost.request_id, sync=True
@@ -840,11 +854,13 @@ class AsyncWanxClient:
         files: dict[str, Any] | None = None,
         sends: list[float] | None = None,
         timeout: float | None = None,
+        turn_taken: bool = False,
     ) -> httpx.Response:
         """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error.
 
         A submit that may have reached the service without a usable answer raises `_Unanswered`
         (`_create` turns it into SubmitOutcomeUnknownError); `sends` collects each attempt's wall time.
+        `turn_taken`: the caller already waited for this submit's turn (retries wait for their own).
         """
         if self._closed:
             raise RuntimeError("this client is closed; create a new one")
@@ -853,7 +869,7 @@ class AsyncWanxClient:
         what = f"{wire.method} {_short(wire.path)}"
         attempt = 0
         while True:
-            if spec is not None:
+            if spec is not None and (attempt or not turn_taken):
                 await self._scheduler.submit_turn(spec.name, submit_limits(spec, self.region))
             if query:
                 await self._scheduler.query_turn()

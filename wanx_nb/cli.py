@@ -212,8 +212,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: {result}", file=sys.stderr)
         return 1
     written = []
+    # A sync call (sync-only models) has no task id: its request id names the files instead.
+    ident = result.task_id or result.task.request_id or "sync"
     for im in result.images:
-        stem = f"{result.model}_{result.task_id[:8]}_{im.index}"
+        stem = f"{result.model}_{ident[:8]}_{im.index}"
         record = {**result.metadata(), "image": im.metadata()}
         record.pop("images")
         if im.path is not None:
@@ -221,7 +223,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             written.append(out / f"{stem}.png")
         (out / f"{stem}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
     billed = f"billed {result.billed_images}, saved {result.saved_images}" if result.saved_images != result.billed_images else f"{result.saved_images}/{len(result.images)} images"
-    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, task {result.task_id}")
+    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, "
+          + (f"task {result.task_id}" if result.task_id else f"sync call, request {result.task.request_id}"))
     for im in result.images:
         if im.path:
             print(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
