@@ -47,7 +47,7 @@ class TaskStatus(str, enum.Enum):
 class Task:
     """One task as the server last reported it (`GET /tasks/{id}` or the create response)."""
 
-    task_id: str
+    task_id: str | None  # None for a synchronous call (sync-only models): there is no task
     status: TaskStatus
     request_id: str | None = None
     submit_time: str | None = None
