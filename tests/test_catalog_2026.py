@@ -387,3 +387,20 @@ def test_the_magic_models_table_shows_status_and_protocol(shell):
         assert f"<td>{name}</td>" in html
     assert "sync (multimodal-generation)" in html and "async task (image-generation)" in html
     assert "<td>current</td>" in html and "<td>legacy</td>" in html
+
+
+def test_resume_saves_a_sync_calls_billed_image_from_its_recorded_url_without_calling_again(session, emulator):
+    from wanx_nb._constants import DEFAULT_MAX_RETRIES
+
+    emulator.script("image", *[Fault.status(500)] * (DEFAULT_MAX_RETRIES + 1))  # every download attempt fails
+    (outcome,) = session.start([GenerationRequest("a kite", model="z-image-turbo", seed=4)]).result()
+    assert isinstance(outcome, GenerationResult) and outcome.billed_images == 1 and not outcome.images[0].path
+    (entry,) = session.store.unfinished()
+    assert entry.state is EntryState.COLLECTING and entry.task_id is None
+
+    report = session.resume()
+    (recovered,) = report.recovered
+    assert recovered.images[0].path and Path(recovered.images[0].path).is_file()
+    assert session.store.entry(entry.entry_id).state is EntryState.DONE
+    assert len(emulator.requests("generate")) == 1  # the image was fetched again, the call was not
+    assert session.resume().recovered == []  # nothing left

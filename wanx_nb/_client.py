@@ -1,6 +1,8 @@
 """`AsyncWanxClient` (asyncio, httpx) and `WanxClient`, its blocking facade.
 
-The client is the only module that does network I/O or sleeps. Wire format: `_protocol`; timing
+The client is the only module that does network I/O or sleeps. Wire format: `_protocol` (the legacy
+task API) and `_protocol_image` (the messages-based endpoints); the endpoint per model comes from the
+registry (`preferred_protocol`: an async task where the model has one, else the sync call); timing
 decisions: `_backoff`; client-side limits: `_scheduler`.
 
     async with AsyncWanxClient() as client:             # no key: the offline emulator, and it says so
@@ -19,6 +21,9 @@ Retries:
   or broken connection after sending, any other 5xx, a 2xx without a readable task id) it raises
   SubmitOutcomeUnknownError and is never re-sent: a second create could be a second billed task.
   `reconcile()` finds the task it made, if any;
+- a sync call (a model with only the `multimodal-generation` endpoint: no task id, never the async
+  header) follows the submit rule; its answer lost after sending is SyncOutcomeUnknownError: billed
+  or not is unknown, nothing can look it up, and it is never re-sent;
 - a cancel follows the submit rule (a retried cancel would answer "not PENDING" to itself).
 Delays: exponential backoff with jitter, or the server's Retry-After (see `_backoff`); every retry
 decision is logged at DEBUG on the "wanx_nb" logger. The API key is never logged or shown: it lives

@@ -24,7 +24,7 @@ from ._exceptions import (
     TaskUnknownError,
     WanxError,
 )
-from ._models import GenerationResult, Task, TaskStatus
+from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
@@ -151,7 +151,10 @@ class RequestSteps:
         assert self._client is not None
         entry = self._store.entry(slot.entry_id)
         if entry.task_id is None and _is_sync(entry.sent or entry.given):
-            self._sync_unresolved(slot, entry.state, entry.message)
+            if entry.state is EntryState.COLLECTING:
+                await self._collect_sync(slot, entry.sent or entry.given)
+            else:
+                self._sync_unresolved(slot, entry.message)
             return
         if entry.task_id is None:
             request = entry.sent or entry.given
@@ -204,18 +207,43 @@ class RequestSteps:
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
         self._set_outcome(slot, Phase.UNFINISHED, error)
 
-    def _sync_unresolved(self, slot: Slot, state: EntryState, message: str | None) -> None:
-        """Resume of a sync call left unfinished: it has no task id to look up, so it is reported
+    def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
+        """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported
         (never re-sent) and stays in the journal as it is."""
-        if state is EntryState.COLLECTING:
-            detail = (
-                "a synchronous call whose images were billed but not all saved; it has no task to collect "
-                "again: its image URLs (valid 24 h) are in the store's record of this request"
-            )
-        else:
-            detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
+        detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
         error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
         self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    async def _collect_sync(self, slot: Slot, sent: GenerationRequest) -> None:
+        """Resume of a sync call whose billed images were not all saved: there is no task to ask
+        again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
+        assert self._client is not None
+        record = self._store.result_record(slot.entry_id) or {}
+        images = [
+            ImageResult(
+                index=m["index"], seed=m.get("seed"), size=m.get("size") or "", url=m.get("url"),
+                orig_prompt=m.get("orig_prompt"), actual_prompt=m.get("actual_prompt"), path=m.get("path"),
+                code=m.get("code"), message=m.get("message"),
+            )
+            for m in record.get("images") or ()
+            if isinstance(m, dict) and "index" in m
+        ]  # fmt: skip
+        if not any(im.url and not im.path for im in images):
+            self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
+            return
+        self._emit(slot, Phase.DOWNLOADING)
+        for image in images:
+            if image.url and not image.path and image.code is None:
+                await self._client.fetch(image)
+        task = Task(
+            task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.get("request_id"), usage=record.get("usage"),
+            results=tuple({"url": im.url} for im in images if im.url),
+        )  # fmt: skip
+        result = GenerationResult(
+            request=sent, task=task, images=images, backend=record.get("backend", self._service),
+            created_at=record.get("created_at"),
+        )  # fmt: skip
+        await self._save(slot, result)
 
     def _polled(self, slot: Slot, task: Task) -> None:
         self._write(slot, "update_status", task.status.value)
