@@ -404,3 +404,18 @@ def test_resume_saves_a_sync_calls_billed_image_from_its_recorded_url_without_ca
     assert session.store.entry(entry.entry_id).state is EntryState.DONE
     assert len(emulator.requests("generate")) == 1  # the image was fetched again, the call was not
     assert session.resume().recovered == []  # nothing left
+
+
+def test_a_run_stopped_during_a_sync_call_keeps_it_unknown_and_never_resends(session, emulator):
+    from wanx_nb._exceptions import RunTimeoutError
+
+    emulator.script("generate", Fault.delay(5.0))  # the call is on the wire when the run stops
+    run = session.start([GenerationRequest("a kite", model="qwen-image-2.0", seed=4)])
+    with pytest.raises(RunTimeoutError):
+        run.result(timeout=0.5)
+    (entry,) = session.store.unfinished()
+    assert entry.state is EntryState.OUTCOME_UNKNOWN and "synchronous call" in entry.message
+    (outcome,) = run.outcomes
+    assert isinstance(outcome, TaskUnfinishedError) and outcome.code == "SyncOutcomeUnknown"
+    session.resume()
+    assert len(emulator.requests("generate")) == 1
