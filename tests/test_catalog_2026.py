@@ -419,3 +419,10 @@ def test_a_run_stopped_during_a_sync_call_keeps_it_unknown_and_never_resends(ses
     assert isinstance(outcome, TaskUnfinishedError) and outcome.code == "SyncOutcomeUnknown"
     session.resume()
     assert len(emulator.requests("generate")) == 1
+
+
+def test_z_image_turbo_rewrites_only_when_asked_and_costs_more_then(session):
+    plain = session.generate(GenerationRequest("a kite", model="z-image-turbo", seed=1))
+    rewritten = session.generate(GenerationRequest("a kite", model="z-image-turbo", seed=1, prompt_extend=True))
+    assert plain.request.effective_prompt_extend is False  # the service's default for this model
+    assert (plain.cost_yuan, rewritten.cost_yuan) == (0.1, 0.2)
