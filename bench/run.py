@@ -1,7 +1,7 @@
 """Run every benchmark and print a summary of the figures.
 
 Each benchmark runs as its own process (`batch.py` at 16 and 200 requests plus one real-time run,
-then `notebook_bytes.py`, `memory.py`, `load_ext.py` with cached bytecode and again with `--cold`, and `history.py` on stores of 1k/10k/50k entries),
+then `notebook_bytes.py`, `memory.py`, `load_ext.py` with cached bytecode and again with `--cold`, `history.py` on stores of 1k/10k/50k entries, and `catalog.py`: 4 prompts x the 2026 catalog),
 so none of them inherits another's imports or event loop. The whole run takes about 15 minutes (the
 batches run at a tenth of the real task durations, the real-time one at full length). Their output
 is shown as it comes, and the key lines are collected at the end.
@@ -26,6 +26,7 @@ BENCHMARKS: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("load_ext", ["load_ext.py"], ("summary:",)),
     ("load_ext --cold", ["load_ext.py", "--cold"], ("summary:",)),
     ("history", ["history.py"], ("summary:",)),
+    ("catalog", ["catalog.py"], ("summary:",)),
 ]
 
 

@@ -350,6 +350,81 @@ print(report.counts())
 ]
 
 
+NOTEBOOKS["08_catalog_2026"] = [
+    md("""
+# The 2026 catalog: the guide's four models beside wan2.6, wan2.7, Qwen-Image and Z-Image
+
+The user guide's four models are now the oldest and cheapest tier of Model Studio's text-to-image
+catalog. The current models speak other protocols: an **asynchronous task** on the `image-generation`
+endpoint (wan2.6-t2i, wan2.7-image, qwen-image-3.0; polled like the legacy task API, so resume and
+replay work as before), the legacy task API (qwen-image-plus, qwen-image), or a **synchronous call**
+on `multimodal-generation` where that is the only way (qwen-image-max, qwen-image-2.0, z-image-turbo).
+wanx_nb picks the right one per model: one `GenerationRequest`, one call, one result type.
+"""),
+    SETUP,
+    md("The whole catalog: status (legacy or current), how wanx_nb calls each model, price, limits, regions:"),
+    code("%wanx models"),
+    code("""
+import wanx_nb
+from wanx_nb._registry import CATALOG, price_yuan, submit_limits
+from wanx_nb._scheduler import estimate_seconds
+from wanx_nb._tables_html import limits_text, protocol_text
+from wanx_nb.comparison import GUIDE_MODELS, GUIDE_PROMPTS
+
+CURRENT = [name for name, spec in CATALOG.items() if spec.status == "current"]
+MODELS = list(GUIDE_MODELS) + CURRENT
+for name in MODELS:
+    spec = CATALOG[name]
+    print(f"{name:20} {spec.status:8} {protocol_text(spec):30} ¥{price_yuan(spec):.2f}/image  {limits_text(spec)}")
+"""),
+    md("""
+## Before sending: cost and time
+
+The guide's four prompts on all of them. The cost is the price list's; the time is the least the
+limits allow at the models' typical durations: qwen-image-max and qwen-image-2.0-pro take 2 requests
+per minute, so their four images need more than a minute however fast each call is; wanx-v1 runs one
+task at a time. wan2.6-t2i takes 1 submit per second in Beijing and 5 elsewhere.
+"""),
+    code("""
+from wanx_nb import GenerationRequest
+
+plan = [GenerationRequest(p, model=m, n=1) for p in GUIDE_PROMPTS for m in MODELS]
+print(f"{len(plan)} images, ¥{sum(price_yuan(CATALOG[r.model]) for r in plan):.2f}")
+for region in ("beijing", "singapore"):
+    served = [r for r in plan if region in CATALOG[r.model].regions]
+    print(f"{region}: {len(served)} of them served there, at least {estimate_seconds(served, region) / 60:.1f} min")
+column = {m: estimate_seconds([r for r in plan if r.model == m]) for m in MODELS}
+for name in sorted(MODELS, key=column.get, reverse=True)[:4]:
+    print(f"  {name:20} {column[name]:4.0f} s for its 4 images ({limits_text(CATALOG[name])}, {CATALOG[name].concurrency} at once)")
+"""),
+    code("wanx_nb.compare(GUIDE_PROMPTS, models=MODELS, dry_run=True)"),
+    md("""
+## The grid
+
+Two of the prompts here, so the per-minute limits do not hold the notebook up (the emulator keeps the
+real limits). Each cell's size is the model's default: the Qwen models draw 16:9 (1664*928), wan2.7
+its "2K" tier, z-image-turbo 1024*1536.
+"""),
+    code("grid = wanx_nb.compare(GUIDE_PROMPTS[:2], models=MODELS)\ngrid"),
+    md("""
+## Cost and call per model
+
+A synchronous call has no task id: its result is saved under the request id the service returned.
+If its answer were lost on the way, wanx_nb would say that whether it was billed is unknown, keep it
+in the journal, and never send it again by itself (`%wanx resume` reports it; a task can be looked
+up, a sync call cannot).
+"""),
+    code("""
+for name in MODELS:
+    result = grid[0, name]
+    image = result.images[0]
+    call = "async task (resumable)" if result.task_id else f"sync call, request id kept: {bool(result.task.request_id)}"
+    print(f"{name:20} ¥{result.cost_yuan:.2f}  {image.size:>9}  {call}")
+print(f"total ¥{sum(grid[i, m].cost_yuan for i in range(2) for m in MODELS):.2f}")
+"""),
+]
+
+
 def build(name: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

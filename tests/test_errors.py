@@ -39,6 +39,10 @@ CASES: dict[type[WanxError], tuple[WanxError, tuple[object, object, bool, bool |
         ex.SubmitOutcomeUnknownError("wanx-v1", None, sent_after=NOW, sent_before=NOW, cause="HTTP 500", status=500),
         (500, None, True, None),
     ),
+    ex.SyncOutcomeUnknownError: (
+        ex.SyncOutcomeUnknownError("qwen-image-max", None, sent_after=NOW, sent_before=NOW, cause="HTTP 502", status=502),
+        (502, None, True, None),
+    ),
     ex.DownloadError: (ex.DownloadError("dropped", url="https://img/a.png"), (None, None, True, True)),
     ex.ImageExpiredError: (ex.ImageExpiredError("expired", status=403), (403, None, True, True)),
     ex.InvalidImageError: (ex.InvalidImageError("html", status=200), (200, None, True, True)),

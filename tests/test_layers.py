@@ -9,7 +9,8 @@ test, so a new module has to be given a row.
     L1  _registry, _params, _request, _models, _png  L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _protocol, _backoff,            L0-L2
-        _auth, _imagecheck, _reconcile
+        _auth, _imagecheck, _reconcile,
+        _protocol_image
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
         _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
         _store_queries, _store_repair, _store_legacy
@@ -43,7 +44,7 @@ LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
-    "_validation": 2, "_protocol": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
+    "_validation": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
     "_run": 4, "_run_events": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,

@@ -104,10 +104,11 @@ def test_the_catalog_adds_the_2026_models_in_the_recommended_order_after_the_leg
     assert {CATALOG[name].status for name in ENDPOINTS} == {"current"}
 
 
-def test_get_model_keeps_to_the_legacy_models_and_catalog_model_sees_all():
-    with pytest.raises(KeyError, match="unknown model 'wan2.6-t2i'"):
-        get_model("wan2.6-t2i")
-    assert catalog_model("wan2.6-t2i").name == "wan2.6-t2i"
+def test_get_model_and_catalog_model_see_the_whole_catalog():
+    # The client speaks every protocol, so every surface resolves every catalog model.
+    assert get_model("wan2.6-t2i") is catalog_model("wan2.6-t2i")
+    with pytest.raises(KeyError, match="unknown model 'wan9-t2i'"):
+        get_model("wan9-t2i")
     assert catalog_model("wan2.1-t2i-plus") is get_model("wanx2.1-t2i-plus")  # aliases still resolve
     with pytest.raises(KeyError, match="did you mean 'qwen-image-max'"):
         catalog_model("qwen-image-mx")

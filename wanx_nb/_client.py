@@ -1,6 +1,8 @@
 """`AsyncWanxClient` (asyncio, httpx) and `WanxClient`, its blocking facade.
 
-The client is the only module that does network I/O or sleeps. Wire format: `_protocol`; timing
+The client is the only module that does network I/O or sleeps. Wire format: `_protocol` (the legacy
+task API) and `_protocol_image` (the messages-based endpoints); the endpoint per model comes from the
+registry (`preferred_protocol`: an async task where the model has one, else the sync call); timing
 decisions: `_backoff`; client-side limits: `_scheduler`.
 
     async with AsyncWanxClient() as client:             # no key: the offline emulator, and it says so
@@ -19,6 +21,9 @@ Retries:
   or broken connection after sending, any other 5xx, a 2xx without a readable task id) it raises
   SubmitOutcomeUnknownError and is never re-sent: a second create could be a second billed task.
   `reconcile()` finds the task it made, if any;
+- a sync call (a model with only the `multimodal-generation` endpoint: no task id, never the async
+  header) follows the submit rule; its answer lost after sending is SyncOutcomeUnknownError: billed
+  or not is unknown, nothing can look it up, and it is never re-sent;
 - a cancel follows the submit rule (a retried cancel would answer "not PENDING" to itself).
 Delays: exponential backoff with jitter, or the server's Retry-After (see `_backoff`); every retry
 decision is logged at DEBUG on the "wanx_nb" logger. The API key is never logged or shown: it lives
@@ -78,6 +83,7 @@ from ._exceptions import (
     ImageExpiredError,
     InvalidImageError,
     SubmitOutcomeUnknownError,
+    SyncOutcomeUnknownError,
     TaskCanceledError,
     TaskFailedError,
     TaskUnknownError,
@@ -110,8 +116,18 @@ from ._protocol import (
     status_error,
     upload_form,
 )
+from ._protocol_image import build_image_create, parse_sync_result
 from ._reconcile import Reconciliation, decide, in_window, list_window
-from ._registry import ModelSpec, get_model, get_region
+from ._registry import (
+    WORKSPACE_REGIONS,
+    ModelSpec,
+    Protocol,
+    get_model,
+    get_region,
+    preferred_protocol,
+    submit_limits,
+    workspace_base_url,
+)
 from ._request import MAX_SEED, GenerationRequest
 from ._scheduler import Scheduler
 from ._validation import validate
@@ -136,6 +152,9 @@ _RECONCILE_PAGE_SIZE = 50
 _RECONCILE_MAX_PAGES = 20
 _RECONCILE_MAX_CANDIDATES = 10
 _emulator_notice_logged = False
+# A sync call answers when the images exist: the service's own timeout is 298 s (recorded header
+# x-dashscope-timeout, 2026 §3.4), so one HTTP exchange may take that long.
+_SYNC_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, repr=False)
@@ -171,9 +190,14 @@ class AsyncWanxClient:
             and transport, the in-process emulator is used and `backend == "emulator"`.
         base_url: e.g. "https://dashscope.aliyuncs.com/api/v1" (default `$DASHSCOPE_HTTP_BASE_URL`,
             else the region's URL).
-        region: "beijing" (default), "singapore" or "virginia" (default `$DASHSCOPE_REGION`). Picks
-            the base URL, the model names sent (international names drop the "x") and validation.
+        region: "beijing" (default), "singapore" or "virginia" (default `$DASHSCOPE_REGION`); also
+            "frankfurt" (and "hongkong", "tokyo"), which have only workspace-dedicated domains. Picks
+            the base URL, the model names sent (international names drop the "x"), the models offered
+            (a model the region does not serve is refused before sending) and the submit limits.
         workspace: sent as `X-DashScope-WorkSpace` (default `$DASHSCOPE_WORKSPACE_ID`).
+        workspace_domain: use the workspace-dedicated domain
+            `https://{workspace}.{region id}.maas.aliyuncs.com/api/v1` (2026 §2.1); implied for regions
+            without a shared domain (Frankfurt).
         timeout, connect_timeout: seconds for one HTTP exchange and for connecting.
         max_retries: retries per call (0 turns them off); see the module docstring for which.
         wait_timeout: default deadline of `wait()`/`generate()` in seconds (None: no deadline).
@@ -199,6 +223,7 @@ class AsyncWanxClient:
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         emulator: Any = None,
+        workspace_domain: bool = False,
     ) -> None:
         # From here on only `auth` holds the key (its repr is redacted): no local, attribute or header
         # dict does, so a traceback printing frame locals (`%xmode Verbose`) cannot show it.
@@ -207,11 +232,19 @@ class AsyncWanxClient:
         if auth is None and os.environ.get(ENV_API_KEY):
             auth = APIKeyAuth(os.environ[ENV_API_KEY])
         base = base_url or os.environ.get(ENV_BASE_URL) or None
-        try:
-            self.region = get_region(region or os.environ.get(ENV_REGION) or DEFAULT_REGION).name
-        except KeyError as exc:
-            raise ConfigurationError(str(exc.args[0])) from None
+        self.region, shared_host = _region_name(region or os.environ.get(ENV_REGION) or DEFAULT_REGION)
         self.workspace = workspace or os.environ.get(ENV_WORKSPACE) or None
+        workspace_domain = workspace_domain or not shared_host
+        if workspace_domain and base is None and transport is None and emulator is None:
+            if not self.workspace:
+                raise ConfigurationError(
+                    f"region {self.region!r} is reached through a workspace-dedicated domain: pass workspace='ws-...' "
+                    f"(or set {ENV_WORKSPACE})"
+                )
+            try:
+                base = workspace_base_url(self.region, self.workspace)
+            except (KeyError, ValueError) as exc:
+                raise ConfigurationError(str(exc.args[0])) from None
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
         self.max_retries = max_retries
@@ -255,7 +288,7 @@ class AsyncWanxClient:
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._wall: Callable[[], float] = time.time
         self._rng = random.Random()
-        self._scheduler = Scheduler(clock=lambda: self._clock(), sleep=lambda s: self._sleep(s))
+        self._scheduler = Scheduler(clock=lambda: self._clock(), sleep=lambda s: self._sleep(s), region=self.region)
         self._durations = DurationModel()
         self._expect: dict[str, _Expectation] = {}
 
@@ -293,6 +326,14 @@ class AsyncWanxClient:
         oss:// URL. The returned Submission is a Task that also carries the request as sent.
         Only the submit rate is limited here; `generate()` also keeps to the model's concurrency.
         """
+        spec = None
+        with contextlib.suppress(KeyError, TypeError):  # an unknown model: validation says so below
+            spec = get_model(request.model)
+        if spec is not None and not preferred_protocol(spec).is_async:
+            raise ConfigurationError(
+                f"{spec.name} has only the synchronous endpoint: there is no task to submit and poll; "
+                "use generate(), which sends the call and returns its images"
+            )
         prepared, warnings = await self._prepare(request)
         return await self._create(prepared, warnings)
 
@@ -414,8 +455,9 @@ class AsyncWanxClient:
         local = Path(os.fspath(path).removeprefix("file://"))
         if not local.is_file():
             raise FileNotFoundError(f"no such file to upload: {str(local)!r}")
-        if self.backend == "dashscope" and self.base_url == get_region(self.region).base_url:
-            if not get_region(self.region).supports_upload:
+        shared = _shared_region(self.region)
+        if self.backend == "dashscope" and shared is not None and self.base_url == shared.base_url:
+            if not shared.supports_upload:
                 raise ConfigurationError(
                     f"temporary file upload exists only in the Beijing region, not {self.region}; "
                     "pass ref_img as an http(s) URL instead"
@@ -564,9 +606,22 @@ class AsyncWanxClient:
         start = self._clock()
         prepared, warnings = await self._prepare(request)
         spec = get_model(prepared.model)
+        protocol = preferred_protocol(spec)
+        limits = submit_limits(spec, self.region)
+        if not protocol.is_async:
+            async with self._scheduler.slot(spec.name, spec.concurrency):
+                # Wait for the submit turn first (2 per minute can mean a minute): until on_sending
+                # nothing is on the wire, so an interrupt here withdraws the request cleanly.
+                await self._scheduler.submit_turn(spec.name, limits)
+                await _call(on_sending, prepared)
+                final = await self._call_sync(prepared, spec, protocol)
+            return await self._finish(final, prepared, warnings, start)
         async with self._scheduler.slot(spec.name, spec.concurrency) as slot:
+            await self._scheduler.submit_turn(spec.name, limits)
             await _call(on_sending, prepared)
-            submission = await _uncancellable(self._create_and_report(prepared, warnings, on_submitted))
+            submission = await _uncancellable(
+                self._create_and_report(prepared, warnings, on_submitted, turn_taken=True)
+            )
             expectation = self._expect.get(submission.task_id)
             if expectation is not None:  # queued behind our own tasks? then it starts when they end
                 expected = self._durations.expected(expectation.model, expectation.base)
@@ -575,9 +630,14 @@ class AsyncWanxClient:
         return await self._finish(final, prepared, warnings, start)
 
     async def _create_and_report(
-        self, prepared: GenerationRequest, warnings: list[str], on_submitted: OnSubmitted | None
+        self,
+        prepared: GenerationRequest,
+        warnings: list[str],
+        on_submitted: OnSubmitted | None,
+        *,
+        turn_taken: bool = False,
     ) -> Submission:
-        submission = await self._create(prepared, warnings)
+        submission = await self._create(prepared, warnings, turn_taken=turn_taken)
         await _call(on_submitted, submission, prepared)
         return submission
 
@@ -642,13 +702,18 @@ class AsyncWanxClient:
             request = request.replace(ref_img=await self.upload(request.ref_img, request.model))
         return request, warnings
 
-    async def _create(self, request: GenerationRequest, warnings: list[str]) -> Submission:
+    async def _create(self, request: GenerationRequest, warnings: list[str], *, turn_taken: bool = False) -> Submission:
         spec = get_model(request.model)
-        wire = build_create(request, wire_model=spec.wire_name(self.region), workspace=self.workspace)
+        protocol = preferred_protocol(spec)
+        wire_model = spec.wire_name(self.region)
+        if protocol is Protocol.T2I:
+            wire = build_create(request, wire_model=wire_model, workspace=self.workspace)
+        else:  # image-generation: the messages body, polled at /tasks/{id} like the legacy task
+            wire = build_image_create(request, protocol, wire_model=wire_model, workspace=self.workspace)
         submitted_at = self._clock()
         sends: list[float] = []  # wall time of each attempt: the last one bounds an unknown outcome
         try:
-            response = await self._request(wire, kind="submit", spec=spec, sends=sends)
+            response = await self._request(wire, kind="submit", spec=spec, sends=sends, turn_taken=turn_taken)
         except _Unanswered as lost:
             raise self._outcome_unknown(request, sends, lost.cause, lost.status, lost.request_id) from lost.__cause__
         try:
@@ -667,14 +732,52 @@ class AsyncWanxClient:
         fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
         return Submission(**fields, request=request, warnings=tuple(warnings))
 
+    async def _call_sync(self, request: GenerationRequest, spec: ModelSpec, protocol: Protocol) -> Task:
+        """One synchronous call (no task id, never the async header): the answer holds the images.
+
+        Its answer lost after sending (a timeout, a drop, a 5xx other than 503, an unreadable 2xx) is a
+        SyncOutcomeUnknownError: billed or not is unknown and a sync call cannot be looked up, so it is
+        never sent again. A refusal (4xx, 429/503 after the retries) means nothing was made.
+        """
+        wire = build_image_create(request, protocol, wire_model=spec.wire_name(self.region), workspace=self.workspace)
+        sends: list[float] = []
+        timeout = max(_SYNC_TIMEOUT, self._http.timeout.read or 0.0)
+        try:
+            response = await self._request(
+                wire, kind="submit", spec=spec, sends=sends, timeout=timeout, turn_taken=True
+            )
+        except _Unanswered as lost:
+            raise self._outcome_unknown(
+                request, sends, lost.cause, lost.status, lost.request_id, sync=True
+            ) from lost.__cause__
+        if TIME_SCALE_HEADER in response.headers:
+            self._time_scale = float(response.headers[TIME_SCALE_HEADER])
+        try:
+            task = parse_sync_result(self._json(response), emulator=EMULATOR_HEADER in response.headers)
+        except APIError as exc:
+            if exc.code != "InvalidResponse":  # a business error in a 200: the service refused the call
+                raise
+            cause = f"HTTP {response.status_code} but {exc.message}"
+            raise self._outcome_unknown(request, sends, cause, response.status_code, None, sync=True) from exc
+        log.debug("sync call answered (%s, request %s)", request.summary(), task.request_id)
+        return task
+
     def _outcome_unknown(
-        self, request: GenerationRequest, sends: list[float], cause: str, status: int | None, request_id: str | None
+        self,
+        request: GenerationRequest,
+        sends: list[float],
+        cause: str,
+        status: int | None,
+        request_id: str | None,
+        *,
+        sync: bool = False,
     ) -> SubmitOutcomeUnknownError:
         def utc(wall: float) -> dt.datetime:
             return dt.datetime.fromtimestamp(wall, dt.timezone.utc)
 
         log.debug("not retrying the create of %s: %s; a task may exist", request.model, cause)
-        return SubmitOutcomeUnknownError(
+        error_type = SyncOutcomeUnknownError if sync else SubmitOutcomeUnknownError
+        return error_type(
             request.model, request, sent_after=utc(sends[-1]), sent_before=utc(self._wall()), cause=cause,
             status=status, request_id=request_id,
         )
@@ -755,11 +858,14 @@ class AsyncWanxClient:
         data: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         sends: list[float] | None = None,
+        timeout: float | None = None,
+        turn_taken: bool = False,
     ) -> httpx.Response:
         """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error.
 
         A submit that may have reached the service without a usable answer raises `_Unanswered`
         (`_create` turns it into SubmitOutcomeUnknownError); `sends` collects each attempt's wall time.
+        `turn_taken`: the caller already waited for this submit's turn (retries wait for their own).
         """
         if self._closed:
             raise RuntimeError("this client is closed; create a new one")
@@ -768,16 +874,19 @@ class AsyncWanxClient:
         what = f"{wire.method} {_short(wire.path)}"
         attempt = 0
         while True:
-            if spec is not None:
-                await self._scheduler.submit_turn(spec.name, spec.submit_rps)
+            if spec is not None and (attempt or not turn_taken):
+                await self._scheduler.submit_turn(spec.name, submit_limits(spec, self.region))
             if query:
                 await self._scheduler.query_turn()
             if sends is not None:
                 sends.append(self._wall())
             try:
+                extra: dict[str, Any] = {}
+                if timeout is not None:
+                    extra["timeout"] = httpx.Timeout(timeout, connect=self._http.timeout.connect)
                 response = await http.request(
                     wire.method, wire.path, headers=wire.headers, params=wire.params, json=wire.json,
-                    data=data, files=files,
+                    data=data, files=files, **extra,
                 )
             except httpx.HTTPError as exc:
                 failure = _classify(exc)
@@ -827,6 +936,24 @@ class AsyncWanxClient:
                 # task exists (ServiceUnavailable / ModelUnavailable, retried above, as the SDK does).
                 raise _Unanswered(f"HTTP {status} {error.code or ''}".rstrip(), status, error.request_id) from error
             raise error
+
+
+def _region_name(name: str) -> tuple[str, bool]:
+    """(region name, whether it has a shared domain); a ConfigurationError naming the regions otherwise."""
+    try:
+        return get_region(name).name, True
+    except KeyError:
+        if name.lower() in WORKSPACE_REGIONS:
+            return name.lower(), False
+    known = ", ".join(dict.fromkeys(("beijing", "singapore", "virginia", *WORKSPACE_REGIONS)))
+    raise ConfigurationError(f"unknown region {name!r}; use one of {known}") from None
+
+
+def _shared_region(name: str) -> Any:
+    try:
+        return get_region(name)
+    except KeyError:
+        return None
 
 
 def _classify(exc: httpx.HTTPError) -> Failure:

@@ -11,6 +11,8 @@
     - SubmitOutcomeUnknownError: a create may have reached the service without a usable answer (timeout
       or drop after sending, 5xx other than 503, unreadable 2xx); a task may exist. Never retried:
       `%wanx resume` reconciles it.
+      - SyncOutcomeUnknownError: a synchronous call (no task id) lost its answer: billed or not is
+        unknown, it cannot be looked up, and it is not retried.
     - DownloadError: a billed image could not be downloaded from its result URL.
       - ImageExpiredError: the result URL expired (24 h); the image is gone.
       - InvalidImageError: the bytes are not the promised image (not an image, cut off, wrong size, too large).
@@ -68,6 +70,7 @@ __all__ = [
     "ServerError",
     "StoreError",
     "SubmitOutcomeUnknownError",
+    "SyncOutcomeUnknownError",
     "TaskCanceledError",
     "TaskError",
     "TaskFailedError",
@@ -532,3 +535,40 @@ class StoreError(WanxError):
         self.root, self.problem, self.remedy = root, problem, remedy
         super().__init__(f"store {root}: {problem}; {remedy}")
 
+
+
+class SyncOutcomeUnknownError(SubmitOutcomeUnknownError):
+    """A synchronous call (a sync-only model: no task id) was sent and its answer was lost.
+
+    Whether the service made and billed the images is unknown, and unlike a task a sync call cannot be
+    looked up afterwards. It is not retried (a second call could be a second bill); the journal keeps
+    the request as OUTCOME_UNKNOWN and resume reports it without sending it again.
+    """
+
+    code = "SyncOutcomeUnknown"
+    billed = None
+
+    def __init__(
+        self,
+        model: str,
+        request: Any,
+        *,
+        sent_after: datetime,
+        sent_before: datetime,
+        cause: str,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            model, request, sent_after=sent_after, sent_before=sent_before, cause=cause, status=status,
+            request_id=request_id,
+        )
+        window = f"{sent_after:%Y-%m-%d %H:%M:%S} and {sent_before:%H:%M:%S} UTC"
+        self.args = (
+            redact(
+                f"the synchronous call to {model!r} was sent between {window} and its answer was lost "
+                f"({self.cause}): billed or not is unknown, and a sync call cannot be looked up (it has no "
+                "task id). It was not retried: a second call could be billed again. Check the bill in the "
+                "Model Studio console before sending it again yourself."
+            ),
+        )

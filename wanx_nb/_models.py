@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ImageExpiredError
 from ._png import strip_provenance
-from ._registry import get_model
+from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 from ._version import __version__
 
@@ -47,7 +47,7 @@ class TaskStatus(str, enum.Enum):
 class Task:
     """One task as the server last reported it (`GET /tasks/{id}` or the create response)."""
 
-    task_id: str
+    task_id: str | None  # None for a synchronous call (sync-only models): there is no task
     status: TaskStatus
     request_id: str | None = None
     submit_time: str | None = None
@@ -234,7 +234,9 @@ class GenerationResult:
     @property
     def cost_yuan(self) -> float:
         """What the service bills: price per image times the billed images (not the downloaded ones)."""
-        return round(get_model(self.request.model).price_yuan * self.billed_images, 4)
+        # z-image-turbo costs more with prompt rewriting on (2026 §8); other models have one price.
+        price = price_yuan(get_model(self.request.model), prompt_extend=self.request.effective_prompt_extend)
+        return round(price * self.billed_images, 4)
 
     @property
     def from_emulator(self) -> bool:

@@ -150,9 +150,12 @@ class Param:
         return f"{self.help} (default: {default or self.default})"
 
 
-_BOTH = frozenset({"V1", "V2"})
 _V1 = frozenset({"V1"})
 _V2 = frozenset({"V2"})
+# The 2026 catalog's families (`_catalog_2026`): which of them take the on/off parameters (2026 §3.3).
+_EXTENDS = frozenset({"wan2.6", "wan2.7", "qwen-image", "qwen-image-2.0", "qwen-image-3.0", "z-image"})
+_WATERMARKS = frozenset({"wan2.6", "qwen-image", "qwen-image-2.0", "qwen-image-3.0", "wan2.7"})
+_BOTH = _V1 | _V2 | _EXTENDS | _WATERMARKS  # every family: model, n, size, seed, negative prompt
 
 PARAMS: tuple[Param, ...] = (
     Param("model", ("-m", "--model"), "model id (`wanx-nb models` or the magic's `models` subcommand lists them)",
@@ -165,10 +168,10 @@ PARAMS: tuple[Param, ...] = (
           "picked for you and recorded", _BOTH, "seed", "Seed", read=_read_int, metavar="S"),
     Param("negative_prompt", ("--negative",), "negative prompt: what not to draw", "none", _BOTH, "text",
           "Negative prompt", metavar="TEXT"),
-    Param("prompt_extend", ("--extend",), "let the service rewrite the prompt (V2 models)", "on (the service's default)",
-          _V2, "toggle", "Rewrite prompt", read=None, off_flag="--no-extend"),
-    Param("watermark", ("--watermark",), "draw the 'AI生成' watermark (V2 models)", "off (the service's default)",
-          _V2, "toggle", "Watermark", read=None, off_flag="--no-watermark"),
+    Param("prompt_extend", ("--extend",), "let the service rewrite the prompt (V2 and most 2026 models)",
+          "on (the service's default; off for z-image-turbo)", _V2 | _EXTENDS, "toggle", "Rewrite prompt", read=None, off_flag="--no-extend"),
+    Param("watermark", ("--watermark",), "draw the service's watermark (V2 and most 2026 models)",
+          "off (the service's default)", _V2 | _WATERMARKS, "toggle", "Watermark", read=None, off_flag="--no-watermark"),
     Param("style", ("--style",), "wanx-v1 style: " + ", ".join(s.strip("<>") for s in V1_STYLES)
           + " (with or without <>)", "<auto>", _V1, "choice", "Style", metavar="STYLE", choices=V1_STYLES),
     Param("ref_img", ("--ref",), "wanx-v1 reference image: a local path, an http(s) or oss:// URL", "none", _V1,

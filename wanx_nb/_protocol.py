@@ -53,6 +53,7 @@ __all__ = [
     "parse_size",
     "parse_task",
     "parse_task_page",
+    "request_headers",
     "says_expired",
     "status_error",
     "upload_form",
@@ -91,7 +92,7 @@ class WireRequest:
         return f"<WireRequest {self.method} {self.path}>"
 
 
-def _headers(workspace: str | None) -> dict[str, str]:
+def request_headers(workspace: str | None) -> dict[str, str]:
     # No Authorization here: `_auth.APIKeyAuth` adds it when the request is sent, so no header dict
     # (or frame local) on the way holds the key.
     headers = {"Accept": "application/json"}
@@ -110,7 +111,7 @@ def build_create(
 ) -> WireRequest:
     """POST the create-task call (§1.2, §1.3). Local files must already be uploaded (oss:// URLs)."""
     body = request.to_body(wire_model)
-    headers = _headers(workspace)
+    headers = request_headers(workspace)
     headers["Content-Type"] = "application/json"
     headers["X-DashScope-Async"] = "enable"
     if any(isinstance(v, str) and v.startswith("oss://") for v in body["input"].values()):
@@ -120,12 +121,12 @@ def build_create(
 
 def build_query(task_id: str, *, workspace: str | None = None) -> WireRequest:
     """GET one task (no body, no Content-Type, §1.3)."""
-    return WireRequest("GET", QUERY_PATH.format(task_id=_id(task_id)), _headers(workspace))
+    return WireRequest("GET", QUERY_PATH.format(task_id=_id(task_id)), request_headers(workspace))
 
 
 def build_cancel(task_id: str, *, workspace: str | None = None) -> WireRequest:
     """POST the cancel call with an empty body (§1.2). Only PENDING tasks can be cancelled."""
-    return WireRequest("POST", CANCEL_PATH.format(task_id=_id(task_id)), _headers(workspace))
+    return WireRequest("POST", CANCEL_PATH.format(task_id=_id(task_id)), request_headers(workspace))
 
 
 def format_list_time(value: dt.datetime | dt.date | str) -> str:
@@ -168,12 +169,12 @@ def build_list(
         params["region"] = region
     if status is not None:
         params["status"] = status.value if isinstance(status, TaskStatus) else str(status).upper()
-    return WireRequest("GET", LIST_PATH, _headers(workspace), params)
+    return WireRequest("GET", LIST_PATH, request_headers(workspace), params)
 
 
 def build_policy(model: str, *, workspace: str | None = None) -> WireRequest:
     """GET the temporary-upload policy for files used with `model` (§1.6, Beijing only)."""
-    return WireRequest("GET", UPLOAD_PATH, _headers(workspace), {"action": "getPolicy", "model": model})
+    return WireRequest("GET", UPLOAD_PATH, request_headers(workspace), {"action": "getPolicy", "model": model})
 
 
 def _id(task_id: str) -> str:
@@ -216,6 +217,11 @@ def parse_task(body: Any, *, emulator: bool = False) -> Task:
             code="UnrecognisedStatus", task_id=str(task_id), request_id=body.get("request_id"),
         )
     results = out.get("results") or ()
+    if not results and out.get("choices"):
+        # The async image-generation endpoint answers the same task shape with `choices` (2026 §4.2).
+        from ._protocol_image import choice_results
+
+        results = choice_results(out)
     metrics = out.get("task_metrics")
     usage = body.get("usage")
     return Task(
@@ -250,6 +256,11 @@ def image_results(task: Task, request: GenerationRequest) -> list[ImageResult]:
     """One ImageResult per result item: image i has seed + i and the request's effective size."""
     seeds = request.seeds
     size = request.effective_size.replace("x", "*")
+    if parse_size(size) is None or request.size is None:
+        # A tier ("2K") or a size the model chose: the service's usage says what it made (2026 §3.4).
+        from ._protocol_image import usage_size
+
+        size = usage_size(task.usage) or size
     images = []
     for i, item in enumerate(task.results):
         images.append(

@@ -7,8 +7,8 @@ have the last word; each such choice is marked "disagreement".
 
 - `MODELS`: the models of the legacy task API (`Protocol.T2I`) that every surface offers today.
 - `CATALOG`: `MODELS` plus the 2026 catalog (wan2.6-t2i, qwen-image-*, wan2.7-image-*, z-image-turbo),
-  which speak the messages-based endpoints (`Protocol.MMG` sync, `Protocol.IMG` async). `catalog_model()`
-  looks names up here; `get_model()` stays on `MODELS` until the client speaks the new protocols.
+  which speak the messages-based endpoints (`Protocol.MMG` sync, `Protocol.IMG` async). `get_model()` and
+  `catalog_model()` both look names up here (the client speaks every protocol).
 - Pure functions: `check_size(spec, size)`, `adapt_size(spec, size)`, `preferred_protocol(spec)`,
   `submit_limits(spec, region)`, `price_yuan(spec, region, prompt_extend)`.
 """
@@ -34,6 +34,7 @@ __all__ = [
     "SubmitLimits",
     "V1_SIZES",
     "V1_STYLES",
+    "WORKSPACE_REGIONS",
     "adapt_size",
     "catalog_model",
     "check_size",
@@ -175,14 +176,9 @@ _ALIASES: dict[str, str] = {spec.intl_name: name for name, spec in MODELS.items(
 
 
 def get_model(name: str) -> ModelSpec:
-    """The spec of `name` (a Beijing or an international model id), or a KeyError with suggestions."""
-    spec = MODELS.get(name) or MODELS.get(_ALIASES.get(name, ""))
-    if spec is not None:
-        return spec
-    known = list(MODELS) + list(_ALIASES)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise KeyError(f"unknown model {name!r}{hint} Known models: {', '.join(MODELS)}")
+    """The spec of `name` (a Beijing or an international model id, any catalog model), or a KeyError
+    with suggestions. The same as `catalog_model`: every surface offers the whole catalog."""
+    return catalog_model(name)
 
 
 def catalog_model(name: str) -> ModelSpec:
@@ -293,6 +289,8 @@ _WORKSPACE_REGION_IDS = {
     "hongkong": "cn-hongkong",
     "tokyo": "ap-northeast-1",
 }
+# Region names a workspace-dedicated domain can be built for (frankfurt, hongkong, tokyo have no shared host).
+WORKSPACE_REGIONS: tuple[str, ...] = tuple(_WORKSPACE_REGION_IDS)
 
 
 def workspace_base_url(region: str, workspace_id: str) -> str:

@@ -100,7 +100,9 @@ class GenerationRequest:
         spec = get_model(self.model)
         if "prompt_extend" not in spec.params:
             return False
-        return True if self.prompt_extend is None else self.prompt_extend
+        # The service's default: on for most models, off for z-image-turbo (2026 §3.3).
+        default = bool(spec.defaults.get("prompt_extend", True))
+        return default if self.prompt_extend is None else self.prompt_extend
 
     @property
     def seeds(self) -> tuple[int | None, ...]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import (
     APIStatusError,
     SubmitOutcomeUnknownError,
+    SyncOutcomeUnknownError,
     TaskCanceledError,
     TaskFailedError,
     TaskNotCreatedError,
@@ -23,7 +24,8 @@ from ._exceptions import (
     TaskUnknownError,
     WanxError,
 )
-from ._models import GenerationResult, Task, TaskStatus
+from ._models import GenerationResult, ImageResult, Task, TaskStatus
+from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
 from ._store import EntryState
@@ -131,6 +133,11 @@ class RequestSteps:
                 slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
                 timeout=float("inf"),
             )
+        except SyncOutcomeUnknownError as exc:
+            # No task id to look up and no task list holds sync calls: say so, never send it again.
+            self._write(slot, "mark_outcome_unknown", exc.code, str(exc))
+            self._set_outcome(slot, Phase.UNFINISHED, exc)
+            return
         except SubmitOutcomeUnknownError as exc:
             await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
             return
@@ -143,6 +150,12 @@ class RequestSteps:
         """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
         assert self._client is not None
         entry = self._store.entry(slot.entry_id)
+        if entry.task_id is None and _is_sync(entry.sent or entry.given):
+            if entry.state is EntryState.COLLECTING:
+                await self._collect_sync(slot, entry.sent or entry.given)
+            else:
+                self._sync_unresolved(slot, entry.message)
+            return
         if entry.task_id is None:
             request = entry.sent or entry.given
             sent_at = _parse_utc(entry.sent_at) or _parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
@@ -193,6 +206,44 @@ class RequestSteps:
             return
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
         self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
+        """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported
+        (never re-sent) and stays in the journal as it is."""
+        detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
+        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
+        self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    async def _collect_sync(self, slot: Slot, sent: GenerationRequest) -> None:
+        """Resume of a sync call whose billed images were not all saved: there is no task to ask
+        again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
+        assert self._client is not None
+        record = self._store.result_record(slot.entry_id) or {}
+        images = [
+            ImageResult(
+                index=m["index"], seed=m.get("seed"), size=m.get("size") or "", url=m.get("url"),
+                orig_prompt=m.get("orig_prompt"), actual_prompt=m.get("actual_prompt"), path=m.get("path"),
+                code=m.get("code"), message=m.get("message"),
+            )
+            for m in record.get("images") or ()
+            if isinstance(m, dict) and "index" in m
+        ]  # fmt: skip
+        if not any(im.url and not im.path for im in images):
+            self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
+            return
+        self._emit(slot, Phase.DOWNLOADING)
+        for image in images:
+            if image.url and not image.path and image.code is None:
+                await self._client.fetch(image)
+        task = Task(
+            task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.get("request_id"), usage=record.get("usage"),
+            results=tuple({"url": im.url} for im in images if im.url),
+        )  # fmt: skip
+        result = GenerationResult(
+            request=sent, task=task, images=images, backend=record.get("backend", self._service),
+            created_at=record.get("created_at"),
+        )  # fmt: skip
+        await self._save(slot, result)
 
     def _polled(self, slot: Slot, task: Task) -> None:
         self._write(slot, "update_status", task.status.value)
@@ -274,6 +325,11 @@ class RequestSteps:
             self._write(slot, "mark_withdrawn")
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
+        elif slot.task_id is None and _is_sync(slot.request):
+            why = ("stopped while a synchronous call was on the wire: billed or not is unknown, and a sync call "
+                   "cannot be looked up; it is not sent again")  # fmt: skip
+            self._write(slot, "mark_outcome_unknown", "Interrupted", why)
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="SyncOutcomeUnknown"))
         elif slot.task_id is None:
             self._write(slot, "mark_outcome_unknown", "Interrupted", "stopped while the create was on the wire")
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
@@ -306,6 +362,14 @@ class RequestSteps:
             self._on_progress(Progress(slot.index, slot.request.model, phase, slot.task_id, spent))
 
 
+
+
+def _is_sync(request: GenerationRequest) -> bool:
+    """Whether the client sends this request as a synchronous call (a sync-only model: no task id)."""
+    try:
+        return not preferred_protocol(get_model(request.model)).is_async
+    except (KeyError, TypeError):
+        return False
 
 
 def utcnow() -> str:

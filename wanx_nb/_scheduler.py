@@ -1,8 +1,9 @@
 """Client-side limits, so a batch finishes as early as the service allows without ever being throttled.
 
-Three limits, all per account (one `Scheduler` per client):
-- submit rate, per model: at most `spec.submit_rps` creates in any sliding window of one second
-  (plus a small safety margin for network jitter);
+Three limits, all per account (one `Scheduler` per client, which talks to one region):
+- submit rate, per model and region (`_registry.submit_limits`): at most the per-second limit in any
+  sliding window of one second, and at most the per-minute limit (qwen-image-max: 2) in any window of
+  60 s (each plus a small safety margin for network jitter);
 - in flight, per model: at most `spec.concurrency` running tasks plus `queue_ahead(concurrency)`
   queued ones. `AsyncWanxClient.generate()` holds a slot from before the submit until the task ends.
   The service queues a task created above its concurrency as PENDING (§3.5) and starts it the moment
@@ -21,18 +22,33 @@ and the sleep are injected (tests drive a fake clock).
 A queued task starts when the tasks ahead of it free a slot: `Slot.submitted()` records when each
 task is expected to end (first come, first served on `concurrency` slots, as the service runs them)
 and `expected_start(task_id)` tells the poll schedule when a task should start running.
+
+`estimate_seconds(requests, region)` is the pre-flight time of a batch under these limits: the
+earliest the last request can end if every task takes its model's typical time (a lower bound the
+limits allow; a grid with qwen-image-max says it needs minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from ._constants import QUERY_QPS
+from ._registry import SubmitLimits, get_model, submit_limits
+from ._request import GenerationRequest
 
-__all__ = ["SUBMIT_MARGIN", "Scheduler", "SlidingWindow", "Slot", "queue_ahead"]
+__all__ = [
+    "SUBMIT_MARGIN",
+    "Scheduler",
+    "SlidingWindow",
+    "Slot",
+    "estimate_seconds",
+    "queue_ahead",
+    "submit_windows",
+]
 
 # Extra seconds added to the submit window: requests sent exactly one window apart can arrive closer
 # together than they left.
@@ -66,23 +82,99 @@ class SlidingWindow:
             return cls(int(rate), 1.0 + margin)
         return cls(1, 1.0 / rate + margin)
 
-    def reserve(self, now: float, not_before: float = 0.0) -> float:
+    def earliest(self, now: float, not_before: float = 0.0) -> float:
+        """The time `reserve` would pick, without reserving it."""
         at = max(now, not_before)
         if len(self._times) == self.limit:
             at = max(at, self._times[0] + self.window)
         if self._times and at < self._times[-1]:
             at = self._times[-1]
+        return at
+
+    def reserve(self, now: float, not_before: float = 0.0) -> float:
+        at = self.earliest(now, not_before)
         self._times.append(at)
         return at
 
 
+def submit_windows(limits: SubmitLimits, margin: float = SUBMIT_MARGIN) -> list[SlidingWindow]:
+    """The sliding windows a submit must keep: per second and per minute, where the limit has one.
+
+    A per-minute cap is kept as such (2 in any 60 s), not as its average rate: the service may
+    enforce it either way (2026 §9: "RPM/60" as seconds), and 2 per 60 s window satisfies both if
+    the two submits are also spaced by the per-second window when there is one.
+    """
+    windows: list[SlidingWindow] = []
+    if limits.per_second is not None and limits.per_second > 0:
+        windows.append(SlidingWindow.per_second(limits.per_second, margin))
+    if limits.per_minute is not None and limits.per_minute > 0:
+        per_minute = limits.per_minute
+        if per_minute >= 1:
+            windows.append(SlidingWindow(int(per_minute), 60.0 + margin))
+        else:
+            windows.append(SlidingWindow(1, 60.0 / per_minute + margin))
+    return windows
+
+
+def _reserve_all(windows: list[SlidingWindow], now: float, not_before: float = 0.0) -> float:
+    """The earliest time every window allows one more event; reserved in each of them."""
+    at = max(now, not_before)
+    while True:  # a later start in one window can still fit the others: settle on a common time
+        latest = max((w.earliest(at) for w in windows), default=at)
+        if latest <= at:
+            break
+        at = latest
+    for window in windows:
+        window.reserve(at)
+    return at
+
+
+def estimate_seconds(
+    requests: Iterable[GenerationRequest], region: str = "beijing", *, time_scale: float = 1.0
+) -> float:
+    """Seconds a batch needs at least under the submit limits and concurrency of each model in `region`.
+
+    Models run side by side; within one model the submits keep the per-second and per-minute windows,
+    and at most `concurrency` tasks run at once (each takes the model's typical time, with prompt
+    rewriting where it is on). Pure: the grid helper calls it before anything is sent. A request for
+    an unknown model counts 0 (validation refuses it anyway).
+    """
+    by_model: dict[str, list[float]] = {}
+    limits: dict[str, SubmitLimits] = {}
+    for request in requests:
+        try:
+            spec = get_model(request.model)
+        except (KeyError, TypeError):
+            continue
+        limits[spec.name] = submit_limits(spec, region)
+        by_model.setdefault(spec.name, []).append(
+            spec.expected_seconds(request.effective_prompt_extend) * time_scale
+        )
+    longest = 0.0
+    for model, durations in by_model.items():
+        windows = submit_windows(limits[model], margin=0.0)
+        running: list[float] = []  # end times of the tasks holding the service's slots
+        concurrency = max(limits[model].concurrency, 1)
+        end = 0.0
+        for duration in durations:
+            sent = _reserve_all(windows, 0.0)
+            start = sent
+            if len(running) >= concurrency:
+                start = max(sent, heapq.heappop(running))
+            heapq.heappush(running, start + duration)
+            end = max(end, start + duration)
+        longest = max(longest, end)
+    return longest
+
+
 class Scheduler:
-    """Per-model submit rate and concurrency, and a global poll rate, for one account.
+    """Per-model submit rate and concurrency, and a global poll rate, for one account in one region.
 
     Parameters:
         clock: monotonic seconds (the client passes its own `_clock`, `time.monotonic` by default).
         sleep: an async sleep (the client passes its own `_sleep`, `asyncio.sleep` by default).
         query_qps: polls per second for the whole account.
+        region: the region the account's calls go to (limits differ by region: wan2.6-t2i).
     """
 
     def __init__(
@@ -91,9 +183,11 @@ class Scheduler:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         query_qps: float = QUERY_QPS,
+        region: str = "beijing",
     ) -> None:
         self._clock, self._sleep = clock, sleep
-        self._submits: dict[str, SlidingWindow] = {}
+        self.region = region
+        self._submits: dict[str, list[SlidingWindow]] = {}
         self._paused_until: dict[str, float] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._active: dict[str, int] = {}
@@ -105,15 +199,22 @@ class Scheduler:
         if delay > 0:
             await self._sleep(delay)
 
-    async def submit_turn(self, model: str, rps: float) -> float:
-        """Wait until one more submit for `model` keeps the rate; returns how long it waited."""
-        window = self._submits.get(model)
-        if window is None:
-            window = self._submits[model] = SlidingWindow.per_second(rps, SUBMIT_MARGIN)
+    async def submit_turn(self, model: str, limits: SubmitLimits | float) -> float:
+        """Wait until one more submit for `model` keeps its limits (per second and per minute; a bare
+        number is a per-second rate); returns how long it waited."""
+        windows = self._submits.get(model)
+        if windows is None:
+            if not isinstance(limits, SubmitLimits):
+                limits = SubmitLimits(float(limits), None, 1)
+            windows = self._submits[model] = submit_windows(limits)
         now = self._clock()
-        at = window.reserve(now, self._paused_until.get(model, 0.0))
+        at = _reserve_all(windows, now, self._paused_until.get(model, 0.0))
         await self._wait_until(at)
         return max(at - now, 0.0)
+
+    def estimate(self, requests: Iterable[GenerationRequest], *, time_scale: float = 1.0) -> float:
+        """`estimate_seconds` for this scheduler's region."""
+        return estimate_seconds(requests, self.region, time_scale=time_scale)
 
     def throttled(self, model: str, delay: float) -> None:
         """The service answered 429 to a submit: hold this model's submits for `delay` seconds."""

@@ -43,6 +43,15 @@ class StoreQueries(StoreConnection):
             row = db.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", args).fetchone()
             return self._result(db, row) if row else None
 
+    def result_record(self, entry_id: str) -> dict[str, Any] | None:
+        """The provenance record `finish(result=...)` kept for an entry (every image, saved or not, with
+        its URL), or None. Resume uses it for a sync call, which has no task to look up again."""
+        import json
+
+        with self._read() as db:
+            row = db.execute("SELECT result_json FROM entries WHERE entry_id=?", (entry_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
     def read_image(self, path: str | None) -> bytes | None:
         """A stored image's served bytes when the file is sound (structure, CRCs, size limits), else None.
 

@@ -11,10 +11,18 @@ from typing import Any
 
 from ._html_style import PHASE_TINTS, S_CELL, S_MUTED, S_PATH, S_RESULT, S_TABLE
 from ._html_style import escape as _e
-from ._registry import ModelSpec
+from ._registry import ModelSpec, Protocol, preferred_protocol
 from ._request import PARAMETERS
 
-__all__ = ["models_mimebundle", "status_html", "status_text", "table_html", "table_text"]
+__all__ = [
+    "limits_text",
+    "models_mimebundle",
+    "protocol_text",
+    "status_html",
+    "status_text",
+    "table_html",
+    "table_text",
+]
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
@@ -78,15 +86,41 @@ def _params_text(spec: ModelSpec) -> str:
     return ", ".join(p for p in PARAMETERS if p in spec.params and p != "prompt")
 
 
+_PROTOCOL_WORDS = {
+    Protocol.T2I: "async task (text2image)",
+    Protocol.IMG: "async task (image-generation)",
+    Protocol.MMG: "sync (multimodal-generation)",
+}
+
+
+def protocol_text(spec: ModelSpec) -> str:
+    """How wanx_nb calls the model: an async task (resumable) or a sync call (no task id)."""
+    return _PROTOCOL_WORDS[preferred_protocol(spec)]
+
+
+def limits_text(spec: ModelSpec) -> str:
+    """The submit limit in words: "2/min", "1/s (5/s in singapore, virginia, frankfurt)"."""
+    if spec.submits_per_minute is not None:
+        return f"{spec.submits_per_minute:g}/min"
+    text = f"{spec.submit_rps:g}/s"
+    others: dict[float, list[str]] = {}
+    for region, rps in spec.region_submit_rps.items():
+        if rps != spec.submit_rps:
+            others.setdefault(rps, []).append(region)
+    extra = "; ".join(f"{rps:g}/s in {', '.join(regions)}" for rps, regions in others.items())
+    return f"{text} ({extra})" if extra else text
+
+
 def models_mimebundle(
     models: Mapping[str, ModelSpec], *, backend: str, has_key: bool, mode: str = "live"
 ) -> MetaBundle:
-    """The registry as a table (name, family, price ¥/image, limits, sizes, parameters) and the backend."""
-    headers = ["model", "family", "description", "¥/image", "submit rps", "concurrency", "sizes", "prompt limit",
-               "parameters"]
+    """The registry as a table (name, status, protocol, family, price ¥/image, limits, regions, sizes,
+    parameters) and the backend."""
+    headers = ["model", "status", "protocol", "family", "description", "¥/image", "submit limit", "concurrency",
+               "regions", "sizes", "prompt limit", "parameters"]
     rows = [
-        [s.name, s.family, s.description, f"{s.price_yuan:.2f}", f"{s.submit_rps:g}", s.concurrency, s.size_rule(),
-         s.prompt_limit, _params_text(s)]
+        [s.name, s.status, protocol_text(s), s.family, s.description, f"{s.price_yuan:.2f}", limits_text(s),
+         s.concurrency, ", ".join(s.regions), s.size_rule(), s.prompt_limit, _params_text(s)]
         for s in models.values()
     ]
     key = "DASHSCOPE_API_KEY is set" if has_key else "no DASHSCOPE_API_KEY set"
@@ -96,8 +130,8 @@ def models_mimebundle(
         note = f"backend: replay ({key}): results come from the local store; nothing is sent"
     else:
         note = f"backend: {backend} ({key}); mode {mode}"
-    text_rows = [[r[0], r[1], r[3], r[4], r[5], r[7], r[6]] for r in rows]
-    text = table_text(["model", "family", "¥/image", "rps", "conc.", "prompt", "sizes"], text_rows) + "\n" + note
+    text_rows = [[r[0], r[1], r[2].split(" ")[0], r[5], r[6], r[7], r[8]] for r in rows]
+    text = table_text(["model", "status", "call", "¥/image", "limit", "conc.", "regions"], text_rows) + "\n" + note
     html_out = (
         f'<div class="wanx-result" style="{S_RESULT}">{table_html(headers, rows)}'
         f'<div class="wanx-note" style="margin:4px 0;{S_MUTED}">{_e(note)}</div></div>'

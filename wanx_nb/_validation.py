@@ -15,7 +15,7 @@ from typing import Any
 
 from ._exceptions import Problem, ValidationError
 from ._params import parse_size
-from ._registry import MODELS, V1_STYLES, ModelSpec, get_model
+from ._registry import CATALOG, MODELS, V1_STYLES, ModelSpec, get_model
 from ._request import MAX_SEED, PARAMETERS, GenerationRequest
 
 __all__ = ["parse_size", "validate"]
@@ -58,7 +58,9 @@ def validate(
         if name not in spec.params:
             takes = ", ".join(problems.name(p) for p in PARAMETERS if p in spec.params)
             family = f"{spec.name} ({spec.family})"
-            owners = sorted({m.family for m in MODELS.values() if name in m.params})
+            # Name the families of the same tier first (a V1 user is told "V2", not every 2026 family).
+            tier = MODELS if spec.name in MODELS else CATALOG
+            owners = sorted({m.family for m in tier.values() if name in m.params})
             where = f"; it is a {'/'.join(owners)} parameter" if owners else ""
             problems.add(name, value, f"{family} does not take {problems.name(name)}{where}. It takes: {takes}")
 
@@ -67,7 +69,8 @@ def validate(
         _check_size(request.size, spec, problems)
     n_ok = request.n is None or _is_int_in(request.n, 1, spec.max_n)
     if not n_ok:
-        problems.add("n", request.n, f"an integer from 1 to {spec.max_n}")
+        allowed = f"1 ({spec.name} makes one image per call)" if spec.max_n == 1 else f"an integer from 1 to {spec.max_n}"
+        problems.add("n", request.n, allowed)
     if request.seed is not None:
         if not _is_int_in(request.seed, 0, MAX_SEED):
             problems.add("seed", request.seed, f"an integer from 0 to {MAX_SEED}")
@@ -85,11 +88,21 @@ def validate(
             problems.add(flag, value, "true or false")
     if spec.is_v1:
         _check_v1(request, problems, warnings)
-    if region not in spec.regions:
-        # The server has the last word: some docs list these models without a region.
+    if region not in spec.regions and spec.status == "legacy":
+        # The legacy models' region lists come from docs that disagree: the server has the last word.
         warnings.append(
             f"{spec.name} is documented for {', '.join(spec.regions)} only, not {region}; the service may refuse it"
         )
+    elif region not in spec.regions:
+        # 2026 §2.2 (price list, limits table and a live probe agree): the service answers "Model not
+        # exist" where a region does not serve the model, so it is refused before anything is sent.
+        where = ", ".join(spec.regions)
+        served = sorted(m.name for m in CATALOG.values() if region in m.regions)
+        problems.add(
+            "model", spec.name,
+            f"a model the {region} region serves: {spec.name} is offered in {where} only"
+            + (f"; in {region} use one of {', '.join(served)}" if served else ""),
+        )  # fmt: skip
     if problems:
         raise ValidationError(spec.name, problems)
     return warnings
@@ -114,25 +127,21 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
 
 
 def _check_size(size: Any, spec: ModelSpec, problems: _Problems) -> None:
+    """The registry's size rule (`SizeRule`): fixed sizes, tiers ("2K"), per-side and area ranges."""
+    rule = spec.sizing
+    if isinstance(size, str) and size.strip().upper() in rule.tier_names:
+        return
     parsed = parse_size(size)
     if parsed is None:
         problems.add(
             "size", size, f"a size written W*H in whole pixels above 0, e.g. {spec.default_size}; {spec.size_rule()}"
         )
         return
-    w, h = parsed
-    if spec.sizes is not None:
-        if f"{w}*{h}" not in spec.sizes:
-            problems.add("size", size, f"{spec.name} supports only {', '.join(spec.sizes)}")
-    elif spec.pixel_range is not None and spec.aspect_range is not None:
-        lo, hi = spec.pixel_range
-        a, b = spec.aspect_range
-        if not (lo <= w * h <= hi and a <= w / h <= b):
-            problems.add("size", size, spec.size_rule())
-    elif spec.side_range is not None:
-        lo, hi = spec.side_range
-        if not (lo <= w <= hi and lo <= h <= hi):
-            problems.add("size", size, spec.size_rule())
+    if rule.fixed and not rule.free:
+        if f"{parsed[0]}*{parsed[1]}" not in rule.fixed:
+            problems.add("size", size, f"{spec.name} supports only {', '.join(rule.fixed)}")
+    elif rule.problem(f"{parsed[0]}*{parsed[1]}") is not None:
+        problems.add("size", size, spec.size_rule())
 
 
 def _check_v1(request: GenerationRequest, problems: _Problems, warnings: list[str]) -> None:
@@ -164,6 +173,6 @@ def _is_int_in(value: Any, lo: int, hi: int) -> bool:
 
 def _unknown_model(exc: Exception) -> str:
     if not isinstance(exc, KeyError):
-        return f"a model id; use one of {', '.join(MODELS)}"
+        return f"a model id; use one of {', '.join(CATALOG)}"
     known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?")
-    return f"{known}; use one of {', '.join(MODELS)}"
+    return f"{known}; use one of {', '.join(CATALOG)}"

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from ._constants import ENV_STORE, env_store
 from ._exceptions import ValidationError, WanxError, redact
 from ._params import OPTION_NAMES, add_history_options, add_request_options, namespace_params
-from ._registry import MODELS
+from ._registry import CATALOG
 from ._request import DEFAULT_MODEL, GenerationRequest
 from ._validation import validate
 
@@ -212,8 +212,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: {result}", file=sys.stderr)
         return 1
     written = []
+    # A sync call (sync-only models) has no task id: its request id names the files instead.
+    ident = result.task_id or result.task.request_id or "sync"
     for im in result.images:
-        stem = f"{result.model}_{result.task_id[:8]}_{im.index}"
+        stem = f"{result.model}_{ident[:8]}_{im.index}"
         record = {**result.metadata(), "image": im.metadata()}
         record.pop("images")
         if im.path is not None:
@@ -221,7 +223,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             written.append(out / f"{stem}.png")
         (out / f"{stem}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
     billed = f"billed {result.billed_images}, saved {result.saved_images}" if result.saved_images != result.billed_images else f"{result.saved_images}/{len(result.images)} images"
-    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, task {result.task_id}")
+    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, "
+          + (f"task {result.task_id}" if result.task_id else f"sync call, request {result.task.request_id}"))
     for im in result.images:
         if im.path:
             print(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
@@ -247,9 +250,16 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    print(f"{'model':22} {'family':6} {'¥/image':>7} {'rps':>4} {'conc':>4}  sizes")
-    for spec in MODELS.values():
-        print(f"{spec.name:22} {spec.family:6} {spec.price_yuan:7.2f} {spec.submit_rps:4g} {spec.concurrency:4d}  {spec.size_rule()}")
+    from ._tables_html import limits_text, protocol_text
+
+    print(f"{'model':20} {'status':7} {'call':5} {'family':14} {'¥/image':>7} {'limit':>6} {'conc':>4}  regions; sizes")
+    for spec in CATALOG.values():
+        call = protocol_text(spec).split(" ")[0]
+        limit = limits_text(spec).split(" ")[0]
+        print(
+            f"{spec.name:20} {spec.status:7} {call:5} {spec.family:14} {spec.price_yuan:7.2f} {limit:>6} "
+            f"{spec.concurrency:4d}  {', '.join(spec.regions)}; {spec.size_rule()}"
+        )
     return 0
 
 

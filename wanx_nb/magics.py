@@ -325,12 +325,12 @@ class WanxMagics(Magics):
         return Bundle({"text/plain": text, "text/html": f'{CSS}<pre class="wanx-result">{_html.escape(text)}</pre>'})
 
     def handle_models(self, rest: str) -> Any:
-        from ._registry import MODELS
+        from ._registry import CATALOG
         from .rendering import Bundle, models_mimebundle
 
         _no_args("models", rest)
         session = self.session()
-        return Bundle(*models_mimebundle(MODELS, backend=session.backend, has_key=session.has_key, mode=session.mode))
+        return Bundle(*models_mimebundle(CATALOG, backend=session.backend, has_key=session.has_key, mode=session.mode))
 
     def handle_config(self, rest: str) -> Any:
         from .rendering import CSS, Bundle, table_html, table_text
