@@ -21,7 +21,8 @@ from PIL import Image
 
 import wanx_nb._client as client_module
 from wanx_nb import _protocol
-from wanx_nb._client import AsyncWanxClient, WanxClient
+from wanx_nb._client import AsyncWanxClient
+from wanx_nb._client_sync import WanxClient
 from wanx_nb._exceptions import (
     APIConnectionError,
     APITimeoutError,

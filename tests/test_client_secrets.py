@@ -17,7 +17,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from wanx_nb._auth import APIKeyAuth
-from wanx_nb._client import AsyncWanxClient, WanxClient
+from wanx_nb._client import AsyncWanxClient
+from wanx_nb._client_sync import WanxClient
 from wanx_nb._request import GenerationRequest
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

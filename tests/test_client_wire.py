@@ -18,7 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from wanx_nb._client import AsyncWanxClient, Submission, WanxClient
+from wanx_nb._client import AsyncWanxClient, Submission
+from wanx_nb._client_sync import WanxClient
 from wanx_nb._constants import RETRY_AFTER_CAP
 from wanx_nb._exceptions import (
     APIConnectionError,
@@ -413,7 +414,7 @@ def test_sync_facade_works_and_closes():
         assert client.get_task(sub.task_id).status is TaskStatus.CANCELED
     with pytest.raises(RuntimeError, match="closed"):
         client.get_task("t-1")
-    assert not client._thread.is_alive()
+    assert client.async_client.is_closed
 
 
 async def test_sync_facade_works_inside_a_running_event_loop():

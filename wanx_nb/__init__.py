@@ -70,7 +70,7 @@ __all__ = [
 # name -> module that defines it; imported on first attribute access.
 _LAZY = {
     "AsyncWanxClient": "._client",
-    "WanxClient": "._client",
+    "WanxClient": "._client_sync",
     "GenerationRequest": "._request",
     "GenerationResult": "._models",
     "ImageResult": "._models",

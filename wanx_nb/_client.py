@@ -42,9 +42,8 @@ import math
 import mimetypes
 import os
 import random
-import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -133,7 +132,7 @@ from ._scheduler import Scheduler
 from ._validation import validate
 from ._version import __version__
 
-__all__ = ["AsyncWanxClient", "Submission", "WanxClient"]
+__all__ = ["AsyncWanxClient", "OnSending", "OnStatus", "OnSubmitted", "Submission"]
 
 log = logging.getLogger("wanx_nb")
 
@@ -1062,131 +1061,3 @@ def _default_emulator() -> Any:
             ENV_API_KEY, ENV_API_KEY,
         )
     return default_emulator()
-
-
-# ---- the blocking facade -----------------------------------------------------------------------
-
-
-class WanxClient:
-    """The blocking form of AsyncWanxClient, for scripts and notebook cells.
-
-    It runs an AsyncWanxClient on its own event loop in a background thread, so it works inside
-    Jupyter's running loop without `asyncio.run` or nest_asyncio. Same arguments and methods;
-    callbacks run on the background thread. Close it with `close()` or `with WanxClient() as c:`.
-    Ctrl-C (a kernel interrupt) cancels the call in progress.
-    """
-
-    def __init__(self, api_key: str | None = None, **kwargs: Any) -> None:
-        auth = APIKeyAuth(api_key) if api_key else None  # no frame local holds the key (see _auth)
-        del api_key
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="wanx_nb-client", daemon=True)
-        self._thread.start()
-        self._closed = False
-
-        async def make() -> AsyncWanxClient:
-            return AsyncWanxClient(auth, **kwargs)
-
-        try:
-            self._client = self._run(make())
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise RuntimeError("this WanxClient is closed; create a new one")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("a WanxClient method was called from one of its own callbacks; that would deadlock")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
-
-    @property
-    def backend(self) -> str:
-        return self._client.backend
-
-    @property
-    def region(self) -> str:
-        return self._client.region
-
-    @property
-    def async_client(self) -> AsyncWanxClient:
-        """The AsyncWanxClient underneath (it lives on this facade's background loop)."""
-        return self._client
-
-    def submit(self, request: GenerationRequest) -> Submission:
-        return self._run(self._client.submit(request))
-
-    def get_task(self, task_id: str) -> Task:
-        return self._run(self._client.get_task(task_id))
-
-    def wait(self, task: Task | str, *, timeout: float | None = None, on_status: OnStatus | None = None) -> Task:
-        return self._run(self._client.wait(task, timeout=timeout, on_status=on_status))
-
-    def cancel(self, task_id: str) -> None:
-        return self._run(self._client.cancel(task_id))
-
-    def list_tasks(self, **kwargs: Any) -> TaskPage:
-        return self._run(self._client.list_tasks(**kwargs))
-
-    def upload(self, path: str | os.PathLike[str], model: str) -> str:
-        return self._run(self._client.upload(path, model))
-
-    def download(self, url: str, *, expect: tuple[int, int] | None = None) -> bytes:
-        return self._run(self._client.download(url, expect=expect))
-
-    def fetch(self, image: ImageResult, *, expect: tuple[int, int] | None = None) -> None:
-        return self._run(self._client.fetch(image, expect=expect))
-
-    def reconcile(
-        self,
-        request: GenerationRequest,
-        *,
-        sent_after: dt.datetime,
-        sent_before: dt.datetime,
-        exclude: Collection[str] = (),
-    ) -> Reconciliation:
-        return self._run(
-            self._client.reconcile(request, sent_after=sent_after, sent_before=sent_before, exclude=exclude)
-        )
-
-    def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
-        return self._run(self._client.generate(request, **kwargs))
-
-    def collect(self, task: Task | str, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
-        return self._run(self._client.collect(task, request, **kwargs))
-
-    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[GenerationResult | Exception]:
-        return self._run(self._client.generate_many(requests, **kwargs))
-
-    def close(self) -> None:
-        """Close the connections and stop the background thread."""
-        if self._closed:
-            return
-        try:
-            self._run(self._client.aclose())
-        finally:
-            self._closed = True
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    def __enter__(self) -> WanxClient:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        inner = repr(self._client) if hasattr(self, "_client") else "<unconfigured>"
-        return inner.replace("<AsyncWanxClient", "<WanxClient", 1)
