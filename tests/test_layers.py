@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
-    "_client": 3, "_client_sync": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
+    "_client": 3, "_client_sync": 3, "_client_errors": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
     "_run": 4, "_run_events": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
@@ -295,9 +295,9 @@ def test_only_the_emulator_imports_starlette_or_uvicorn(name):
 
 
 # _auth is the client's httpx.Auth (the key added at send time), split out so it stays small;
-# _client_sync is its blocking form (httpx only in a signature's type).
+# _client_sync is its blocking form (httpx only in a signature's type); _client_errors reads httpx's errors.
 @pytest.mark.parametrize(
-    "name", sorted(m for m in MODULES if group(m) != "emulator" and m not in ("_client", "_auth", "_client_sync"))
+    "name", sorted(m for m in MODULES if group(m) != "emulator" and m not in ("_client", "_auth", "_client_sync", "_client_errors"))
 )
 def test_only_the_client_and_the_emulator_import_httpx(name):
     assert [fmt(name, i) for i in third_party(name) if top(i.target) == "httpx"] == []

@@ -1,4 +1,4 @@
-"""`AsyncWanxClient` (asyncio, httpx) and `WanxClient`, its blocking facade.
+"""`AsyncWanxClient` (asyncio, httpx); `WanxClient`, its blocking form, is in `_client_sync`.
 
 The client is the only module that does network I/O or sleeps. Wire format: `_protocol` (the legacy
 task API) and `_protocol_image` (the messages-based endpoints); the endpoint per model comes from the
@@ -73,13 +73,10 @@ from ._constants import (
     uses_emulator,
 )
 from ._exceptions import (
-    APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     ConfigurationError,
     DownloadError,
-    ImageExpiredError,
     InvalidImageError,
     SubmitOutcomeUnknownError,
     SyncOutcomeUnknownError,
@@ -90,6 +87,7 @@ from ._exceptions import (
     WanxError,
 )
 from ._auth import APIKeyAuth
+from ._client_errors import Unanswered, check_length, classify, connection_error, download_error, has_request, short_url
 from ._imagecheck import ImageCheckError, check_image
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._protocol import (
@@ -111,7 +109,6 @@ from ._protocol import (
     parse_size,
     parse_task,
     parse_task_page,
-    says_expired,
     status_error,
     upload_form,
 )
@@ -492,16 +489,16 @@ class AsyncWanxClient:
         (a decompression bomb) is refused. Raises ImageExpiredError when the URL expired (they live
         24 h), InvalidImageError for bytes that are not the promised image, DownloadError otherwise.
         """
-        where = _short(url)
+        where = short_url(url)
         attempt = 0
         while True:
             try:
                 response = await self._request(WireRequest("GET", url), kind="read", http=self._files)
             except APIError as exc:
-                raise _download_error(exc, where) from exc
+                raise download_error(exc, where) from exc
             data = response.content
             try:
-                _check_length(response, len(data))
+                check_length(response, len(data))
                 check_image(data, expect=expect)
                 return data
             except ImageCheckError as exc:
@@ -713,7 +710,7 @@ class AsyncWanxClient:
         sends: list[float] = []  # wall time of each attempt: the last one bounds an unknown outcome
         try:
             response = await self._request(wire, kind="submit", spec=spec, sends=sends, turn_taken=turn_taken)
-        except _Unanswered as lost:
+        except Unanswered as lost:
             raise self._outcome_unknown(request, sends, lost.cause, lost.status, lost.request_id) from lost.__cause__
         try:
             task = self._parse_task(response)
@@ -745,7 +742,7 @@ class AsyncWanxClient:
             response = await self._request(
                 wire, kind="submit", spec=spec, sends=sends, timeout=timeout, turn_taken=True
             )
-        except _Unanswered as lost:
+        except Unanswered as lost:
             raise self._outcome_unknown(
                 request, sends, lost.cause, lost.status, lost.request_id, sync=True
             ) from lost.__cause__
@@ -862,7 +859,7 @@ class AsyncWanxClient:
     ) -> httpx.Response:
         """Send with the retry rules of `kind`; returns a 2xx response or raises a typed error.
 
-        A submit that may have reached the service without a usable answer raises `_Unanswered`
+        A submit that may have reached the service without a usable answer raises `Unanswered`
         (`_create` turns it into SubmitOutcomeUnknownError); `sends` collects each attempt's wall time.
         `turn_taken`: the caller already waited for this submit's turn (retries wait for their own).
         """
@@ -870,7 +867,7 @@ class AsyncWanxClient:
             raise RuntimeError("this client is closed; create a new one")
         http = http or self._http
         retry_rule = should_retry_read if kind == "read" else should_retry_submit
-        what = f"{wire.method} {_short(wire.path)}"
+        what = f"{wire.method} {short_url(wire.path)}"
         attempt = 0
         while True:
             if spec is not None and (attempt or not turn_taken):
@@ -888,7 +885,7 @@ class AsyncWanxClient:
                     data=data, files=files, **extra,
                 )
             except httpx.HTTPError as exc:
-                failure = _classify(exc)
+                failure = classify(exc)
                 if retry_rule(failure=failure) and attempt < self.max_retries:
                     delay = retry_delay(attempt, rng=self._rng.random) or 0.0
                     log.debug(
@@ -899,10 +896,10 @@ class AsyncWanxClient:
                     attempt += 1
                     continue
                 if kind == "submit" and failure is Failure.AFTER_SENT:
-                    raise _Unanswered(f"{type(exc).__name__} after the request was sent") from exc
+                    raise Unanswered(f"{type(exc).__name__} after the request was sent") from exc
                 log.debug("giving up %s after %s (%d retries)", what, type(exc).__name__, attempt)
-                url = str(exc.request.url) if _has_request(exc) else wire.path
-                raise _connection_error(exc, wire.method, url, task_id, sent=failure is not Failure.NOT_SENT) from exc
+                url = str(exc.request.url) if has_request(exc) else wire.path
+                raise connection_error(exc, wire.method, url, task_id, sent=failure is not Failure.NOT_SENT) from exc
 
             if response.is_success:
                 return response
@@ -933,7 +930,7 @@ class AsyncWanxClient:
                 # A 500 can come after the task was created, a 502/504 from a gateway that gave up
                 # waiting for a service that went on. 503 is the service refusing work before any
                 # task exists (ServiceUnavailable / ModelUnavailable, retried above, as the SDK does).
-                raise _Unanswered(f"HTTP {status} {error.code or ''}".rstrip(), status, error.request_id) from error
+                raise Unanswered(f"HTTP {status} {error.code or ''}".rstrip(), status, error.request_id) from error
             raise error
 
 
@@ -953,77 +950,6 @@ def _shared_region(name: str) -> Any:
         return get_region(name)
     except KeyError:
         return None
-
-
-def _classify(exc: httpx.HTTPError) -> Failure:
-    """Could the server have seen the request? (ConnectTimeout and PoolTimeout: never connected.)"""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return Failure.NOT_SENT
-    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.TooManyRedirects)):
-        return Failure.FATAL
-    return Failure.AFTER_SENT
-
-
-def _has_request(exc: httpx.HTTPError) -> bool:
-    try:
-        exc.request  # noqa: B018 - raises RuntimeError when the error has no request
-    except RuntimeError:
-        return False
-    return True
-
-
-def _connection_error(
-    exc: httpx.HTTPError, method: str, url: str, task_id: str | None, *, sent: bool
-) -> APIConnectionError:
-    path = _short(url)
-    reason = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(
-            f"{method} {path} timed out ({type(exc).__name__}: {reason})",
-            method=method, url=path, task_id=task_id, sent=sent,
-        )
-    return APIConnectionError(
-        f"{method} {path} failed: could not talk to the server ({type(exc).__name__}: {reason})",
-        method=method, url=path, task_id=task_id, sent=sent,
-    )
-
-
-class _Unanswered(Exception):
-    """A submit may have reached the service without a usable answer (`_create` says what to do)."""
-
-    def __init__(self, cause: str, status: int | None = None, request_id: str | None = None) -> None:
-        super().__init__(cause)
-        self.cause, self.status, self.request_id = cause, status, request_id
-
-
-def _download_error(exc: APIError, where: str) -> DownloadError:
-    """A failed image GET as a DownloadError; an image host's 403 is not about the model or the key."""
-    again = "the image was billed: `%wanx resume` downloads it again while its URL lives (24 h)"
-    if isinstance(exc, APIStatusError):
-        answer = f"{exc.status_code} {exc.code or 'error'}: {exc.server_message}"
-        if says_expired(exc.status_code, exc.body):
-            return ImageExpiredError(
-                f"the image URL expired (result URLs live 24 h); the image cannot be downloaded any more ({answer})",
-                url=where, status=exc.status_code, request_id=exc.request_id,
-            )
-        return DownloadError(
-            f"downloading {where} failed ({answer}); {again}", url=where, status=exc.status_code,
-            request_id=exc.request_id,
-        )
-    return DownloadError(f"downloading {where} failed ({exc.message}); {again}", url=where, status=exc.status)
-
-
-def _check_length(response: httpx.Response, received: int) -> None:
-    """Fewer bytes than Content-Length (when the body is not compressed) is a cut-off download."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and response.headers.get("content-encoding", "identity") == "identity":
-        if received < int(declared):
-            raise ImageCheckError(f"{received} of the {declared} bytes announced: cut off", truncated=True)
-
-
-def _short(url: str) -> str:
-    """Scheme, host and path of a URL, never its query string (signed URLs carry signatures)."""
-    return url.split("?", 1)[0]
 
 
 async def _uncancellable(coro: Awaitable[T]) -> T:
