@@ -415,7 +415,7 @@ class TaskError(WanxError):
     """A task ended without producing the images. Failed and canceled tasks are not billed."""
 
     sent = True
-    billed = False
+    billed: bool | None = False  # a subclass may not know (TaskUnknownError)
 
     def __init__(self, task_id: str, status: str, code: str | None, message: str, request_id: str | None = None) -> None:
         # `status` is the HTTP status on every error (None here); the task's own state is `task_status`.

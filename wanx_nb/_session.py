@@ -39,7 +39,7 @@ class ResumeReport:
     """What `Session.resume()` recovered, what is left and what is gone for good."""
 
     recovered: list[GenerationResult]
-    unfinished: list[BaseException]  # still not settled (e.g. the service could not be reached)
+    unfinished: list[TaskUnfinishedError]  # still not settled (e.g. the service could not be reached)
     ended: list[BaseException]  # the service ended them without images (FAILED, CANCELED), or no task was made
     expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
 
@@ -276,7 +276,11 @@ class Session:
 
     def _reserve(self, run: Run, estimate: float) -> None:
         self._reserved[run.run_id] = estimate
-        run.add_done_callback(lambda _: self._reserved.pop(run.run_id, None))
+
+        def release(_: Run) -> None:
+            self._reserved.pop(run.run_id, None)
+
+        run.add_done_callback(release)
 
     def _replay(self, request: GenerationRequest) -> Outcome:
         key = self.store.replay_key(request)

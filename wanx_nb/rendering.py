@@ -484,7 +484,8 @@ def gallery_html(
         f"{len(results)} result{'s' if len(results) != 1 else ''} · "
         f"{_e(_yuan(round(sum(r.cost_yuan for r in ok), 4)))}{''.join(_badge(b) for b in backends)}"
     )
-    tiles, warnings = [], []
+    tiles: list[str] = []
+    warnings: list[str] = []
     for result, label in zip(results, labels):
         if not isinstance(result, GenerationResult):
             f = _error_fields(result)
