@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 __all__ = [
     "APIConnectionError",
@@ -493,13 +493,37 @@ class TaskNotCreatedError(WanxError):
     billed = False
 
 
+class RunSummaryView(Protocol):
+    """What a run's stop error carries of the run (`_run_events.RunSummary`, a layer this one does not import)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def phases(self) -> dict[str, int]: ...
+    @property
+    def billed_images(self) -> int: ...
+    @property
+    def saved_images(self) -> int: ...
+    @property
+    def cost_yuan(self) -> float: ...
+    @property
+    def unfinished(self) -> tuple[str, ...]: ...  # task ids (or entry ids) that resume will finish
+    @property
+    def canceled(self) -> tuple[str, ...]: ...
+    @property
+    def still_running(self) -> tuple[str, ...]: ...
+    @property
+    def recovery(self) -> str | None: ...
+    def text(self) -> str: ...
+
+
 class RunTimeoutError(WanxError):
     """A run's own deadline passed. PENDING tasks were canceled; running ones are kept for resume."""
 
     code = "RunTimeout"
     billed = None  # `summary` says what was billed and what is kept for resume
 
-    def __init__(self, seconds: float, summary: Any) -> None:
+    def __init__(self, seconds: float, summary: RunSummaryView) -> None:
         super().__init__(f"stopped waiting after {seconds:g} s: {summary.text()}")
         self.summary = summary
 
@@ -511,7 +535,7 @@ class RunInterruptedError(KeyboardInterrupt):
     "run all" does not go on), but the user sees only what happened and what to do.
     """
 
-    def __init__(self, summary: Any) -> None:
+    def __init__(self, summary: RunSummaryView) -> None:
         super().__init__(f"interrupted: {summary.text()}")
         self.summary = summary
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._tables_html import StatusLine
     from .rendering import Bundle
 
-__all__ = ["LiveStatus", "ProgressEvent", "StatusRow"]
+__all__ = ["DisplayHandle", "LiveStatus", "StatusRow"]
 
 _TERMINAL = frozenset({"done", "failed", "replayed", "succeeded", "canceled", "unknown"})
 
@@ -34,25 +35,10 @@ class StatusRow:
     elapsed: float
 
 
-class ProgressEvent(Protocol):
-    """What the display reads of a progress event (`_run_events.Progress`, a layer this one does not import)."""
-
-    @property
-    def index(self) -> int: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def phase(self) -> str: ...
-    @property
-    def task_id(self) -> str | None: ...
-    @property
-    def elapsed(self) -> float: ...
-
-
 class DisplayHandle(Protocol):
     """What `display(obj, display_id=True)` returns (IPython's DisplayHandle)."""
 
-    def update(self, obj: Any) -> None: ...
+    def update(self, obj: object) -> None: ...
 
 
 Display = Callable[..., DisplayHandle]
@@ -73,10 +59,10 @@ class LiveStatus:
         self._display = display
         self._clock = clock
         self._lock = threading.Lock()
-        self._latest: dict[int, tuple[ProgressEvent, float]] = {}
+        self._latest: dict[int, tuple[StatusLine, float]] = {}
         self._handle: DisplayHandle | None = None
 
-    def on_progress(self, progress: ProgressEvent) -> None:
+    def on_progress(self, progress: StatusLine) -> None:
         """Record a `Progress` event (any thread)."""
         with self._lock:
             self._latest[progress.index] = (progress, self._clock())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ class Session:
     ) -> None:
         self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
+        self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None  # set when this session builds one
         self.store = store if isinstance(store, Store) else Store(store or env_store())
         self.mode = mode or env_mode() or "live"
         if self.mode not in MODES:
@@ -122,7 +124,15 @@ class Session:
             from ._client import AsyncWanxClient
 
             self._client = AsyncWanxClient(**{k: v for k, v in self._client_args.items() if v is not None})
+            # A session dropped without close() must not leak the client's pooled connections.
+            self._close_owned_client = weakref.finalize(self, _close_client, self._client)
+            self._close_owned_client.atexit = False  # at exit the loop thread is going away with the process
         return self._client
+
+    def close(self) -> None:
+        """Close the connections of the client this session built (a client passed in stays the caller's)."""
+        if self._close_owned_client is not None:
+            self._close_owned_client()
 
     @property
     def service(self) -> str:
@@ -290,6 +300,15 @@ class Session:
             raise ReplayMissError(key, request.summary())
         self._replay_counts[key] = nth + 1
         return outcome
+
+
+def _close_client(client: AsyncWanxClient) -> None:
+    from ._loop import submit
+
+    try:
+        submit(client.aclose())  # on the background loop, which owns the connections
+    except RuntimeError:
+        pass  # the loop is gone, and its connections with it
 
 
 _SESSION: Session | None = None

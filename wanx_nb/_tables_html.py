@@ -7,19 +7,34 @@ status column carries a tint, inline.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ._html_style import PHASE_TINTS, S_CELL, S_MUTED, S_PATH, S_RESULT, S_TABLE
 from ._html_style import escape as _e
 from ._registry import ModelSpec
 from ._request import PARAMETERS
 
-__all__ = ["models_mimebundle", "status_html", "status_text", "table_html", "table_text"]
+__all__ = ["StatusLine", "models_mimebundle", "status_html", "status_text", "table_html", "table_text"]
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
 
-def status_text(progress_list: Sequence[Any]) -> str:
+class StatusLine(Protocol):
+    """What the live status shows of one request: a `_run_events.Progress` or a `_progress.StatusRow`."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def task_id(self) -> str | None: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+def status_text(progress_list: Sequence[StatusLine]) -> str:
     """One line per request: index, model, phase, elapsed (the live status, as text)."""
     if not progress_list:
         return "wanx: starting…"
@@ -30,7 +45,7 @@ def status_text(progress_list: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def status_html(progress_list: Sequence[Any]) -> str:
+def status_html(progress_list: Sequence[StatusLine]) -> str:
     """The live status table: per task queued/pending/running/downloading/done with elapsed seconds.
 
     `progress_list` holds objects with `index`, `model`, `phase`, `task_id` and `elapsed` (e.g.
