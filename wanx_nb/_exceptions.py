@@ -125,7 +125,7 @@ class Problem:
 
     __slots__ = ("param", "value", "allowed")
 
-    def __init__(self, param: str, value: Any, allowed: str) -> None:
+    def __init__(self, param: str, value: object, allowed: str) -> None:
         self.param, self.value, self.allowed = param, value, allowed
 
     def __str__(self) -> str:
@@ -402,13 +402,23 @@ def make_status_error(
     status_code: int,
     code: str | None,
     message: str,
-    **context: Any,
+    *,
+    request_id: str | None = None,
+    task_id: str | None = None,
+    method: str | None = None,
+    url: str | None = None,
+    retry_after: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: str = "",
 ) -> APIStatusError:
     """The most specific APIStatusError for an error response: by code first, then by status."""
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status_code)
     if cls is None:
         cls = ServerError if status_code >= 500 else APIStatusError
-    return cls(status_code, code, message, **context)
+    return cls(
+        status_code, code, message, request_id=request_id, task_id=task_id, method=method, url=url,
+        retry_after=retry_after, headers=headers, body=body,
+    )
 
 
 class TaskError(WanxError):

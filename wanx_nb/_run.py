@@ -84,7 +84,7 @@ class Run(RequestSteps):
         self._on_billed = on_billed
         self._clock = clock
         self._slots: list[Slot] = []
-        self._future: concurrent.futures.Future[Any] | None = None
+        self._future: concurrent.futures.Future[None] | None = None
         self._canceled: list[str] = []
         self._still_running: list[str] = []
 
@@ -126,7 +126,7 @@ class Run(RequestSteps):
             self._emit(slot, Phase.REPLAYED, elapsed=elapsed)
             if self._on_result:
                 self._on_result(i, outcome)
-        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_result(None)
         self._future = done
 

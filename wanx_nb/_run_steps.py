@@ -59,7 +59,7 @@ class Slot:
     saved: int = 0
     withdrawing: bool = False
     store_error: WanxError | None = None  # the first journal write that failed after sending
-    worker: asyncio.Task[Any] | None = field(default=None, repr=False)
+    worker: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 

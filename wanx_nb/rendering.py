@@ -20,7 +20,7 @@ import os
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._captions import changed_params, params_caption, sweep_labels
 from ._html_style import (
@@ -600,8 +600,33 @@ class Bundle:
         return dict(self.data), dict(self.metadata)
 
 
+class HistoryRowView(Protocol):
+    """What the history table shows of a stored task (`_store_read.HistoryRow`, a layer this one does not import)."""
+
+    @property
+    def task_id(self) -> str | None: ...
+    @property
+    def submitted_at(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def images(self) -> int: ...
+    @property
+    def cost_yuan(self) -> float: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
 def history_mimebundle(
-    rows: Sequence[Any], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
+    rows: Sequence[HistoryRowView], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
 ) -> MetaBundle:
     """Stored tasks (`Store.history()` rows) as a table with thumbnails (bytes keyed by task id)."""
     thumbnails = thumbnails or {}
@@ -609,7 +634,7 @@ def history_mimebundle(
     html_rows, text_rows = [], []
     for r in rows:
         thumb = ""
-        data = thumbnails.get(r.task_id)
+        data = thumbnails.get(r.task_id) if r.task_id is not None else None
         if data:
             try:
                 pv = _preview(data, thumb_px)
