@@ -206,23 +206,56 @@ class Session:
         self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
         return run
 
-    async def agenerate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+    async def agenerate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> list[Outcome]:
         """Run every request concurrently within the limits; failures come back as exceptions in place."""
-        return await self.start(requests, **kwargs)
+        return await self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result)
 
-    async def agenerate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
+    async def agenerate(
+        self,
+        request: GenerationRequest,
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> GenerationResult:
         """Generate one request; raises on failure. Works with top-level `await` in a notebook."""
-        (result,) = await self.agenerate_many([request], **kwargs)
+        (result,) = await self.agenerate_many(
+            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+        )
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> list[Outcome]:
         """Blocking form: Ctrl-C cancels this run's PENDING tasks and keeps running ones for resume."""
-        return self.start(requests, **kwargs).result()
+        return self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result).result()
 
-    def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
-        (result,) = self.generate_many([request], **kwargs)
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> GenerationResult:
+        """Blocking form of `agenerate`: raises on failure."""
+        (result,) = self.generate_many(
+            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+        )
         if isinstance(result, BaseException):
             raise result
         return result
