@@ -20,7 +20,7 @@ import os
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._captions import changed_params, params_caption, sweep_labels
 from ._html_style import (
@@ -566,21 +566,23 @@ class Gallery:
 ResultList = Gallery
 
 
-# ---- the compare grid (its own module; imported on first use, as it builds on this one) -------------
+# ---- the compare grid (its own module; re-exported on first use, as it builds on this one) ----------
 
+if TYPE_CHECKING:  # type checkers see the real signatures; at run time the wrappers below import on first use
+    from ._grid_html import compare_cell_html, compare_grid_html
+else:
 
-def compare_grid_html(*args: Any, **kwargs: Any) -> str:
-    """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
-    from ._grid_html import compare_grid_html as grid_html
+    def compare_grid_html(*args, **kwargs):
+        """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
+        from ._grid_html import compare_grid_html as grid_html
 
-    return grid_html(*args, **kwargs)
+        return grid_html(*args, **kwargs)
 
+    def compare_cell_html(*args, **kwargs):
+        """One cell of the compare grid: `_grid_html.compare_cell_html`."""
+        from ._grid_html import compare_cell_html as cell_html
 
-def compare_cell_html(*args: Any, **kwargs: Any) -> str:
-    """One cell of the compare grid: `_grid_html.compare_cell_html`."""
-    from ._grid_html import compare_cell_html as cell_html
-
-    return cell_html(*args, **kwargs)
+        return cell_html(*args, **kwargs)
 
 
 # ---- tables ------------------------------------------------------------------------------------
