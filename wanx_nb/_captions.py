@@ -27,7 +27,7 @@ CAPTION_PARAMS = (
 )
 
 
-def caption_value(name: str, value: Any) -> str:
+def caption_value(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if name == "ref_img":
