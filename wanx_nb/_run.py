@@ -274,7 +274,9 @@ class Run(RequestSteps):
                 running.append(slot.task_id)
             else:  # the service accepted: the task ends CANCELED, unbilled
                 canceled.append(slot.task_id)
-                self._write(slot, self._store.finish, EntryState.CANCELED, status="CANCELED", message="canceled while PENDING")
+                self._write(
+                    slot, self._store.finish, EntryState.CANCELED, status="CANCELED", message="canceled while PENDING"
+                )
                 error = TaskCanceledError(slot.task_id, "CANCELED", "Canceled", "canceled while PENDING (not billed)")
                 self._set_outcome(slot, Phase.CANCELED, error)
         self._canceled += [c for c in canceled if c not in self._canceled]

@@ -98,7 +98,9 @@ class RequestSteps:
             else:
                 self._set_outcome(slot, Phase.FAILED, exc)
 
-    def _write(self, slot: Slot, write: Callable[Concatenate[str, P], object], *args: P.args, **kwargs: P.kwargs) -> bool:
+    def _write(
+        self, slot: Slot, write: Callable[Concatenate[str, P], object], *args: P.args, **kwargs: P.kwargs
+    ) -> bool:
         """A journal write (a Store method taking the entry id first) after the create was sent. It must not
         stop the run: if the store fails (a full disk, a store deleted under us) the request's outcome says so
         and names the recovery."""
@@ -127,7 +129,9 @@ class RequestSteps:
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
             slot.task_id = task.task_id
-            self._write(slot, self._store.attach_task, task.task_id, status=task.status.value, request_id=task.request_id)
+            self._write(
+                slot, self._store.attach_task, task.task_id, status=task.status.value, request_id=task.request_id
+            )
             self._emit(slot, Phase.PENDING)
 
         try:
@@ -186,7 +190,8 @@ class RequestSteps:
         if found is not None and found.decided and found.task is not None:
             slot.task_id = found.task.task_id
             self._write(
-                slot, self._store.attach_task, found.task.task_id, status=found.task.status.value, request_id=found.task.request_id
+                slot, self._store.attach_task, found.task.task_id, status=found.task.status.value,
+                request_id=found.task.request_id,
             )
             await self._collect(slot, sent)
             return
@@ -214,7 +219,9 @@ class RequestSteps:
             self._on_billed(result.cost_yuan)
         for image in result.images:
             if image.data is not None:
-                saved = await asyncio.to_thread(self._write, slot, self._store.save_image, image, result.image_provenance(image))
+                saved = await asyncio.to_thread(
+                    self._write, slot, self._store.save_image, image, result.image_provenance(image)
+                )
                 if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
                     image.download_error, image.download_code = str(slot.store_error), "StoreError"
             elif image.code is not None and image.download_code is None:
@@ -230,7 +237,9 @@ class RequestSteps:
             details = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
             self._write(slot, self._store.note_error, missing[0].download_code, details)  # the whole story, for history
             reasons = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in missing))
-            self._write(slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+            )
             result.warnings.append(
                 f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
                 "`%wanx resume` downloads them while their URLs live (24 h), without paying again"
@@ -238,19 +247,28 @@ class RequestSteps:
             self._set_outcome(slot, Phase.UNFINISHED, result)
             return
         else:
-            self._write(slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+            )
         self._set_outcome(slot, Phase.DONE, result)
 
     def _failed(self, slot: Slot, exc: BaseException) -> None:
         """An error from generate/collect: finish the entry only if the service had the last word."""
         if isinstance(exc, TaskFailedError):
-            self._write(slot, self._store.finish, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message
+            )
             self._set_outcome(slot, Phase.FAILED, exc)
         elif isinstance(exc, TaskCanceledError):
-            self._write(slot, self._store.finish, EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.CANCELED, status="CANCELED", code=exc.code,
+                message=exc.server_message,
+            )
             self._set_outcome(slot, Phase.CANCELED, exc)
         elif isinstance(exc, TaskUnknownError):
-            self._write(slot, self._store.finish, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message
+            )
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and not slot.sent:
             # Nothing reached the service (validation, upload, the store): the entry never was a request.
@@ -279,7 +297,9 @@ class RequestSteps:
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
         elif slot.task_id is None:
-            self._write(slot, self._store.mark_outcome_unknown, "Interrupted", "stopped while the create was on the wire")
+            self._write(
+                slot, self._store.mark_outcome_unknown, "Interrupted", "stopped while the create was on the wire"
+            )
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
         else:
             self._write(slot, self._store.note_error, "Interrupted", "the run stopped waiting for this task")

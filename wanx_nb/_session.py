@@ -91,7 +91,8 @@ class Session:
     ) -> None:
         self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
-        self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None  # set when this session builds one
+        # Set when this session builds its own client (see `client()`).
+        self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None
         self.store = store if isinstance(store, Store) else Store(store or env_store())
         self.mode = mode or env_mode() or "live"
         if self.mode not in MODES:
