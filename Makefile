@@ -17,6 +17,7 @@ demo: $(PY)
 
 test: $(PY) system
 	$(PIP) -e '.[test,ui]'
+	$(PY) -m mypy wanx_nb
 	$(PY) -m pytest -q -p no:cacheprovider tests notebooks \
 	    --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 

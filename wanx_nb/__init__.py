@@ -7,9 +7,12 @@ widgets, the emulator and PIL load on first use (module `__getattr__` below).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = [
     "APIConnectionError",
@@ -136,12 +139,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """`%load_ext wanx_nb`: register the magics (the heavy modules load on first use)."""
     from .magics import WanxMagics
 
     ipython.register_magics(WanxMagics)
 
 
-def unload_ipython_extension(ipython: Any) -> None:
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """`%unload_ext wanx_nb`: nothing to undo beyond IPython's own bookkeeping."""

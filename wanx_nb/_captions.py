@@ -27,7 +27,7 @@ CAPTION_PARAMS = (
 )
 
 
-def caption_value(name: str, value: Any) -> str:
+def caption_value(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if name == "ref_img":
@@ -70,12 +70,12 @@ _SWEEP_ORDER = ("model", "prompt", *(name for name, _ in CAPTION_PARAMS), "seed"
 _SWEEP_LABELS = {"model": "", "prompt": "", "seed": "seed", "n": "n", **dict(CAPTION_PARAMS)}
 
 
-def _request_of(item: Any) -> GenerationRequest | None:
+def _request_of(item: object) -> GenerationRequest | None:
     request = getattr(item, "request", None)
     return request if isinstance(request, GenerationRequest) else None
 
 
-def sweep_labels(items: Sequence[Any]) -> list[str]:
+def sweep_labels(items: Sequence[object]) -> list[str]:
     """A label per item naming the parameters that vary across `items` ("style <watercolor>").
 
     Items are results (or errors that carry a `.request`). Parameters that are the same everywhere

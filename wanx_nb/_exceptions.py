@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 __all__ = [
     "APIConnectionError",
@@ -128,7 +128,7 @@ class Problem:
 
     __slots__ = ("param", "value", "allowed")
 
-    def __init__(self, param: str, value: Any, allowed: str) -> None:
+    def __init__(self, param: str, value: object, allowed: str) -> None:
         self.param, self.value, self.allowed = param, value, allowed
 
     def __str__(self) -> str:
@@ -405,20 +405,30 @@ def make_status_error(
     status_code: int,
     code: str | None,
     message: str,
-    **context: Any,
+    *,
+    request_id: str | None = None,
+    task_id: str | None = None,
+    method: str | None = None,
+    url: str | None = None,
+    retry_after: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: str = "",
 ) -> APIStatusError:
     """The most specific APIStatusError for an error response: by code first, then by status."""
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status_code)
     if cls is None:
         cls = ServerError if status_code >= 500 else APIStatusError
-    return cls(status_code, code, message, **context)
+    return cls(
+        status_code, code, message, request_id=request_id, task_id=task_id, method=method, url=url,
+        retry_after=retry_after, headers=headers, body=body,
+    )
 
 
 class TaskError(WanxError):
     """A task ended without producing the images. Failed and canceled tasks are not billed."""
 
     sent = True
-    billed = False
+    billed: bool | None = False  # a subclass may not know (TaskUnknownError)
 
     def __init__(self, task_id: str, status: str, code: str | None, message: str, request_id: str | None = None) -> None:
         # `status` is the HTTP status on every error (None here); the task's own state is `task_status`.
@@ -496,13 +506,37 @@ class TaskNotCreatedError(WanxError):
     billed = False
 
 
+class RunSummaryView(Protocol):
+    """What a run's stop error carries of the run (`_run_events.RunSummary`, a layer this one does not import)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def phases(self) -> dict[str, int]: ...
+    @property
+    def billed_images(self) -> int: ...
+    @property
+    def saved_images(self) -> int: ...
+    @property
+    def cost_yuan(self) -> float: ...
+    @property
+    def unfinished(self) -> tuple[str, ...]: ...  # task ids (or entry ids) that resume will finish
+    @property
+    def canceled(self) -> tuple[str, ...]: ...
+    @property
+    def still_running(self) -> tuple[str, ...]: ...
+    @property
+    def recovery(self) -> str | None: ...
+    def text(self) -> str: ...
+
+
 class RunTimeoutError(WanxError):
     """A run's own deadline passed. PENDING tasks were canceled; running ones are kept for resume."""
 
     code = "RunTimeout"
     billed = None  # `summary` says what was billed and what is kept for resume
 
-    def __init__(self, seconds: float, summary: Any) -> None:
+    def __init__(self, seconds: float, summary: RunSummaryView) -> None:
         super().__init__(f"stopped waiting after {seconds:g} s: {summary.text()}")
         self.summary = summary
 
@@ -514,7 +548,7 @@ class RunInterruptedError(KeyboardInterrupt):
     "run all" does not go on), but the user sees only what happened and what to do.
     """
 
-    def __init__(self, summary: Any) -> None:
+    def __init__(self, summary: RunSummaryView) -> None:
         super().__init__(f"interrupted: {summary.text()}")
         self.summary = summary
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from ._session import get_session
+from ._store import Store
 
 __all__ = ["history"]
 
@@ -19,7 +20,7 @@ def history(
     status: str | None = None,
     offset: int = 0,
     limit: int | None = 50,
-    store: Any = None,
+    store: Store | None = None,
 ) -> list[dict[str, Any]]:
     """Stored generations, newest first, as dicts: `pandas.DataFrame(wanx_nb.history(model="wanx-v1"))`.
 

@@ -11,7 +11,6 @@ The `wanx-*` classes stay as hooks for tests and users' own CSS.
 from __future__ import annotations
 
 import html
-from typing import Any
 
 __all__ = [
     "BADGE_TEXTS",
@@ -76,7 +75,7 @@ BADGE_TEXTS = {
 }
 
 
-def escape(value: Any) -> str:
+def escape(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 

@@ -15,7 +15,6 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
 
 from ._request import GenerationRequest
 
@@ -197,6 +196,6 @@ def request_json(request: GenerationRequest) -> str:
     return json.dumps(request.to_dict(), ensure_ascii=False)
 
 
-def search_text(*texts: Any) -> str:
+def search_text(*texts: object) -> str:
     """Prompt and rewritten prompts, one per line, for `history(text=)`."""
     return "\n".join(dict.fromkeys(str(t) for t in texts if t))

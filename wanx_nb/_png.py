@@ -81,8 +81,14 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     """Our provenance dict from a PNG's bytes, or None when it has none."""
     for ctype, body, _ in _chunks(data):
         if _is_ours(ctype, body):
-            return json.loads(body[len(KEYWORD) + 5 :].decode())
+            return _provenance_of(body)
     return None
+
+
+def _provenance_of(body: bytes) -> dict[str, Any]:
+    # Our chunk holds the JSON object `add_provenance` wrote.
+    provenance: dict[str, Any] = json.loads(body[len(KEYWORD) + 5 :].decode())
+    return provenance
 
 
 def png_dimensions(data: bytes) -> tuple[int, int]:
@@ -137,6 +143,6 @@ def read_file_provenance(path: str, *, head_bytes: int = 1 << 16) -> dict[str, A
                     raise ValueError(f"truncated PNG chunk {ctype!r}")
             body = head[pos + 8 : pos + 8 + length]
             if _is_ours(ctype, body):
-                return json.loads(body[len(KEYWORD) + 5 :].decode())
+                return _provenance_of(body)
             pos = end
     return None

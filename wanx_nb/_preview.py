@@ -72,7 +72,7 @@ def make_preview(data: bytes, max_px: int, *, max_pixels: int = PREVIEW_MAX_PIXE
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
+        img: Image.Image = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as exc:
         raise PreviewTooLarge(f"too large to preview: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:

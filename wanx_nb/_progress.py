@@ -13,9 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["LiveStatus", "StatusRow"]
+if TYPE_CHECKING:
+    from ._tables_html import StatusLine
+    from .rendering import Bundle
+
+__all__ = ["DisplayHandle", "LiveStatus", "StatusRow"]
 
 _TERMINAL = frozenset({"done", "failed", "replayed", "succeeded", "canceled", "unknown"})
 
@@ -31,6 +35,15 @@ class StatusRow:
     elapsed: float
 
 
+class DisplayHandle(Protocol):
+    """What `display(obj, display_id=True)` returns (IPython's DisplayHandle)."""
+
+    def update(self, obj: object) -> None: ...
+
+
+Display = Callable[..., DisplayHandle]
+
+
 class LiveStatus:
     """A `display(..., display_id=True)` handle showing `rendering.status_html` while requests run.
 
@@ -40,16 +53,16 @@ class LiveStatus:
         clock: a monotonic clock (injected for tests).
     """
 
-    def __init__(self, *, enabled: bool, display: Callable[..., Any] | None = None,
+    def __init__(self, *, enabled: bool, display: Display | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
         self._display = display
         self._clock = clock
         self._lock = threading.Lock()
-        self._latest: dict[int, tuple[Any, float]] = {}
-        self._handle: Any = None
+        self._latest: dict[int, tuple[StatusLine, float]] = {}
+        self._handle: DisplayHandle | None = None
 
-    def on_progress(self, progress: Any) -> None:
+    def on_progress(self, progress: StatusLine) -> None:
         """Record a `Progress` event (any thread)."""
         with self._lock:
             self._latest[progress.index] = (progress, self._clock())
@@ -64,17 +77,15 @@ class LiveStatus:
             out.append(StatusRow(p.index, p.model, p.phase, p.task_id, p.elapsed + live))
         return sorted(out, key=lambda r: r.index)
 
-    def _bundle(self) -> Any:
+    def _bundle(self) -> Bundle:
         from .rendering import Bundle, status_html, status_text
 
         rows = self.rows()
         return Bundle({"text/plain": status_text(rows), "text/html": status_html(rows)})
 
-    def _show(self, obj: Any) -> None:
+    def _show(self, obj: Bundle) -> None:
         if self._handle is None:
-            display = self._display
-            if display is None:
-                from IPython.display import display
+            display = self._display or _ipython_display
             self._handle = display(obj, display_id=True)
         else:
             self._handle.update(obj)
@@ -91,10 +102,17 @@ class LiveStatus:
         if self.enabled:
             self._show(self._bundle())
 
-    def finish(self, replacement: Any = None) -> None:
+    def finish(self, replacement: object = None) -> None:
         """Replace the status with `replacement`, or blank it (when it was shown at all)."""
         if self._handle is None:
             return
         from .rendering import Bundle
 
         self._handle.update(replacement if replacement is not None else Bundle({"text/plain": ""}))
+
+
+def _ipython_display(obj: object, *, display_id: bool) -> DisplayHandle:
+    from IPython.display import display
+
+    handle: DisplayHandle = display(obj, display_id=display_id)
+    return handle

@@ -84,7 +84,7 @@ class Run(RequestSteps):
         self._on_billed = on_billed
         self._clock = clock
         self._slots: list[Slot] = []
-        self._future: concurrent.futures.Future[Any] | None = None
+        self._future: concurrent.futures.Future[None] | None = None
         self._canceled: list[str] = []
         self._still_running: list[str] = []
 
@@ -126,7 +126,7 @@ class Run(RequestSteps):
             self._emit(slot, Phase.REPLAYED, elapsed=elapsed)
             if self._on_result:
                 self._on_result(i, outcome)
-        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_result(None)
         self._future = done
 
@@ -274,7 +274,9 @@ class Run(RequestSteps):
                 running.append(slot.task_id)
             else:  # the service accepted: the task ends CANCELED, unbilled
                 canceled.append(slot.task_id)
-                self._write(slot, "finish", EntryState.CANCELED, status="CANCELED", message="canceled while PENDING")
+                self._write(
+                    slot, self._store.finish, EntryState.CANCELED, status="CANCELED", message="canceled while PENDING"
+                )
                 error = TaskCanceledError(slot.task_id, "CANCELED", "Canceled", "canceled while PENDING (not billed)")
                 self._set_outcome(slot, Phase.CANCELED, error)
         self._canceled += [c for c in canceled if c not in self._canceled]

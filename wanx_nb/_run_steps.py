@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from ._exceptions import (
     APIStatusError,
@@ -32,9 +32,12 @@ from ._store import EntryState
 
 if TYPE_CHECKING:
     from ._client import AsyncWanxClient
+    from ._reconcile import Reconciliation
     from ._store import Store
 
 __all__ = ["RequestSteps", "Slot", "utcnow"]
+
+P = ParamSpec("P")
 
 # The wall time we wrote before sending brackets a create whose answer was lost, give or take clock skew.
 _SKEW = dt.timedelta(minutes=3)
@@ -58,7 +61,7 @@ class Slot:
     saved: int = 0
     withdrawing: bool = False
     store_error: WanxError | None = None  # the first journal write that failed after sending
-    worker: asyncio.Task[Any] | None = field(default=None, repr=False)
+    worker: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 
@@ -97,11 +100,14 @@ class RequestSteps:
             else:
                 self._set_outcome(slot, Phase.FAILED, exc)
 
-    def _write(self, slot: Slot, method: str, *args: Any, **kwargs: Any) -> bool:
-        """A journal write after the create was sent. It must not stop the run: if the store fails
-        (a full disk, a store deleted under us) the request's outcome says so and names the recovery."""
+    def _write(
+        self, slot: Slot, write: Callable[Concatenate[str, P], object], *args: P.args, **kwargs: P.kwargs
+    ) -> bool:
+        """A journal write (a Store method taking the entry id first) after the create was sent. It must not
+        stop the run: if the store fails (a full disk, a store deleted under us) the request's outcome says so
+        and names the recovery."""
         try:
-            getattr(self._store, method)(slot.entry_id, *args, **kwargs)
+            write(slot.entry_id, *args, **kwargs)
         except WanxError as exc:
             slot.store_error = slot.store_error or exc
             return False
@@ -125,7 +131,9 @@ class RequestSteps:
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
             slot.task_id = task.task_id
-            self._write(slot, "attach_task", task.task_id, status=task.status.value, request_id=task.request_id)
+            self._write(
+                slot, self._store.attach_task, task.task_id, status=task.status.value, request_id=task.request_id
+            )
             self._emit(slot, Phase.PENDING)
 
         try:
@@ -182,26 +190,27 @@ class RequestSteps:
     ) -> None:
         """A create that may have made a task: find it in the service's list, never re-send it."""
         assert self._client is not None
-        self._write(slot, "mark_outcome_unknown", code, why)
+        self._write(slot, self._store.mark_outcome_unknown, code, why)
+        found: Reconciliation | None = None
         try:
-            found = await self._client.reconcile(
+            reconciled = await self._client.reconcile(
                 sent, sent_after=window[0], sent_before=window[1], exclude=self._known_task_ids()
             )
         except WanxError as exc:
-            found = None
             reason = f"the task list could not be read ({exc.code or type(exc).__name__})"
         else:
-            reason = found.reason
+            found, reason = reconciled, reconciled.reason
         if found is not None and found.decided and found.task is not None:
             slot.task_id = found.task.task_id
             self._write(
-                slot, "attach_task", found.task.task_id, status=found.task.status.value, request_id=found.task.request_id
+                slot, self._store.attach_task, found.task.task_id, status=found.task.status.value,
+                request_id=found.task.request_id,
             )
             await self._collect(slot, sent)
             return
         if found is not None and found.decided:
             message = f"{why} The service's task list shows that no task was created ({reason}): nothing was billed."
-            self._write(slot, "mark_rejected", code, message)
+            self._write(slot, self._store.mark_rejected, code, message)
             self._set_outcome(slot, Phase.FAILED, TaskNotCreatedError(message))
             return
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
@@ -246,7 +255,7 @@ class RequestSteps:
         await self._save(slot, result)
 
     def _polled(self, slot: Slot, task: Task) -> None:
-        self._write(slot, "update_status", task.status.value)
+        self._write(slot, self._store.update_status, task.status.value)
         phase = {TaskStatus.PENDING: Phase.PENDING, TaskStatus.RUNNING: Phase.RUNNING}.get(task.status)
         if phase is not None and phase is not slot.phase:
             self._emit(slot, phase)
@@ -256,28 +265,32 @@ class RequestSteps:
         self._emit(slot, Phase.DOWNLOADING)
         result.warnings[:0] = [n for n in slot.notes if n not in result.warnings]
         slot.billed = result.billed_images
-        self._write(slot, "set_billed", slot.billed)
+        self._write(slot, self._store.set_billed, slot.billed)
         if self._on_billed is not None:
             self._on_billed(result.cost_yuan)
         for image in result.images:
             if image.data is not None:
-                saved = await asyncio.to_thread(self._write, slot, "save_image", image, result.image_provenance(image))
+                saved = await asyncio.to_thread(
+                    self._write, slot, self._store.save_image, image, result.image_provenance(image)
+                )
                 if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
                     image.download_error, image.download_code = str(slot.store_error), "StoreError"
             elif image.code is not None and image.download_code is None:
-                self._write(slot, "record_image_failure", image.index, image.code, image.message)
+                self._write(slot, self._store.record_image_failure, image.index, image.code, image.message)
         slot.saved = sum(1 for im in result.images if im.path)
         missing = [im for im in result.images if im.billed and not im.path]
         if missing and all(im.gone for im in missing):
             self._write(
-                slot, "finish", EntryState.GONE, status=result.task.status.value, code="ImageExpired",
+                slot, self._store.finish, EntryState.GONE, status=result.task.status.value, code="ImageExpired",
                 message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.metadata(),
             )
         elif missing:
             details = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
-            self._write(slot, "note_error", missing[0].download_code, details)  # the whole story, for history
+            self._write(slot, self._store.note_error, missing[0].download_code, details)  # the whole story, for history
             reasons = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in missing))
-            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+            )
             result.warnings.append(
                 f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
                 "`%wanx resume` downloads them while their URLs live (24 h), without paying again"
@@ -285,34 +298,43 @@ class RequestSteps:
             self._set_outcome(slot, Phase.UNFINISHED, result)
             return
         else:
-            self._write(slot, "finish", EntryState.DONE, status=result.task.status.value, result=result.metadata())
+            self._write(
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+            )
         self._set_outcome(slot, Phase.DONE, result)
 
     def _failed(self, slot: Slot, exc: BaseException) -> None:
         """An error from generate/collect: finish the entry only if the service had the last word."""
         if isinstance(exc, TaskFailedError):
-            self._write(slot, "finish", EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.FAILED, status="FAILED", code=exc.code, message=exc.server_message
+            )
             self._set_outcome(slot, Phase.FAILED, exc)
         elif isinstance(exc, TaskCanceledError):
-            self._write(slot, "finish", EntryState.CANCELED, status="CANCELED", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.CANCELED, status="CANCELED", code=exc.code,
+                message=exc.server_message,
+            )
             self._set_outcome(slot, Phase.CANCELED, exc)
         elif isinstance(exc, TaskUnknownError):
-            self._write(slot, "finish", EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message)
+            self._write(
+                slot, self._store.finish, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message
+            )
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and not slot.sent:
             # Nothing reached the service (validation, upload, the store): the entry never was a request.
-            self._write(slot, "mark_rejected", getattr(exc, "code", None), str(exc))
+            self._write(slot, self._store.mark_rejected, getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and isinstance(exc, APIStatusError):
-            self._write(slot, "mark_rejected", exc.code, str(exc))  # the service refused the create
+            self._write(slot, self._store.mark_rejected, exc.code, str(exc))  # the service refused the create
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None:
             # Sent, no task id, not a refusal: treat as an unknown outcome (resume reconciles it).
-            self._write(slot, "mark_outcome_unknown", getattr(exc, "code", None), str(exc))
+            self._write(slot, self._store.mark_outcome_unknown, getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, str(exc)))
         else:
             code = getattr(exc, "code", None)
-            self._write(slot, "note_error", code, str(exc))
+            self._write(slot, self._store.note_error, code, str(exc))
             unfinished = TaskUnfinishedError(slot.task_id, str(exc), code=code)
             unfinished.__cause__ = exc
             self._set_outcome(slot, Phase.UNFINISHED, unfinished)
@@ -322,7 +344,7 @@ class RequestSteps:
         if slot.outcome is not None:
             return
         if not slot.sent:
-            self._write(slot, "mark_withdrawn")
+            self._write(slot, self._store.mark_withdrawn)
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
         elif slot.task_id is None and _is_sync(slot.request):
@@ -331,10 +353,12 @@ class RequestSteps:
             self._write(slot, "mark_outcome_unknown", "Interrupted", why)
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="SyncOutcomeUnknown"))
         elif slot.task_id is None:
-            self._write(slot, "mark_outcome_unknown", "Interrupted", "stopped while the create was on the wire")
+            self._write(
+                slot, self._store.mark_outcome_unknown, "Interrupted", "stopped while the create was on the wire"
+            )
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, "stopped while the create was on the wire"))
         else:
-            self._write(slot, "note_error", "Interrupted", "the run stopped waiting for this task")
+            self._write(slot, self._store.note_error, "Interrupted", "the run stopped waiting for this task")
             error = TaskUnfinishedError(slot.task_id, "the run stopped waiting for this task", code="Interrupted")
             self._set_outcome(slot, Phase.UNFINISHED, error)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ class ResumeReport:
     """What `Session.resume()` recovered, what is left and what is gone for good."""
 
     recovered: list[GenerationResult]
-    unfinished: list[BaseException]  # still not settled (e.g. the service could not be reached)
+    unfinished: list[TaskUnfinishedError]  # still not settled (e.g. the service could not be reached)
     ended: list[BaseException]  # the service ended them without images (FAILED, CANCELED), or no task was made
     expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
 
@@ -90,6 +91,8 @@ class Session:
     ) -> None:
         self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
+        # Set when this session builds its own client (see `client()`).
+        self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None
         self.store = store if isinstance(store, Store) else Store(store or env_store())
         self.mode = mode or env_mode() or "live"
         if self.mode not in MODES:
@@ -122,7 +125,15 @@ class Session:
             from ._client import AsyncWanxClient
 
             self._client = AsyncWanxClient(**{k: v for k, v in self._client_args.items() if v is not None})
+            # A session dropped without close() must not leak the client's pooled connections.
+            self._close_owned_client = weakref.finalize(self, _close_client, self._client)
+            self._close_owned_client.atexit = False  # at exit the loop thread is going away with the process
         return self._client
+
+    def close(self) -> None:
+        """Close the connections of the client this session built (a client passed in stays the caller's)."""
+        if self._close_owned_client is not None:
+            self._close_owned_client()
 
     @property
     def service(self) -> str:
@@ -196,23 +207,56 @@ class Session:
         self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
         return run
 
-    async def agenerate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+    async def agenerate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> list[Outcome]:
         """Run every request concurrently within the limits; failures come back as exceptions in place."""
-        return await self.start(requests, **kwargs)
+        return await self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result)
 
-    async def agenerate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
+    async def agenerate(
+        self,
+        request: GenerationRequest,
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> GenerationResult:
         """Generate one request; raises on failure. Works with top-level `await` in a notebook."""
-        (result,) = await self.agenerate_many([request], **kwargs)
+        (result,) = await self.agenerate_many(
+            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+        )
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def generate_many(self, requests: Sequence[GenerationRequest], **kwargs: Any) -> list[Outcome]:
+    def generate_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> list[Outcome]:
         """Blocking form: Ctrl-C cancels this run's PENDING tasks and keeps running ones for resume."""
-        return self.start(requests, **kwargs).result()
+        return self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result).result()
 
-    def generate(self, request: GenerationRequest, **kwargs: Any) -> GenerationResult:
-        (result,) = self.generate_many([request], **kwargs)
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        reproducible: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> GenerationResult:
+        """Blocking form of `agenerate`: raises on failure."""
+        (result,) = self.generate_many(
+            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+        )
         if isinstance(result, BaseException):
             raise result
         return result
@@ -276,7 +320,11 @@ class Session:
 
     def _reserve(self, run: Run, estimate: float) -> None:
         self._reserved[run.run_id] = estimate
-        run.add_done_callback(lambda _: self._reserved.pop(run.run_id, None))
+
+        def release(_: Run) -> None:
+            self._reserved.pop(run.run_id, None)
+
+        run.add_done_callback(release)
 
     def _replay(self, request: GenerationRequest) -> Outcome:
         key = self.store.replay_key(request)
@@ -286,6 +334,15 @@ class Session:
             raise ReplayMissError(key, request.summary())
         self._replay_counts[key] = nth + 1
         return outcome
+
+
+def _close_client(client: AsyncWanxClient) -> None:
+    from ._loop import submit
+
+    try:
+        submit(client.aclose())  # on the background loop, which owns the connections
+    except RuntimeError:
+        pass  # the loop is gone, and its connections with it
 
 
 _SESSION: Session | None = None

@@ -167,8 +167,8 @@ class Store(StoreQueries, LegacyStoreMixin):
             row = db.execute("SELECT path, sha256 FROM images WHERE entry_id=? AND idx=? AND path IS NOT NULL",
                              (entry_id, image.index)).fetchone()  # fmt: skip
         if row is not None:
-            done = stored_path(self.images_dir, row["path"])
-            if read_stored_image(done)[0] is not None:
+            done = stored_path(self.images_dir, row["path"])  # not None: the query asks for a path
+            if done is not None and read_stored_image(done)[0] is not None:
                 image.path, image.sha256 = done, row["sha256"]
                 return done
         sha = hashlib.sha256(image.data).hexdigest()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+import datetime as dt
+from typing import Any, Protocol
 
 from ._exceptions import TaskError
 from ._journal import EntryState, JournalEntry, utc_iso
@@ -36,12 +37,34 @@ def legacy_service(backend: str) -> str:
     return "emulator" if backend == "emulator" else "dashscope"
 
 
+class _JournalStore(Protocol):
+    """What the mixin uses of the Store it is mixed into (the journal API)."""
+
+    _mine: dict[str, JournalEntry]
+
+    def _legacy_entry(self, task_id: str) -> JournalEntry | None: ...
+    def record_submitted(self, task: Task, sent: GenerationRequest, *, backend: str,
+                         given: GenerationRequest | None = None, mode: str = "live") -> None: ...  # fmt: skip
+    def _image_provenance(self, result: GenerationResult, im: ImageResult) -> dict[str, Any]: ...
+    def record(self, entry: JournalEntry) -> None: ...
+    def entry(self, entry_id: str) -> JournalEntry: ...
+    def find_task(self, task_id: str, service: str | None = None) -> JournalEntry | None: ...
+    def unfinished(self, *, max_age_hours: float = 24.0, now: dt.datetime | None = None) -> list[JournalEntry]: ...
+    def note_error(self, entry_id: str, code: str | None, message: str) -> None: ...
+    def set_billed(self, entry_id: str, billed_images: int) -> None: ...
+    def save_image(self, entry_id: str, image: ImageResult, provenance: dict[str, Any]) -> str: ...
+    def record_image_failure(self, entry_id: str, index: int, code: str | None, message: str | None) -> None: ...
+    def finish(self, entry_id: str, state: EntryState, *, status: str | None = None, code: str | None = None,
+               message: str | None = None, result: dict[str, Any] | None = None,
+               now: dt.datetime | None = None) -> None: ...  # fmt: skip
+
+
 class LegacyStoreMixin:
     """legacy: removed when the session uses the journal."""
 
     _mine: dict[str, JournalEntry]
 
-    def _legacy_entry(self: Any, task_id: str) -> JournalEntry | None:
+    def _legacy_entry(self: _JournalStore, task_id: str) -> JournalEntry | None:
         # This object's own entry first: another process may hold the same task id (old emulators).
         for entry in reversed(list(self._mine.values())):
             if entry.task_id == task_id:
@@ -51,7 +74,7 @@ class LegacyStoreMixin:
                 return entry
         return self.find_task(task_id)
 
-    def record_submitted(self: Any, task: Task, sent: GenerationRequest, *, backend: str,
+    def record_submitted(self: _JournalStore, task: Task, sent: GenerationRequest, *, backend: str,
                          given: GenerationRequest | None = None, mode: str = "live") -> None:  # fmt: skip
         """legacy: write the task id ahead, the moment the task is created."""
         if any(e.task_id == task.task_id for e in self._mine.values()):
@@ -72,7 +95,7 @@ class LegacyStoreMixin:
             )  # fmt: skip
         )
 
-    def record_failure(self: Any, task_id: str, error: BaseException) -> None:
+    def record_failure(self: _JournalStore, task_id: str, error: BaseException) -> None:
         """legacy: the service's final FAILED/CANCELED/UNKNOWN finishes the entry; any other error is noted only."""
         entry = self._legacy_entry(task_id)
         if entry is None or entry.state.is_final:
@@ -85,12 +108,13 @@ class LegacyStoreMixin:
         else:
             self.note_error(entry.entry_id, code or type(error).__name__, str(error))
 
-    def save_result(self: Any, result: GenerationResult) -> GenerationResult:
+    def save_result(self: _JournalStore, result: GenerationResult) -> GenerationResult:
         """legacy: save every image with data (with provenance), note per-image failures, finish the entry."""
         entry = self._legacy_entry(result.task_id)
         if entry is None:
             self.record_submitted(result.task, result.request, backend=result.backend)
             entry = self._legacy_entry(result.task_id)
+            assert entry is not None  # just recorded, and remembered as this object's own
         result.created_at = result.created_at or utc_iso()
         self.set_billed(entry.entry_id, result.task.image_count)
         for im in result.images:
@@ -116,7 +140,7 @@ class LegacyStoreMixin:
             "elapsed_s": result.elapsed,
         }
 
-    def unfinished_tasks(self: Any, *, max_age_hours: float = 24.0) -> list[UnfinishedTask]:
+    def unfinished_tasks(self: _JournalStore, *, max_age_hours: float = 24.0) -> list[UnfinishedTask]:
         """legacy: unfinished entries that hold a task id, young enough for the service to know them."""
         return [
             UnfinishedTask(e.task_id, e.request, e.sent_at or e.created_at)

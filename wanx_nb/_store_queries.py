@@ -98,7 +98,8 @@ class StoreQueries(StoreConnection):
 
         Served from indexes (created_at, model) with no per-row subquery, so it stays fast on large stores.
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if model:
             where.append("model=?")
             args.append(get_model(model).name)

@@ -146,15 +146,15 @@ def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int,
     """
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     unreadable = []
-    for path in sorted(images_dir.glob("*.png")):
+    for png in sorted(images_dir.glob("*.png")):
         try:
-            chunk = read_file_provenance(str(path))
+            chunk = read_file_provenance(str(png))
         except (OSError, ValueError):
             chunk = None
         if not chunk or chunk.get("index") is None:
-            unreadable.append(str(path))
+            unreadable.append(str(png))
             continue
-        groups.setdefault(_group_key(chunk), []).append((str(path), chunk))
+        groups.setdefault(_group_key(chunk), []).append((str(png), chunk))
     added = indexed = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -291,7 +291,7 @@ def integrity(store: Store) -> StoreReport:
             paths = [r[0] for r in db.execute("SELECT DISTINCT path FROM images WHERE path IS NOT NULL")]
     except StoreError as exc:
         return StoreReport(quick_check=exc.problem, unindexed_files=sorted(files))
-    indexed = {stored_path(store.images_dir, p) for p in paths}
+    indexed = {s for s in (stored_path(store.images_dir, p) for p in paths) if s is not None}
     missing = sorted(p for p in indexed if p not in files)
     corrupt = sorted(p for p in indexed & files if read_stored_image(p)[0] is None)
     return StoreReport(

@@ -7,14 +7,16 @@ status column carries a tint, inline.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ._html_style import PHASE_TINTS, S_CELL, S_MUTED, S_PATH, S_RESULT, S_TABLE
 from ._html_style import escape as _e
-from ._registry import ModelSpec, Protocol, preferred_protocol
+from ._registry import ModelSpec, preferred_protocol
+from ._registry import Protocol as Endpoint  # the API's endpoints; `Protocol` here is typing's
 from ._request import PARAMETERS
 
 __all__ = [
+    "StatusLine",
     "limits_text",
     "models_mimebundle",
     "protocol_text",
@@ -27,7 +29,22 @@ __all__ = [
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
 
-def status_text(progress_list: Sequence[Any]) -> str:
+class StatusLine(Protocol):
+    """What the live status shows of one request: a `_run_events.Progress` or a `_progress.StatusRow`."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def task_id(self) -> str | None: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+def status_text(progress_list: Sequence[StatusLine]) -> str:
     """One line per request: index, model, phase, elapsed (the live status, as text)."""
     if not progress_list:
         return "wanx: starting…"
@@ -38,7 +55,7 @@ def status_text(progress_list: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def status_html(progress_list: Sequence[Any]) -> str:
+def status_html(progress_list: Sequence[StatusLine]) -> str:
     """The live status table: per task queued/pending/running/downloading/done with elapsed seconds.
 
     `progress_list` holds objects with `index`, `model`, `phase`, `task_id` and `elapsed` (e.g.
@@ -87,9 +104,9 @@ def _params_text(spec: ModelSpec) -> str:
 
 
 _PROTOCOL_WORDS = {
-    Protocol.T2I: "async task (text2image)",
-    Protocol.IMG: "async task (image-generation)",
-    Protocol.MMG: "sync (multimodal-generation)",
+    Endpoint.T2I: "async task (text2image)",
+    Endpoint.IMG: "async task (image-generation)",
+    Endpoint.MMG: "sync (multimodal-generation)",
 }
 
 

@@ -20,7 +20,7 @@ import os
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._captions import changed_params, params_caption, sweep_labels
 from ._html_style import (
@@ -484,7 +484,8 @@ def gallery_html(
         f"{len(results)} result{'s' if len(results) != 1 else ''} · "
         f"{_e(_yuan(round(sum(r.cost_yuan for r in ok), 4)))}{''.join(_badge(b) for b in backends)}"
     )
-    tiles, warnings = [], []
+    tiles: list[str] = []
+    warnings: list[str] = []
     for result, label in zip(results, labels):
         if not isinstance(result, GenerationResult):
             f = _error_fields(result)
@@ -565,21 +566,23 @@ class Gallery:
 ResultList = Gallery
 
 
-# ---- the compare grid (its own module; imported on first use, as it builds on this one) -------------
+# ---- the compare grid (its own module; re-exported on first use, as it builds on this one) ----------
 
+if TYPE_CHECKING:  # type checkers see the real signatures; at run time the wrappers below import on first use
+    from ._grid_html import compare_cell_html, compare_grid_html
+else:
 
-def compare_grid_html(*args: Any, **kwargs: Any) -> str:
-    """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
-    from ._grid_html import compare_grid_html as grid_html
+    def compare_grid_html(*args, **kwargs):
+        """The compare grid as one HTML table that fits its output area: `_grid_html.compare_grid_html`."""
+        from ._grid_html import compare_grid_html as grid_html
 
-    return grid_html(*args, **kwargs)
+        return grid_html(*args, **kwargs)
 
+    def compare_cell_html(*args, **kwargs):
+        """One cell of the compare grid: `_grid_html.compare_cell_html`."""
+        from ._grid_html import compare_cell_html as cell_html
 
-def compare_cell_html(*args: Any, **kwargs: Any) -> str:
-    """One cell of the compare grid: `_grid_html.compare_cell_html`."""
-    from ._grid_html import compare_cell_html as cell_html
-
-    return cell_html(*args, **kwargs)
+        return cell_html(*args, **kwargs)
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -599,8 +602,33 @@ class Bundle:
         return dict(self.data), dict(self.metadata)
 
 
+class HistoryRowView(Protocol):
+    """What the history table shows of a stored task (`_store_read.HistoryRow`, a layer this one does not import)."""
+
+    @property
+    def task_id(self) -> str | None: ...
+    @property
+    def submitted_at(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def images(self) -> int: ...
+    @property
+    def cost_yuan(self) -> float: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
 def history_mimebundle(
-    rows: Sequence[Any], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
+    rows: Sequence[HistoryRowView], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
 ) -> MetaBundle:
     """Stored tasks (`Store.history()` rows) as a table with thumbnails (bytes keyed by task id)."""
     thumbnails = thumbnails or {}
@@ -608,7 +636,7 @@ def history_mimebundle(
     html_rows, text_rows = [], []
     for r in rows:
         thumb = ""
-        data = thumbnails.get(r.task_id)
+        data = thumbnails.get(r.task_id) if r.task_id is not None else None
         if data:
             try:
                 pv = _preview(data, thumb_px)
