@@ -1,5 +1,6 @@
 """The widget panel, driven without a browser: set `.value`, `click()`, assert on widget state."""
 
+from pathlib import Path
 import datetime as dt
 import inspect
 import io
@@ -135,7 +136,7 @@ def test_request_reflects_the_controls_of_each_family(session, tmp_path):
     assert req.prompt_extend is None and req.watermark is None
     saved = req.ref_img
     assert saved.startswith(str((tmp_path / "store" / "uploads").resolve())) and saved.endswith(".png")
-    assert open(saved, "rb").read() == png_bytes()
+    assert Path(saved).read_bytes() == png_bytes()
 
     panel._ref_clear.click()
     assert panel.request().ref_img is None and panel.request().ref_strength is None

@@ -1,5 +1,6 @@
 """Store faults: a damaged, truncated or lost index, a deleted or unwritable directory, a full disk, bad files."""
 
+from pathlib import Path
 import datetime as dt
 import os
 import shutil
@@ -213,7 +214,7 @@ def test_no_stored_file_however_bad_breaks_history_get_manifest_or_replay(tmp_pa
     paths = [im.path for im in store.get("task-0").images] + [im.path for im in store.get("task-1").images]
     with open(paths[0], "wb") as fh:
         fh.write(b"<html><body>AccessDenied</body></html>")
-    data = open(paths[1], "rb").read()
+    data = Path(paths[1]).read_bytes()
     with open(paths[2], "wb") as fh:
         fh.write(data[: len(data) // 2])
     with open(paths[3], "wb") as fh:

@@ -209,7 +209,8 @@ class GenerationResult:
         return self.request.model
 
     @property
-    def task_id(self) -> str:
+    def task_id(self) -> str | None:
+        """The service's task id; None for a synchronous call (it has none: see `task.request_id`)."""
         return self.task.task_id
 
     @property

@@ -86,11 +86,11 @@ def decide(request: GenerationRequest, tasks: Sequence[Task], *, window: str) ->
     if len(left) == 1:
         only = f"the only task of {request.model} created {window}"
         how = "its prompt matches" if evidence[left[0].task_id] else only
-        return Reconciliation(left[0], True, (left[0].task_id,), f"task {left[0].task_id}: {how}")
+        return Reconciliation(left[0], True, tuple(t.task_id for t in left if t.task_id), f"task {left[0].task_id}: {how}")
     return Reconciliation(
         None,
         False,
-        tuple(t.task_id for t in left),
+        tuple(t.task_id for t in left if t.task_id),
         f"{len(left)} tasks of {request.model} were created {window} and the service does not say which is this "
         f"request's (of {len(ids)} candidates)",
     )

@@ -130,6 +130,7 @@ class RequestSteps:
             self._emit(slot, Phase.SENDING)
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
+            assert task.task_id is not None  # only an async create reports a task (sync calls have none)
             slot.task_id = task.task_id
             self._write(
                 slot, self._store.attach_task, task.task_id, status=task.status.value, request_id=task.request_id
@@ -143,7 +144,7 @@ class RequestSteps:
             )
         except SyncOutcomeUnknownError as exc:
             # No task id to look up and no task list holds sync calls: say so, never send it again.
-            self._write(slot, "mark_outcome_unknown", exc.code, str(exc))
+            self._write(slot, self._store.mark_outcome_unknown, exc.code, str(exc))
             self._set_outcome(slot, Phase.UNFINISHED, exc)
             return
         except SubmitOutcomeUnknownError as exc:
@@ -200,7 +201,7 @@ class RequestSteps:
             reason = f"the task list could not be read ({exc.code or type(exc).__name__})"
         else:
             found, reason = reconciled, reconciled.reason
-        if found is not None and found.decided and found.task is not None:
+        if found is not None and found.decided and found.task is not None and found.task.task_id is not None:
             slot.task_id = found.task.task_id
             self._write(
                 slot, self._store.attach_task, found.task.task_id, status=found.task.status.value,
@@ -350,7 +351,7 @@ class RequestSteps:
         elif slot.task_id is None and _is_sync(slot.request):
             why = ("stopped while a synchronous call was on the wire: billed or not is unknown, and a sync call "
                    "cannot be looked up; it is not sent again")  # fmt: skip
-            self._write(slot, "mark_outcome_unknown", "Interrupted", why)
+            self._write(slot, self._store.mark_outcome_unknown, "Interrupted", why)
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="SyncOutcomeUnknown"))
         elif slot.task_id is None:
             self._write(

@@ -81,7 +81,7 @@ class LegacyStoreMixin:
             return
         service = legacy_service(backend)
         entry_id = uuid.uuid4().hex
-        if self.find_task(task.task_id, service) is not None:
+        if task.task_id is not None and self.find_task(task.task_id, service) is not None:
             # Same id from another process (emulators before unique ids): a service label of its own,
             # so neither record is overwritten.
             service = f"{service}/dup-{entry_id[:8]}"
@@ -110,6 +110,8 @@ class LegacyStoreMixin:
 
     def save_result(self: _JournalStore, result: GenerationResult) -> GenerationResult:
         """legacy: save every image with data (with provenance), note per-image failures, finish the entry."""
+        if result.task_id is None:
+            raise ValueError("the legacy API saves task results only; a sync call's result goes through a Run")
         entry = self._legacy_entry(result.task_id)
         if entry is None:
             self.record_submitted(result.task, result.request, backend=result.backend)

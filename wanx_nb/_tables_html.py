@@ -147,7 +147,7 @@ def models_mimebundle(
         note = f"backend: replay ({key}): results come from the local store; nothing is sent"
     else:
         note = f"backend: {backend} ({key}); mode {mode}"
-    text_rows = [[r[0], r[1], r[2].split(" ")[0], r[5], r[6], r[7], r[8]] for r in rows]
+    text_rows = [[r[0], r[1], str(r[2]).split(" ")[0], r[5], r[6], r[7], r[8]] for r in rows]
     text = table_text(["model", "status", "call", "¥/image", "limit", "conc.", "regions"], text_rows) + "\n" + note
     html_out = (
         f'<div class="wanx-result" style="{S_RESULT}">{table_html(headers, rows)}'
