@@ -254,12 +254,14 @@ def plan_cells(
     names = [a.name for a in used]
     if len(set(names)) != len(names):
         raise ValidationError("grid", [Problem("axes", names, "each parameter on one axis only")])
+    fixed = {k: canonical_size(v) if k == "size" else canonical_style(v) if k == "style" else v
+             for k, v in fixed.items() if v is not None}  # fmt: skip
     cells: dict[tuple[int, int, int], GridCell] = {}
     seen: dict[str, tuple[int, int, int]] = {}
     problems: list[Problem] = []
     spans = [range(len(a)) if a is not None else range(1) for a in (z, y, x)]
     for zi, yi, xi in product(*spans):
-        asked: dict[str, Any] = {"prompt": prompts[0], **{k: v for k, v in fixed.items() if v is not None}}
+        asked: dict[str, Any] = {"prompt": prompts[0], **fixed}
         for axis, index in ((x, xi), (y, yi), (z, zi)):
             if axis is not None:
                 asked[axis.name] = axis.values[index]

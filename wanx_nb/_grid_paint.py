@@ -224,7 +224,7 @@ class _Painter:
         texts = [str(v) for a in (g.x, g.y, g.z) if a is not None and a.name == "prompt" for v in a.values]
         texts += list(g.prompts)
         if not all(f.drawable(t) for t in texts):
-            lines += [(s, "#a12") for s in self._wrap(NO_CJK_NOTE.format(manifest=self.manifest_name), width, 3)]
+            lines += [(s, "#a12") for s in self._wrap(NO_CJK_NOTE.format(manifest=self.manifest_name), width, 8)]
         return lines
 
     def _block(self, img: Any, draw: Any, zi: int, top: int) -> None:

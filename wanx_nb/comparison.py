@@ -58,7 +58,7 @@ GUIDE_PROMPTS: tuple[str, ...] = (
     "背景是模糊的绿色植物和老式窗帘，增添了几分生活气息。近景特写，自然光影效果。",
 )
 
-_FIXED_PARAMS = tuple(p for p in PARAMETERS if p != "prompt")
+_FIXED_PARAMS = ("model", *(p for p in PARAMETERS if p not in ("prompt", "model")))
 _REFRESH_SECONDS = 1.0
 Key = tuple[int, int, int]
 
