@@ -8,7 +8,7 @@ from PIL import Image
 
 from wanx_nb import _grid_paint
 from wanx_nb._exceptions import ValidationError
-from wanx_nb._grid import DEFAULT_SEED, Axis, estimate_seconds, parse_axis, plan_cells
+from wanx_nb._grid import Axis, estimate_seconds, parse_axis, plan_cells
 from wanx_nb._registry import MODELS, V1_SIZES, get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb.cli import main

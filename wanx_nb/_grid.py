@@ -33,6 +33,7 @@ __all__ = [
     "estimate_seconds",
     "parse_axis",
     "plan_cells",
+    "summary_notes",
 ]
 
 # The four models of the user guide's comparison, in its order (2.1 professional first).
@@ -354,3 +355,23 @@ def _duration(seconds: float) -> str:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+def summary_notes(cells: Mapping[tuple[int, int, int], GridCell]) -> list[str]:
+    """Each adaptation once, with the models it applies to."""
+    by_note: dict[str, list[str]] = {}
+    for cell in cells.values():
+        for note in cell.notes:
+            models = by_note.setdefault(note, [])
+            if cell.model not in models:
+                models.append(cell.model)
+    notes = [note for note in by_note if "n/a" in note or note.startswith("size ")]
+    models = {c.model for c in cells.values()}
+    if {get_model(m).family for m in models} >= {"V1", "V2"} and not any(
+        "prompt_extend" in c.asked for c in cells.values()
+    ):
+        notes.append("prompt_extend not set: the V2 models rewrite the prompt (server default on), wanx-v1 does not")
+    shared = sum(1 for c in cells.values() if c.shares is not None)
+    if shared:
+        notes.append(f"{shared} cell(s) have the same effective request as another cell: sent once, shown in each")
+    return notes

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._captions import params_caption
-from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_MUTED, S_RESULT, S_TABLE, S_TILE
+from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_LABEL, S_MUTED, S_RESULT, S_TABLE, S_TILE
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
 from ._models import ImageResult

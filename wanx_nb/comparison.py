@@ -14,22 +14,23 @@ import hashlib
 import io
 import json
 import logging
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import rendering
 from ._exceptions import Problem, ValidationError, WanxError
 from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, parse_axis, plan_cells
+from ._grid import summary_notes
+from ._grid_state import GridState
 from ._grid_html import xyz_grid_html
 from ._grid_paint import paint_grid
 from ._models import GenerationResult
 from ._png import add_provenance
 from ._registry import get_model
 from ._request import PARAMETERS
-from ._session import Progress, get_session
+from ._session import get_session
 from ._version import __version__
 
 __all__ = [
@@ -63,92 +64,12 @@ _REFRESH_SECONDS = 1.0
 Key = tuple[int, int, int]
 
 
-class Grid:
+class Grid(GridState):
     """An X/Y/Z grid of results. Display it, index it (`grid[z, y, x]`), `save()` it, read its `manifest()`.
 
     `grid.x`, `grid.y`, `grid.z` are the axes (None when unused); `grid.cell_at(z, y, x)` is the
     GridCell with the effective request, the notes and the outcome.
     """
-
-    kind = "grid"
-
-    def __init__(self, prompts: Sequence[str], axes: Sequence[Axis | None], cells: Mapping[Key, GridCell], *,
-                 plan: GridPlan, fixed: Mapping[str, Any], notes: Sequence[str], dry_run: bool,
-                 preview_px: int = 200) -> None:  # fmt: skip
-        self.prompts = tuple(prompts)
-        self.x, self.y, self.z = axes
-        self.plan = plan
-        self.fixed = dict(fixed)
-        self.notes = list(notes)
-        self.dry_run = dry_run
-        self.preview_px = preview_px
-        self.interrupted: str | None = None
-        self._cells = dict(cells)
-        self._lock = threading.Lock()
-        self._changed = threading.Event()
-
-    # ---- access ----------------------------------------------------------------------------------
-
-    def cell_at(self, z: int, y: int, x: int) -> GridCell:
-        return self._cells[(z, y, x)]
-
-    def __getitem__(self, key: tuple[int, int, int]) -> GenerationResult | BaseException | None:
-        return self.cell_at(*key).outcome
-
-    @property
-    def cells(self) -> list[GridCell]:
-        return list(self._cells.values())
-
-    @property
-    def seed(self) -> int | None:
-        return self.plan.seed
-
-    @property
-    def n(self) -> int:
-        return int(self.fixed.get("n") or 1)
-
-    @property
-    def done(self) -> bool:
-        return all(c.finished for c in self._cells.values())
-
-    @property
-    def cost_yuan(self) -> float:
-        """What the service billed (a request shared by several cells counts once)."""
-        return round(sum(c.result.cost_yuan for c in self._cells.values() if c.result is not None and c.shares is None), 4)
-
-    def fixed_text(self) -> dict[str, Any]:
-        """The parameters every cell shares, for legends (what the axes do not vary)."""
-        on_axes = {a.name for a in (self.x, self.y, self.z) if a is not None}
-        out = {k: v for k, v in self.fixed.items() if v is not None and k not in on_axes}
-        if "prompt" not in on_axes and len(self.prompts) == 1:
-            out = {"prompt": self.prompts[0], **out}
-        return out
-
-    def title_text(self) -> str:
-        dims = " x ".join(f"{a.name} ({len(a)})" for a in (self.x, self.y, self.z) if a is not None)
-        return f"wanx_nb grid: {dims or 'one cell'}"
-
-    # ---- updates from the run (background thread) ----------------------------------------------
-
-    def _on_progress(self, keys: Sequence[Key], progress: Progress) -> None:
-        with self._lock:
-            for cell in self._sharing(keys[progress.index]):
-                if not cell.finished:
-                    cell.phase = str(progress.phase)
-        self._changed.set()
-
-    def _on_result(self, keys: Sequence[Key], index: int, outcome: Any) -> None:
-        with self._lock:
-            for cell in self._sharing(keys[index]):
-                if isinstance(outcome, GenerationResult):
-                    cell.result, cell.phase = outcome, "done"
-                    cell.notes.extend(w for w in outcome.warnings if w not in cell.notes)
-                else:
-                    cell.error, cell.phase = outcome, "failed"
-        self._changed.set()
-
-    def _sharing(self, key: Key) -> list[GridCell]:
-        return [c for c in self._cells.values() if c.key == key or c.shares == key]
 
     # ---- display ---------------------------------------------------------------------------------
 
@@ -205,10 +126,6 @@ class Grid:
             ]  # fmt: skip
         return {self.kind: {"axes": self._axes_manifest(), "cells": cells}}
 
-    def _axes_manifest(self) -> dict[str, Any]:
-        return {letter: {"name": a.name, "values": list(a.values), "labels": list(a.labels)}
-                for letter, a in (("x", self.x), ("y", self.y), ("z", self.z)) if a is not None}  # fmt: skip
-
     # ---- save ------------------------------------------------------------------------------------
 
     def save(self, path: str | Path, *, cell_px: int = 256, font: str | Path | None = None) -> Path:
@@ -235,60 +152,6 @@ class Grid:
         manifest["image_sha256"] = hashlib.sha256(png).hexdigest()
         manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
         return png_path
-
-    def manifest(self, *, image_name: str | None = None) -> dict[str, Any]:
-        """Every cell with its axis values, effective request and outcome, as plain JSON data."""
-        with self._lock:
-            cells = [self._cell_manifest(c) for c in self._cells.values()]
-        return {
-            "wanx_nb_version": __version__,
-            "kind": self.kind,
-            "image": image_name,
-            "axes": self._axes_manifest(),
-            "prompts": list(self.prompts),
-            "fixed": self.fixed,
-            "seed": self.seed,
-            "seed_chosen": self.plan.seed_chosen,
-            "notes": list(self.notes),
-            "backend": self.plan.backend,
-            "dry_run": self.dry_run,
-            "plan": {"cells": self.plan.cells, "requests": self.plan.requests, "images": self.plan.images,
-                     "estimated_yuan": self.plan.yuan, "estimated_seconds": round(self.plan.seconds, 1)},
-            "cost_yuan": self.cost_yuan,
-            "interrupted": self.interrupted,
-            "cells": cells,
-        }  # fmt: skip
-
-    def _cell_manifest(self, cell: GridCell) -> dict[str, Any]:
-        z, y, x = cell.key
-        out: dict[str, Any] = {
-            "cell": {"z": z, "y": y, "x": x},
-            "axes": {a.name: a.values[i] for a, i in ((self.x, x), (self.y, y), (self.z, z)) if a is not None},
-            "model": cell.model,
-            "effective": cell.request.canonical(),
-            "notes": list(cell.notes),
-            "shares_request_of": list(cell.shares) if cell.shares is not None else None,
-            "status": cell.status_text(),
-            "task_id": None,
-            "cost_yuan": 0.0,
-            "images": [],
-        }
-        if cell.result is not None:
-            out.update(task_id=cell.result.task_id, request_id=cell.result.task.request_id,
-                       backend=cell.result.backend, cost_yuan=0.0 if cell.shares else cell.result.cost_yuan)
-            for im in cell.result.images:
-                sha = im.sha256 or (hashlib.sha256(im.data).hexdigest() if im.data is not None else None)
-                entry = {"index": im.index, "seed": im.seed, "size": im.size, "path": im.path, "sha256": sha}
-                if im.actual_prompt:
-                    entry["actual_prompt"] = im.actual_prompt
-                if im.code:
-                    entry.update(code=im.code, message=im.message)
-                out["images"].append(entry)
-        elif cell.error is not None:
-            out["task_id"] = getattr(cell.error, "task_id", None)
-            out["error"] = {"type": type(cell.error).__name__, "code": cell.status_text().removeprefix("failed "),
-                            "message": getattr(cell.error, "server_message", None) or str(cell.error)}
-        return out
 
 
 class CompareGrid(Grid):
@@ -436,7 +299,7 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
         seconds=estimate_seconds(unique), seed=None if "seed" in on_axes else fixed["seed"], seed_chosen=seed_chosen,
         backend=getattr(session, "backend", "dashscope"), budget_note=budget_note,
     )
-    built = cls(prompts, axes, cells, plan=plan, fixed=fixed, notes=_summary(cells, axes), dry_run=dry_run,
+    built = cls(prompts, axes, cells, plan=plan, fixed=fixed, notes=summary_notes(cells), dry_run=dry_run,
                 preview_px=preview_px)  # fmt: skip
     log.info("wanx grid: %s", plan)
     if dry_run:
@@ -445,26 +308,6 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
     handle = _show_live(built, shell) if (display or (display is None and _in_kernel(shell))) else None
     _run(built, session, [c.key for c in cells.values() if c.shares is None], handle)
     return built
-
-
-def _summary(cells: Mapping[Key, GridCell], axes: Sequence[Axis | None]) -> list[str]:
-    """Each adaptation once, with the models it applies to."""
-    by_note: dict[str, list[str]] = {}
-    for cell in cells.values():
-        for note in cell.notes:
-            models = by_note.setdefault(note, [])
-            if cell.model not in models:
-                models.append(cell.model)
-    notes = [note for note in by_note if "n/a" in note or note.startswith("size ")]
-    models = {c.model for c in cells.values()}
-    if {get_model(m).family for m in models} >= {"V1", "V2"} and not any(
-        "prompt_extend" in c.asked for c in cells.values()
-    ):
-        notes.append("prompt_extend not set: the V2 models rewrite the prompt (server default on), wanx-v1 does not")
-    shared = sum(1 for c in cells.values() if c.shares is not None)
-    if shared:
-        notes.append(f"{shared} cell(s) have the same effective request as another cell: sent once, shown in each")
-    return notes
 
 
 def _run(built: Grid, session: Any, keys: list[Key], handle: Any) -> None:
