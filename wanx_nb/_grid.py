@@ -103,7 +103,8 @@ def parse_axis(spec: Any, letter: str = "x") -> Axis:
 
 
 def _axis_error(letter: str, value: Any, allowed: str) -> ValidationError:
-    return ValidationError("grid", [Problem(f"--{letter}", value, allowed)])
+    where = f"--{letter}" if letter in _LETTERS else letter  # an option, or a panel field ("Sweep seeds")
+    return ValidationError("grid", [Problem(where, value, allowed)])
 
 
 def _axis_name(letter: str, spelled: str) -> str:
