@@ -16,7 +16,7 @@ test, so a new module has to be given a row.
     L4  _run, _run_events, _run_steps, _grid_state, L0-L4 (_session -> _run, never the reverse)
         _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
-        _next_steps, _captions, _grid_html, _grid_paint,
+        _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
         _tables_html, _interrupt_card
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
@@ -49,7 +49,7 @@ LAYERS: dict[str, int] = {
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
     "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
-    "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_tables_html": 5, "_interrupt_card": 5,
+    "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")

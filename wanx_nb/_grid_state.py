@@ -10,12 +10,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._grid import Axis, GridCell, GridPlan
+from ._exceptions import WanxError
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, plan_cells, summary_notes
 from ._models import GenerationResult
 from ._run_events import Progress
 from ._version import __version__
 
-__all__ = ["GridState"]
+__all__ = ["GridState", "build_state"]
 
 Key = tuple[int, int, int]
 
@@ -103,6 +104,10 @@ class GridState:
                     cell.error, cell.phase = outcome, "failed"
         self._changed.set()
 
+    def unique_keys(self) -> list[Key]:
+        """The cells whose requests are sent (the others repeat one of them), in order."""
+        return [c.key for c in self._cells.values() if c.shares is None]
+
     def _sharing(self, key: Key) -> list[GridCell]:
         return [c for c in self._cells.values() if c.key == key or c.shares == key]
 
@@ -172,3 +177,40 @@ def _s(count: int) -> str:
 def _excerpt(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],
+                session: Any, *, dry_run: bool = False, preview_px: int = 200) -> GridState:  # fmt: skip
+    """Plan a grid and state what it will cost, before anything is sent.
+
+    Fills the defaults every cell shares (n=1, one seed `DEFAULT_SEED` unless seeds are an axis or
+    given, the default model unless models are an axis), plans the cells, and asks `session` for the
+    cost of the distinct requests and its budget (over budget raises, except for a dry run, whose
+    plan says it).
+    """
+    on_axes = {a.name for a in axes if a is not None}
+    shared = {k: v for k, v in fixed.items() if v is not None}
+    shared.setdefault("n", 1)
+    seed_chosen = "seed" not in on_axes and "seed" not in shared
+    if seed_chosen:
+        shared["seed"] = DEFAULT_SEED
+    if "model" not in on_axes:
+        shared.setdefault("model", GUIDE_MODELS[1])
+    cells = plan_cells(prompts, axes, shared)
+    unique = [c.request for c in cells.values() if c.shares is None]
+    images, yuan = session.estimate_cost(unique)
+    budget_note = None
+    try:
+        session.check_budget(unique)
+    except WanxError as exc:
+        if not dry_run:
+            raise
+        budget_note = f"over budget: {exc}"
+    x, y, z = (list(axes) + [None, None, None])[:3]
+    plan = GridPlan(
+        shape=(len(z) if z else 1, len(y) if y else 1, len(x) if x else 1), cells=len(cells), requests=len(unique),
+        images=images, yuan=yuan, seconds=estimate_seconds(unique), seed=None if "seed" in on_axes else shared["seed"],
+        seed_chosen=seed_chosen, backend=getattr(session, "backend", "dashscope"), budget_note=budget_note,
+    )
+    return cls(prompts, (x, y, z), cells, plan=plan, fixed=shared, notes=summary_notes(cells), dry_run=dry_run,
+               preview_px=preview_px)  # fmt: skip

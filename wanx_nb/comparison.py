@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from . import rendering
-from ._exceptions import Problem, ValidationError, WanxError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, parse_axis, plan_cells
-from ._grid import summary_notes
-from ._grid_state import GridState
+from ._exceptions import Problem, ValidationError
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, parse_axis
+from ._grid_state import GridState, build_state
 from ._grid_html import xyz_grid_html
 from ._grid_paint import paint_grid
 from ._models import GenerationResult
@@ -275,38 +274,14 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
         raise TypeError(f"unexpected parameter(s) {', '.join(unknown)}; the grid takes {', '.join(_FIXED_PARAMS)}")
     if not prompts:
         raise ValidationError("grid", [Problem("prompt", prompts, "at least one prompt")])
-    on_axes = {a.name for a in axes if a is not None}
-    fixed = {k: v for k, v in fixed.items() if v is not None}
-    fixed.setdefault("n", 1)
-    seed_chosen = "seed" not in on_axes and "seed" not in fixed
-    if seed_chosen:
-        fixed["seed"] = DEFAULT_SEED
-    if "model" not in on_axes:
-        fixed.setdefault("model", GUIDE_MODELS[1])
-    cells = plan_cells(prompts, axes, fixed)
-    unique = [c.request for c in cells.values() if c.shares is None]
-    images, yuan = session.estimate_cost(unique)
-    budget_note = None
-    try:
-        session.check_budget(unique)
-    except WanxError as exc:
-        if not dry_run:
-            raise
-        budget_note = f"over budget: {exc}"
-    shape = tuple(len(a) if a is not None else 1 for a in (axes[2], axes[1], axes[0]))
-    plan = GridPlan(
-        shape=shape, cells=len(cells), requests=len(unique), images=images, yuan=yuan,  # type: ignore[arg-type]
-        seconds=estimate_seconds(unique), seed=None if "seed" in on_axes else fixed["seed"], seed_chosen=seed_chosen,
-        backend=getattr(session, "backend", "dashscope"), budget_note=budget_note,
-    )
-    built = cls(prompts, axes, cells, plan=plan, fixed=fixed, notes=summary_notes(cells), dry_run=dry_run,
-                preview_px=preview_px)  # fmt: skip
-    log.info("wanx grid: %s", plan)
+    built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px)
+    assert isinstance(built, Grid)
+    log.info("wanx grid: %s", built.plan)
     if dry_run:
         return built
     shell = _shell()
     handle = _show_live(built, shell) if (display or (display is None and _in_kernel(shell))) else None
-    _run(built, session, [c.key for c in cells.values() if c.shares is None], handle)
+    _run(built, session, built.unique_keys(), handle)
     return built
 
 

@@ -18,7 +18,6 @@ sweep fields runs a labelled grid (`_grid` plans it, `_grid_html` draws it).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import html
 import math
@@ -51,9 +50,10 @@ from ipywidgets import HTML as HTMLWidget
 
 from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
-from ._grid import Axis, GridPlan, estimate_seconds, parse_axis, plan_cells, summary_notes
+from ._grid import Axis, parse_axis
 from ._grid_html import xyz_grid_html
-from ._grid_state import GridState
+from ._grid_state import GridState, build_state
+from ._panel_status import StatusRow, cancel_text, status_rows
 from ._models import GenerationResult
 from ._params import BY_NAME, option_line
 from ._registry import MODELS, ModelSpec, get_model
@@ -126,17 +126,6 @@ class _Click:
         self.run: Run | None = None
         self.finished = threading.Event()
         self.cancel_asked = False
-
-
-@dataclasses.dataclass(frozen=True)
-class _StatusRow:
-    """A status row as shown: the Run's event with the elapsed time brought up to now."""
-
-    index: int
-    model: str
-    phase: str
-    task_id: str | None
-    elapsed: float
 
 
 class Panel(VBox):
@@ -429,7 +418,7 @@ class Panel(VBox):
         request = self.request()
         try:
             sweep = self._plan_sweep(request)
-            requests = [request] if sweep is None else [c.request for c in sweep.cells if c.shares is None]
+            requests = [request] if sweep is None else [sweep.cell_at(*k).request for k in sweep.unique_keys()]
             warnings = validate(request) if sweep is None else []
             self._session.check_budget(requests)
         except WanxError as exc:  # ValidationError, BudgetExceededError: nothing was sent
@@ -447,7 +436,7 @@ class Panel(VBox):
         self._cancel.disabled = False
         self._status.value = rendering.status_html([Progress(i, r.model, Phase.QUEUED) for i, r in enumerate(requests)])
         self._set_code(request, sweep)
-        keys = [c.key for c in sweep.cells if c.shares is None] if sweep is not None else []
+        keys = sweep.unique_keys() if sweep is not None else []
         try:
             click.run = self._session.start(
                 requests,
@@ -474,16 +463,9 @@ class Panel(VBox):
             axes[1 if axes[0] is not None else 0] = parse_axis(("style", self._sweep_styles.value), "Sweep styles")
         if axes == [None, None, None]:
             return None
-        fixed = {k: v for k, v in request.given().items() if k != "prompt"}
-        cells = plan_cells([request.prompt], axes, {"model": request.model, **fixed})
-        unique = [c.request for c in cells.values() if c.shares is None]
-        images, yuan = self._session.estimate_cost(unique)
-        shape = tuple(len(a) if a is not None else 1 for a in (axes[2], axes[1], axes[0]))
-        plan = GridPlan(shape=shape, cells=len(cells), requests=len(unique), images=images, yuan=yuan,  # type: ignore[arg-type]
-                        seconds=estimate_seconds(unique), seed=request.seed if axes[0] is None else None,
-                        seed_chosen=False, backend=getattr(self._session, "backend", "dashscope"))  # fmt: skip
-        return GridState([request.prompt], axes, cells, plan=plan, fixed={"model": request.model, **fixed},
-                         notes=summary_notes(cells), dry_run=False, preview_px=rendering.options.preview_px // 2)  # fmt: skip
+        fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
+        return build_state(GridState, [request.prompt], axes, fixed, self._session,
+                           preview_px=rendering.options.preview_px // 2)  # fmt: skip
 
     def _on_cancel_click(self, button: Button) -> None:
         click = self._click
@@ -569,26 +551,17 @@ class Panel(VBox):
 
         threading.Thread(target=tick, name="wanx-panel-ticker", daemon=True).start()
 
-    def _status_rows(self, click: _Click) -> list[_StatusRow]:
-        """Each request's last phase; elapsed grows by the time since that event until it is final."""
-        now = self._clock()
+    def _status_rows(self, click: _Click) -> list[StatusRow]:
         with self._lock:
             events = [click.progress[i] for i in sorted(click.progress)]
-        rows = []
-        for progress, seen_at in events:
-            elapsed = progress.elapsed + (0.0 if progress.phase.is_final else max(now - seen_at, 0.0))
-            phase = progress.phase.value
-            if click.cancel_asked and progress.phase in (Phase.PENDING, Phase.QUEUED, Phase.SENDING):
-                phase = "canceling"  # asked; the service confirms with CANCELED
-            rows.append(_StatusRow(progress.index, progress.model, phase, progress.task_id, elapsed))
-        return rows
+        return status_rows(events, self._clock(), canceling=click.cancel_asked)
 
     def _render_status(self, click: _Click) -> None:
         rows = self._status_rows(click)
         if rows:
             self._status.value = rendering.status_html(rows)
         if click.cancel_asked:
-            self._message.value = html.escape(_cancel_text(rows))
+            self._message.value = html.escape(cancel_text(rows))
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -697,30 +670,6 @@ def outcome_model(click: _Click, index: int) -> str:
         if 0 <= index < len(unique):
             return unique[index].model
     return click.request.model
-
-
-def _cancel_text(rows: list[_StatusRow]) -> str:
-    """What Cancel did, in the words of the status table (both come from the same rows)."""
-    by_phase: dict[str, list[str]] = {}
-    for row in rows:
-        by_phase.setdefault(row.phase, []).append(row.task_id or f"#{row.index}")
-    parts = []
-    if "canceling" in by_phase:
-        parts.append(f"Canceling (PENDING, not billed): {', '.join(by_phase['canceling'])}.")
-    if "canceled" in by_phase:
-        parts.append(f"Canceled, not billed: {', '.join(by_phase['canceled'])}.")
-    if "withdrawn" in by_phase:
-        parts.append(f"Withdrawn before sending: {len(by_phase['withdrawn'])}.")
-    running = by_phase.get("running", []) + by_phase.get("downloading", [])
-    if running:
-        parts.append(
-            "Running (the service cannot cancel a running task; it will finish, be billed and be saved here): "
-            f"{', '.join(running)}."
-        )
-    done = by_phase.get("done", [])
-    if done:
-        parts.append(f"Already done: {', '.join(done)}.")
-    return " ".join(parts) or "Nothing to cancel: every task of this request is already done."
 
 
 def _model_label(spec: ModelSpec) -> str:
