@@ -77,18 +77,18 @@ def test_parameters_are_adapted_per_family_and_every_difference_is_noted(session
     assert v1.request.prompt_extend is None and v1.request.watermark is None
     assert v1.request.negative_prompt == "blurry"
     assert any(n.startswith("size 1024*768 → 1280*720") for n in v1.notes)
-    assert "extend off: n/a for V1 (wanx-v1), not sent" in v1.notes
-    assert "watermark on: n/a for V1 (wanx-v1), not sent" in v1.notes
+    assert "extend off: n/a for V1, not sent" in v1.notes
+    assert "watermark on: n/a for V1, not sent" in v1.notes
 
     for m in ("wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo"):
         v2 = grid.cell(0, m)
         assert (v2.request.size, v2.request.prompt_extend, v2.request.watermark) == ("1024*768", False, True)
         assert v2.request.style is None and v2.request.ref_img is None
-        assert v2.notes == [f"style <anime>: n/a for V2 ({m}), not sent", f"ref {ref}: n/a for V2 ({m}), not sent"]
+        assert v2.notes == ["style <anime>: n/a for V2, not sent", f"ref {ref}: n/a for V2, not sent"]
 
     summary = "\n".join(grid.notes)
     assert "size 1024*768 → 1280*720 (wanx-v1" in summary
-    assert "style <anime>: n/a for V2 (wanx2.1-t2i-plus), not sent" in summary
+    assert "wanx2.1-t2i-plus, wanx2.1-t2i-turbo, wanx2.0-t2i-turbo: style <anime>: n/a for V2, not sent" in summary
     bundle = grid._repr_mimebundle_()[0]
     assert "size 1024*768 → 1280*720" in bundle["text/html"] and "notes:" in bundle["text/plain"]
 
@@ -97,7 +97,7 @@ def test_no_note_when_nothing_changes(session):
     grid = compare("a fox", models=["wanx2.1-t2i-turbo", "wanx-v1"], size="1024*1024", negative_prompt="text",
                    prompt_extend=False, dry_run=True, session=session)
     assert grid.cell(0, "wanx2.1-t2i-turbo").notes == []
-    assert grid.cell(0, "wanx-v1").notes == ["extend off: n/a for V1 (wanx-v1), not sent"]
+    assert grid.cell(0, "wanx-v1").notes == ["extend off: n/a for V1, not sent"]
 
 
 @pytest.mark.parametrize(

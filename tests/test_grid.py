@@ -87,8 +87,8 @@ def test_a_value_a_family_does_not_take_is_said_in_the_cell_and_identical_reques
                        {"n": 1, "seed": 5})  # fmt: skip
     v1, v2a, v2b = cells[(0, 0, 0)], cells[(0, 0, 1)], cells[(0, 1, 1)]
     assert v1.request.style == "<anime>" and v1.notes == [] and v1.shares is None
-    assert v2a.request.style is None and v2a.notes == ["style <anime>: n/a for V2 (wanx2.1-t2i-turbo), not sent"]
-    assert v2b.notes == ["style <sketch>: n/a for V2 (wanx2.1-t2i-turbo), not sent"]
+    assert v2a.request.style is None and v2a.notes == ["style <anime>: n/a for V2, not sent"]
+    assert v2b.notes == ["style <sketch>: n/a for V2, not sent"]
     assert v2b.shares == v2a.key  # same effective request: paid once
     assert cells[(0, 1, 0)].shares is None  # wanx-v1 <sketch> is its own request
 

@@ -229,7 +229,7 @@ def _fit(asked: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             sent[key] = value
         elif key not in spec.params:
             shown = Axis(key, (value,)).labels[0]
-            notes.append(f"{shown}: n/a for {spec.family} ({spec.name}), not sent")
+            notes.append(f"{shown}: n/a for {spec.family}, not sent")
         elif key == "size":
             fitted = adapt_size(spec, str(value))
             sent["size"] = fitted
@@ -366,7 +366,8 @@ def summary_notes(cells: Mapping[tuple[int, int, int], GridCell]) -> list[str]:
             models = by_note.setdefault(note, [])
             if cell.model not in models:
                 models.append(cell.model)
-    notes = [note for note in by_note if "n/a" in note or note.startswith("size ")]
+    notes = [f"{', '.join(models)}: {note}" if "n/a" in note else note
+             for note, models in by_note.items() if "n/a" in note or note.startswith("size ")]  # fmt: skip
     models = {c.model for c in cells.values()}
     if {get_model(m).family for m in models} >= {"V1", "V2"} and not any(
         "prompt_extend" in c.asked for c in cells.values()
