@@ -114,6 +114,8 @@ def test_a_cell_that_breaks_its_model_rules_is_refused_naming_the_cell():
     assert "-n (x=n 9)=9" in str(info.value)
     with pytest.raises(ValidationError, match="each parameter on one axis only"):
         plan_cells(["a fox"], [parse_axis("seed=1"), parse_axis("seed=2")], FIXED)
+    with pytest.raises(ValidationError, match=r"--size \(x=size 0\*0\)='0\*0'"):
+        plan_cells(["a fox"], [parse_axis("size=0*0,1024*1024")], FIXED)  # never "adapted" into a size
     with pytest.raises(ValidationError, match="--style='bogus'"):
         plan_cells(["a fox"], [parse_axis("style=bogus")], FIXED)  # refused even where not sent (V2)
 

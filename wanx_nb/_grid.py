@@ -18,7 +18,7 @@ from itertools import product
 from typing import Any
 
 from ._exceptions import Problem, ValidationError
-from ._params import BY_NAME, OPTION_NAMES, PARAMS, canonical_size, canonical_style, param_for, read_value
+from ._params import BY_NAME, OPTION_NAMES, PARAMS, canonical_size, canonical_style, param_for, parse_size, read_value
 from ._registry import MODELS, adapt_size, get_model, submit_limits
 from ._request import GenerationRequest
 from ._validation import validate
@@ -231,6 +231,9 @@ def _fit(asked: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             shown = Axis(key, (value,)).labels[0]
             notes.append(f"{shown}: n/a for {spec.family}, not sent")
         elif key == "size":
+            if parse_size(value) is None and str(value).strip().upper() not in spec.sizing.tier_names:
+                sent["size"] = value  # not a size at all ("0*0"): sent on to validation, which names it
+                continue
             fitted = adapt_size(spec, str(value))
             sent["size"] = fitted
             if fitted != value:

@@ -261,7 +261,7 @@ def xyz_grid_html(grid: Any, *, backends: Iterable[str] = (), plan: str | None =
         blocks.append(title + _block_html(grid, zi))
     foot = ""
     if done and not grid.dry_run:
-        foot = f'<div class="wanx-note" style="margin:4px 0">done · billed {_e(_yuan(grid.cost_yuan))}</div>'
+        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} (what was billed)</div>'
     if grid.interrupted:
         foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(grid.interrupted)}</div>'
     if grid.notes:
