@@ -43,6 +43,12 @@ def test_a_magic_grid_line_runs_the_axes_with_the_other_options_fixed(shell):
     assert built.cell_at(0, 0, 1).request.size == "1024*768"
 
 
+def test_an_n_axis_is_not_overridden_by_the_default_n(shell):
+    ip, _ = shell
+    built = ip.run_cell_magic("wanx", "--x n=1,2 --dry-run", "a fox")
+    assert [c.request.n for c in built.cells] == [1, 2]
+
+
 def test_a_magic_grid_dry_run_sends_nothing_and_states_the_plan(shell):
     ip, emulator = shell
     built = ip.run_cell_magic("wanx", "--x style=anime,sketch,watercolor -m wanx-v1 --dry-run", "a fox")
@@ -58,6 +64,7 @@ def test_a_magic_grid_dry_run_sends_nothing_and_states_the_plan(shell):
         ("--x model=all -m wanx-v1", "-m and a model axis"),
         ("--x seed=1 --compare", "not both"),
         ("--y style=bogus -m wanx-v1", "--style='bogus'"),
+        ("--x seed=1,2 --seed 5", "--seed=5: either fixed or an axis, not both"),
     ],
 )
 def test_bad_grid_lines_are_usage_errors_and_send_nothing(shell, line, words):

@@ -26,6 +26,7 @@ from ._grid_state import GridState, build_state
 from ._grid_html import xyz_grid_html
 from ._grid_paint import paint_grid
 from ._models import GenerationResult
+from ._params import OPTION_NAMES
 from ._png import add_provenance
 from ._registry import get_model
 from ._request import PARAMETERS
@@ -274,6 +275,10 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
         raise TypeError(f"unexpected parameter(s) {', '.join(unknown)}; the grid takes {', '.join(_FIXED_PARAMS)}")
     if not prompts:
         raise ValidationError("grid", [Problem("prompt", prompts, "at least one prompt")])
+    both = sorted({k for k, v in fixed.items() if v is not None} & {a.name for a in axes if a is not None})
+    if both:  # an axis would silently override the fixed value
+        raise ValidationError("grid", [Problem(OPTION_NAMES.get(k, k), fixed[k], "either fixed or an axis, not both")
+                                       for k in both])  # fmt: skip
     built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px)
     assert isinstance(built, Grid)
     log.info("wanx grid: %s", built.plan)

@@ -310,7 +310,10 @@ class WanxMagics(Magics):
             fixed["size"] = self.default_size
         if args.reproducible:
             fixed.setdefault("prompt_extend", False)
-        fixed["n"] = args.n if args.n is not None else self.default_n
+        if not names & {"n", "-n"}:
+            fixed["n"] = args.n if args.n is not None else self.default_n
+        elif args.n is not None:
+            fixed["n"] = args.n  # grid() says it is both fixed and an axis
         try:
             built = grid(prompt, x=x, y=y, z=z, dry_run=args.dry_run, **fixed)
         except (ValidationError, WanxError) as exc:
