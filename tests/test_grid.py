@@ -225,3 +225,11 @@ def test_cli_grid_bad_axis_is_a_clean_error_before_sending(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "--x" in err and "--seed 'two' is not allowed" in err and "Traceback" not in err
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("argv", [["--cell-px", "5"], ["--cell-px", "x"], ["--z", "seed"], ["--x", "model=nope"]])
+def test_cli_grid_bad_arguments_end_cleanly(tmp_path, capsys, argv):
+    code = main(["--store", str(tmp_path / "s"), "grid", "a fox", "-o", str(tmp_path / "g.png"), *argv])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "Traceback" not in err and argv[0] in err
+    assert not (tmp_path / "g.png").exists()

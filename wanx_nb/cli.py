@@ -65,6 +65,16 @@ def _read_seconds(text: str) -> int:
     return value
 
 
+def _read_cell_px(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 32 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a whole number of pixels from 32 to 1024")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`)."""
 
@@ -137,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="an axis: model=all, seed=1,2,3, style=anime,sketch, size=1024*1024,1280*720, extend=on,off")
     _request_args(grd)
     grd.add_argument("-o", "--out", default="grid.png", help="the PNG to write (the manifest goes next to it, .json)")
-    grd.add_argument("--cell-px", type=_read_seconds, default=256, help="pixels per cell in the PNG")
+    grd.add_argument("--cell-px", type=_read_cell_px, default=256, help="pixels per cell in the PNG, 32-1024")
     grd.add_argument("--dry-run", action="store_true", help="state the cells, images, cost and time; send nothing")
 
     rerun = command("rerun", "run a manifest's generations again and report which images differ")
