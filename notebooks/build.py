@@ -179,22 +179,27 @@ content, `refonly` its style). Its account concurrency is 1, so wanx_nb queues i
 """),
     SETUP,
     code("""
-from wanx_nb import GenerationRequest, get_session
 from wanx_nb._registry import V1_STYLES, get_model
-from wanx_nb.rendering import Gallery
 
 spec = get_model("wanx-v1")
 print(spec.size_rule())
 print(", ".join(V1_STYLES))
 """),
-    md("## One prompt, ten styles, one seed"),
-    code("""
-prompt = "近景镜头，18岁的中国女孩，古代服饰，圆脸，正面看着镜头，民族优雅的服装，商业摄影，室外，电影级光照，半身特写"
-results = get_session().generate_many(
-    [GenerationRequest(prompt, model="wanx-v1", style=style, n=1, seed=42, size="768*1152") for style in V1_STYLES]
-)
-Gallery(results, title="wanx-v1, seed 42: the ten styles", preview_px=160)
+    md("""
+## One prompt, ten styles, one seed
+
+A labelled sweep: `wanx_nb.grid` puts the style on an axis, so every tile names its style (and the
+seed and size every tile shares are said once, above the grid). The plan comes first.
 """),
+    code("""
+import wanx_nb
+
+prompt = "近景镜头，18岁的中国女孩，古代服饰，圆脸，正面看着镜头，民族优雅的服装，商业摄影，室外，电影级光照，半身特写"
+styles = wanx_nb.grid(prompt, x=("style", V1_STYLES), model="wanx-v1", seed=42, size="768*1152", preview_px=160)
+styles
+"""),
+    md("Two axes read the same way: two styles down, two seeds across (the magic spells axes `--x`/`--y`):"),
+    code("%%wanx -m wanx-v1 --x seed=42,43 --y style=anime,sketch --size 768*1152\n{prompt}"),
     md("## A negative prompt\n\nThe guide's example keeps red out of the picture:"),
     code("%%wanx -m wanx-v1 --negative 红色元素 --style <auto> --seed 42\n{prompt}"),
     md("""
@@ -348,6 +353,87 @@ report = rerun_manifest(manifest, session=get_session())
 print(report.counts())
 """),
 ]
+
+
+NOTEBOOKS["07_xyz_grids"] = [
+    md("""
+# X/Y/Z grids: compare along any parameter
+
+`wanx_nb.grid(prompt, x=..., y=..., z=..., **fixed)` puts the prompt, the model or any request
+parameter on up to three axes (Z draws one grid per value). Axis values are read like the magic's
+options (`seed=1,2,3`, `style=anime,sketch`, `size=1024*1024,1280*720`, `extend=on,off`, `model=all`,
+prompts separated by `|`). Before anything is sent it states the cells, images, cost and time; each
+cell is fitted to its model and says how (an adapted size, a value its family does not take);
+identical requests are sent once. `.save("grid.png")` draws one PNG with the axis legend and every
+prompt, and writes a manifest of every cell.
+"""),
+    SETUP,
+    code("import wanx_nb"),
+    md("## Prompt x model\n\nSeveral prompts become the Y axis; `model=guide` is the user guide's four models:"),
+    code("""
+prompts = ["一只戴着红围巾的柴犬坐在雪地里", "a lighthouse on a cliff at dusk, oil painting"]
+wanx_nb.grid(prompts, x="model=guide", dry_run=True)
+"""),
+    code("""
+by_model = wanx_nb.grid(prompts, x="model=guide")
+by_model
+"""),
+    md("""
+## Seed x style
+
+On wanx-v1 every style is a different request. The magic spells the same grid with `--x` and `--y`:
+"""),
+    code("%%wanx -m wanx-v1 --x seed=1,2,3 --y style=anime,watercolor,sketch -o seeds_styles\na fox in a birch forest"),
+    md("""
+## Size x model: sizes fitted per model
+
+wanx-v1 takes four fixed sizes; the V2 models take any 512-1440 px side. Each cell shows the size it
+was sent with, and the note says what was adapted:
+"""),
+    code("""
+sizes = wanx_nb.grid("a red bicycle against a yellow wall", x="model=wanx2.1-t2i-turbo,wanx-v1",
+                     y="size=1024*1024,1024*768,1440*720")
+sizes
+"""),
+    code("""
+for cell in sizes.cells:
+    print(f"{cell.model:18} asked {cell.asked['size']:>10}  sent {cell.request.size:>10}  {'; '.join(cell.notes)}")
+"""),
+    md("""
+## A Z axis
+
+Z draws one grid per value: here prompt rewriting off and on, each a seed x model grid. wanx-v1 does
+not rewrite prompts, so its cells say `n/a` and its second grid repeats the first (sent once):
+"""),
+    code("""
+xyz = wanx_nb.grid("a tiny robot watering a bonsai", x="model=wanx2.1-t2i-turbo,wanx-v1", y="seed=7,8",
+                   z="extend=off,on")
+xyz
+"""),
+    md("## Saving the PNG and the manifest"),
+    code("""
+import json
+from PIL import Image
+
+path = xyz.save("xyz_grid.png", cell_px=192)
+manifest = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+print(path.name, Image.open(path).size)
+print(len(manifest["cells"]), "cells;", manifest["axes"]["z"]["labels"], "; billed", manifest["cost_yuan"])
+first = manifest["cells"][0]
+print(first["axes"], first["effective"]["size"], first["status"])
+"""),
+    md("""
+The PNG has the legend, the column and row labels and every prompt: Chinese too, with a CJK font found
+on the machine (without one the image says so, instead of drawing boxes). Its top, the legend and the
+first row:
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+png = Image.open(by_model.save("prompt_by_model.png", cell_px=160))
+png.crop((0, 0, png.width, 340))
+"""),
+]
+
 
 
 NOTEBOOKS["08_catalog_2026"] = [

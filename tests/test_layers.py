@@ -8,20 +8,21 @@ test, so a new module has to be given a row.
     L0  _version, _constants, _exceptions            each other only
     L1  _registry, _params, _request, _models, _png  L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
-    L2  _validation, _protocol, _backoff,            L0-L2
+    L2  _validation, _grid, _protocol, _backoff,     L0-L2
         _auth, _imagecheck, _reconcile,
         _protocol_image
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
         _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
         _store_queries, _store_repair, _store_legacy
-    L4  _run, _run_events, _run_steps,               L0-L4 (_session -> _run, never the reverse)
+    L4  _run, _run_events, _run_steps, _grid_state, L0-L4 (_session -> _run, never the reverse)
         _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
-        _next_steps, _captions, _grid_html,
+        _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
         _tables_html, _interrupt_card
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
-                                                     other or magics; magics imports panel/comparison lazily
+                                                     other or magics; magics imports panel/comparison lazily,
+                                                     cli imports comparison lazily (`wanx-nb grid`)
     emulator/*                                       only _registry and _version from the package
 
 "Lazily" means inside a function body: the import runs on first use, not when the module loads.
@@ -44,12 +45,12 @@ LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
-    "_validation": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
+    "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3, "_store_legacy": 3,
-    "_run": 4, "_run_events": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
+    "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
-    "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_tables_html": 5, "_interrupt_card": 5,
+    "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
@@ -202,6 +203,8 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
             return None
         if imported in ("panel", "comparison"):
             return None if imp.lazy else f"magics may import {imported} only inside a function"
+    if importer == "cli" and imported == "comparison":  # `wanx-nb grid`
+        return None if imp.lazy else "cli may import comparison only inside a function"
     return f"L6 modules do not import each other ({importer} -> {imported})"
 
 

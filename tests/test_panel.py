@@ -159,11 +159,10 @@ def test_generate_round_shows_images_reenables_and_writes_a_runnable_cell(sessio
     assert not panel.running and not panel._generate.disabled and panel._cancel.disabled
     assert isinstance(result, GenerationResult) and [im.seed for im in result.images] == [42, 43]
     assert panel.results == (result,) and seen == [result]
-    assert panel._gallery.value.count("<img ") == 2
     assert "Done: 2 images, ¥0.28" in panel._message.value
     assert panel.last_error is None and panel._errors.value == ""
-    (static,) = panel._out.outputs  # also written as a static output (saved in the notebook)
-    assert static["output_type"] == "display_data" and "<img " in static["data"]["text/html"]
+    (static,) = panel._out.outputs  # the one place results are shown (the static output when displayed)
+    assert static["output_type"] == "display_data" and static["data"]["text/html"].count("<img ") == 2
     assert static["metadata"]["wanx_nb"][0]["task_id"] == result.task_id
 
     first, body = panel.code_text.split("\n", 1)
@@ -206,7 +205,10 @@ def test_generate_returns_at_once_and_a_second_click_is_ignored_while_running(st
     assert len(emulator.requests("create")) == 1
 
     panel._cancel.click()
-    assert f"Canceling PENDING task(s): {task_id} (not billed)." in panel._message.value
+    # The message and the table say the same: canceling (asked) or canceled (the service confirmed).
+    wait_until(lambda: "canceled" in panel._status.value, "the canceled status")
+    assert f"Canceled, not billed: {task_id}." in panel._message.value
+    assert "pending" not in panel._status.value and "running" not in panel._message.value.lower()
     assert panel.wait(20) == []
     assert emulator.tasks[task_id].status_at(emulator.now()) == "CANCELED"
     assert isinstance(panel.last_error, TaskCanceledError) and "canceled" in panel._errors.value
@@ -255,7 +257,7 @@ def test_api_error_after_sending_is_shown_in_the_panel(session, emulator):
     assert panel.wait(30) == []
     assert isinstance(panel.last_error, ContentInspectionError)
     assert "DataInspectionFailed" in panel._errors.value and "next step" in panel._errors.value
-    assert not panel._generate.disabled and panel._gallery.value.count("<img ") == 0
+    assert not panel._generate.disabled and all("<img " not in o["data"]["text/html"] for o in panel._out.outputs)
 
 
 def test_a_failing_result_callback_does_not_break_the_run(session):
@@ -274,6 +276,73 @@ def test_on_result_can_be_removed(session):
     panel._generate.click()
     panel.wait(30)
     assert seen == []
+
+
+# ---- each result once, elapsed ticks, sweeps -------------------------------------------------------
+
+
+def test_each_result_is_shown_once_however_many_clicks(session, monkeypatch):
+    import IPython.display
+
+    published, handle = [], FakeHandle()
+    monkeypatch.setattr(IPython.display, "publish_display_data", lambda data, **kw: published.append(data))
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **kw: handle if kw.get("display_id") else None)
+    panel = Panel(session=session, prompt="a fox")
+    panel._ipython_display_()
+    for _ in range(3):
+        panel._generate.click()
+        panel.wait(30)
+    # Three results, three images: in the one static output, not again inside the panel.
+    _, data, _ = handle.updates[-1]
+    assert data["text/html"].count("<img ") == 3 and len(published) == 1
+    assert panel._out.outputs == ()
+    inside = "".join(w.value for w in (panel._status, panel._message, panel._errors, panel._code))
+    assert "<img " not in inside
+
+
+def test_elapsed_grows_while_a_task_is_pending_and_the_ticker_stops_with_the_run(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", pending_seconds=1e9, query_qps=None))
+    now = [1000.0]
+    session = Session(store=tmp_path / "s", emulator=emulator, clock=lambda: now[0])
+    panel = Panel(session=session, prompt="a fox", tick_seconds=0.01)
+    panel._generate.click()
+    wait_until(lambda: "pending" in panel._status.value, "the pending status")
+    assert "0.0 s" in panel._status.value
+    now[0] += 7.0  # the task stays PENDING; the ticker re-renders from the last event
+    wait_until(lambda: "7.0 s" in panel._status.value, "elapsed to reach 7.0 s")
+    now[0] += 5.0
+    wait_until(lambda: "12.0 s" in panel._status.value, "elapsed to reach 12.0 s")
+    panel._cancel.click()
+    panel.wait(20)
+    frozen = panel._status.value
+    now[0] += 100.0
+    time.sleep(0.1)  # ten ticks would have passed: the ticker has stopped
+    assert panel._status.value == frozen and "canceled" in frozen
+
+
+def test_a_seed_and_style_sweep_renders_as_one_labelled_grid(session, emulator):
+    panel = Panel(session=session, model="wanx-v1", prompt="a lighthouse")
+    panel._sweep_seeds.value = "1,2"
+    panel._sweep_styles.value = "anime, sketch, watercolor"
+    panel._generate.click()
+    results = panel.wait(30)
+    assert len(results) == 6 and len(emulator.requests("create")) == 6
+    (static,) = panel._out.outputs
+    page = static["data"]["text/html"]
+    assert page.count("<img ") == 6 and "wanx-grid" in page
+    for label in ("seed 1", "seed 2", "style &lt;anime&gt;", "style &lt;sketch&gt;", "style &lt;watercolor&gt;"):
+        assert label in page
+    first, body = panel.code_text.split("\n", 1)
+    args = parse_cell_line(first[len("%%wanx "):])
+    assert (args.x, args.y, args.seed) == ("seed=1,2", "style=anime,sketch,watercolor", None)
+
+
+def test_a_bad_sweep_value_is_shown_and_nothing_is_sent(session, emulator):
+    panel = Panel(session=session, model="wanx-v1", prompt="a fox")
+    panel._sweep_seeds.value = "1, two"
+    panel._generate.click()
+    assert "Sweep seeds=&#x27;seed=two&#x27;: --seed &#x27;two&#x27; is not allowed; use a whole number" in panel._errors.value
+    assert "Not sent" in panel._errors.value and emulator.request_log == [] and not panel.running
 
 
 # ---- static output in a kernel -----------------------------------------------------------------

@@ -64,6 +64,7 @@ __all__ = [
     "__version__",
     "compare",
     "get_session",
+    "grid",
     "history",
     "load_ipython_extension",
     "read_png_provenance",
@@ -89,6 +90,7 @@ _LAZY = {
     "history": "._history",
     "Panel": ".panel",
     "compare": ".comparison",
+    "grid": ".comparison",
     # Every error, so callers write `except wanx_nb.SubmitOutcomeUnknownError` (see _exceptions' tree).
     "APIConnectionError": "._exceptions",
     "APIError": "._exceptions",

@@ -1,7 +1,7 @@
 """The compare grid as HTML: prompts down, models across, a thumbnail and a caption per cell.
 
-Cells are duck-typed (`comparison.CompareCell`: model, request, notes, phase, result, error), so this
-module needs nothing above the rendering layer.
+Cells are duck-typed (`_grid.GridCell`: model, request, notes, phase, result, error), and so are
+grids (`comparison.Grid`: axes x/y/z, cells, plan), so this module needs nothing above the rendering layer.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._captions import params_caption
-from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_MUTED, S_RESULT, S_TABLE, S_TILE
+from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_LABEL, S_MUTED, S_RESULT, S_TABLE, S_TILE
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
 from ._models import ImageResult
@@ -27,7 +27,7 @@ from .rendering import (
     failure_tile_html,
 )
 
-__all__ = ["compare_cell_html", "compare_grid_html"]
+__all__ = ["compare_cell_html", "compare_grid_html", "xyz_grid_html"]
 
 # A share of the table, not a fixed width: at 960 px it holds a prompt excerpt, at 400 px it leaves the
 # model columns room.
@@ -173,3 +173,97 @@ def compare_grid_html(
     if notes:
         foot += _warn_list(notes)
     return f'<div class="wanx-result" style="{S_RESULT}">{head}{table}{foot}</div>'
+
+
+# A one-axis sweep wider than this many values flows into rows of labelled tiles instead of one row.
+_FLOW_AFTER = 5
+
+
+def _axis_head(axis: Any, value: Any, label: str) -> str:
+    """A column or row header: the model with its price and family, a prompt excerpt, or "style <anime>"."""
+    if axis.name == "model":
+        try:
+            spec = get_model(value)
+            sub = f"¥{spec.price_yuan:.2f}/image · {spec.family}"
+        except KeyError:
+            sub = ""
+        return f'{_e(value)}<br><span style="font-weight:normal;{S_MUTED}">{_e(sub)}</span>'
+    if axis.name == "prompt":
+        return f'<span title="{_e(label)}" style="font-weight:normal">{_e(_excerpt(label, 60))}</span>'
+    return _e(label)
+
+
+def _cell_td(cell: Any, grid: Any) -> str:
+    inner = compare_cell_html(cell, dry_run=grid.dry_run, preview_px=grid.preview_px)
+    if cell.shares is not None:
+        inner += f'<div class="wanx-cap" style="{S_CAP};{S_MUTED}">same request as another cell: sent once</div>'
+    return inner
+
+
+def _block_html(grid: Any, zi: int) -> str:
+    x, y = grid.x, grid.y
+    cols, rows = (len(x) if x else 1), (len(y) if y else 1)
+    th = f"{S_CELL};overflow-wrap:break-word"
+    if y is None and x is not None and cols > _FLOW_AFTER:
+        # One long sweep (ten styles): labelled tiles that wrap, each naming its value.
+        width = max(100 // _FLOW_AFTER - 1, 10)
+        tiles = "".join(
+            f'<div class="wanx-grid-tile" style="flex:0 1 {width}%;max-width:{grid.preview_px + 12}px;min-width:0">'
+            f'<div class="wanx-label" style="{S_LABEL}">{_axis_head(x, x.values[i], x.labels[i])}</div>'
+            f"{_cell_td(grid.cell_at(zi, 0, i), grid)}</div>"
+            for i in range(cols)
+        )
+        return f'<div class="wanx-gallery wanx-grid" style="{S_GALLERY}">{tiles}</div>'
+    head = ""
+    if x is not None:
+        corner = f"{_e(y.name)} \\ {_e(x.name)}" if y is not None else ""
+        head = f'<tr><th style="{th};width:{_PROMPT_COLUMN if y is not None else "0"}">{corner}</th>' + "".join(
+            f'<th style="{th}">{_axis_head(x, v, lab)}</th>' for v, lab in zip(x.values, x.labels)
+        ) + "</tr>"
+    body = []
+    for yi in range(rows):
+        row_head = f'<th style="{th}">{_axis_head(y, y.values[yi], y.labels[yi])}</th>' if y is not None else "<th></th>"
+        tds = "".join(
+            f'<td style="{S_CELL};overflow-wrap:break-word">{_cell_td(grid.cell_at(zi, yi, xi), grid)}</td>'
+            for xi in range(cols)
+        )
+        body.append(f"<tr>{row_head}{tds}</tr>")
+    natural = round(cols * (grid.preview_px + 20) / 0.85)
+    return (
+        f'<table class="wanx-table wanx-compare wanx-grid" style="{S_TABLE};table-layout:fixed;width:100%;'
+        f'max-width:{natural}px">{head}{"".join(body)}</table>'
+    )
+
+
+def xyz_grid_html(grid: Any, *, backends: Iterable[str] = (), plan: str | None = None, done: bool = False) -> str:
+    """An X/Y/Z grid as HTML: one table per Z value (headed by it), X across, Y down.
+
+    Tables have a fixed layout at 100% width (bounded by what the previews need), so every column
+    stays visible in a 960 px output area and thumbnails scale with their column; a single long sweep
+    flows into rows of labelled tiles. The plan is shown for a dry run only (a run states it once,
+    before it starts).
+    """
+    badges = "".join(_badge(b) for b in sorted(set(backends)))
+    dims = " x ".join(f"{a.name} ({len(a)})" for a in (grid.x, grid.y, grid.z) if a is not None) or "one cell"
+    fixed = " · ".join(
+        f"{k} {_excerpt(str(v), 40)}" for k, v in grid.fixed_text().items() if k not in ("n",) or v != 1
+    )
+    head = f'<div class="wanx-head" style="{S_HEAD}"><b>Grid</b> · {_e(dims)}{badges}</div>'
+    if fixed:
+        head += f'<div class="wanx-cap" style="{S_CAP};{S_MUTED}">every cell: {_e(fixed)}</div>'
+    if grid.dry_run and plan:
+        head += f'<div class="wanx-note" style="margin:4px 0">dry run, nothing sent: {_e(plan)}</div>'
+    blocks = []
+    for zi in range(len(grid.z) if grid.z is not None else 1):
+        title = ""
+        if grid.z is not None:
+            title = f'<div class="wanx-head" style="{S_HEAD};margin-top:10px"><b>{_e(grid.z.labels[zi])}</b></div>'
+        blocks.append(title + _block_html(grid, zi))
+    foot = ""
+    if done and not grid.dry_run:
+        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} (what was billed)</div>'
+    if grid.interrupted:
+        foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(grid.interrupted)}</div>'
+    if grid.notes:
+        foot += _warn_list(grid.notes)
+    return f'<div class="wanx-result" style="{S_RESULT}">{head}{"".join(blocks)}{foot}</div>'

@@ -71,6 +71,10 @@ _MAGIC_DEFAULTS = {
 OUTPUT_HELP = "also store the result in the notebook variable NAME"
 REPRODUCIBLE_HELP = "turn prompt rewriting off, re-sending the recorded rewritten prompt when there is one"
 COMPARE_HELP = "run the comparison grid over these models instead (none listed: the default set)"
+AXIS_HELP = (
+    "a grid axis NAME=V1,V2,...: the prompt, the model or any request option (model=all, seed=1,2,3, "
+    "style=anime,sketch, size=1024*1024,1280*720, extend=on,off; prompts separated by |); Z draws one grid per value"
+)
 DRY_RUN_HELP = "validate and show the cost estimate; send nothing"
 NO_DISPLAY_HELP = "do not display the result (use with -o)"
 HELP_HELP = "show this help"
@@ -112,6 +116,8 @@ def _build_cell_parser() -> MagicArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--reproducible", action="store_true", help=REPRODUCIBLE_HELP)
     p.add_argument("--compare", nargs="*", default=None, metavar="MODEL", help=COMPARE_HELP)
+    for letter in ("x", "y", "z"):
+        p.add_argument(f"--{letter}", default=None, metavar="NAME=V1,V2", help=AXIS_HELP)
     p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     p.add_argument("--no-display", action="store_true", help=NO_DISPLAY_HELP)
     p.add_argument("-h", "--help", action="store_true", help=HELP_HELP)
@@ -185,6 +191,9 @@ class CellArgs:
     output: str | None = None
     reproducible: bool = False
     compare: tuple[str, ...] | None = None
+    x: str | None = None
+    y: str | None = None
+    z: str | None = None
     dry_run: bool = False
     no_display: bool = False
     help: bool = False
@@ -203,10 +212,18 @@ class CellArgs:
             output=ns.output,
             reproducible=ns.reproducible,
             compare=tuple(ns.compare) if ns.compare is not None else None,
+            x=ns.x,
+            y=ns.y,
+            z=ns.z,
             dry_run=ns.dry_run,
             no_display=ns.no_display,
             help=ns.help,
         )
+
+    @property
+    def axes(self) -> tuple[str | None, str | None, str | None] | None:
+        """The grid axes (--x, --y, --z) as typed, or None when the cell is not a grid."""
+        return (self.x, self.y, self.z) if any((self.x, self.y, self.z)) else None
 
     def params(self) -> dict[str, Any]:
         """The request parameters that were given (no model, n or prompt)."""
@@ -246,6 +263,8 @@ def parse_cell_line(line: str) -> CellArgs:
         _check_output_name(args.output)
     if args.compare is not None and args.model is not None:
         raise UsageError("use either -m MODEL or --compare MODEL ..., not both")
+    if args.compare is not None and args.axes:
+        raise UsageError("use either --compare (prompt x models) or --x/--y/--z axes, not both")
     return args
 
 

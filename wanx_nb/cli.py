@@ -65,6 +65,16 @@ def _read_seconds(text: str) -> int:
     return value
 
 
+def _read_cell_px(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 32 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a whole number of pixels from 32 to 1024")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`)."""
 
@@ -130,6 +140,16 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("action", choices=["check", "rebuild"], help="check: report problems; rebuild: re-index")
     store.add_argument("dir", nargs="?", help="store directory (default: --store, $WANX_NB_STORE or ./wanx_store)")
 
+    grd = command("grid", "an X/Y/Z grid: one PNG with its axis legend, and a JSON manifest of every cell")
+    grd.add_argument("prompt", nargs="+", help="the prompt; several prompts become an axis (Y unless placed)")
+    for letter in ("x", "y", "z"):
+        grd.add_argument(f"--{letter}", default=None, metavar="NAME=V1,V2",
+                         help="an axis: model=all, seed=1,2,3, style=anime,sketch, size=1024*1024,1280*720, extend=on,off")
+    _request_args(grd)
+    grd.add_argument("-o", "--out", default="grid.png", help="the PNG to write (the manifest goes next to it, .json)")
+    grd.add_argument("--cell-px", type=_read_cell_px, default=256, help="pixels per cell in the PNG, 32-1024")
+    grd.add_argument("--dry-run", action="store_true", help="state the cells, images, cost and time; send nothing")
+
     rerun = command("rerun", "run a manifest's generations again and report which images differ")
     rerun.add_argument("manifest", help="a manifest written by `wanx-nb export`")
     return parser
@@ -159,7 +179,7 @@ class _CommandError(Exception):
 
 def _preflight(args: argparse.Namespace) -> None:
     """Everything that can be checked before a request is sent, so no error comes after paying."""
-    if args.command in ("generate", "rerun", "resume"):
+    if args.command in ("generate", "rerun", "resume", "grid"):
         # The store takes the task id the moment a task is created: it must be usable before that.
         store = args.store or env_store()
         _check_writable_dir(Path(store), "--store" if args.store else ENV_STORE)
@@ -170,6 +190,10 @@ def _preflight(args: argparse.Namespace) -> None:
         except ValidationError as exc:
             raise _CommandError(f"{exc}\nnothing was sent") from None
         _check_writable_dir(Path(args.out), "-o/--out")
+    elif args.command == "grid":
+        _check_writable_dir(Path(args.out).parent, "-o/--out's folder")
+        if Path(args.out).is_dir():
+            raise _CommandError(f"-o {args.out} is a folder; give the path of the PNG to write")
     elif args.command == "export":
         _check_writable_dir(Path(args.manifest).parent, "the manifest's folder")
         if Path(args.manifest).is_dir():
@@ -238,6 +262,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if result.from_emulator:
         print(EMULATOR_NOTICE)
     return 0 if result.saved_images else 1
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    """Plan (and unless --dry-run, run) the grid; write the PNG and the manifest either way."""
+    from .comparison import grid
+
+    fixed = namespace_params(args)
+    built = grid(args.prompt if len(args.prompt) > 1 else args.prompt[0], x=args.x, y=args.y, z=args.z,
+                 dry_run=args.dry_run, session=_session(args), display=False, **fixed)  # fmt: skip
+    print(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(built.plan))
+    path = built.save(args.out, cell_px=args.cell_px)
+    failed = [c for c in built.cells if c.error is not None]
+    if not args.dry_run:
+        print(f"{len(built.cells)} cells, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
+    if built.interrupted:
+        print(f"interrupted: {built.interrupted}", file=sys.stderr)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    if built.plan.backend == "emulator":
+        print(EMULATOR_NOTICE)
+    return 130 if built.interrupted else 1 if failed else 0
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -396,6 +440,7 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "grid": _cmd_grid,
     "store": _cmd_store,
     "report": _cmd_report,
     "generate": _cmd_generate,

@@ -126,6 +126,8 @@ class WanxMagics(Magics):
         prompt = interpolate(body, self.shell.user_ns if self.shell is not None else {}).strip()
         if args.compare is not None:
             return self.handle_compare(args, prompt)
+        if args.axes is not None:
+            return self.handle_grid(args, prompt)
         request = args.to_request(
             prompt, default_model=self.default_model, default_n=self.default_n, default_size=self.default_size
         )
@@ -302,6 +304,36 @@ class WanxMagics(Magics):
         except (ValidationError, WanxError) as exc:
             raise UsageError(str(exc)) from None
         return self._finish(args, grid, grid)
+
+    def handle_grid(self, args: CellArgs, prompt: str) -> Any:
+        """`--x/--y/--z`: an X/Y/Z grid (wanx_nb.grid) of this prompt over the axes; other options are fixed."""
+        from ._exceptions import ValidationError, WanxError
+
+        self.session()
+        try:
+            from .comparison import grid
+        except ImportError as exc:
+            raise UsageError(f"--x/--y/--z are not available: {exc}") from None
+        fixed = args.params()
+        x, y, z = args.axes or (None, None, None)
+        names = {a.partition("=")[0].strip().lstrip("-") for a in (x, y, z) if a}
+        if not names & {"model", "models", "m"}:
+            fixed["model"] = args.model if args.model is not None else self.default_model
+        elif args.model is not None:
+            raise UsageError("-m and a model axis (--x model=...) both choose the model: use one")
+        if "size" not in fixed and self.default_size:
+            fixed["size"] = self.default_size
+        if args.reproducible:
+            fixed.setdefault("prompt_extend", False)
+        if not names & {"n", "-n"}:
+            fixed["n"] = args.n if args.n is not None else self.default_n
+        elif args.n is not None:
+            fixed["n"] = args.n  # grid() says it is both fixed and an axis
+        try:
+            built = grid(prompt, x=x, y=y, z=z, dry_run=args.dry_run, **fixed)
+        except (ValidationError, WanxError) as exc:
+            raise UsageError(str(exc)) from None
+        return self._finish(args, built, built)
 
     # ---- %wanx SUBCOMMAND ----------------------------------------------------------------------
 

@@ -8,6 +8,12 @@ flowing), cancelling to `Session.cancel_pending`, and every piece of HTML to `re
 Results arrive on the session's background thread. Handlers there only set widget values (which
 ipywidgets allows from any thread) and touch shared state under `self._lock`; they never raise into
 the session: whatever goes wrong is shown in the panel and kept in `.last_error`.
+
+Results are shown in ONE place: the static output under the panel (what a saved notebook keeps), or
+the panel's own Output widget when the panel was not displayed by IPython. While a run is in flight a
+small timer thread re-renders the status row every `tick_seconds` from the Run's last events, so
+elapsed time ticks while a task is PENDING; it stops when the run ends. A seed or style list in the
+sweep fields runs a labelled grid (`_grid` plans it, `_grid_html` draws it).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import shlex
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,7 @@ from ipywidgets import (
     Label,
     Layout,
     Output,
+    Text,
     Textarea,
     ToggleButtons,
     VBox,
@@ -41,6 +50,10 @@ from ipywidgets import HTML as HTMLWidget
 
 from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
+from ._grid import Axis, parse_axis
+from ._grid_html import xyz_grid_html
+from ._grid_state import GridState, build_state
+from ._panel_status import StatusRow, cancel_text, status_rows
 from ._models import GenerationResult
 from ._params import BY_NAME, option_line
 from ._registry import MODELS, ModelSpec, get_model
@@ -98,14 +111,21 @@ def _show(widget: Any, visible: bool) -> None:
 
 
 class _Click:
-    """Bookkeeping of one click on Generate: its Run and what the panel has shown of it."""
+    """Bookkeeping of one click on Generate: its Run and what the panel has shown of it.
 
-    def __init__(self, request: GenerationRequest) -> None:
+    `progress` keeps each request's last event and the clock reading when it arrived, so the status
+    row can add the time since (elapsed ticks while a task waits). `sweep` is the grid of a sweep.
+    """
+
+    def __init__(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
         self.request = request
+        self.sweep = sweep
         self.results: list[GenerationResult] = []
         self.errors: list[BaseException] = []
-        self.progress: dict[int, Progress] = {}
+        self.progress: dict[int, tuple[Progress, float]] = {}
         self.run: Run | None = None
+        self.finished = threading.Event()
+        self.cancel_asked = False
 
 
 class Panel(VBox):
@@ -121,8 +141,10 @@ class Panel(VBox):
         session: the Session to generate through (default: `get_session()`).
         model: the model selected at start (default: wanx2.1-t2i-turbo).
         prompt: initial prompt text.
-        static_output: also write each result to the output of the cell that created the panel.
+        static_output: show results in the output of the cell that created the panel (else in the
+            panel's own Output widget); either way each result is shown once.
         layout: the panel's Layout (default: full width).
+        tick_seconds: how often the status row refreshes while a run is in flight.
 
     Example:
         >>> panel = Panel()                        # doctest: +SKIP
@@ -138,8 +160,13 @@ class Panel(VBox):
         prompt: str = "",
         static_output: bool = True,
         layout: Layout | None = None,
+        tick_seconds: float = 1.0,
     ) -> None:
         self._session = session if session is not None else get_session()
+        # The Run measures elapsed time on the session's clock (a fake one in tests): so does the ticker.
+        self._clock: Callable[[], float] = getattr(self._session, "_clock", time.monotonic)
+        self._tick_seconds = tick_seconds
+        self._sweeps: list[GridState] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._done.set()
@@ -233,13 +260,20 @@ class Panel(VBox):
             value=False, description="keep this seed", indent=False, layout=Layout(width="auto"),
             tooltip="use the seed in the box for the next run (otherwise a new one is picked and shown)",
         )
+        self._sweep_seeds = Text(
+            placeholder="e.g. 1,2,3 or 1..4", description="Sweep seeds", style=_NARROW, layout=Layout(width="50%"),
+            tooltip="several seeds: one labelled grid, a column per seed",
+        )
+        self._sweep_styles = Text(
+            placeholder="e.g. anime, sketch, watercolor", description="Sweep styles", style=_NARROW,
+            layout=Layout(width="50%"), tooltip="wanx-v1: several styles, a row per style",
+        )
         self._generate = Button(description="Generate", button_style="primary", icon="play")
         self._cancel = Button(description="Cancel", icon="stop", disabled=True)
         self._cost = Label("")
         self._status = HTMLWidget("")
         self._message = HTMLWidget("")
         self._errors = HTMLWidget("")
-        self._gallery = HTMLWidget("")
         self._code = HTMLWidget("")
         self._out = Output()
 
@@ -251,11 +285,11 @@ class Panel(VBox):
             self._v1_box,
             self._v2_box,
             HBox([self._n, self._seed, self._seed_fixed]),
+            HBox([self._sweep_seeds, self._sweep_styles]),
             HBox([self._generate, self._cancel, self._cost]),
             self._status,
             self._message,
             self._errors,
-            self._gallery,
             self._code,
             self._out,
         ]
@@ -383,33 +417,55 @@ class Panel(VBox):
         self._message.value = ""
         request = self.request()
         try:
-            warnings = validate(request)
-            self._session.check_budget([request])
+            sweep = self._plan_sweep(request)
+            requests = [request] if sweep is None else [sweep.cell_at(*k).request for k in sweep.unique_keys()]
+            warnings = validate(request) if sweep is None else []
+            self._session.check_budget(requests)
         except WanxError as exc:  # ValidationError, BudgetExceededError: nothing was sent
             self._show_error(exc, title="Not sent")
             return
         if warnings:
             self._message.value = "<br>".join(f"⚠ {html.escape(w)}" for w in warnings)
-        click = _Click(request)
+        if sweep is not None:
+            self._message.value = html.escape(f"Sweep: {sweep.plan}")
+        click = _Click(request, sweep)
         with self._lock:
             self._click = click
         self._done.clear()
         self._generate.disabled = True
         self._cancel.disabled = False
-        self._gallery.value = ""
-        self._status.value = rendering.status_html([Progress(0, request.model, Phase.QUEUED)])
-        self._set_code(request)
+        self._status.value = rendering.status_html([Progress(i, r.model, Phase.QUEUED) for i, r in enumerate(requests)])
+        self._set_code(request, sweep)
+        keys = sweep.unique_keys() if sweep is not None else []
         try:
             click.run = self._session.start(
-                [request],
-                on_progress=lambda p: self._on_session_progress(click, p),
-                on_result=lambda i, outcome: self._on_session_result(click, i, outcome),
+                requests,
+                on_progress=lambda p: self._on_session_progress(click, p, keys),
+                on_result=lambda i, outcome: self._on_session_result(click, i, outcome, keys),
             )
         except Exception as exc:  # the session refused before anything was sent (store, budget, replay)
             self._show_error(exc, title="Not sent")
             self._finish(click)
             return
+        if sweep is not None:
+            with self._lock:
+                self._sweeps.append(sweep)
+            self._emit_static()
+        self._start_ticker(click)
         click.run.add_done_callback(lambda run: self._finish(click))
+
+    def _plan_sweep(self, request: GenerationRequest) -> GridState | None:
+        """The grid of a sweep (seeds across, styles down), or None when both sweep fields are empty."""
+        axes: list[Axis | None] = [None, None, None]
+        if self._sweep_seeds.value.strip():
+            axes[0] = parse_axis(("seed", self._sweep_seeds.value), "Sweep seeds")
+        if self._sweep_styles.value.strip():
+            axes[1 if axes[0] is not None else 0] = parse_axis(("style", self._sweep_styles.value), "Sweep styles")
+        if axes == [None, None, None]:
+            return None
+        fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
+        return build_state(GridState, [request.prompt], axes, fixed, self._session,
+                           preview_px=rendering.options.preview_px // 2)  # fmt: skip
 
     def _on_cancel_click(self, button: Button) -> None:
         click = self._click
@@ -417,60 +473,60 @@ class Panel(VBox):
             self._message.value = "Nothing to cancel: this panel has no request in flight."
             return
         try:  # only this panel's run: another cell's tasks are never touched
-            withdrawn = click.run.withdraw()
-            canceled, running = click.run.cancel()
+            click.run.withdraw()
+            click.run.cancel()
         except Exception as exc:
             self._show_error(exc, title="Cancel failed")
             return
-        parts = []
-        if withdrawn:
-            parts.append(f"Withdrew {withdrawn} request(s) that were waiting for their turn (never sent).")
-        if canceled:
-            parts.append(f"Canceling PENDING task(s): {', '.join(canceled)} (not billed).")
-        if running:
-            parts.append(
-                f"Already running (the service cannot cancel a running task; it will finish, be billed and be "
-                f"saved here): {', '.join(running)}."
-            )
-        if not parts:
-            parts.append("Nothing to cancel: every task of this request is already downloading or done.")
-        self._message.value = html.escape(" ".join(parts))
+        click.cancel_asked = True
+        self._render_status(click)  # the message and the table come from the same snapshot
 
     # ---- handlers: session (background thread) ---------------------------------------------------
 
-    def _on_session_progress(self, click: _Click, progress: Progress) -> None:
+    def _on_session_progress(self, click: _Click, progress: Progress, keys: list[Any]) -> None:
         try:
             with self._lock:
-                click.progress[progress.index] = progress
-                snapshot = [click.progress[i] for i in sorted(click.progress)]
-            self._status.value = rendering.status_html(snapshot)
+                click.progress[progress.index] = (progress, self._clock())
+            if click.sweep is not None and keys:
+                click.sweep._on_progress(keys, progress)
+            self._render_status(click)
         except Exception as exc:  # never raise into the session
             self._show_error(exc, title="Panel error")
 
-    def _on_session_result(self, click: _Click, index: int, outcome: GenerationResult | BaseException) -> None:
+    def _on_session_result(self, click: _Click, index: int, outcome: GenerationResult | BaseException,
+                           keys: list[Any]) -> None:  # fmt: skip
         try:
+            if click.sweep is not None and keys:
+                click.sweep._on_result(keys, index, outcome)
             if isinstance(outcome, GenerationResult):
                 with self._lock:
                     click.results.append(outcome)
-                    self._results.append(outcome)
-                    shown = list(click.results)
-                self._gallery.value = _gallery_html(shown)
-                # The request as sent has the seed the client picked; keep the local reference path
-                # (the client swaps it for a temporary oss:// URL).
-                self._set_code(click.request.replace(seed=outcome.request.seed))
-                if not self._seed_fixed.value and outcome.request.seed is not None:
-                    self._seed.value = outcome.request.seed  # tick "fixed seed" to repeat it
-                self._emit_static(outcome)
+                    if click.sweep is None:
+                        self._results.append(outcome)
+                if click.sweep is None:
+                    # The request as sent has the seed the client picked; keep the local reference path
+                    # (the client swaps it for a temporary oss:// URL).
+                    self._set_code(click.request.replace(seed=outcome.request.seed), None)
+                    if not self._seed_fixed.value and outcome.request.seed is not None:
+                        self._seed.value = outcome.request.seed  # tick "keep this seed" to repeat it
+                else:
+                    with self._lock:
+                        self._results.append(outcome)
+                self._emit_static()
                 self._result_handlers(outcome)
             else:
                 with self._lock:
                     click.errors.append(outcome)
+                if click.sweep is not None:
+                    self._emit_static()
                 verb = "canceled" if isinstance(outcome, TaskCanceledError) else "failed"
-                self._show_error(outcome, title=f"{click.request.model} {verb}", append=True)
+                self._show_error(outcome, title=f"{outcome_model(click, index)} {verb}", append=True)
         except Exception as exc:
             self._show_error(exc, title="Panel error", append=True)
 
     def _finish(self, click: _Click) -> None:
+        click.finished.set()  # stops the ticker
+        self._render_status(click)
         with self._lock:
             ok = sum(len(r.succeeded) for r in click.results)
             cost = sum(r.cost_yuan for r in click.results)
@@ -482,6 +538,30 @@ class Panel(VBox):
         self._generate.disabled = False
         self._cancel.disabled = True
         self._done.set()
+
+    # ---- the status row, refreshed while a run is in flight ----------------------------------------
+
+    def _start_ticker(self, click: _Click) -> None:
+        def tick() -> None:
+            while not click.finished.wait(self._tick_seconds):
+                try:
+                    self._render_status(click)
+                except Exception:  # a widget gone (panel closed): stop ticking, the run goes on
+                    return
+
+        threading.Thread(target=tick, name="wanx-panel-ticker", daemon=True).start()
+
+    def _status_rows(self, click: _Click) -> list[StatusRow]:
+        with self._lock:
+            events = [click.progress[i] for i in sorted(click.progress)]
+        return status_rows(events, self._clock(), canceling=click.cancel_asked)
+
+    def _render_status(self, click: _Click) -> None:
+        rows = self._status_rows(click)
+        if rows:
+            self._status.value = rendering.status_html(rows)
+        if click.cancel_asked:
+            self._message.value = html.escape(cancel_text(rows))
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -516,8 +596,14 @@ class Panel(VBox):
             text += " (emulator: not billed)"
         self._cost.value = text
 
-    def _set_code(self, request: GenerationRequest) -> None:
-        self._code_text = magic_cell(request)
+    def _set_code(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
+        code = magic_cell(request if sweep is None or sweep.x.name != "seed" else request.replace(seed=None))
+        if sweep is not None:  # the sweep's axes on the option line: the magic draws the same grid
+            first, body = code.split("\n", 1)
+            axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]
+            first += "".join(f" --{letter} {shlex.quote(_axis_text(a))}" for letter, a in axes)
+            code = f"{first}\n{body}"
+        self._code_text = code
         self._code.value = (
             "<details open><summary>Equivalent cell</summary>"
             f"<pre style='white-space:pre-wrap;user-select:all'>{html.escape(self._code_text)}</pre></details>"
@@ -553,23 +639,38 @@ class Panel(VBox):
         if self._static_output:
             self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
 
-    def _emit_static(self, result: GenerationResult) -> None:
-        """Write every result so far as a static display: under the panel, else in its Output widget."""
+    def _emit_static(self) -> None:
+        """Show every result so far in ONE place: under the panel when IPython displayed it, else in its
+        Output widget. Plain results form one labelled gallery; each sweep is its own labelled grid."""
+        with self._lock:
+            plain = [r for r in self._results if not any(r is c.result for sw in self._sweeps for c in sw.cells)]
+            sweeps = list(self._sweeps)
+        data, metadata = rendering.Gallery(plain)._repr_mimebundle_() if plain else ({"text/plain": "", "text/html": ""}, {})
+        for sweep in sweeps:
+            backends = {c.result.backend for c in sweep.cells if c.result is not None} or {sweep.plan.backend}
+            data["text/html"] += xyz_grid_html(sweep, backends=backends, done=sweep.done)
+            data["text/plain"] += ("\n" if data["text/plain"] else "") + f"sweep: {sweep.plan}"
         if not self._static_output:
             return
-        with self._lock:
-            shown = list(self._results)
-        data, metadata = rendering.Gallery(shown)._repr_mimebundle_()
         if self._static_handle is not None:
             self._static_handle.update(data, metadata=metadata, raw=True)
             return
         self._out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
+def _axis_text(axis: Axis) -> str:
+    name = "seed" if axis.name == "seed" else "style"
+    return f"{name}=" + ",".join(str(v).strip("<>") for v in axis.values)
+
+
+def outcome_model(click: _Click, index: int) -> str:
+    """The model of request `index` of a click (a sweep has several requests)."""
+    if click.sweep is not None:
+        unique = [c for c in click.sweep.cells if c.shares is None]
+        if 0 <= index < len(unique):
+            return unique[index].model
+    return click.request.model
+
+
 def _model_label(spec: ModelSpec) -> str:
     return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.description}"
-
-
-def _gallery_html(results: list[GenerationResult]) -> str:
-    # One labelled row: a sweep from the panel (seeds, styles) names each value on its tiles.
-    return rendering.gallery_html(results)

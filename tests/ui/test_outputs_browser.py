@@ -86,8 +86,13 @@ def write_sweep(root: Path) -> None:
         )
         card = session.generate(GenerationRequest("a red fox in snow", model="wanx2.1-t2i-turbo", n=2, seed=7,
                                                   size="1024*768", prompt_extend=False))
+        from wanx_nb.comparison import grid
+
+        xy = grid("a lighthouse on a cliff", x="model=guide", y=("style", STYLES[:2]), seed=4, session=session,
+                  display=False)  # fmt: skip
         bundles = [
             rendering.Gallery(sweep, title="one prompt, four styles")._repr_mimebundle_()[0],
+            xy.mimebundle()[0],
             rendering.result_mimebundle(card)[0],
             rendering.interrupt_mimebundle(canceled=["task-a"], running=["task-b"], unsent=1)[0],
         ]
@@ -282,6 +287,20 @@ def test_a_style_sweep_names_each_style_in_one_row(lab, page, artifacts) -> None
     interrupt.scroll_into_view_if_needed()
     assert "still running on the service" in interrupt.inner_text()
     page.screenshot(path=str(artifacts / "result-and-interrupt-1400-light.png"))
+
+
+def test_an_xy_grid_labels_its_axes_and_keeps_four_model_columns(lab, page, artifacts) -> None:
+    notebook = open_notebook(page, lab, SWEEP)
+    table = notebook.locator("table.wanx-grid")
+    table.scroll_into_view_if_needed()
+    settle_images(table.locator("img"))
+    m = table.evaluate(MEASURE_GRID_JS)
+    assert_every_column_visible(m)
+    rows = table.evaluate("t => [...t.rows].slice(1).map(r => r.cells[0].innerText.trim())")
+    assert rows == [f"style {s}" for s in STYLES[:2]]
+    # The V2 columns say the style is not theirs, per cell, instead of dropping it silently.
+    assert table.inner_text().count("n/a for V2, not sent") == 6
+    page.screenshot(path=str(artifacts / "xy-grid-1400-light.png"))
 
 
 def test_dark_theme_reads_and_the_grid_still_fits(lab, page, artifacts) -> None:

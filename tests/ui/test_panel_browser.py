@@ -1,7 +1,8 @@
 """Browser test of the widget panel: JupyterLab in headless Chromium, the kernel on the emulator.
 
 Open a notebook that shows `wanx_nb.Panel()`, run all cells, type a prompt, click Generate and wait
-for the gallery's images (data: URIs) to load; the Generate button must be enabled again after.
+for the result's images (data: URIs) to load in the static output under the panel, shown once (not
+again inside the panel); the Generate button must be enabled again after.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def test_panel_generates_images_in_jupyterlab(lab_server: LabServer, page, tmp_p
         expect(prompt).to_have_value(PROMPT)
         generate.click()
 
-        # Images in the panel's gallery: <img src="data:..."> that actually decoded.
-        images = panel.locator("img[src^='data:']")
+        # The result in the static output under the panel (what a saved notebook keeps): <img src="data:...">
+        # that actually decoded; one image (n=1), shown once: none inside the panel itself.
+        cell = notebook.locator(".jp-Cell").filter(has=generate_button).first
+        images = cell.locator(".jp-OutputArea-output img[src^='data:']")
         expect(images.first).to_be_visible(timeout=GENERATE_TIMEOUT)
         page.wait_for_function(
             "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)",
@@ -73,7 +76,8 @@ def test_panel_generates_images_in_jupyterlab(lab_server: LabServer, page, tmp_p
             timeout=GENERATE_TIMEOUT,
         )
         widths = images.evaluate_all("els => els.map(e => e.naturalWidth)")
-        assert widths and all(w > 0 for w in widths), widths
+        assert len(widths) == 1 and widths[0] > 0, widths
+        assert panel.locator("img").count() == 0
         # The run finished: the button is enabled again and the panel says what was made.
         expect(generate).to_be_enabled(timeout=GENERATE_TIMEOUT)
         expect(panel).to_contain_text(re.compile(r"Done: \d+ images?"), timeout=GENERATE_TIMEOUT)

@@ -1,0 +1,216 @@
+"""A grid's live state: its cells and their outcomes (filled from a Run's events), its text and manifest.
+
+Shared by `comparison.Grid` (display, PNG) and the panel's sweeps; no I/O and no display code here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._exceptions import WanxError
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, plan_cells, summary_notes
+from ._models import GenerationResult
+from ._run_events import Progress
+from ._version import __version__
+
+__all__ = ["GridState", "build_state"]
+
+Key = tuple[int, int, int]
+
+
+class GridState:
+    """The cells of a grid and their outcomes, filled from a Run's events (any thread), and its manifest.
+
+    `x`, `y`, `z` are the axes (None when unused); `cell_at(z, y, x)` is the GridCell.
+    """
+
+    kind = "grid"
+
+    def __init__(self, prompts: Sequence[str], axes: Sequence[Axis | None], cells: Mapping[Key, GridCell], *,
+                 plan: GridPlan, fixed: Mapping[str, Any], notes: Sequence[str], dry_run: bool,
+                 preview_px: int = 200) -> None:  # fmt: skip
+        self.prompts = tuple(prompts)
+        self.x, self.y, self.z = axes
+        self.plan = plan
+        self.fixed = dict(fixed)
+        self.notes = list(notes)
+        self.dry_run = dry_run
+        self.preview_px = preview_px
+        self.interrupted: str | None = None
+        self._cells = dict(cells)
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+
+    # ---- access ----------------------------------------------------------------------------------
+
+    def cell_at(self, z: int, y: int, x: int) -> GridCell:
+        return self._cells[(z, y, x)]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> GenerationResult | BaseException | None:
+        return self.cell_at(*key).outcome
+
+    @property
+    def cells(self) -> list[GridCell]:
+        return list(self._cells.values())
+
+    @property
+    def seed(self) -> int | None:
+        return self.plan.seed
+
+    @property
+    def n(self) -> int:
+        return int(self.fixed.get("n") or 1)
+
+    @property
+    def done(self) -> bool:
+        return all(c.finished for c in self._cells.values())
+
+    @property
+    def cost_yuan(self) -> float:
+        """What the service billed (a request shared by several cells counts once)."""
+        return round(sum(c.result.cost_yuan for c in self._cells.values() if c.result is not None and c.shares is None), 4)
+
+    def fixed_text(self) -> dict[str, Any]:
+        """The parameters every cell shares, for legends (what the axes do not vary)."""
+        on_axes = {a.name for a in (self.x, self.y, self.z) if a is not None}
+        out = {k: v for k, v in self.fixed.items() if v is not None and k not in on_axes}
+        if "prompt" not in on_axes and len(self.prompts) == 1:
+            out = {"prompt": self.prompts[0], **out}
+        return out
+
+    def title_text(self) -> str:
+        dims = " x ".join(f"{a.name} ({len(a)})" for a in (self.x, self.y, self.z) if a is not None)
+        return f"wanx_nb grid: {dims or 'one cell'}"
+
+    # ---- updates from the run (background thread) ----------------------------------------------
+
+    def _on_progress(self, keys: Sequence[Key], progress: Progress) -> None:
+        with self._lock:
+            for cell in self._sharing(keys[progress.index]):
+                if not cell.finished:
+                    cell.phase = str(progress.phase)
+        self._changed.set()
+
+    def _on_result(self, keys: Sequence[Key], index: int, outcome: Any) -> None:
+        with self._lock:
+            for cell in self._sharing(keys[index]):
+                if isinstance(outcome, GenerationResult):
+                    cell.result, cell.phase = outcome, "done"
+                    cell.notes.extend(w for w in outcome.warnings if w not in cell.notes)
+                else:
+                    cell.error, cell.phase = outcome, "failed"
+        self._changed.set()
+
+    def unique_keys(self) -> list[Key]:
+        """The cells whose requests are sent (the others repeat one of them), in order."""
+        return [c.key for c in self._cells.values() if c.shares is None]
+
+    def _sharing(self, key: Key) -> list[GridCell]:
+        return [c for c in self._cells.values() if c.key == key or c.shares == key]
+
+    def _axes_manifest(self) -> dict[str, Any]:
+        return {letter: {"name": a.name, "values": list(a.values), "labels": list(a.labels)}
+                for letter, a in (("x", self.x), ("y", self.y), ("z", self.z)) if a is not None}  # fmt: skip
+
+    def manifest(self, *, image_name: str | None = None) -> dict[str, Any]:
+        """Every cell with its axis values, effective request and outcome, as plain JSON data."""
+        with self._lock:
+            cells = [self._cell_manifest(c) for c in self._cells.values()]
+        return {
+            "wanx_nb_version": __version__,
+            "kind": self.kind,
+            "image": image_name,
+            "axes": self._axes_manifest(),
+            "prompts": list(self.prompts),
+            "fixed": self.fixed,
+            "seed": self.seed,
+            "seed_chosen": self.plan.seed_chosen,
+            "notes": list(self.notes),
+            "backend": self.plan.backend,
+            "dry_run": self.dry_run,
+            "plan": {"cells": self.plan.cells, "requests": self.plan.requests, "images": self.plan.images,
+                     "estimated_yuan": self.plan.yuan, "estimated_seconds": round(self.plan.seconds, 1)},
+            "cost_yuan": self.cost_yuan,
+            "interrupted": self.interrupted,
+            "cells": cells,
+        }  # fmt: skip
+
+    def _cell_manifest(self, cell: GridCell) -> dict[str, Any]:
+        z, y, x = cell.key
+        out: dict[str, Any] = {
+            "cell": {"z": z, "y": y, "x": x},
+            "axes": {a.name: a.values[i] for a, i in ((self.x, x), (self.y, y), (self.z, z)) if a is not None},
+            "model": cell.model,
+            "effective": cell.request.canonical(),
+            "notes": list(cell.notes),
+            "shares_request_of": list(cell.shares) if cell.shares is not None else None,
+            "status": cell.status_text(),
+            "task_id": None,
+            "cost_yuan": 0.0,
+            "images": [],
+        }
+        if cell.result is not None:
+            out.update(task_id=cell.result.task_id, request_id=cell.result.task.request_id,
+                       backend=cell.result.backend, cost_yuan=0.0 if cell.shares else cell.result.cost_yuan)
+            for im in cell.result.images:
+                sha = im.sha256 or (hashlib.sha256(im.data).hexdigest() if im.data is not None else None)
+                entry = {"index": im.index, "seed": im.seed, "size": im.size, "path": im.path, "sha256": sha}
+                if im.actual_prompt:
+                    entry["actual_prompt"] = im.actual_prompt
+                if im.code:
+                    entry.update(code=im.code, message=im.message)
+                out["images"].append(entry)
+        elif cell.error is not None:
+            out["task_id"] = getattr(cell.error, "task_id", None)
+            out["error"] = {"type": type(cell.error).__name__, "code": cell.status_text().removeprefix("failed "),
+                            "message": getattr(cell.error, "server_message", None) or str(cell.error)}
+        return out
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _excerpt(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],
+                session: Any, *, dry_run: bool = False, preview_px: int = 200) -> GridState:  # fmt: skip
+    """Plan a grid and state what it will cost, before anything is sent.
+
+    Fills the defaults every cell shares (n=1, one seed `DEFAULT_SEED` unless seeds are an axis or
+    given, the default model unless models are an axis), plans the cells, and asks `session` for the
+    cost of the distinct requests and its budget (over budget raises, except for a dry run, whose
+    plan says it).
+    """
+    on_axes = {a.name for a in axes if a is not None}
+    shared = {k: v for k, v in fixed.items() if v is not None}
+    shared.setdefault("n", 1)
+    seed_chosen = "seed" not in on_axes and "seed" not in shared
+    if seed_chosen:
+        shared["seed"] = DEFAULT_SEED
+    if "model" not in on_axes:
+        shared.setdefault("model", GUIDE_MODELS[1])
+    cells = plan_cells(prompts, axes, shared)
+    unique = [c.request for c in cells.values() if c.shares is None]
+    images, yuan = session.estimate_cost(unique)
+    budget_note = None
+    try:
+        session.check_budget(unique)
+    except WanxError as exc:
+        if not dry_run:
+            raise
+        budget_note = f"over budget: {exc}"
+    x, y, z = (list(axes) + [None, None, None])[:3]
+    plan = GridPlan(
+        shape=(len(z) if z else 1, len(y) if y else 1, len(x) if x else 1), cells=len(cells), requests=len(unique),
+        images=images, yuan=yuan, seconds=estimate_seconds(unique), seed=None if "seed" in on_axes else shared["seed"],
+        seed_chosen=seed_chosen, backend=getattr(session, "backend", "dashscope"), budget_note=budget_note,
+    )
+    return cls(prompts, (x, y, z), cells, plan=plan, fixed=shared, notes=summary_notes(cells), dry_run=dry_run,
+               preview_px=preview_px)  # fmt: skip
