@@ -15,7 +15,7 @@ from PIL import Image
 from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
 from wanx_nb._models import GenerationResult
 from wanx_nb._png import read_provenance
-from wanx_nb._registry import V1_SIZES, get_model
+from wanx_nb._registry import V1_SIZES
 from wanx_nb._session import Session
 from wanx_nb.comparison import (
     DEFAULT_SEED,

@@ -15,13 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import Problem, ValidationError
 from ._params import BY_NAME, OPTION_NAMES, PARAMS, canonical_size, canonical_style, param_for, parse_size, read_value
 from ._registry import MODELS, adapt_size, get_model, submit_limits
 from ._request import GenerationRequest
 from ._validation import validate
+
+if TYPE_CHECKING:
+    from ._models import GenerationResult
 
 __all__ = [
     "AXIS_NAMES",
@@ -186,7 +189,7 @@ class GridCell:
     notes: list[str] = field(default_factory=list)
     shares: tuple[int, int, int] | None = None
     phase: str = "planned"
-    result: Any = None
+    result: GenerationResult | None = None
     error: BaseException | None = None
 
     @property
@@ -198,7 +201,7 @@ class GridCell:
         return self.key[1]
 
     @property
-    def outcome(self) -> Any:
+    def outcome(self) -> GenerationResult | BaseException | None:
         return self.result if self.result is not None else self.error
 
     @property
@@ -371,8 +374,8 @@ def summary_notes(cells: Mapping[tuple[int, int, int], GridCell]) -> list[str]:
                 models.append(cell.model)
     notes = [f"{', '.join(models)}: {note}" if "n/a" in note else note
              for note, models in by_note.items() if "n/a" in note or note.startswith("size ")]  # fmt: skip
-    models = {c.model for c in cells.values()}
-    if {get_model(m).family for m in models} >= {"V1", "V2"} and not any(
+    families = {get_model(c.model).family for c in cells.values()}
+    if families >= {"V1", "V2"} and not any(
         "prompt_extend" in c.asked for c in cells.values()
     ):
         notes.append("prompt_extend not set: the V2 models rewrite the prompt (server default on), wanx-v1 does not")
