@@ -483,15 +483,15 @@ column = {m: estimate_seconds([r for r in plan if r.model == m]) for m in MODELS
 for name in sorted(MODELS, key=column.get, reverse=True)[:4]:
     print(f"  {name:20} {column[name]:4.0f} s for its 4 images ({limits_text(CATALOG[name])}, {CATALOG[name].concurrency} at once)")
 """),
-    code("wanx_nb.compare(GUIDE_PROMPTS, models=MODELS, dry_run=True)"),
+    code('wanx_nb.grid(GUIDE_PROMPTS, y=("model", MODELS), dry_run=True)'),
     md("""
 ## The grid
 
 Two of the prompts here, so the per-minute limits do not hold the notebook up (the emulator keeps the
-real limits). Each cell's size is the model's default: the Qwen models draw 16:9 (1664*928), wan2.7
-its "2K" tier, z-image-turbo 1024*1536.
+real limits). Fifteen models read best as rows. Each cell's size is the model's default: the Qwen
+models draw 16:9 (1664*928), wan2.7 its "2K" tier, z-image-turbo 1024*1536.
 """),
-    code("grid = wanx_nb.compare(GUIDE_PROMPTS[:2], models=MODELS)\ngrid"),
+    code('grid = wanx_nb.grid(GUIDE_PROMPTS[:2], y=("model", MODELS))\ngrid'),
     md("""
 ## Cost and call per model
 
@@ -501,12 +501,12 @@ in the journal, and never send it again by itself (`%wanx resume` reports it; a 
 up, a sync call cannot).
 """),
     code("""
-for name in MODELS:
-    result = grid[0, name]
+for row, name in enumerate(MODELS):
+    result = grid[0, row, 0]
     image = result.images[0]
     call = "async task (resumable)" if result.task_id else f"sync call, request id kept: {bool(result.task.request_id)}"
     print(f"{name:20} ¥{result.cost_yuan:.2f}  {image.size:>9}  {call}")
-print(f"total ¥{sum(grid[i, m].cost_yuan for i in range(2) for m in MODELS):.2f}")
+print(f"total ¥{grid.cost_yuan:.2f} (what was billed)")
 """),
 ]
 
