@@ -415,3 +415,14 @@ def test_repr_is_short_and_no_widget_is_a_default_argument(session):
     for param in inspect.signature(Panel.__init__).parameters.values():
         assert not isinstance(param.default, (Widget, Layout))
     assert Panel(session=session).layout is not panel.layout
+
+
+@pytest.mark.parametrize("model", ["qwen-image-max", "wan2.6-t2i", "wan2.7-image", "z-image-turbo"])
+def test_the_panel_offers_the_2026_catalog_and_generates_with_it(session, model):
+    panel = Panel(session=session, model=model, prompt="a lighthouse at dusk")
+    assert model in dict((v, k) for k, v in panel._model.options)
+    request = panel.request()
+    assert request.model == model  # the controls follow the model: its sizes and n range
+    panel._generate.click()
+    (result,) = panel.wait(60)
+    assert result.model == model and result.saved_images == result.billed_images >= 1

@@ -56,7 +56,7 @@ from ._grid_state import GridState, build_state
 from ._panel_status import StatusRow, cancel_text, status_rows
 from ._models import GenerationResult
 from ._params import BY_NAME, option_line
-from ._registry import MODELS, ModelSpec, get_model
+from ._registry import CATALOG, ModelSpec, get_model
 from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
 from ._session import Phase, Progress, Run, get_session
 from ._validation import parse_size, validate
@@ -196,7 +196,7 @@ class Panel(VBox):
             tooltip=_tooltip("negative_prompt"),
         )
         self._model = Dropdown(
-            options=[(_model_label(s), name) for name, s in MODELS.items()],
+            options=[(_model_label(s), name) for name, s in CATALOG.items()],  # the guide's four first, then 2026
             value=spec.name,
             description=_label("model"),
             layout=Layout(**full),
@@ -381,7 +381,7 @@ class Panel(VBox):
     # ---- handlers: controls ----------------------------------------------------------------------
 
     def _on_model_change(self, change: dict[str, Any]) -> None:
-        old = get_model(change["old"]) if change.get("old") in MODELS else None
+        old = get_model(change["old"]) if change.get("old") in CATALOG else None
         self._apply_model(get_model(change["new"]), previous=old)
         self._update_cost()
 
@@ -673,4 +673,5 @@ def outcome_model(click: _Click, index: int) -> str:
 
 
 def _model_label(spec: ModelSpec) -> str:
-    return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.description}"
+    call = " · sync call" if spec.sync_only else ""
+    return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.status}{call} · {spec.description}"
