@@ -19,7 +19,7 @@ from wanx_nb._exceptions import (
 )
 from wanx_nb._magic_args import parse_cell_line
 from wanx_nb._models import GenerationResult
-from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES
+from wanx_nb._registry import CATALOG, MODELS, V1_SIZES, V1_STYLES
 from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
@@ -95,8 +95,9 @@ def test_area_ruled_model_gets_its_default_size_and_rule(session):
 
 def test_model_picker_labels_show_name_price_and_description(session):
     labels = dict((v, k) for k, v in Panel(session=session)._model.options)
-    assert set(labels) == set(MODELS)
-    assert labels["wanx-v1"].startswith("wanx-v1 · ¥0.16/image · ")
+    assert set(labels) == set(CATALOG)
+    assert labels["wanx-v1"].startswith("wanx-v1 · ¥0.16/image · legacy · ")
+    assert "current · sync call" in labels["qwen-image-max"]
     assert MODELS["wanx2.0-t2i-turbo"].description in labels["wanx2.0-t2i-turbo"]
 
 
