@@ -338,7 +338,7 @@ async def test_frankfurt_serves_wan26_and_refuses_the_qwen_family_before_sending
     assert ok.images[0].data and len([r for r in emu.request_log if r.method == "POST"]) == 1
 
 
-# ---- the magic: one model per protocol ----------------------------------------------------------------
+# ---- the magic: every added model ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -368,8 +368,8 @@ def shell(tmp_path, tmp_path_factory, monkeypatch, session):
     ip.user_ns.pop("res", None)
 
 
-@pytest.mark.parametrize("model", ["qwen-image-plus", "wan2.6-t2i", "qwen-image-max"])  # T2I, IMG, MMG
-def test_the_magic_generates_with_one_model_per_protocol(shell, emulator, model):
+@pytest.mark.parametrize("model", [spec.name for spec in CATALOG_2026])  # every protocol: T2I, IMG, MMG
+def test_the_magic_generates_with_every_added_model(shell, emulator, model):
     shell.run_cell_magic("wanx", f"-m {model} -n 1 --seed 2 -o res --no-display", "a red fox in snow")
     result = shell.user_ns["res"]
     assert isinstance(result, GenerationResult) and result.model == model
