@@ -161,6 +161,7 @@ class Submission(Task):
     their oss:// URLs.
     """
 
+    task_id: str  # a submit always creates a task (`parse_task` refuses an answer without its id)
     request: GenerationRequest | None = None
     warnings: tuple[str, ...] = ()
 
@@ -355,7 +356,7 @@ class AsyncWanxClient:
         """
         if isinstance(task, Task) and task.status.is_terminal:
             return task
-        task_id = task if isinstance(task, str) else task.task_id
+        task_id = _task_id(task)
         expectation = self._expect.get(task_id)
         start = self._clock()
         limit = self.wait_timeout if timeout is None else timeout
@@ -650,7 +651,7 @@ class AsyncWanxClient:
         `request` is the request as it was sent (for seeds and sizes). Raises like `generate()`.
         """
         start = self._clock()
-        task_id = task if isinstance(task, str) else task.task_id
+        task_id = _task_id(task)
         if task_id not in self._expect:
             with contextlib.suppress(KeyError):
                 spec = get_model(request.model)
@@ -723,7 +724,7 @@ class AsyncWanxClient:
         base = spec.expected_seconds(request.effective_prompt_extend) * self._time_scale
         if len(self._expect) > 1000:
             self._expect.pop(next(iter(self._expect)))
-        self._expect[task.task_id] = _Expectation(spec.name, base, submitted_at)
+        self._expect[_task_id(task)] = _Expectation(spec.name, base, submitted_at)
         log.debug("created task %s (%s)", task.task_id, request.summary())
         fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
         return Submission(**fields, request=request, warnings=tuple(warnings))
@@ -785,12 +786,12 @@ class AsyncWanxClient:
             case TaskStatus.SUCCEEDED:
                 pass
             case TaskStatus.FAILED:
-                raise TaskFailedError(final.task_id, "FAILED", final.code, final.message or "", final.request_id)
+                raise TaskFailedError(_task_id(final), "FAILED", final.code, final.message or "", final.request_id)
             case TaskStatus.CANCELED:
-                raise TaskCanceledError(final.task_id, "CANCELED", final.code, final.message or "", final.request_id)
+                raise TaskCanceledError(_task_id(final), "CANCELED", final.code, final.message or "", final.request_id)
             case TaskStatus.UNKNOWN:
                 raise TaskUnknownError(
-                    final.task_id,
+                    _task_id(final),
                     "UNKNOWN",
                     None,
                     "the service does not know this task: the id is wrong, or it is older than 24 h",
@@ -910,17 +911,17 @@ class AsyncWanxClient:
                 method=wire.method, url=str(response.request.url), task_id=task_id, retry_after=retry_after,
             )
             if retry_rule(status) and attempt < self.max_retries:
-                delay = retry_delay(attempt, retry_after=retry_after, rng=self._rng.random)
-                if delay is not None:
+                backoff = retry_delay(attempt, retry_after=retry_after, rng=self._rng.random)
+                if backoff is not None:
                     log.debug(
                         "retrying %s after %d %s in %.2fs%s (retry %d of %d)",
-                        what, status, error.code or "", delay, " (Retry-After)" if retry_after is not None else "",
+                        what, status, error.code or "", backoff, " (Retry-After)" if retry_after is not None else "",
                         attempt + 1, self.max_retries,
                     )
                     if kind == "submit" and status == 429 and spec is not None:
-                        self._scheduler.throttled(spec.name, delay)  # the next submit_turn waits it out
+                        self._scheduler.throttled(spec.name, backoff)  # the next submit_turn waits it out
                     else:
-                        await self._sleep(delay)
+                        await self._sleep(backoff)
                     attempt += 1
                     continue
                 log.debug("not retrying %s: Retry-After %.0fs is over the cap", what, retry_after)
@@ -943,6 +944,15 @@ def _region_name(name: str) -> tuple[str, bool]:
             return name.lower(), False
     known = ", ".join(dict.fromkeys(("beijing", "singapore", "virginia", *WORKSPACE_REGIONS)))
     raise ConfigurationError(f"unknown region {name!r}; use one of {known}") from None
+
+
+def _task_id(task: Task | str) -> str:
+    """The id of a task that has one. A sync call's answer has none, and as it is terminal and
+    SUCCEEDED it is never polled, looked up or failed: reaching here with one is a bug."""
+    task_id = task if isinstance(task, str) else task.task_id
+    if task_id is None:
+        raise ValueError(f"{task!r} has no task id: a synchronous call's answer cannot be polled")
+    return task_id
 
 
 def _shared_region(name: str) -> Any:

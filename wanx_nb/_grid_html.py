@@ -15,12 +15,12 @@ from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
 from ._models import ImageResult
 from ._next_steps import next_step
+from ._preview import preview as _preview
 from ._registry import get_model
 from .rendering import (
     _badge,
     _error_fields,
     _image_bytes,
-    _preview,
     _seed_label,
     _thumbnail_html,
     _warn_list,

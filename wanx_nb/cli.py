@@ -344,9 +344,9 @@ def _read_manifest(path: str) -> dict[str, Any]:
         raise _CommandError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _CommandError(f"the manifest {path} is not JSON ({exc}); write one with `wanx-nb export`") from None
-    generations = manifest.get("generations") if isinstance(manifest, dict) else None
-    if not isinstance(generations, list):
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("generations"), list):
         raise _CommandError(f"the manifest {path} has no \"generations\" list; write one with `wanx-nb export`")
+    generations = manifest["generations"]
     for i, entry in enumerate(generations):
         where = f"the manifest {path}, generation {i + 1}"
         request = entry.get("request") if isinstance(entry, dict) else None

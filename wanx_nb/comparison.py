@@ -172,7 +172,7 @@ class CompareGrid(Grid):
 
     def __getitem__(self, key: tuple[int, Any]) -> GenerationResult | BaseException | None:  # type: ignore[override]
         if len(key) == 3:
-            return super().__getitem__(key)  # type: ignore[arg-type]
+            return super().__getitem__(key)
         row, model = key
         return self.cell(row, model).outcome
 

@@ -597,7 +597,7 @@ class Panel(VBox):
         self._cost.value = text
 
     def _set_code(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
-        code = magic_cell(request if sweep is None or sweep.x.name != "seed" else request.replace(seed=None))
+        code = magic_cell(request if sweep is None or sweep.x is None or sweep.x.name != "seed" else request.replace(seed=None))
         if sweep is not None:  # the sweep's axes on the option line: the magic draws the same grid
             first, body = code.split("\n", 1)
             axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]
