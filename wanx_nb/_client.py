@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from typing import Protocol as Structural  # `Protocol` here is the wire protocol (_registry)
 
 import httpx
 
@@ -118,6 +119,7 @@ from ._registry import (
     WORKSPACE_REGIONS,
     ModelSpec,
     Protocol,
+    Region,
     get_model,
     get_region,
     preferred_protocol,
@@ -129,7 +131,7 @@ from ._scheduler import Scheduler
 from ._validation import validate
 from ._version import __version__
 
-__all__ = ["AsyncWanxClient", "OnSending", "OnStatus", "OnSubmitted", "Submission"]
+__all__ = ["AsyncWanxClient", "InProcessService", "OnSending", "OnStatus", "OnSubmitted", "Submission"]
 
 log = logging.getLogger("wanx_nb")
 
@@ -151,6 +153,15 @@ _emulator_notice_logged = False
 # A sync call answers when the images exist: the service's own timeout is 298 s (recorded header
 # x-dashscope-timeout, 2026 §3.4), so one HTTP exchange may take that long.
 _SYNC_TIMEOUT = 300.0
+
+
+class InProcessService(Structural):
+    """What the client needs of `wanx_nb.emulator.Emulator` (imported only when used): a transport to it.
+
+    Its `settings.time_scale`, when it has one, scales the durations the client expects.
+    """
+
+    def transport(self) -> httpx.AsyncBaseTransport: ...
 
 
 @dataclass(frozen=True, repr=False)
@@ -219,7 +230,7 @@ class AsyncWanxClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
-        emulator: Any = None,
+        emulator: InProcessService | None = None,
         workspace_domain: bool = False,
     ) -> None:
         # From here on only `auth` holds the key (its repr is redacted): no local, attribute or header
@@ -955,7 +966,7 @@ def _task_id(task: Task | str) -> str:
     return task_id
 
 
-def _shared_region(name: str) -> Any:
+def _shared_region(name: str) -> Region | None:
     try:
         return get_region(name)
     except KeyError:
@@ -985,7 +996,7 @@ async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
         await result
 
 
-def _default_emulator() -> Any:
+def _default_emulator() -> InProcessService:
     global _emulator_notice_logged
     from .emulator import default_emulator
 

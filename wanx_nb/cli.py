@@ -10,7 +10,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._constants import ENV_STORE, env_store
 from ._exceptions import ValidationError, WanxError, redact
@@ -18,6 +18,9 @@ from ._params import OPTION_NAMES, add_history_options, add_request_options, nam
 from ._registry import CATALOG
 from ._request import DEFAULT_MODEL, GenerationRequest
 from ._validation import validate
+
+if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands that use it
+    from ._session import Session
 
 __all__ = ["main", "request_from_args"]
 
@@ -214,7 +217,7 @@ def _check_writable_dir(folder: Path, what: str) -> None:
         raise _CommandError(f"{what} {str(folder)!r}: that folder is not writable")
 
 
-def _session(args: argparse.Namespace) -> Any:
+def _session(args: argparse.Namespace) -> Session:
     from ._session import Session
 
     return Session(store=args.store) if args.store else Session()
