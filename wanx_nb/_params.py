@@ -16,9 +16,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._registry import V1_STYLES
+
+if TYPE_CHECKING:  # _request builds on this module: annotations only
+    from ._request import GenerationRequest
 
 __all__ = [
     "BY_NAME",
@@ -297,7 +300,7 @@ def add_history_options(parser: argparse.ArgumentParser) -> None:
 # ---- request -> option tokens (the panel's equivalent cell, the CLI round trip) ----------------
 
 
-def option_tokens(request: Any) -> list[str]:
+def option_tokens(request: GenerationRequest) -> list[str]:
     """The options that make `request` again, as argv tokens: -m, -n and --size always, then the rest.
 
     A value starting with "-" (a negative prompt "-blurry") is written `--flag=value`, so it is never
@@ -321,7 +324,7 @@ def option_tokens(request: Any) -> list[str]:
     return tokens
 
 
-def option_line(request: Any) -> str:
+def option_line(request: GenerationRequest) -> str:
     """`option_tokens` quoted for a POSIX shell-style split (IPython's `arg_split(..., posix=True)`).
 
     Raises ValueError when a value holds a line break: an option line is one line.
