@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from typing import Protocol as Structural  # `Protocol` here is the wire protocol (_registry)
 
 import httpx
 
@@ -118,6 +119,7 @@ from ._registry import (
     WORKSPACE_REGIONS,
     ModelSpec,
     Protocol,
+    Region,
     get_model,
     get_region,
     preferred_protocol,
@@ -129,7 +131,7 @@ from ._scheduler import Scheduler
 from ._validation import validate
 from ._version import __version__
 
-__all__ = ["AsyncWanxClient", "OnSending", "OnStatus", "OnSubmitted", "Submission"]
+__all__ = ["AsyncWanxClient", "InProcessService", "OnSending", "OnStatus", "OnSubmitted", "Submission"]
 
 log = logging.getLogger("wanx_nb")
 
@@ -153,6 +155,15 @@ _emulator_notice_logged = False
 _SYNC_TIMEOUT = 300.0
 
 
+class InProcessService(Structural):
+    """What the client needs of `wanx_nb.emulator.Emulator` (imported only when used): a transport to it.
+
+    Its `settings.time_scale`, when it has one, scales the durations the client expects.
+    """
+
+    def transport(self) -> httpx.AsyncBaseTransport: ...
+
+
 @dataclass(frozen=True, repr=False)
 class Submission(Task):
     """The Task a submit created, plus the request exactly as it was sent and the validation warnings.
@@ -161,6 +172,7 @@ class Submission(Task):
     their oss:// URLs.
     """
 
+    task_id: str  # a submit always creates a task (`parse_task` refuses an answer without its id)
     request: GenerationRequest | None = None
     warnings: tuple[str, ...] = ()
 
@@ -218,7 +230,7 @@ class AsyncWanxClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
-        emulator: Any = None,
+        emulator: InProcessService | None = None,
         workspace_domain: bool = False,
     ) -> None:
         # From here on only `auth` holds the key (its repr is redacted): no local, attribute or header
@@ -355,7 +367,7 @@ class AsyncWanxClient:
         """
         if isinstance(task, Task) and task.status.is_terminal:
             return task
-        task_id = task if isinstance(task, str) else task.task_id
+        task_id = _task_id(task)
         expectation = self._expect.get(task_id)
         start = self._clock()
         limit = self.wait_timeout if timeout is None else timeout
@@ -650,7 +662,7 @@ class AsyncWanxClient:
         `request` is the request as it was sent (for seeds and sizes). Raises like `generate()`.
         """
         start = self._clock()
-        task_id = task if isinstance(task, str) else task.task_id
+        task_id = _task_id(task)
         if task_id not in self._expect:
             with contextlib.suppress(KeyError):
                 spec = get_model(request.model)
@@ -723,7 +735,7 @@ class AsyncWanxClient:
         base = spec.expected_seconds(request.effective_prompt_extend) * self._time_scale
         if len(self._expect) > 1000:
             self._expect.pop(next(iter(self._expect)))
-        self._expect[task.task_id] = _Expectation(spec.name, base, submitted_at)
+        self._expect[_task_id(task)] = _Expectation(spec.name, base, submitted_at)
         log.debug("created task %s (%s)", task.task_id, request.summary())
         fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
         return Submission(**fields, request=request, warnings=tuple(warnings))
@@ -785,12 +797,12 @@ class AsyncWanxClient:
             case TaskStatus.SUCCEEDED:
                 pass
             case TaskStatus.FAILED:
-                raise TaskFailedError(final.task_id, "FAILED", final.code, final.message or "", final.request_id)
+                raise TaskFailedError(_task_id(final), "FAILED", final.code, final.message or "", final.request_id)
             case TaskStatus.CANCELED:
-                raise TaskCanceledError(final.task_id, "CANCELED", final.code, final.message or "", final.request_id)
+                raise TaskCanceledError(_task_id(final), "CANCELED", final.code, final.message or "", final.request_id)
             case TaskStatus.UNKNOWN:
                 raise TaskUnknownError(
-                    final.task_id,
+                    _task_id(final),
                     "UNKNOWN",
                     None,
                     "the service does not know this task: the id is wrong, or it is older than 24 h",
@@ -910,17 +922,17 @@ class AsyncWanxClient:
                 method=wire.method, url=str(response.request.url), task_id=task_id, retry_after=retry_after,
             )
             if retry_rule(status) and attempt < self.max_retries:
-                delay = retry_delay(attempt, retry_after=retry_after, rng=self._rng.random)
-                if delay is not None:
+                backoff = retry_delay(attempt, retry_after=retry_after, rng=self._rng.random)
+                if backoff is not None:
                     log.debug(
                         "retrying %s after %d %s in %.2fs%s (retry %d of %d)",
-                        what, status, error.code or "", delay, " (Retry-After)" if retry_after is not None else "",
+                        what, status, error.code or "", backoff, " (Retry-After)" if retry_after is not None else "",
                         attempt + 1, self.max_retries,
                     )
                     if kind == "submit" and status == 429 and spec is not None:
-                        self._scheduler.throttled(spec.name, delay)  # the next submit_turn waits it out
+                        self._scheduler.throttled(spec.name, backoff)  # the next submit_turn waits it out
                     else:
-                        await self._sleep(delay)
+                        await self._sleep(backoff)
                     attempt += 1
                     continue
                 log.debug("not retrying %s: Retry-After %.0fs is over the cap", what, retry_after)
@@ -945,7 +957,16 @@ def _region_name(name: str) -> tuple[str, bool]:
     raise ConfigurationError(f"unknown region {name!r}; use one of {known}") from None
 
 
-def _shared_region(name: str) -> Any:
+def _task_id(task: Task | str) -> str:
+    """The id of a task that has one. A sync call's answer has none, and as it is terminal and
+    SUCCEEDED it is never polled, looked up or failed: reaching here with one is a bug."""
+    task_id = task if isinstance(task, str) else task.task_id
+    if task_id is None:
+        raise ValueError(f"{task!r} has no task id: a synchronous call's answer cannot be polled")
+    return task_id
+
+
+def _shared_region(name: str) -> Region | None:
     try:
         return get_region(name)
     except KeyError:
@@ -975,7 +996,7 @@ async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
         await result
 
 
-def _default_emulator() -> Any:
+def _default_emulator() -> InProcessService:
     global _emulator_notice_logged
     from .emulator import default_emulator
 

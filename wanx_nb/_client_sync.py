@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _loop
 from ._auth import APIKeyAuth
-from ._client import AsyncWanxClient, OnSending, OnStatus, OnSubmitted, Submission
+from ._client import AsyncWanxClient, InProcessService, OnSending, OnStatus, OnSubmitted, Submission
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._protocol import TaskPage
@@ -50,7 +50,7 @@ class WanxClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
-        emulator: Any = None,
+        emulator: InProcessService | None = None,
         workspace_domain: bool = False,
     ) -> None:
         auth = APIKeyAuth(api_key) if api_key else None  # no frame local holds the key (see _auth)

@@ -1,33 +1,103 @@
 """The compare grid as HTML: prompts down, models across, a thumbnail and a caption per cell.
 
-Cells are duck-typed (`_grid.GridCell`: model, request, notes, phase, result, error), and so are
-grids (`comparison.Grid`: axes x/y/z, cells, plan), so this module needs nothing above the rendering layer.
+Cells and grids are read through Protocols (`CellView`: what `_grid.GridCell` offers; `GridView`:
+what `_grid_state.GridState` offers), so this module needs nothing above the rendering layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ._captions import params_caption
 from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_LABEL, S_MUTED, S_RESULT, S_TABLE, S_TILE
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
-from ._models import ImageResult
+from ._models import GenerationResult, ImageResult
 from ._next_steps import next_step
+from ._preview import preview as _preview
 from ._registry import get_model
+from ._request import GenerationRequest
 from .rendering import (
     _badge,
     _error_fields,
     _image_bytes,
-    _preview,
     _seed_label,
     _thumbnail_html,
     _warn_list,
     failure_tile_html,
 )
 
-__all__ = ["compare_cell_html", "compare_grid_html", "xyz_grid_html"]
+__all__ = ["AxisView", "CellView", "GridView", "PlanView", "compare_cell_html", "compare_grid_html", "xyz_grid_html"]
+
+
+class AxisView(Protocol):
+    """One axis of a grid (`_grid.Axis`): what varies, its values and how each reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def values(self) -> tuple[Any, ...]: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    def __len__(self) -> int: ...
+
+
+class CellView(Protocol):
+    """One cell of a grid (`_grid.GridCell`): the request as sent and its outcome so far."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def request(self) -> GenerationRequest: ...
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def shares(self) -> tuple[int, int, int] | None: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def result(self) -> GenerationResult | None: ...
+    @property
+    def error(self) -> BaseException | None: ...
+    def status_text(self) -> str: ...
+
+
+class PlanView(Protocol):
+    """What a grid would send (`_grid.GridPlan`), as far as its picture states it."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def yuan(self) -> float: ...
+
+
+class GridView(Protocol):
+    """An X/Y/Z grid (`_grid_state.GridState`): axes (None when unused), cells, plan and outcome."""
+
+    @property
+    def x(self) -> AxisView | None: ...
+    @property
+    def y(self) -> AxisView | None: ...
+    @property
+    def z(self) -> AxisView | None: ...
+    @property
+    def prompts(self) -> tuple[str, ...]: ...
+    @property
+    def plan(self) -> PlanView: ...
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def preview_px(self) -> int: ...
+    @property
+    def interrupted(self) -> str | None: ...
+    @property
+    def cost_yuan(self) -> float: ...
+    def cell_at(self, z: int, y: int, x: int) -> CellView: ...
+    def fixed_text(self) -> dict[str, Any]: ...
+    def title_text(self) -> str: ...
 
 # A share of the table, not a fixed width: at 960 px it holds a prompt excerpt, at 400 px it leaves the
 # model columns room.
@@ -61,7 +131,7 @@ def _grid_thumb(image: ImageResult, prompt: str, px: int) -> str:
     return f'<div style="flex:0 1 {pv.width}px;min-width:0">{_thumbnail_html(pv, image, alt)}</div>'
 
 
-def compare_cell_html(cell: Any, *, dry_run: bool = False, preview_px: int = 200) -> str:
+def compare_cell_html(cell: CellView, *, dry_run: bool = False, preview_px: int = 200) -> str:
     """One cell of the compare grid: its thumbnails, or its failure tile, or its phase while it runs.
 
     `cell` has `model`, `request` (as sent), `notes`, `phase`, `result` and `error` (a
@@ -108,7 +178,7 @@ def compare_cell_html(cell: Any, *, dry_run: bool = False, preview_px: int = 200
 def compare_grid_html(
     prompts: Sequence[str],
     models: Sequence[str],
-    cells: Mapping[tuple[int, str], Any],
+    cells: Mapping[tuple[int, str], CellView],
     *,
     n: int,
     seed: int,
@@ -179,7 +249,7 @@ def compare_grid_html(
 _FLOW_AFTER = 5
 
 
-def _axis_head(axis: Any, value: Any, label: str) -> str:
+def _axis_head(axis: AxisView, value: Any, label: str) -> str:
     """A column or row header: the model with its price and family, a prompt excerpt, or "style <anime>"."""
     if axis.name == "model":
         try:
@@ -193,14 +263,14 @@ def _axis_head(axis: Any, value: Any, label: str) -> str:
     return _e(label)
 
 
-def _cell_td(cell: Any, grid: Any) -> str:
+def _cell_td(cell: CellView, grid: GridView) -> str:
     inner = compare_cell_html(cell, dry_run=grid.dry_run, preview_px=grid.preview_px)
     if cell.shares is not None:
         inner += f'<div class="wanx-cap" style="{S_CAP};{S_MUTED}">same request as another cell: sent once</div>'
     return inner
 
 
-def _block_html(grid: Any, zi: int) -> str:
+def _block_html(grid: GridView, zi: int) -> str:
     x, y = grid.x, grid.y
     cols, rows = (len(x) if x else 1), (len(y) if y else 1)
     th = f"{S_CELL};overflow-wrap:break-word"
@@ -235,7 +305,7 @@ def _block_html(grid: Any, zi: int) -> str:
     )
 
 
-def xyz_grid_html(grid: Any, *, backends: Iterable[str] = (), plan: str | None = None, done: bool = False) -> str:
+def xyz_grid_html(grid: GridView, *, backends: Iterable[str] = (), plan: str | None = None, done: bool = False) -> str:
     """An X/Y/Z grid as HTML: one table per Z value (headed by it), X across, Y down.
 
     Tables have a fixed layout at 100% width (bounded by what the previews need), so every column

@@ -3,8 +3,8 @@
 Fonts are found at run time: a font with CJK glyphs from fontconfig (`fc-list :lang=zh`) or the usual
 install paths (Noto CJK, WenQuanYi, Droid, macOS, Windows). Without one the image says so in its
 legend and draws no Chinese as boxes: unprintable runs become "…" and the manifest holds the text.
-The grid is duck-typed (`comparison.Grid`: axes, cells, plan, notes), so this module needs nothing
-above the rendering layer.
+The grid is read through `_grid_html.GridView` (what `_grid_state.GridState` offers), so this module
+needs nothing above the rendering layer.
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
+
+from ._grid_html import CellView, GridView
 
 from ._registry import get_model
+
+if TYPE_CHECKING:  # PIL loads when a grid is painted
+    from PIL.Image import Image
+    from PIL.ImageDraw import ImageDraw
+    from PIL.ImageFont import FreeTypeFont, ImageFont
+
+    Font: TypeAlias = "FreeTypeFont | ImageFont"
 
 __all__ = ["find_cjk_font", "paint_grid"]
 
@@ -77,7 +86,7 @@ class _Fonts:
         path = str(font_path) if font_path else find_cjk_font()
         self.path = path
 
-        def load(size: int) -> Any:
+        def load(size: int) -> Font:
             if path:
                 return ImageFont.truetype(path, size)
             try:
@@ -121,7 +130,7 @@ class _Fonts:
         return "".join(out)
 
 
-def _wrap(draw: Any, text: str, font: Any, width: int, max_lines: int) -> list[str]:
+def _wrap(draw: ImageDraw, text: str, font: Font, width: int, max_lines: int) -> list[str]:
     """Greedy wrap by pixel width: at spaces, and inside words (or unspaced Chinese) that are too long."""
     lines: list[str] = []
     line = ""
@@ -149,8 +158,8 @@ def _wrap(draw: Any, text: str, font: Any, width: int, max_lines: int) -> list[s
     return lines
 
 
-def paint_grid(grid: Any, *, cell_px: int = 256, font_path: str | Path | None = None,
-               manifest_name: str = "grid.json") -> Any:
+def paint_grid(grid: GridView, *, cell_px: int = 256, font_path: str | Path | None = None,
+               manifest_name: str = "grid.json") -> Image:
     """The grid as a PIL image (bounded: every image is scaled to fit `cell_px`)."""
     return _Painter(grid, int(cell_px), font_path, manifest_name).paint()
 
@@ -158,7 +167,7 @@ def paint_grid(grid: Any, *, cell_px: int = 256, font_path: str | Path | None = 
 class _Painter:
     MARGIN, GAP, FOOT_H, LINE = 16, 8, 52, 16
 
-    def __init__(self, grid: Any, cell_px: int, font_path: str | Path | None, manifest_name: str) -> None:
+    def __init__(self, grid: GridView, cell_px: int, font_path: str | Path | None, manifest_name: str) -> None:
         from PIL import Image, ImageDraw
 
         self.grid, self.px, self.manifest_name = grid, cell_px, manifest_name
@@ -172,7 +181,7 @@ class _Painter:
         self.head_h = head_lines * 18 + 10
         self.block_h = (24 if grid.z else 0) + self.head_h + self.rows * (self.px + self.FOOT_H + self.GAP)
 
-    def _wrap(self, text: str, width: int, lines: int, font: Any = None) -> list[str]:
+    def _wrap(self, text: str, width: int, lines: int, font: Font | None = None) -> list[str]:
         return _wrap(self.measure, self.f.safe(" ".join(text.split())), font or self.f.small, width, lines)
 
     def _col_labels(self) -> list[str]:
@@ -184,7 +193,7 @@ class _Painter:
             labels = [f"{m} · {self.f.yuan(get_model(m).price_yuan)}/image · {get_model(m).family}" for m in x.values]
         return labels
 
-    def paint(self) -> Any:
+    def paint(self) -> Image:
         from PIL import Image, ImageDraw
 
         g, f, M = self.grid, self.f, self.MARGIN
@@ -227,7 +236,7 @@ class _Painter:
             lines += [(s, "#a12") for s in self._wrap(NO_CJK_NOTE.format(manifest=self.manifest_name), width, 8)]
         return lines
 
-    def _block(self, img: Any, draw: Any, zi: int, top: int) -> None:
+    def _block(self, img: Image, draw: ImageDraw, zi: int, top: int) -> None:
         g, f, M = self.grid, self.f, self.MARGIN
         if g.z is not None:
             draw.text((M, top), f.safe(f"Z: {g.z.labels[zi]}"), fill="black", font=f.label)
@@ -247,7 +256,7 @@ class _Painter:
                 x = M + self.label_w + xi * (self.px + self.GAP)
                 self._cell(img, draw, g.cell_at(zi, yi, xi), x, y)
 
-    def _cell(self, img: Any, draw: Any, cell: Any, x: int, y: int) -> None:
+    def _cell(self, img: Image, draw: ImageDraw, cell: CellView, x: int, y: int) -> None:
         px, f = self.px, self.f
         draw.rectangle([x - 1, y - 1, x + px, y + px], outline="#ccc")
         result = cell.result

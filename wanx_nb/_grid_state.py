@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import WanxError
 from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, plan_cells, summary_notes
 from ._models import GenerationResult
 from ._run_events import Progress
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 __all__ = ["GridState", "build_state"]
 
@@ -94,7 +97,7 @@ class GridState:
                     cell.phase = str(progress.phase)
         self._changed.set()
 
-    def _on_result(self, keys: Sequence[Key], index: int, outcome: Any) -> None:
+    def _on_result(self, keys: Sequence[Key], index: int, outcome: GenerationResult | BaseException) -> None:
         with self._lock:
             for cell in self._sharing(keys[index]):
                 if isinstance(outcome, GenerationResult):
@@ -180,7 +183,7 @@ def _excerpt(text: str, limit: int) -> str:
 
 
 def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],
-                session: Any, *, dry_run: bool = False, preview_px: int = 200) -> GridState:  # fmt: skip
+                session: Session, *, dry_run: bool = False, preview_px: int = 200) -> GridState:  # fmt: skip
     """Plan a grid and state what it will cost, before anything is sent.
 
     Fills the defaults every cell shares (n=1, one seed `DEFAULT_SEED` unless seeds are an axis or

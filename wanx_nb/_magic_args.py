@@ -104,6 +104,10 @@ _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-
 class _Parser(MagicArgumentParser):
     """MagicArgumentParser whose help strings may contain a literal `%` (as in `%wanx models`)."""
 
+    def __init__(self, prog: str, description: str) -> None:
+        # IPython's __init__ has no annotations; this one gives the callers a typed constructor.
+        super().__init__(prog=prog, description=description)  # type: ignore[no-untyped-call]
+
     def add_argument(self, *args: Any, **kwargs: Any) -> Any:
         if "help" in kwargs:
             kwargs["help"] = kwargs["help"].replace("%", "%%")

@@ -16,9 +16,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._registry import V1_STYLES
+
+if TYPE_CHECKING:  # _request builds on this module: annotations only
+    from ._request import GenerationRequest
 
 __all__ = [
     "BY_NAME",
@@ -44,6 +47,7 @@ HISTORY_LIMIT_MAX = 100_000  # far more rows than anyone reads, and far below SQ
 # at most 6 digits, so no arithmetic on a size can overflow a float.
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*[*xX×]\s*(\d{1,6})\s*$")
 _STYLE_SEPARATORS = re.compile(r"[-_\s]+")
+_Value = TypeVar("_Value")
 
 
 def parse_size(size: Any) -> tuple[int, int] | None:
@@ -60,13 +64,13 @@ def parse_size(size: Any) -> tuple[int, int] | None:
     return (w, h) if w > 0 and h > 0 else None
 
 
-def canonical_size(size: Any) -> Any:
+def canonical_size(size: _Value) -> _Value | str:
     """The service's form "W*H" (ASCII digits) of any size `parse_size` reads; anything else unchanged."""
     parsed = parse_size(size)
     return f"{parsed[0]}*{parsed[1]}" if parsed else size
 
 
-def canonical_style(style: Any) -> Any:
+def canonical_style(style: _Value) -> _Value | str:
     """"anime", "3d-cartoon", "<Watercolor>" -> the V1 style "<anime>", "<3d cartoon>", "<watercolor>".
 
     A text that names none of the ten styles is returned as given, so the error shows what was typed.
@@ -296,7 +300,7 @@ def add_history_options(parser: argparse.ArgumentParser) -> None:
 # ---- request -> option tokens (the panel's equivalent cell, the CLI round trip) ----------------
 
 
-def option_tokens(request: Any) -> list[str]:
+def option_tokens(request: GenerationRequest) -> list[str]:
     """The options that make `request` again, as argv tokens: -m, -n and --size always, then the rest.
 
     A value starting with "-" (a negative prompt "-blurry") is written `--flag=value`, so it is never
@@ -320,7 +324,7 @@ def option_tokens(request: Any) -> list[str]:
     return tokens
 
 
-def option_line(request: Any) -> str:
+def option_line(request: GenerationRequest) -> str:
     """`option_tokens` quoted for a POSIX shell-style split (IPython's `arg_split(..., posix=True)`).
 
     Raises ValueError when a value holds a line break: an option line is one line.

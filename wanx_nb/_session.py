@@ -25,7 +25,7 @@ from ._store import EntryState, JournalEntry, Store
 from ._validation import validate
 
 if TYPE_CHECKING:
-    from ._client import AsyncWanxClient
+    from ._client import AsyncWanxClient, InProcessService
 
 __all__ = ["MODES", "Phase", "Progress", "ResumeReport", "Run", "Session", "get_session", "set_session"]
 
@@ -86,10 +86,10 @@ class Session:
         mode: str | None = None,
         budget_yuan: float | None = None,
         client: AsyncWanxClient | None = None,
-        emulator: Any = None,
+        emulator: InProcessService | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client_args = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
+        self._client_args: dict[str, Any] = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
         self._client = client
         # Set when this session builds its own client (see `client()`).
         self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None

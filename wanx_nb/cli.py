@@ -10,7 +10,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._constants import ENV_STORE, env_store
 from ._exceptions import ValidationError, WanxError, redact
@@ -18,6 +18,9 @@ from ._params import OPTION_NAMES, add_history_options, add_request_options, nam
 from ._registry import CATALOG
 from ._request import DEFAULT_MODEL, GenerationRequest
 from ._validation import validate
+
+if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands that use it
+    from ._session import Session
 
 __all__ = ["main", "request_from_args"]
 
@@ -214,7 +217,7 @@ def _check_writable_dir(folder: Path, what: str) -> None:
         raise _CommandError(f"{what} {str(folder)!r}: that folder is not writable")
 
 
-def _session(args: argparse.Namespace) -> Any:
+def _session(args: argparse.Namespace) -> Session:
     from ._session import Session
 
     return Session(store=args.store) if args.store else Session()
@@ -344,9 +347,9 @@ def _read_manifest(path: str) -> dict[str, Any]:
         raise _CommandError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _CommandError(f"the manifest {path} is not JSON ({exc}); write one with `wanx-nb export`") from None
-    generations = manifest.get("generations") if isinstance(manifest, dict) else None
-    if not isinstance(generations, list):
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("generations"), list):
         raise _CommandError(f"the manifest {path} has no \"generations\" list; write one with `wanx-nb export`")
+    generations = manifest["generations"]
     for i, entry in enumerate(generations):
         where = f"the manifest {path}, generation {i + 1}"
         request = entry.get("request") if isinstance(entry, dict) else None

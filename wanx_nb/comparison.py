@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import rendering
 from ._exceptions import Problem, ValidationError
@@ -30,8 +30,12 @@ from ._params import OPTION_NAMES
 from ._png import add_provenance
 from ._registry import get_model
 from ._request import PARAMETERS
-from ._session import get_session
+from ._session import Session, get_session
 from ._version import __version__
+
+if TYPE_CHECKING:  # IPython loads only in a notebook
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import DisplayHandle
 
 __all__ = [
     "Axis",
@@ -172,7 +176,7 @@ class CompareGrid(Grid):
 
     def __getitem__(self, key: tuple[int, Any]) -> GenerationResult | BaseException | None:  # type: ignore[override]
         if len(key) == 3:
-            return super().__getitem__(key)  # type: ignore[arg-type]
+            return super().__getitem__(key)
         row, model = key
         return self.cell(row, model).outcome
 
@@ -201,7 +205,7 @@ def grid(
     z: Any = None,
     *,
     dry_run: bool = False,
-    session: Any = None,
+    session: Session | None = None,
     display: bool | None = None,
     preview_px: int = 200,
     **fixed: Any,
@@ -241,7 +245,7 @@ def compare(
     seed: int | None = None,
     dry_run: bool = False,
     *,
-    session: Any = None,
+    session: Session | None = None,
     display: bool | None = None,
     preview_px: int = 200,
     **params: Any,
@@ -268,7 +272,7 @@ def compare(
 
 
 def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: dict[str, Any], *,
-           dry_run: bool, session: Any, display: bool | None, preview_px: int) -> Grid:  # fmt: skip
+           dry_run: bool, session: Session | None, display: bool | None, preview_px: int) -> Grid:  # fmt: skip
     session = session if session is not None else get_session()
     unknown = sorted(set(fixed) - set(_FIXED_PARAMS))
     if unknown:
@@ -290,7 +294,7 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
     return built
 
 
-def _run(built: Grid, session: Any, keys: list[Key], handle: Any) -> None:
+def _run(built: Grid, session: Session, keys: list[Key], handle: DisplayHandle | None) -> None:
     """Run the distinct requests as one Run, refreshing the live display from this (the kernel's) thread."""
     from ._exceptions import RunInterruptedError
 
@@ -326,27 +330,29 @@ def _run(built: Grid, session: Any, keys: list[Key], handle: Any) -> None:
 # ---- notebook helpers --------------------------------------------------------------------------
 
 
-def _shell() -> Any:
+def _shell() -> InteractiveShell | None:
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
         return None
-    return get_ipython()
+    shell: InteractiveShell | None = get_ipython()  # unannotated in IPython
+    return shell
 
 
-def _in_kernel(shell: Any) -> bool:
+def _in_kernel(shell: InteractiveShell | None) -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _show_live(built: Grid, shell: Any) -> Any:
+def _show_live(built: Grid, shell: InteractiveShell | None) -> DisplayHandle:
     """State the plan once (a static output), and open an empty live view that fills in as cells finish."""
     from IPython.display import display
 
     display({"text/plain": str(built.plan)}, raw=True)
-    return display({"text/plain": ""}, raw=True, display_id=True)
+    handle: DisplayHandle = display({"text/plain": ""}, raw=True, display_id=True)  # a handle, with display_id
+    return handle
 
 
-def _refresh(handle: Any, built: Grid) -> None:
+def _refresh(handle: DisplayHandle, built: Grid) -> None:
     built._changed.clear()
     data, metadata = built.mimebundle()
     handle.update(data, metadata=metadata, raw=True)

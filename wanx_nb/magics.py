@@ -15,7 +15,8 @@ import hashlib
 import os
 import re
 import shutil
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -31,9 +32,21 @@ from ._magic_args import (
     parse_history_line,
 )
 
+if TYPE_CHECKING:  # annotations only: these load on first use (see the module docstring)
+    from ._models import GenerationResult
+    from ._request import GenerationRequest
+    from ._session import Session
+
 __all__ = ["WanxMagics"]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def _magic(marker: Callable[[str], object], name: str) -> Callable[[_Handler], _Handler]:
+    """`@cell_magic(name)` / `@line_magic(name)` as a typed decorator: IPython annotates the marker it
+    returns as a union with an unbound type variable, which mypy cannot apply to a method."""
+    return cast("Callable[[_Handler], _Handler]", marker(name))
 
 
 
@@ -86,9 +99,10 @@ class WanxMagics(Magics):
         self.session()
 
     def _explicit_settings(self) -> set[str]:
-        return self.__dict__.setdefault("_explicit", set())
+        explicit: set[str] = self.__dict__.setdefault("_explicit", set())
+        return explicit
 
-    def session(self) -> Any:
+    def session(self) -> Session:
         """The current Session, with the settings made here pushed to it."""
         from pathlib import Path
 
@@ -115,7 +129,7 @@ class WanxMagics(Magics):
 
     # ---- %%wanx --------------------------------------------------------------------------------
 
-    @cell_magic("wanx")
+    @_magic(cell_magic, "wanx")
     def wanx_cell(self, line: str, cell: str) -> Any:
         args = parse_cell_line(line)
         if args.help:
@@ -136,7 +150,7 @@ class WanxMagics(Magics):
             return self.handle_dry_run(args, request)
         return self.handle_generate(args, request)
 
-    def validate(self, request: Any) -> list[str]:
+    def validate(self, request: GenerationRequest) -> list[str]:
         """Check the request before anything is sent; every problem at once, as a UsageError."""
         from ._exceptions import ValidationError
         from ._validation import validate
@@ -146,7 +160,7 @@ class WanxMagics(Magics):
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
 
-    def handle_generate(self, args: CellArgs, request: Any) -> Any:
+    def handle_generate(self, args: CellArgs, request: GenerationRequest) -> Any:
         """Run one request as a Run with a live status; return the result (or the error) as the value."""
         from ._exceptions import RunInterruptedError, RunTimeoutError, WanxError
         from ._progress import LiveStatus
@@ -197,7 +211,7 @@ class WanxMagics(Magics):
             return False
         return getattr(self.shell, "kernel", None) is not None
 
-    def export(self, result: Any) -> list[str]:
+    def export(self, result: GenerationResult) -> list[str]:
         """Copy each stored full PNG to `output_dir` as `<model>_<seed>_<sha8>.png`; returns the paths.
 
         The content hash in the name means a copy never overwrites another image and the name does
@@ -206,7 +220,7 @@ class WanxMagics(Magics):
         if not self.output_dir:
             return []
         try:
-            return self._copy_out(result)
+            return self._copy_out(result, self.output_dir)
         except OSError as exc:  # after paying: the images are safe in the store; say so, never a traceback
             result.warnings.append(
                 f"could not copy the images to {self.output_dir!r} ({exc.strerror or exc}); they are saved in the "
@@ -214,27 +228,31 @@ class WanxMagics(Magics):
             )
             return []
 
-    def _copy_out(self, result: Any) -> list[str]:
-        os.makedirs(self.output_dir, exist_ok=True)
+    def _copy_out(self, result: GenerationResult, output_dir: str) -> list[str]:
+        os.makedirs(output_dir, exist_ok=True)
         paths = []
         for im in result.succeeded:
             source = im.path if im.path and os.path.exists(im.path) else None
-            if source is None and im.data is None:
-                continue
-            digest = im.sha256 or hashlib.sha256(im.data).hexdigest()
+            data = im.data
+            if source is not None:  # hashed from memory when held there, else from the stored file
+                digest = im.sha256 or _sha256(data if data is not None else _read(source))
+            elif data is not None:
+                digest = im.sha256 or _sha256(data)
+            else:
+                continue  # neither a stored file nor the bytes: nothing to copy
             seed = f"_{im.seed}" if im.seed is not None else ""
-            target = os.path.join(self.output_dir, f"{_SAFE_NAME.sub('_', result.model)}{seed}_{digest[:8]}.png")
+            target = os.path.join(output_dir, f"{_SAFE_NAME.sub('_', result.model)}{seed}_{digest[:8]}.png")
             if not os.path.exists(target):
-                if source:
+                if source is not None:
                     shutil.copyfile(source, target)
-                else:
+                elif data is not None:
                     with open(target, "wb") as fh:
-                        fh.write(im.data)
+                        fh.write(data)
             im.export_path = target
             paths.append(target)
         return paths
 
-    def handle_dry_run(self, args: CellArgs, request: Any) -> Any:
+    def handle_dry_run(self, args: CellArgs, request: GenerationRequest) -> Any:
         """Validate, estimate the cost and show the body that would be sent; send nothing."""
         import json
 
@@ -299,7 +317,7 @@ class WanxMagics(Magics):
         n = args.n if args.n is not None else self.default_n
         try:
             grid = compare(
-                prompts=[prompt], models=list(args.compare) or None, n=n, seed=seed, dry_run=args.dry_run, **params
+                prompts=[prompt], models=list(args.compare or ()) or None, n=n, seed=seed, dry_run=args.dry_run, **params
             )
         except (ValidationError, WanxError) as exc:
             raise UsageError(str(exc)) from None
@@ -337,7 +355,7 @@ class WanxMagics(Magics):
 
     # ---- %wanx SUBCOMMAND ----------------------------------------------------------------------
 
-    @line_magic("wanx")
+    @_magic(line_magic, "wanx")
     def wanx_line(self, line: str) -> Any:
         sub, _, rest = line.strip().partition(" ")
         if sub in ("", "-h", "--help"):
@@ -463,6 +481,15 @@ class WanxMagics(Magics):
 
 WanxMagics.wanx_cell.__doc__ = CELL_HELP
 WanxMagics.wanx_line.__doc__ = LINE_HELP
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def _no_args(sub: str, rest: str) -> None:

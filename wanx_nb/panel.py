@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipywidgets import (
     BoundedIntText,
@@ -52,14 +52,17 @@ from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
 from ._grid import Axis, parse_axis
 from ._grid_html import xyz_grid_html
-from ._grid_state import GridState, build_state
+from ._grid_state import GridState, Key, build_state
 from ._panel_status import StatusRow, cancel_text, status_rows
 from ._models import GenerationResult
 from ._params import BY_NAME, option_line
 from ._registry import CATALOG, ModelSpec, get_model
 from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
-from ._session import Phase, Progress, Run, get_session
+from ._session import Phase, Progress, Run, Session, get_session
 from ._validation import parse_size, validate
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
 
 __all__ = ["Panel", "magic_cell"]
 
@@ -154,7 +157,7 @@ class Panel(VBox):
 
     def __init__(
         self,
-        session: Any = None,
+        session: Session | None = None,
         *,
         model: str | None = None,
         prompt: str = "",
@@ -177,7 +180,7 @@ class Panel(VBox):
         self._ref_path: str | None = None
         self._result_handlers = CallbackDispatcher()
         self._static_output = static_output
-        self._static_handle: Any = None  # set when IPython displays the panel (_ipython_display_)
+        self._static_handle: DisplayHandle | None = None  # set when IPython displays the panel (_ipython_display_)
 
         first = get_model(model or DEFAULT_MODEL)
         self._build_widgets(first, prompt)
@@ -327,7 +330,7 @@ class Panel(VBox):
             return list(self._click.results) if self._click else []
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session:
         return self._session
 
     @property
@@ -483,7 +486,7 @@ class Panel(VBox):
 
     # ---- handlers: session (background thread) ---------------------------------------------------
 
-    def _on_session_progress(self, click: _Click, progress: Progress, keys: list[Any]) -> None:
+    def _on_session_progress(self, click: _Click, progress: Progress, keys: list[Key]) -> None:
         try:
             with self._lock:
                 click.progress[progress.index] = (progress, self._clock())
@@ -494,7 +497,7 @@ class Panel(VBox):
             self._show_error(exc, title="Panel error")
 
     def _on_session_result(self, click: _Click, index: int, outcome: GenerationResult | BaseException,
-                           keys: list[Any]) -> None:  # fmt: skip
+                           keys: list[Key]) -> None:  # fmt: skip
         try:
             if click.sweep is not None and keys:
                 click.sweep._on_result(keys, index, outcome)
@@ -597,7 +600,7 @@ class Panel(VBox):
         self._cost.value = text
 
     def _set_code(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
-        code = magic_cell(request if sweep is None or sweep.x.name != "seed" else request.replace(seed=None))
+        code = magic_cell(request if sweep is None or sweep.x is None or sweep.x.name != "seed" else request.replace(seed=None))
         if sweep is not None:  # the sweep's axes on the option line: the magic draws the same grid
             first, body = code.split("\n", 1)
             axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]

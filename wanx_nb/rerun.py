@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._models import GenerationResult
 from ._request import GenerationRequest
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 __all__ = ["RerunReport", "rerun_manifest"]
 
@@ -33,7 +36,7 @@ class RerunReport:
         return "\n".join(lines + [summary])
 
 
-def rerun_manifest(manifest: dict[str, Any], *, session: Any) -> RerunReport:
+def rerun_manifest(manifest: dict[str, Any], *, session: Session) -> RerunReport:
     """Run every generation of `manifest` again through `session` and compare image hashes."""
     entries = manifest.get("generations", [])
     requests = [GenerationRequest.from_dict(e["request"]) for e in entries]
