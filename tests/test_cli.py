@@ -75,8 +75,10 @@ def test_generate_writes_pngs_and_records_and_prints_a_summary(emulator, capsys,
         records.append(record)
         assert record["model"] == "wanx2.1-t2i-turbo"
         assert record["task_id"] and record["backend"] == "emulator"
-        assert record["image"]["actual_prompt"]
-        assert Path(record["image"]["path"]).is_relative_to(tmp_path / "store")  # $WANX_NB_STORE
+        (image,) = record["images"]  # the record narrowed to this image, as in the PNG's chunk
+        record["image"] = image
+        assert image["actual_prompt"]
+        assert (tmp_path / "store" / image["path"]).is_file()  # relative to the store: $WANX_NB_STORE
     assert sorted(r["image"]["seed"] for r in records) == [5, 6]
     assert len({r["task_id"] for r in records}) == 1
     assert len(emulator.requests("create")) == 1
