@@ -16,7 +16,7 @@ from typing import Any
 from ._request import GenerationRequest
 from ._version import __version__
 
-__all__ = ["SCHEMA_VERSION", "ImageProvenance", "Provenance", "store_relative"]
+__all__ = ["ImageProvenance", "Provenance", "SCHEMA_VERSION", "store_relative"]
 
 SCHEMA_VERSION = 2  # 1: the shapes before this module (no "schema" key)
 
