@@ -63,6 +63,10 @@ def test_the_store_rebuilds_the_full_result_from_its_record(tmp_path, emulator):
         assert [im.data for im in again.images] == [im.data for im in result.images]
     (sync_row,) = [r for r in store.history() if r.task_id is None]
     assert store.get(sync_row.entry_id).metadata() == results["sync"].metadata()
+    manifest = store.manifest()  # one record per generation, the same shape, the service added
+    kept = [results[k].provenance() for k in ("ok", "partial", "sync")]
+    assert [dataclasses.replace(Provenance.from_dict(e), service=None) for e in manifest["generations"]] == kept
+    assert {e["service"] for e in manifest["generations"]} == {"emulator"}
 
 
 def test_each_stored_png_carries_the_record_narrowed_to_its_image(tmp_path, emulator):
