@@ -167,7 +167,7 @@ def test_every_catalog_model_generates_through_the_cli(cli_emulator, capsys, tmp
     assert code == 0, err
     (png,) = sorted((tmp_path / "o").glob("*.png"))
     record = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))
-    assert record["model"] == model and record["image"]["seed"] == 3
+    assert record["model"] == model and record["images"][0]["seed"] == 3
     assert model in out
     sends = [r for r in cli_emulator.request_log if r.method == "POST"]
     assert len(sends) == 1 and (ASYNC_HEADER in {k.lower() for k in sends[0].headers}) is (model not in SYNC_ONLY)

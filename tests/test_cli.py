@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -20,8 +21,10 @@ from PIL import Image
 from wanx_nb import cli
 from wanx_nb._exceptions import ValidationError
 from wanx_nb._params import OPTION_NAMES
+from wanx_nb._provenance import Provenance
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
+from wanx_nb._store import read_png_provenance
 from wanx_nb._validation import validate
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings
 
@@ -75,8 +78,12 @@ def test_generate_writes_pngs_and_records_and_prints_a_summary(emulator, capsys,
         records.append(record)
         assert record["model"] == "wanx2.1-t2i-turbo"
         assert record["task_id"] and record["backend"] == "emulator"
-        assert record["image"]["actual_prompt"]
-        assert Path(record["image"]["path"]).is_relative_to(tmp_path / "store")  # $WANX_NB_STORE
+        (image,) = record["images"]  # the record narrowed to this image, as in the PNG's chunk
+        chunk = Provenance.from_dict(read_png_provenance(png))
+        assert Provenance.from_dict(record) == replace(chunk, service=None, entry_id=None, run_id=None, mode=None)
+        record["image"] = image
+        assert image["actual_prompt"]
+        assert (tmp_path / "store" / image["path"]).is_file()  # relative to the store: $WANX_NB_STORE
     assert sorted(r["image"]["seed"] for r in records) == [5, 6]
     assert len({r["task_id"] for r in records}) == 1
     assert len(emulator.requests("create")) == 1

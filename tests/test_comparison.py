@@ -254,7 +254,7 @@ def test_save_writes_one_labelled_png_and_a_manifest(session, tmp_path):
     assert ok["notes"][0].startswith("size 1024*768 → 1280*720")
     assert ok["task_id"] == grid[0, "wanx-v1"].task_id and ok["cost_yuan"] == pytest.approx(0.16)
     (im,) = ok["images"]
-    assert read_provenance(Path(im["path"]).read_bytes())["seed"] == DEFAULT_SEED
+    assert read_provenance(Path(im["path"]).read_bytes())["images"][0]["seed"] == DEFAULT_SEED
     assert im["sha256"] == grid[0, "wanx-v1"].images[0].sha256 and im["seed"] == DEFAULT_SEED
     failed = cells[(1, "wanx2.1-t2i-turbo")]
     assert failed["error"]["code"] == "DataInspectionFailed" and failed["images"] == [] and failed["cost_yuan"] == 0

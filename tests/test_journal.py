@@ -3,6 +3,7 @@
 import datetime as dt
 import io
 import uuid
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -56,8 +57,8 @@ def test_an_entry_goes_from_queued_to_done_and_costs_what_was_billed(tmp_path):
     store.update_status(entry.entry_id, "RUNNING")
     store.set_billed(entry.entry_id, 2)
     assert store.entry(entry.entry_id).state is EntryState.COLLECTING
-    paths = [store.save_image(entry.entry_id, image(i), {"elapsed_s": 1.0}) for i in range(2)]
-    store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED", result={"status": "SUCCEEDED", "backend": "emulator"})
+    paths = [store.save_image(entry.entry_id, image(i)) for i in range(2)]
+    store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED", result=store.journal_record(entry.entry_id))
     done = store.entry(entry.entry_id)
     assert (done.state, done.status, done.task_id, done.request_id) == (EntryState.DONE, "SUCCEEDED", "task-1", "req-1")
     assert (done.billed_images, done.saved_images, done.cost_yuan) == (2, 2, 0.28)
@@ -72,13 +73,13 @@ def test_done_is_refused_while_billed_images_are_not_saved_and_resume_sees_it(tm
     store = Store(tmp_path)
     entry = sent_entry(store)
     store.set_billed(entry.entry_id, 2)
-    store.save_image(entry.entry_id, image(0), {})
+    store.save_image(entry.entry_id, image(0))
     store.note_error(entry.entry_id, "DownloadError", "503 on image 1")
     store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED")
     assert store.entry(entry.entry_id).state is EntryState.COLLECTING
     assert [e.entry_id for e in store.unfinished(now=T0 + dt.timedelta(hours=1))] == [entry.entry_id]
     assert store.total_cost() == (2, 0.28)  # the bill, not the one download
-    store.save_image(entry.entry_id, image(1), {})
+    store.save_image(entry.entry_id, image(1))
     store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED")
     assert store.entry(entry.entry_id).state is EntryState.DONE
     assert store.unfinished(now=T0 + dt.timedelta(hours=1)) == []
@@ -156,9 +157,9 @@ def test_save_image_is_idempotent_per_entry_and_index(tmp_path):
     store = Store(tmp_path)
     entry = sent_entry(store)
     store.set_billed(entry.entry_id, 1)
-    first = store.save_image(entry.entry_id, image(0), {})
+    first = store.save_image(entry.entry_id, image(0))
     again = image(0)
-    assert store.save_image(entry.entry_id, again, {}) == first == again.path
+    assert store.save_image(entry.entry_id, again) == first == again.path
     assert store.entry(entry.entry_id).saved_images == 1
     assert len(list((tmp_path / "images").glob("*.png"))) == 1
 
@@ -169,11 +170,13 @@ def test_the_image_file_carries_the_entry_so_the_index_can_be_rebuilt(tmp_path):
     store = Store(tmp_path)
     entry = sent_entry(store, seed=None)
     store.set_billed(entry.entry_id, 1)
-    path = store.save_image(entry.entry_id, image(0), {"elapsed_s": 2.5})
+    record = replace(store.journal_record(entry.entry_id), elapsed_s=2.5)
+    path = store.save_image(entry.entry_id, image(0), record)
     chunk = read_file_provenance(path)
-    assert (chunk["entry_id"], chunk["service"], chunk["task_id"], chunk["index"]) == (entry.entry_id, "emulator", "task-1", 0)
-    assert chunk["given"].get("seed") is None and chunk["sent"]["seed"] == 42 and chunk["billed_images"] == 1
-    assert chunk["elapsed_s"] == 2.5
+    (im,) = chunk["images"]
+    assert (chunk["entry_id"], chunk["service"], chunk["task_id"], im["index"]) == (entry.entry_id, "emulator", "task-1", 0)
+    assert chunk["given"].get("seed") is None and chunk["request"]["seed"] == 42 and chunk["billed_images"] == 1
+    assert chunk["elapsed_s"] == 2.5 and chunk["request_id"] == "req-1"
 
 
 def test_history_pages_filters_and_shows_state(tmp_path):
@@ -183,7 +186,7 @@ def test_history_pages_filters_and_shows_state(tmp_path):
                        model="wanx2.1-t2i-plus" if i == 3 else "wanx2.1-t2i-turbo")  # fmt: skip
         if i == 6:
             store.set_billed(e.entry_id, 1)
-            store.save_image(e.entry_id, image(0), {})
+            store.save_image(e.entry_id, image(0))
     assert [r.task_id for r in store.history(limit=3)] == ["t6", "t5", "t4"]
     assert [r.task_id for r in store.history(limit=3, offset=3)] == ["t3", "t2", "t1"]
     assert [r.task_id for r in store.history(text="fox")] == ["t5", "t3", "t1"]

@@ -6,7 +6,7 @@ imports included, and checked against the table below. A module that is not in t
 test, so a new module has to be given a row.
 
     L0  _version, _constants, _exceptions            each other only
-    L1  _registry, _params, _request, _models, _png  L0-L1  (_models -> rendering lazily in _repr_mimebundle_ only)
+    L1  _registry, _params, _request, _models, _png  L0-L1  (_provenance: the record, below _models)  (_models -> rendering lazily in _repr_mimebundle_ only)
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _grid, _protocol, _backoff,     L0-L2
         _auth, _imagecheck, _reconcile,
@@ -43,7 +43,7 @@ ROOT = Path(wanx_nb.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0,
-    "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1,
+    "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1, "_provenance": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_scheduler": 3, "_store": 3, "_loop": 3,

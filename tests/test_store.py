@@ -57,8 +57,10 @@ def test_save_writes_content_named_pngs_with_full_provenance(tmp_path):
     assert first.path.endswith(f"{first.sha256}.png")
     prov = read_png_provenance(first.path)
     assert prov["task_id"] == "t-1" and prov["request_id"] == "r-1"
-    assert prov["seed"] == 7 and prov["model"] == "wanx2.1-t2i-turbo"
-    assert prov["orig_prompt"] == "一只红狐狸" and prov["actual_prompt"] == "一只红狐狸，高清"
+    (image,) = prov["images"]  # the record narrowed to this image
+    assert image["seed"] == 7 and image["index"] == 0 and prov["model"] == "wanx2.1-t2i-turbo"
+    assert image["orig_prompt"] == "一只红狐狸" and image["actual_prompt"] == "一只红狐狸，高清"
+    assert image["sha256"] == first.sha256 and image["path"] == f"images/{first.sha256}.png"
     assert prov["request"]["seed"] == 7 and prov["request"]["n"] == 2
     assert prov["backend"] == "emulator" and prov["wanx_nb_version"]
     assert prov["created_at"].endswith("+00:00")

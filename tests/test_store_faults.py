@@ -42,8 +42,8 @@ def saved_store(tmp_path, entries=2):
         store.set_billed(e.entry_id, 2)
         images = [image(i, color=(k, i, 99)) for i in range(2)]
         for im in images:
-            store.save_image(e.entry_id, im, {})
-        store.finish(e.entry_id, EntryState.DONE, status="SUCCEEDED", result={"status": "SUCCEEDED", "backend": "emulator"})
+            store.save_image(e.entry_id, im)
+        store.finish(e.entry_id, EntryState.DONE, status="SUCCEEDED", result=store.journal_record(e.entry_id))
         made.append(e)
         served[e.entry_id] = [im.data for im in images]
     return store, made, served
@@ -135,7 +135,7 @@ def test_a_store_deleted_mid_session_is_recreated_and_keeps_this_sessions_unfini
     shutil.rmtree(tmp_path / "store")
     store.update_status(live.entry_id, "RUNNING")
     store.set_billed(live.entry_id, 1)
-    store.save_image(live.entry_id, image(0), {})
+    store.save_image(live.entry_id, image(0))
     back = store.entry(live.entry_id)
     assert (back.task_id, back.status, back.saved_images) == ("in-flight", "RUNNING", 1)
     assert (tmp_path / "store" / "index.sqlite").exists()
@@ -187,7 +187,7 @@ FULL_DISK = textwrap.dedent(
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (len(big.data) // 2, resource.RLIM_INFINITY))
     try:
-        store.save_image(entry.entry_id, big, {})
+        store.save_image(entry.entry_id, big)
     except StoreError as exc:
         print("StoreError:", exc)
     """

@@ -37,8 +37,8 @@ WRITER = textwrap.dedent(
         store.set_billed(entry.entry_id, 1)
         im = image(0)
         im.data = png((ord(name), i, 7))
-        store.save_image(entry.entry_id, im, {})
-        store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED", result={"status": "SUCCEEDED"})
+        store.save_image(entry.entry_id, im)
+        store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED", result=store.journal_record(entry.entry_id))
         if i % every == 0:  # both processes claim one task on one service: exactly one may hold it
             claim = new_entry(f"claim {name} {i}", service="shared", run_id=name)
             store.record(claim)

@@ -1,18 +1,18 @@
-"""Plain data the client returns: Task, ImageResult, GenerationResult."""
+"""Plain data the client returns: Task, ImageResult, GenerationResult (its record: `_provenance`)."""
 
 from __future__ import annotations
 
 import enum
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ImageExpiredError
 from ._png import strip_provenance
+from ._provenance import ImageProvenance, Provenance, store_relative
 from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
-from ._version import __version__
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -138,22 +138,14 @@ class ImageResult:
         self.__dict__["_data"], self.__dict__["_released"] = None, True
         return True
 
-    def metadata(self) -> dict[str, Any]:
-        out = {
-            "index": self.index,
-            "seed": self.seed,
-            "size": self.size,
-            "url": self.url,
-            "orig_prompt": self.orig_prompt,
-            "actual_prompt": self.actual_prompt,
-            "path": self.path,
-            "sha256": self.sha256,
-        }
-        if self.code:
-            out.update(code=self.code, message=self.message)
-        if self.download_code:
-            out.update(download_code=self.download_code, download_error=self.download_error)
-        return {k: v for k, v in out.items() if v is not None}
+    def provenance(self) -> ImageProvenance:
+        """This image's part of the provenance record (its path relative to the store)."""
+        return ImageProvenance(
+            index=self.index, seed=self.seed, size=self.size, orig_prompt=self.orig_prompt,
+            actual_prompt=self.actual_prompt, sha256=self.sha256, path=store_relative(self.path), url=self.url,
+            code=self.code, message=self.message, download_code=self.download_code,
+            download_error=self.download_error,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         if not self.ok:
@@ -203,6 +195,10 @@ class GenerationResult:
     # Served from the local store in replay mode. It renders exactly as when it was recorded (a
     # replayed notebook gives the same outputs, byte for byte); the flag and the metadata say so.
     replayed: bool = False
+    # The request as the user gave it (None: as sent, `request`), and the create call's request id
+    # (`task.request_id` is the last poll's). Set by the Run; the client's own results leave them None.
+    given: GenerationRequest | None = None
+    create_request_id: str | None = None
 
     @property
     def model(self) -> str:
@@ -251,43 +247,42 @@ class GenerationResult:
     def paths(self) -> list[str]:
         return [im.path for im in self.images if im.path]
 
-    def metadata(self) -> dict[str, Any]:
-        """Provenance: everything needed to know how each image was made (never the API key)."""
-        return {
-            "wanx_nb_version": __version__,
-            "backend": self.backend,
-            "model": self.request.model,
-            "request": self.request.canonical(),
-            "task_id": self.task.task_id,
-            "request_id": self.task.request_id,
-            "status": self.task.status.value,
-            "submit_time": self.task.submit_time,
-            "end_time": self.task.end_time,
-            "created_at": self.created_at,
-            "usage": self.task.usage,
-            "cost_yuan": self.cost_yuan,
-            "elapsed_s": self.elapsed,  # unrounded: replay must show exactly what was shown
-            "warnings": list(self.warnings),
-            "images": [im.metadata() for im in self.images],
-            **({"replayed": True} if self.replayed else {}),
-        }
+    @property
+    def request_id(self) -> str | None:
+        """The create call's request id (a sync call's own); None for a task whose create id is unknown."""
+        return self.create_request_id if self.task.task_id is not None else self.task.request_id
 
-    def image_provenance(self, image: ImageResult) -> dict[str, Any]:
-        """The provenance written into one image's PNG: this result's, narrowed to the image."""
-        return {
-            "wanx_nb_version": __version__,
-            "backend": self.backend,
-            "model": self.request.model,
-            "request": self.request.canonical(),
-            "seed": image.seed,
-            "index": image.index,
-            "size": image.size,
-            "orig_prompt": image.orig_prompt or self.request.prompt,
-            "actual_prompt": image.actual_prompt,
-            "task_id": self.task.task_id,
-            "request_id": self.task.request_id,
-            "created_at": self.created_at,
-        }
+    def provenance(self) -> Provenance:
+        """The provenance record: everything needed to know how each image was made (never the API key)."""
+        return Provenance(
+            backend=self.backend, model=self.request.model, given=self.given or self.request, sent=self.request,
+            task_id=self.task.task_id, request_id=self.request_id, status=self.task.status.value,
+            submit_time=self.task.submit_time, end_time=self.task.end_time, created_at=self.created_at,
+            usage=self.task.usage, billed_images=self.billed_images, cost_yuan=self.cost_yuan,
+            elapsed_s=self.elapsed, warnings=tuple(self.warnings), replayed=self.replayed,
+            images=tuple(im.provenance() for im in self.images),
+        )  # fmt: skip
+
+    def metadata(self) -> dict[str, Any]:
+        """The provenance record as a JSON-ready dict (output metadata, the CLI's records)."""
+        return self.provenance().to_dict()
+
+    @classmethod
+    def from_provenance(cls, record: Provenance, images: list[ImageResult]) -> GenerationResult:
+        """The result a record describes; `images` carry what the record does not (bytes, absolute paths)."""
+        task = Task(
+            task_id=record.task_id, status=TaskStatus.parse(record.status), request_id=record.request_id,
+            submit_time=record.submit_time, end_time=record.end_time,
+            usage=record.usage, results=tuple({"url": im.url} for im in images if im.url),
+            emulator=record.backend == "emulator",
+        )  # fmt: skip
+        if task.usage is None and sum(1 for im in images if im.billed) != record.billed_images:
+            task = replace(task, usage={"image_count": record.billed_images})  # the bill wins over what is kept
+        return cls(
+            request=record.sent, task=task, images=images, backend=record.backend, elapsed=record.elapsed_s,
+            warnings=list(record.warnings), created_at=record.created_at, replayed=record.replayed,
+            given=record.given, create_request_id=record.request_id if record.task_id is not None else None,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         ok, total = len(self.succeeded), len(self.images)

@@ -29,6 +29,7 @@ from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
 from ._store import EntryState
+from ._store_read import stored_path
 
 if TYPE_CHECKING:
     from ._client import AsyncWanxClient
@@ -61,6 +62,10 @@ class Slot:
     saved: int = 0
     withdrawing: bool = False
     store_error: WanxError | None = None  # the first journal write that failed after sending
+    # For the provenance record: the request as given (None: `request`; resume reads it from the
+    # journal) and the create call's request id (a poll's answer carries its own).
+    given: GenerationRequest | None = None
+    create_request_id: str | None = None
     worker: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -131,7 +136,7 @@ class RequestSteps:
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
             assert task.task_id is not None  # only an async create reports a task (sync calls have none)
-            slot.task_id = task.task_id
+            slot.task_id, slot.create_request_id = task.task_id, task.request_id
             self._write(
                 slot, self._store.attach_task, task.task_id, status=task.status.value, request_id=task.request_id
             )
@@ -159,6 +164,7 @@ class RequestSteps:
         """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
         assert self._client is not None
         entry = self._store.entry(slot.entry_id)
+        slot.given, slot.create_request_id = entry.given, entry.request_id
         if entry.task_id is None and _is_sync(entry.sent or entry.given):
             if entry.state is EntryState.COLLECTING:
                 await self._collect_sync(slot, entry.sent or entry.given)
@@ -228,15 +234,14 @@ class RequestSteps:
         """Resume of a sync call whose billed images were not all saved: there is no task to ask
         again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
         assert self._client is not None
-        record = self._store.result_record(slot.entry_id) or {}
+        record = self._store.result_record(slot.entry_id)
         images = [
             ImageResult(
-                index=m["index"], seed=m.get("seed"), size=m.get("size") or "", url=m.get("url"),
-                orig_prompt=m.get("orig_prompt"), actual_prompt=m.get("actual_prompt"), path=m.get("path"),
-                code=m.get("code"), message=m.get("message"),
+                index=m.index, seed=m.seed, size=m.size, url=m.url, orig_prompt=m.orig_prompt,
+                actual_prompt=m.actual_prompt, path=stored_path(self._store.images_dir, m.path), code=m.code,
+                message=m.message,
             )
-            for m in record.get("images") or ()
-            if isinstance(m, dict) and "index" in m
+            for m in (record.images if record is not None else ())
         ]  # fmt: skip
         if not any(im.url and not im.path for im in images):
             self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
@@ -245,13 +250,13 @@ class RequestSteps:
         for image in images:
             if image.url and not image.path and image.code is None:
                 await self._client.fetch(image)
+        assert record is not None  # it held the URLs fetched above
         task = Task(
-            task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.get("request_id"), usage=record.get("usage"),
+            task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.request_id, usage=record.usage,
             results=tuple({"url": im.url} for im in images if im.url),
         )  # fmt: skip
         result = GenerationResult(
-            request=sent, task=task, images=images, backend=record.get("backend", self._service),
-            created_at=record.get("created_at"),
+            request=sent, task=task, images=images, backend=record.backend, created_at=record.created_at,
         )  # fmt: skip
         await self._save(slot, result)
 
@@ -265,15 +270,16 @@ class RequestSteps:
         """Save every billed image, then finish the entry (or leave it COLLECTING for resume)."""
         self._emit(slot, Phase.DOWNLOADING)
         result.warnings[:0] = [n for n in slot.notes if n not in result.warnings]
+        result.given = slot.given or slot.request
+        result.create_request_id = slot.create_request_id
         slot.billed = result.billed_images
         self._write(slot, self._store.set_billed, slot.billed)
         if self._on_billed is not None:
             self._on_billed(result.cost_yuan)
+        record = result.provenance()
         for image in result.images:
             if image.data is not None:
-                saved = await asyncio.to_thread(
-                    self._write, slot, self._store.save_image, image, result.image_provenance(image)
-                )
+                saved = await asyncio.to_thread(self._write, slot, self._store.save_image, image, record)
                 if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
                     image.download_error, image.download_code = str(slot.store_error), "StoreError"
             elif image.code is not None and image.download_code is None:
@@ -283,14 +289,14 @@ class RequestSteps:
         if missing and all(im.gone for im in missing):
             self._write(
                 slot, self._store.finish, EntryState.GONE, status=result.task.status.value, code="ImageExpired",
-                message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.metadata(),
+                message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.provenance(),
             )
         elif missing:
             details = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
             self._write(slot, self._store.note_error, missing[0].download_code, details)  # the whole story, for history
             reasons = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in missing))
             self._write(
-                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance()
             )
             result.warnings.append(
                 f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
@@ -300,7 +306,7 @@ class RequestSteps:
             return
         else:
             self._write(
-                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.metadata()
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance()
             )
         self._set_outcome(slot, Phase.DONE, result)
 

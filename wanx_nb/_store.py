@@ -19,25 +19,25 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
-import json
 import os
 import sqlite3
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ._journal import UNFINISHED_STATES, EntryState, JournalEntry, as_utc_iso, request_json, search_text, utc_iso
 from ._models import ImageResult
 from ._png import add_provenance, read_provenance
+from ._provenance import Provenance, store_relative
 from ._request import GenerationRequest
 from ._store_legacy import LegacyStoreMixin, UnfinishedTask
 from ._store_queries import StoreQueries
 from ._store_read import HistoryRow, read_stored_image, stored_path
 from ._store_repair import RebuildReport, StoreReport, integrity, rebuild
-from ._version import __version__
 
 __all__ = [
     "EntryState",
@@ -53,7 +53,7 @@ __all__ = [
 
 
 def read_png_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The provenance wanx_nb wrote into a PNG file, or None."""
+    """The provenance wanx_nb wrote into a PNG file, or None (`Provenance.from_dict` reads a store's)."""
     return read_provenance(Path(path).read_bytes())
 
 
@@ -158,8 +158,10 @@ class Store(StoreQueries, LegacyStoreMixin):
             db.execute("UPDATE entries SET billed_images=?, state=? WHERE entry_id=?",
                        (int(billed_images), state.value, entry_id))  # fmt: skip
 
-    def save_image(self, entry_id: str, image: ImageResult, provenance: dict[str, Any]) -> str:
-        """Write one served image (with provenance) atomically and record it; idempotent per (entry, index)."""
+    def save_image(self, entry_id: str, image: ImageResult, record: Provenance | None = None) -> str:
+        """Write one served image, with `record.for_image(index)` in its chunk, atomically and index it;
+        idempotent per (entry, index). The index keeps where the file is; the record keeps the rest.
+        Without a record (the result not built yet) the chunk holds what the journal knows."""
         if image.data is None:
             raise self._error(f"image {image.index} of entry {entry_id} has no bytes", "download it before saving")
         with self._read() as db:
@@ -174,14 +176,13 @@ class Store(StoreQueries, LegacyStoreMixin):
         sha = hashlib.sha256(image.data).hexdigest()
         path = self.images_dir / f"{sha}.png"
         if read_stored_image(str(path))[0] is None:  # absent (or damaged): write it
-            self._write_file(path, self._stamp(image, entry, provenance))
+            self._write_file(path, self._stamp(image, sha, entry, record or entry_record(entry)))
         with self._write() as db:
             inserted = db.execute(
-                "INSERT INTO images (entry_id, idx, sha256, path, seed, size, url, orig_prompt, actual_prompt)"
-                " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(entry_id, idx) DO UPDATE SET sha256=excluded.sha256,"
-                " path=excluded.path, code=NULL, message=NULL WHERE images.path IS NULL",
-                (entry_id, image.index, sha, str(path), image.seed, image.size, image.url, image.orig_prompt,
-                 image.actual_prompt),
+                "INSERT INTO images (entry_id, idx, sha256, path) VALUES (?,?,?,?) ON CONFLICT(entry_id, idx)"
+                " DO UPDATE SET sha256=excluded.sha256, path=excluded.path, code=NULL, message=NULL"
+                " WHERE images.path IS NULL",
+                (entry_id, image.index, sha, str(path)),
             ).rowcount  # fmt: skip
             if inserted:
                 text = db.execute("SELECT search_text FROM entries WHERE entry_id=?", (entry_id,)).fetchone()[0]
@@ -195,21 +196,16 @@ class Store(StoreQueries, LegacyStoreMixin):
         image.release()  # on disk now: read back on use, so a long batch does not hold every image in memory
         return str(path)
 
-    def _stamp(self, image: ImageResult, entry: JournalEntry, provenance: dict[str, Any]) -> bytes:
-        # Everything rebuild() needs to bring the entry back, next to the caller's provenance.
-        chunk = {
-            **provenance,
-            "wanx_nb_version": provenance.get("wanx_nb_version", __version__),
-            "entry_id": entry.entry_id, "run_id": entry.run_id, "service": entry.service, "backend": entry.backend,
-            "mode": entry.mode, "task_id": entry.task_id, "request_id": entry.request_id, "index": image.index,
-            "seed": image.seed, "size": image.size, "orig_prompt": image.orig_prompt or entry.given.prompt,
-            "actual_prompt": image.actual_prompt, "given": entry.given.to_dict(), "sent": entry.request.to_dict(),
-            "billed_images": entry.billed_images, "price_yuan": entry.price_yuan, "entry_created_at": entry.created_at,
-        }  # fmt: skip
-        chunk.setdefault("model", entry.request.model)
-        chunk.setdefault("request", entry.request.canonical())
+    def _stamp(self, image: ImageResult, sha: str, entry: JournalEntry, record: Provenance) -> bytes:
+        # The record narrowed to this image, with the journal's facts rebuild() needs to bring the entry back.
+        mine = replace(image.provenance(), sha256=sha, path=store_relative(f"{sha}.png"))
+        chunk = replace(
+            record, images=(mine,), given=entry.given, request_id=record.request_id or entry.request_id,
+            billed_images=max(record.billed_images, entry.billed_images), service=entry.service,
+            entry_id=entry.entry_id, run_id=entry.run_id, mode=entry.mode,
+        )  # fmt: skip
         try:
-            return add_provenance(image.data or b"", chunk)
+            return add_provenance(image.data or b"", chunk.for_image(image.index).to_dict())
         except ValueError:
             return image.data or b""  # not a PNG we can annotate: keep what was paid for, as served
 
@@ -246,7 +242,7 @@ class Store(StoreQueries, LegacyStoreMixin):
                        (entry_id, index, code, message))  # fmt: skip
 
     def finish(self, entry_id: str, state: EntryState, *, status: str | None = None, code: str | None = None,
-               message: str | None = None, result: dict[str, Any] | None = None,
+               message: str | None = None, result: Provenance | None = None,
                now: dt.datetime | None = None) -> None:  # fmt: skip
         """A final state. DONE while fewer images are saved than billed records COLLECTING instead."""
         if not state.is_final:
@@ -258,7 +254,7 @@ class Store(StoreQueries, LegacyStoreMixin):
                 "UPDATE entries SET state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
                 " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json) WHERE entry_id=?",
                 (state.value, status, code, message, utc_iso(now) if state.is_final else None,
-                 json.dumps(result, ensure_ascii=False) if result is not None else None, entry_id),
+                 result.to_json() if result is not None else None, entry_id),
             )  # fmt: skip
 
     # ---- the journal: reading ------------------------------------------------------------------
@@ -266,6 +262,10 @@ class Store(StoreQueries, LegacyStoreMixin):
     def entry(self, entry_id: str) -> JournalEntry:
         with self._read() as db:
             return self._row_entry(db, entry_id)
+
+    def journal_record(self, entry_id: str) -> Provenance:
+        """What the journal knows of an entry as a provenance record (no images yet)."""
+        return entry_record(self.entry(entry_id))
 
     def find_task(self, task_id: str, service: str | None = None) -> JournalEntry | None:
         sql, args = "SELECT * FROM entries WHERE task_id=?", [task_id]
@@ -320,3 +320,15 @@ class Store(StoreQueries, LegacyStoreMixin):
         """quick_check's verdict, indexed images missing on disk, and image files nobody indexed."""
         with self._lock:
             return integrity(self)
+
+
+def entry_record(entry: JournalEntry) -> Provenance:
+    """A journal entry as a provenance record without images: the request as given and as sent, the
+    task, the create's request id and the bill."""
+    sent = entry.request
+    return Provenance(
+        backend=entry.backend, model=sent.model, given=entry.given, sent=sent, task_id=entry.task_id,
+        request_id=entry.request_id, status=entry.status or "PENDING", created_at=entry.created_at,
+        billed_images=entry.billed_images, cost_yuan=entry.cost_yuan, service=entry.service,
+        entry_id=entry.entry_id, run_id=entry.run_id, mode=entry.mode,
+    )  # fmt: skip

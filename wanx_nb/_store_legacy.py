@@ -10,14 +10,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 import datetime as dt
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._exceptions import TaskError
 from ._journal import EntryState, JournalEntry, utc_iso
 from ._models import GenerationResult, ImageResult, Task
+from ._provenance import Provenance
 from ._registry import get_model
 from ._request import GenerationRequest
-from ._version import __version__
 
 __all__ = ["LegacyStoreMixin", "UnfinishedTask"]
 
@@ -45,17 +45,16 @@ class _JournalStore(Protocol):
     def _legacy_entry(self, task_id: str) -> JournalEntry | None: ...
     def record_submitted(self, task: Task, sent: GenerationRequest, *, backend: str,
                          given: GenerationRequest | None = None, mode: str = "live") -> None: ...  # fmt: skip
-    def _image_provenance(self, result: GenerationResult, im: ImageResult) -> dict[str, Any]: ...
     def record(self, entry: JournalEntry) -> None: ...
     def entry(self, entry_id: str) -> JournalEntry: ...
     def find_task(self, task_id: str, service: str | None = None) -> JournalEntry | None: ...
     def unfinished(self, *, max_age_hours: float = 24.0, now: dt.datetime | None = None) -> list[JournalEntry]: ...
     def note_error(self, entry_id: str, code: str | None, message: str) -> None: ...
     def set_billed(self, entry_id: str, billed_images: int) -> None: ...
-    def save_image(self, entry_id: str, image: ImageResult, provenance: dict[str, Any]) -> str: ...
+    def save_image(self, entry_id: str, image: ImageResult, record: Provenance) -> str: ...
     def record_image_failure(self, entry_id: str, index: int, code: str | None, message: str | None) -> None: ...
     def finish(self, entry_id: str, state: EntryState, *, status: str | None = None, code: str | None = None,
-               message: str | None = None, result: dict[str, Any] | None = None,
+               message: str | None = None, result: Provenance | None = None,
                now: dt.datetime | None = None) -> None: ...  # fmt: skip
 
 
@@ -119,28 +118,18 @@ class LegacyStoreMixin:
             assert entry is not None  # just recorded, and remembered as this object's own
         result.created_at = result.created_at or utc_iso()
         self.set_billed(entry.entry_id, result.task.image_count)
+        record = result.provenance()
         for im in result.images:
             if im.data is not None:
-                self.save_image(entry.entry_id, im, self._image_provenance(result, im))
+                self.save_image(entry.entry_id, im, record)
             elif not im.ok:
                 self.record_image_failure(entry.entry_id, im.index, im.code, im.message)
         if not self.entry(entry.entry_id).state.is_final:
             status = result.task.status.value
             state = _FINAL_BY_STATUS.get(status, EntryState.DONE)
             self.finish(entry.entry_id, state, status=status, code=result.task.code, message=result.task.message,
-                        result=result.metadata())  # fmt: skip
+                        result=result.provenance())  # fmt: skip
         return result
-
-    @staticmethod
-    def _image_provenance(result: GenerationResult, im: ImageResult) -> dict[str, Any]:
-        return {
-            "wanx_nb_version": __version__,
-            "backend": result.backend,
-            "model": result.request.model,
-            "request": result.request.canonical(),
-            "created_at": result.created_at,
-            "elapsed_s": result.elapsed,
-        }
 
     def unfinished_tasks(self: _JournalStore, *, max_age_hours: float = 24.0) -> list[UnfinishedTask]:
         """legacy: unfinished entries that hold a task id, young enough for the service to know them."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from ._exceptions import TaskCanceledError, TaskError, TaskFailedError, TaskUnknownError
 from ._journal import as_utc_iso, replay_key
 from ._models import GenerationResult
+from ._provenance import Provenance
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._store_db import StoreConnection
@@ -43,14 +44,12 @@ class StoreQueries(StoreConnection):
             row = db.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", args).fetchone()
             return self._result(db, row) if row else None
 
-    def result_record(self, entry_id: str) -> dict[str, Any] | None:
+    def result_record(self, entry_id: str) -> Provenance | None:
         """The provenance record `finish(result=...)` kept for an entry (every image, saved or not, with
         its URL), or None. Resume uses it for a sync call, which has no task to look up again."""
-        import json
-
         with self._read() as db:
             row = db.execute("SELECT result_json FROM entries WHERE entry_id=?", (entry_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+        return Provenance.from_json(row[0]) if row and row[0] else None
 
     def read_image(self, path: str | None) -> bytes | None:
         """A stored image's served bytes when the file is sound (structure, CRCs, size limits), else None.
@@ -131,7 +130,8 @@ class StoreQueries(StoreConnection):
         return int(images), round(float(yuan), 4)
 
     def manifest(self, task_ids: list[str] | None = None) -> dict[str, Any]:
-        """A JSON-ready manifest of saved generations: each request as sent and its images' hashes."""
+        """A JSON-ready manifest of saved generations: one provenance record (`Provenance.to_dict()`) each,
+        its "request" as sent and its images' hashes and paths (relative to the store)."""
         with self._read() as db:
             if task_ids is None:
                 rows = db.execute("SELECT * FROM entries WHERE result_json IS NOT NULL ORDER BY created_at, rowid").fetchall()
@@ -140,22 +140,8 @@ class StoreQueries(StoreConnection):
                     "SELECT * FROM entries WHERE (task_id=? OR entry_id=?) AND result_json IS NOT NULL"
                     " ORDER BY created_at DESC LIMIT 1", (t, t))]  # fmt: skip
             results = [(r, self._result(db, r)) for r in rows]
-        entries = [
-            {
-                "task_id": result.task_id,
-                "service": row["service"],
-                "backend": result.backend,
-                "request": result.request.to_dict(),
-                "images": [
-                    {"index": im.index, "seed": im.seed, "sha256": im.sha256, "actual_prompt": im.actual_prompt,
-                     "path": os.path.relpath(im.path, self.root) if im.path else None,
-                     **({"code": im.code, "message": im.message} if im.code else {})}
-                    for im in result.images
-                ],
-            }  # fmt: skip
-            for row, result in results
-        ]
-        return {"wanx_nb_manifest": 1, "wanx_nb_version": __version__, "generations": entries}
+        entries = [replace(result.provenance(), service=row["service"]).to_dict() for row, result in results]
+        return {"wanx_nb_manifest": 2, "wanx_nb_version": __version__, "generations": entries}
 
 
 def _default_size(model: str) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ._models import GenerationResult, ImageResult, Task, TaskStatus
+from ._models import GenerationResult, ImageResult
 from ._png import MAX_STORED_BYTES, check_png, strip_provenance
+from ._provenance import ImageProvenance, Provenance
 from ._request import GenerationRequest
 
-__all__ = ["HistoryRow", "image_from_row", "read_stored_image", "result_from_rows", "stored_path"]
+__all__ = ["HistoryRow", "read_stored_image", "result_from_rows", "stored_path"]
 
 STORED_MISSING = "StoredFileMissing"
 STORED_CORRUPT = "StoredFileCorrupt"
@@ -47,38 +48,51 @@ def stored_path(images_dir: Path, path: str | None) -> str | None:
     return str(images_dir / Path(path).name) if path else None
 
 
-def image_from_row(row: sqlite3.Row, images_dir: Path) -> ImageResult:
-    """One image row as an ImageResult, its bytes read and checked now (None with a code if unusable)."""
-    data, code, message = (None, row["code"], row["message"])
-    path = stored_path(images_dir, row["path"])
-    if row["code"] is None:
-        data, code, message = read_stored_image(path)
-        if data is None:
-            path = None  # never hand a bad file on: ImageResult.image would open (and maybe decode) it
-    return ImageResult(
-        index=row["idx"], seed=row["seed"], size=row["size"], url=row["url"], orig_prompt=row["orig_prompt"],
-        actual_prompt=row["actual_prompt"], code=code, message=message, data=data, path=path, sha256=row["sha256"],
+def _image(record: ImageProvenance, row: sqlite3.Row | None, images_dir: Path) -> ImageResult:
+    """One recorded image with its stored bytes read and checked now (None with a code if unusable)."""
+    image = ImageResult(
+        index=record.index, seed=record.seed, size=record.size, url=record.url, orig_prompt=record.orig_prompt,
+        actual_prompt=record.actual_prompt, code=record.code, message=record.message, sha256=record.sha256,
+        download_code=record.download_code, download_error=record.download_error,
     )  # fmt: skip
+    if row is not None and row["code"] is not None and record.code is None:
+        image.code, image.message = row["code"], row["message"]  # a per-image failure recorded on its own
+    if image.code is not None:
+        return image
+    path = stored_path(images_dir, row["path"] if row is not None and row["path"] else record.path)
+    if path is None and image.download_code is not None:
+        return image  # billed, never saved: the record says why (resume may fetch it while its URL lives)
+    data, code, message = read_stored_image(path)
+    if data is None:  # never hand a bad file on: ImageResult.image would open (and maybe decode) it
+        image.code, image.message = code, message
+        return image
+    image.data, image.path = data, path
+    image.sha256 = (row["sha256"] if row is not None else None) or image.sha256
+    image.download_code = image.download_error = None  # saved since (resume)
+    return image
 
 
 def result_from_rows(entry: sqlite3.Row, images: list[sqlite3.Row], images_dir: Path) -> GenerationResult:
-    """The saved result of an entry, as it was when recorded."""
-    meta = json.loads(entry["result_json"])
-    request = GenerationRequest.from_dict(json.loads(entry["sent_json"] or entry["given_json"]))
-    task = Task(
-        task_id=entry["task_id"] or meta.get("task_id") or entry["entry_id"],
-        status=TaskStatus.parse(meta.get("status") or entry["status"]),
-        request_id=meta.get("request_id", entry["request_id"]),
-        submit_time=meta.get("submit_time"),
-        end_time=meta.get("end_time"),
-        usage=meta.get("usage") or {"image_count": entry["billed_images"]},
-        emulator=entry["backend"] == "emulator",
+    """The saved result of an entry, rebuilt from its provenance record; the images table says which
+    files are stored now (resume may have saved more since the record was written)."""
+    sent_json, given_json = entry["sent_json"] or entry["given_json"], entry["given_json"]
+    record = Provenance.from_dict(
+        json.loads(entry["result_json"]),
+        sent=GenerationRequest.from_dict(json.loads(sent_json)),
+        given=GenerationRequest.from_dict(json.loads(given_json)),
     )
-    return GenerationResult(
-        request=request, task=task, images=[image_from_row(r, images_dir) for r in images],
-        backend=meta.get("backend", entry["backend"]), elapsed=meta.get("elapsed_s", 0.0),
-        warnings=meta.get("warnings", []), created_at=meta.get("created_at"),
-    )  # fmt: skip
+    rows = {r["idx"]: r for r in images}
+    recorded = {im.index: im for im in record.images}
+    sent = record.sent
+    for index in rows:  # an image saved after the record was written: its seed and size follow the request
+        if index not in recorded:
+            seed = sent.seed + index if sent.seed is not None else None
+            recorded[index] = ImageProvenance(index=index, seed=seed, size=sent.effective_size)
+    if record.task_id is None and entry["task_id"] is not None:
+        record = replace(record, task_id=entry["task_id"])  # adopted after the record was written
+    return GenerationResult.from_provenance(
+        record, [_image(recorded[i], rows.get(i), images_dir) for i in sorted(recorded)]
+    )
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ import json
 import os
 import sqlite3
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._exceptions import StoreError
 from ._journal import EntryState, create_schema, replay_key, search_text, utc_iso
 from ._png import read_file_provenance
+from ._provenance import Provenance
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._store_read import read_stored_image, stored_path
@@ -132,11 +133,11 @@ def migrate_v1(conn: sqlite3.Connection) -> None:
 # ---- rebuilding from the PNGs -------------------------------------------------------------------
 
 
-def _group_key(chunk: dict[str, Any]) -> str:
-    if chunk.get("entry_id"):
-        return str(chunk["entry_id"])
+def _group_key(record: Provenance) -> str:
+    if record.entry_id:
+        return record.entry_id
     # A v1 chunk: one entry per (backend, task id).
-    return f"v1:{chunk.get('backend')}:{chunk.get('task_id')}"
+    return f"v1:{record.backend}:{record.task_id}"
 
 
 def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int, int, list[str]]:
@@ -144,17 +145,18 @@ def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int,
 
     An entry already in the index only gains the image rows it lacks; a new one comes back DONE.
     """
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    groups: dict[str, list[tuple[str, Provenance]]] = {}
     unreadable = []
     for png in sorted(images_dir.glob("*.png")):
         try:
             chunk = read_file_provenance(str(png))
-        except (OSError, ValueError):
-            chunk = None
-        if not chunk or chunk.get("index") is None:
+            record = Provenance.from_dict(chunk) if chunk else None
+        except (OSError, ValueError, KeyError, TypeError):
+            record = None
+        if record is None or len(record.images) != 1:
             unreadable.append(str(png))
             continue
-        groups.setdefault(_group_key(chunk), []).append((str(png), chunk))
+        groups.setdefault(_group_key(record), []).append((str(png), record))
     added = indexed = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -165,12 +167,10 @@ def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int,
                 if conn.execute("SELECT 1 FROM entries WHERE entry_id=?", (entry_id,)).fetchone() is None:
                     _insert_rebuilt(conn, entry_id, files)
                     added += 1
-                for path, c in files:
+                for path, record in files:
                     indexed += conn.execute(
-                        "INSERT OR IGNORE INTO images (entry_id, idx, sha256, path, seed, size, orig_prompt,"
-                        " actual_prompt) VALUES (?,?,?,?,?,?,?,?)",
-                        (entry_id, int(c["index"]), Path(path).stem, path, c.get("seed"), c.get("size"),
-                         c.get("orig_prompt"), c.get("actual_prompt")),
+                        "INSERT OR IGNORE INTO images (entry_id, idx, sha256, path) VALUES (?,?,?,?)",
+                        (entry_id, record.images[0].index, Path(path).stem, path),
                     ).rowcount  # fmt: skip
                 conn.execute("UPDATE entries SET saved_images=(SELECT COUNT(*) FROM images WHERE entry_id=? AND"
                              " path IS NOT NULL) WHERE entry_id=?", (entry_id, entry_id))  # fmt: skip
@@ -188,36 +188,35 @@ def populate_from_pngs(conn: sqlite3.Connection, images_dir: Path) -> tuple[int,
     return added, indexed, unreadable
 
 
-def _insert_rebuilt(conn: sqlite3.Connection, entry_id: str, files: list[tuple[str, dict[str, Any]]]) -> None:
-    files.sort(key=lambda f: f[1]["index"])
-    path, c = files[0]
-    sent = GenerationRequest.from_dict(c.get("sent") or c.get("request") or {"prompt": c.get("orig_prompt") or ""})
-    given = GenerationRequest.from_dict(c["given"]) if c.get("given") else sent
+def _insert_rebuilt(conn: sqlite3.Connection, entry_id: str, files: list[tuple[str, Provenance]]) -> None:
+    files.sort(key=lambda f: f[1].images[0].index)
+    path, first = files[0]
+    sent, given = first.sent, first.given
     model = get_model(sent.model).name
-    service = c.get("service") or ("emulator" if c.get("backend") == "emulator" else "dashscope")
-    created = c.get("entry_created_at") or c.get("created_at") or utc_iso()
-    billed = max(int(c.get("billed_images") or 0), len(files))
-    meta = {
-        "backend": c.get("backend", "dashscope"), "model": model, "request": sent.canonical(),
-        "task_id": c.get("task_id"), "request_id": c.get("request_id"), "status": "SUCCEEDED",
-        "created_at": c.get("created_at") or created, "usage": {"image_count": billed},
-        "elapsed_s": c.get("elapsed_s", 0.0), "warnings": [], "rebuilt_from_png": True,
-    }  # fmt: skip
-    taken = conn.execute("SELECT 1 FROM entries WHERE service=? AND task_id=?", (service, c.get("task_id"))).fetchone()
+    service = first.service or ("emulator" if first.backend == "emulator" else "dashscope")
+    created = first.created_at or utc_iso()
+    billed = max(first.billed_images, len(files))
+    price = first.cost_yuan / first.billed_images if first.billed_images and first.cost_yuan else _price(model)
+    # The record of the whole request, put back together from its images' chunks.
+    record = replace(
+        first, images=tuple(f[1].images[0] for f in files), billed_images=billed, status="SUCCEEDED",
+        cost_yuan=round(price * billed, 4), service=None, entry_id=None, run_id=None, mode=None, replayed=False,
+    )  # fmt: skip
+    taken = conn.execute("SELECT 1 FROM entries WHERE service=? AND task_id=?", (service, first.task_id)).fetchone()
     if taken:
         service = f"{service}/dup-{entry_id[:8]}"  # the same id recorded twice (emulators before unique ids)
+    actual = [f[1].images[0].actual_prompt for f in files]
     conn.execute(
         "INSERT INTO entries (entry_id, run_id, service, backend, mode, state, model, prompt, replay_key, given_json,"
         " sent_json, task_id, status, created_at, sent_at, finished_at, request_id, billed_images, saved_images,"
         " price_yuan, result_json, actual_prompt, search_text, thumbnail)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (entry_id, c.get("run_id") or "rebuilt", service, c.get("backend", "dashscope"), c.get("mode", "live"),
+        (entry_id, first.run_id or "rebuilt", service, first.backend, first.mode or "live",
          EntryState.DONE.value if len(files) >= billed else EntryState.COLLECTING.value, model, given.prompt,
          replay_key(given), json.dumps(given.to_dict(), ensure_ascii=False),
-         json.dumps(sent.to_dict(), ensure_ascii=False), c.get("task_id"), "SUCCEEDED", created, created,
-         c.get("created_at") or created, c.get("request_id"), billed, 0, float(c.get("price_yuan") or _price(model)),
-         json.dumps(meta, ensure_ascii=False), c.get("actual_prompt"),
-         search_text(given.prompt, *(f[1].get("actual_prompt") for f in files)), path),
+         json.dumps(sent.to_dict(), ensure_ascii=False), first.task_id, "SUCCEEDED", created, created, created,
+         first.request_id, billed, 0, float(price), record.to_json(), next((a for a in actual if a), None),
+         search_text(given.prompt, *actual), path),
     )  # fmt: skip
 
 

@@ -241,10 +241,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     written = []
     # A sync call (sync-only models) has no task id: its request id names the files instead.
     ident = result.task_id or result.task.request_id or "sync"
+    provenance = result.provenance()
     for im in result.images:
         stem = f"{result.model}_{ident[:8]}_{im.index}"
-        record = {**result.metadata(), "image": im.metadata()}
-        record.pop("images")
+        record = provenance.for_image(im.index).to_dict()  # the same record as the PNG's chunk
         if im.path is not None:
             shutil.copyfile(im.path, out / f"{stem}.png")
             written.append(out / f"{stem}.png")
