@@ -7,13 +7,14 @@ import hashlib
 import importlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
 from wanx_nb._models import GenerationResult
-from wanx_nb._png import read_provenance
+from wanx_nb._png import read_provenance, strip_provenance
 from wanx_nb._registry import V1_SIZES, get_model
 from wanx_nb._session import Session
 from wanx_nb.comparison import (
@@ -252,7 +253,7 @@ def test_save_writes_one_labelled_png_and_a_manifest(session, tmp_path):
     assert ok["notes"][0].startswith("size 1024*768 -> 1280*720")
     assert ok["task_id"] == grid[0, "wanx-v1"].task_id and ok["cost_yuan"] == pytest.approx(0.16)
     (im,) = ok["images"]
-    assert hashlib.sha256(open(im["path"], "rb").read()).hexdigest() or im["sha256"]
+    assert hashlib.sha256(strip_provenance(Path(im["path"]).read_bytes())).hexdigest() == im["sha256"]
     assert im["sha256"] == grid[0, "wanx-v1"].images[0].sha256 and im["seed"] == DEFAULT_SEED
     failed = cells[(1, "wanx2.1-t2i-turbo")]
     assert failed["error"]["code"] == "DataInspectionFailed" and failed["images"] == [] and failed["cost_yuan"] == 0
