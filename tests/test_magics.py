@@ -2,7 +2,6 @@
 
 import os
 import re
-import sys
 import time
 import types
 
@@ -436,25 +435,26 @@ def test_keyboard_interrupt_shows_a_card_and_no_traceback(tmp_path, shell, monke
     assert task.status_at(slow.now()) == "CANCELED"
 
 
-def test_compare_calls_the_grid_with_the_prompt_models_and_params(shell, monkeypatch):
-    calls = []
-
-    def compare(prompts, models=None, n=1, seed=None, dry_run=False, **params):
-        calls.append(dict(prompts=prompts, models=models, n=n, seed=seed, dry_run=dry_run, **params))
-        return "grid"
-
-    monkeypatch.setitem(sys.modules, "wanx_nb.comparison", types.SimpleNamespace(compare=compare))
+def test_compare_passes_the_prompt_models_and_params_to_the_real_grid(shell, emulator):
     shell.user_ns["animal"] = "fox"
-    assert cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid",
-                "a {animal}") == "grid"
-    assert calls[-1] == dict(prompts=["a fox"], models=["wanx2.1-t2i-plus", "wanx-v1"], n=2, seed=9,
-                             dry_run=False, size="1024*1024")
-    assert shell.user_ns["grid"] == "grid"
-    cell(shell, "--compare --dry-run --negative blurry")
-    assert calls[-1]["models"] is None and calls[-1]["dry_run"] is True and calls[-1]["n"] == 1
-    assert calls[-1]["negative_prompt"] == "blurry"
-    cell(shell, "--compare wanx2.1-t2i-plus --reproducible")
-    assert calls[-1]["prompt_extend"] is False and "reproducible" not in calls[-1]
+    grid = cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid", "a {animal}")
+    assert shell.user_ns["grid"] is grid
+    assert grid.prompts == ("a fox",) and grid.models == ("wanx2.1-t2i-plus", "wanx-v1") and not grid.dry_run
+    assert grid.n == 2 and grid.seed == 9 and grid.asked == {"size": "1024*1024"}
+    sent = {c.json["model"]: c.json for c in emulator.requests("create")}
+    assert set(sent) == {"wanx2.1-t2i-plus", "wanx-v1"}
+    assert sent["wanx2.1-t2i-plus"]["input"]["prompt"] == "a fox"
+    assert sent["wanx2.1-t2i-plus"]["parameters"] == {**sent["wanx2.1-t2i-plus"]["parameters"], "n": 2, "seed": 9,
+                                                      "size": "1024*1024"}
+    assert sent["wanx-v1"]["parameters"]["seed"] == 9 and sent["wanx-v1"]["parameters"]["n"] == 2
+    creates = len(emulator.requests("create"))
+
+    plan = cell(shell, "--compare --dry-run --negative blurry")
+    assert plan.dry_run and len(plan.models) == 4 and plan.n == 1  # the guide's four models
+    assert plan.asked["negative_prompt"] == "blurry"
+    assert len(emulator.requests("create")) == creates  # a dry run sends nothing
+    plan = cell(shell, "--compare wanx2.1-t2i-plus --reproducible --dry-run")
+    assert plan.asked == {"prompt_extend": False}  # --reproducible means "no prompt rewriting" in a grid
 
 
 def test_compare_end_to_end_with_the_real_grid(shell):
