@@ -1,6 +1,7 @@
 """The comparison grid: layout, shared seed, parameter adaptation, dry runs, failures, the saved PNG."""
 
 import signal
+import sys
 import threading
 import time
 import hashlib
@@ -277,11 +278,20 @@ def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(tmp_p
     session = Session(store=tmp_path / "store", emulator=emulator)
     main = threading.main_thread().ident
 
+    def blocked_in_the_runs_wait() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("_run.py"):
+                return True
+            frame = frame.f_back
+        return False
+
     def interrupt_when_pending() -> None:  # what a kernel interrupt does to the blocked cell
-        deadline = time.monotonic() + 20
-        while len(emulator.tasks) < 2 and time.monotonic() < deadline:
+        # Both tasks exist (PENDING for ever) and compare() is in Run.result(): it stays there until
+        # interrupted, so the signal lands in the wait whatever the machine's speed.
+        deadline = time.monotonic() + 30  # a watchdog only: on a broken run the test fails, not hangs
+        while not (len(emulator.tasks) == 2 and blocked_in_the_runs_wait()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.3)  # compare() is blocked in the run's wait by now
         signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=interrupt_when_pending, daemon=True).start()

@@ -2,6 +2,7 @@
 
 import os
 import re
+import threading
 import time
 import types
 
@@ -352,12 +353,29 @@ def test_resume_with_nothing_left_says_so(shell):
     assert "nothing to resume" in repr(shell.run_line_magic("wanx", "resume"))
 
 
-def test_live_status_is_shown_then_replaced(tmp_path, shell):
-    # A 0.6 s task, so the status is drawn (every 0.2 s) while it runs, however promptly its end is seen.
-    set_session(Session(store=tmp_path / "slow", emulator=Emulator(EmulatorSettings(time_scale=0.05))))
+def test_live_status_is_shown_then_replaced(tmp_path, shell, monkeypatch):
+    from wanx_nb._progress import LiveStatus
+
+    # The task ends only when the service's fake clock moves, and that happens only once the status
+    # showing it running has been drawn: no race with how fast the machine is.
+    session, slow = slow_session(tmp_path, pending_seconds=0.0)
     shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
-    with capture_output() as captured:
-        result = cell(shell, "--seed 4")
+    original = LiveStatus.tick
+
+    def tick(self):
+        original(self)
+        if any(row.phase in ("pending", "running") for row in self.rows()):
+            slow.advance(1)  # a wanx2.1-t2i-turbo task here takes milliseconds; the wait times out at 600 s
+
+    monkeypatch.setattr(LiveStatus, "tick", tick)
+    # Should the status never be drawn, this ends the cell (at its 600 s wait timeout) instead of hanging.
+    watchdog = threading.Timer(60, lambda: slow.advance(3600))
+    watchdog.start()
+    try:
+        with capture_output() as captured:
+            result = cell(shell, "--seed 4")
+    finally:
+        watchdog.cancel()
     assert isinstance(result, GenerationResult)
     texts = [o.data.get("text/plain", "") for o in captured.outputs]
     assert any("wanx2.1-t2i-turbo:" in t for t in texts[:-1])  # the status while it ran
@@ -392,9 +410,9 @@ class FakeClockDriver:
         self._thread.join()
 
 
-def slow_session(tmp_path) -> tuple[Session, Emulator]:
+def slow_session(tmp_path, pending_seconds: float = 1e9) -> tuple[Session, Emulator]:
     """Tasks that wait PENDING for ever, on a fake clock that the run's deadline is measured on too."""
-    slow = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
+    slow = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=pending_seconds, query_qps=None))
     session = Session(store=tmp_path / "slow", emulator=slow, clock=slow.now)
     set_session(session)
     return session, slow
