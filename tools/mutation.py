@@ -1,0 +1,166 @@
+"""Mutation testing of the pure core with mutmut, one group of modules at a time (`make mutation`).
+
+Each group pairs core modules with the test files written for them, so a mutant of `_png` runs the store
+tests and not the whole suite; inside a group mutmut narrows further to the tests that called the mutated
+function. A group runs in its own copy of the tree (build/mutation/<group>/), so the checkout stays clean
+and a run that is stopped resumes where it was (mutmut keeps each verdict in mutants/*.meta).
+
+    python tools/mutation.py                    # every group, then the report
+    python tools/mutation.py store session      # some groups
+    python tools/mutation.py --report-only      # rewrite the report from what has run
+
+The report (bench/mutation-report.md) gives the score per module and lists every survivor with its diff;
+bench/mutation-equivalent.md explains the survivors judged equivalent (they count as killed in no score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "mutation"
+REPORT = ROOT / "bench" / "mutation-report.md"
+
+# group -> (modules mutated, tests run against them). `_protocol`, `_scheduler` and `_backoff` come last:
+# they change most often, and a changed function's verdicts are recomputed anyway.
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "validation": (["_validation", "_request"],
+                   ["test_validation", "test_request", "test_params", "test_regressions", "test_regressions_core"]),
+    "store": (["_png", "_journal", "_store", "_store_db", "_store_legacy", "_store_queries", "_store_read",
+               "_store_repair"],
+              ["test_store", "test_store_faults", "test_journal", "test_errors", "test_regressions"]),
+    "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions"]),
+    "protocol": (["_protocol"], ["test_protocol", "test_regressions"]),
+    "scheduler": (["_scheduler"], ["test_scheduler", "test_regressions"]),
+    "backoff": (["_backoff"], ["test_backoff", "test_client_wire", "test_regressions"]),
+}
+
+# mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into the report's columns.
+KILLED = {1, 3, 37, -24, 24, 152, 255, 36}  # a failing test, or a hang the timeout caught
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+
+
+def _mutmut_config(modules: list[str], tests: list[str]) -> str:
+    as_list = lambda items: "[" + ", ".join(json.dumps(i) for i in items) + "]"  # noqa: E731
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["wanx_nb"]\n'
+        f"only_mutate = {as_list([f'wanx_nb/{m}.py' for m in modules])}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
+        # Forked from a clean server, not from the process that ran the stats: the tests leave the
+        # session's background loop thread behind, and a fork of a process holding its locks hangs.
+        'process_isolation = "forkserver"\n'
+        f"pytest_add_cli_args_test_selection = {as_list([f'tests/{t}.py' for t in tests if (ROOT / 'tests' / f'{t}.py').exists()])}\n"
+    )
+
+
+def prepare(group: str) -> Path:
+    """The group's working tree: the package, the tests and a pyproject naming what to mutate."""
+    modules, tests = GROUPS[group]
+    work = WORK / group
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("wanx_nb", "tests"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore, dirs_exist_ok=True)
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("\n[tool.mutmut]")[0]
+    (work / "pyproject.toml").write_text(pyproject + _mutmut_config(modules, tests), encoding="utf-8")
+    return work
+
+
+def run(group: str, max_children: int) -> None:
+    work = prepare(group)
+    print(f"== {group}: {', '.join(GROUPS[group][0])}", flush=True)
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    subprocess.run(cmd, cwd=work, check=False, stdout=subprocess.DEVNULL)
+
+
+def verdicts(group: str) -> dict[str, dict[str, int | None]]:
+    """module -> {mutant name: exit code} from the group's mutmut metadata (empty before a run)."""
+    out = {}
+    for module in GROUPS[group][0]:
+        meta = WORK / group / "mutants" / "wanx_nb" / f"{module}.py.meta"
+        if meta.exists():
+            out[module] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    return out
+
+
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+out = {}
+for line in sys.stdin:
+    name, path = line.split()
+    diff = get_diff_for_mutant(name, path=path)
+    out[name] = "\\n".join(ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+print(json.dumps(out))
+"""
+
+
+def diffs(group: str, names: list[str]) -> dict[str, str]:
+    """The changed lines of each mutant, computed in one process per group."""
+    if not names:
+        return {}
+    modules = {n: n.split(".")[1] for n in names}
+    given = "".join(f"{n} wanx_nb/{m}.py\n" for n, m in modules.items())
+    shown = subprocess.run([sys.executable, "-c", _DIFFS], cwd=WORK / group, input=given, capture_output=True,
+                           text=True, check=False)
+    return json.loads(shown.stdout) if shown.returncode == 0 else {n: "(diff unavailable)" for n in names}
+
+
+def report() -> str:
+    rows, survivors, totals = [], [], [0, 0, 0, 0]
+    for group in GROUPS:
+        for module, codes in verdicts(group).items():
+            checked = [c for c in codes.values() if c is not None and c not in NO_TESTS]
+            killed = sum(1 for c in checked if c in KILLED)
+            alive = sorted(k for k, c in codes.items() if c in SURVIVED)
+            untested = sum(1 for c in codes.values() if c in NO_TESTS)
+            pending = sum(1 for c in codes.values() if c is None)
+            score = f"{100 * killed / len(checked):.1f} %" if checked else "-"
+            rows.append(f"| `{module}` | {len(codes)} | {killed} | {len(alive)} | {untested} | {pending} | {score} |")
+            totals = [totals[0] + len(checked), totals[1] + killed, totals[2] + len(alive), totals[3] + untested]
+            survivors += [(group, name) for name in alive]
+    score = f"{100 * totals[1] / totals[0]:.1f} %" if totals[0] else "-"
+    lines = [
+        "# Mutation testing of the pure core", "",
+        "Generated by `tools/mutation.py` (mutmut). Score = killed / checked; a mutant no test reaches counts",
+        "apart (\"no tests\"), a mutant not yet run is \"pending\". Equivalent survivors are explained in",
+        "bench/mutation-equivalent.md.", "",
+        "| module | mutants | killed | survived | no tests | pending | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        f"| **all** | | {totals[1]} | {totals[2]} | {totals[3]} | | **{score}** |", "",
+        "## Survivors", "",
+    ]
+    for group in GROUPS:
+        names = [name for g, name in survivors if g == group]
+        for name, diff in diffs(group, names).items():
+            lines += [f"### {name}", "```diff", diff, "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", metavar="GROUP", help=f"groups to run (default: all): {', '.join(GROUPS)}")
+    parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (default 2)")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the report")
+    args = parser.parse_args(argv)
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    if not args.report_only:
+        for group in args.groups or list(GROUPS):
+            run(group, args.max_children)
+    REPORT.write_text(report(), encoding="utf-8")
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
