@@ -14,6 +14,7 @@ import uuid
 import pytest
 from PIL import Image
 
+import wanx_nb
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._journal import EntryState, JournalEntry
 from wanx_nb._models import ImageResult
@@ -121,3 +122,60 @@ def test_a_rebuilt_entry_keeps_its_bill_when_fewer_images_were_saved_than_billed
     assert (back.billed_images, back.saved_images, back.state) == (2, 1, EntryState.COLLECTING)
     assert (back.task_id, back.request_id, back.run_id, back.service) == ("task-7", "req-7", "run-7", "dashscope")
     assert back.cost_yuan == pytest.approx(0.4)
+
+
+# ---- what an index failure tells the user ------------------------------------------------------------
+
+FAILURES = [
+    ("database is locked", "the index is busy (database is locked)", "another process holds it; try again in a moment"),
+    ("database table is busy", "the index is busy", "try again in a moment"),
+    ("attempt to write a readonly database", "cannot write the index", "make the directory writable or use another"
+     " store (Session(store=...) or WANX_NB_STORE)"),
+    ("attempt to write a read-only database", "cannot write the index", "make the directory writable"),
+    ("unable to open database file", "cannot write the index", "make the directory writable"),
+    ("database or disk is full", "could not write the index (database or disk is full): is the disk full?",
+     "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged,"
+     " `wanx-nb store rebuild` restores it from the images"),
+    ("disk I/O error", "is the disk full?", "free some space"),
+    ("file is not a database", "the index is damaged (file is not a database)", "run `wanx-nb store rebuild"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sqlite_says, problem, remedy", FAILURES, ids=[f[0] for f in FAILURES])
+def test_each_index_failure_names_its_cause_and_the_way_out(tmp_path, sqlite_says, problem, remedy):
+    store = Store(tmp_path / "store")
+    err = store._db_error(sqlite3.OperationalError(sqlite_says))
+    assert problem in err.problem and remedy in err.remedy
+    assert err.root == str(tmp_path / "store") and str(tmp_path / "store") in str(err)
+    if "cannot write" in problem:
+        assert str(store.db_path) in err.problem
+    if "damaged" in problem:
+        assert f"wanx-nb store rebuild {tmp_path / 'store'}" in err.remedy
+
+
+# ---- the manifest: a JSON others read ------------------------------------------------------------------
+
+
+def test_the_manifest_lists_each_generation_as_sent_with_its_images(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    client = AsyncWanxClient(emulator=emulator)
+    client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
+    session = Session(store=tmp_path / "store", client=client, clock=emulator.now)
+    requests = [GenerationRequest("a fox", model="wanx2.1-t2i-turbo", n=1, seed=4),
+                GenerationRequest("a cat EMU_PARTIAL_FAILURE", model="wanx2.1-t2i-turbo", n=2, seed=8)]
+    fox, cat = session.start(requests).result(on_tick=lambda: emulator.advance(3600))
+    store = session.store
+    manifest = store.manifest()
+    assert manifest["wanx_nb_manifest"] == 1 and manifest["wanx_nb_version"] == wanx_nb.__version__
+    first, second = manifest["generations"]
+    assert first == {
+        "task_id": fox.task_id, "service": "emulator", "backend": "emulator", "request": fox.request.to_dict(),
+        "images": [{"index": 0, "seed": 4, "sha256": fox.images[0].sha256, "actual_prompt": fox.images[0].actual_prompt,
+                    "path": f"images/{fox.images[0].sha256}.png"}],
+    }  # fmt: skip
+    failed = [im for im in second["images"] if "code" in im]
+    assert len(failed) == 1 and failed[0]["path"] is None and failed[0]["code"] and failed[0]["message"]
+    assert [im["index"] for im in second["images"]] == [0, 1]
+    only_cat = store.manifest([cat.task_id])
+    assert [g["task_id"] for g in only_cat["generations"]] == [cat.task_id]
+    assert store.manifest(["no-such-task"])["generations"] == []
