@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 
 # The whole run is about 5000 mutants, ~3 s each on a shared 2-core machine: by default the larger groups
 # run a systematic sample (every n-th mutant by name), which estimates their score; `--full` runs all.
-SAMPLE = {"store": 6, "session": 3, "protocol": 4, "scheduler": 2, "backoff": 2}
+SAMPLE = {"store": 10, "session": 4, "protocol": 6, "scheduler": 3, "backoff": 3}
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into the report's columns.
 KILLED = {1, 3, 37, -24, 24, 152, 36}  # a failing test, or a hang the CPU limit caught
@@ -82,12 +82,18 @@ def prepare(group: str) -> Path:
     return work
 
 
-def run(group: str, max_children: int, sample: int) -> None:
-    """Run the group's mutants; with `sample` > 1, every sample-th one (by name), the rest stay pending."""
+def run(group: str, max_children: int, sample: int, recheck: bool = False) -> None:
+    """Run the group's mutants; with `sample` > 1, every sample-th one (by name), the rest stay pending;
+    with `recheck`, only the survivors of an earlier run, against the tests as they are now."""
+    survivors = sorted(k for found in verdicts(group).values() for k, c in found.items() if c in SURVIVED)
     work = prepare(group)
     print(f"== {group}: {', '.join(GROUPS[group][0])}" + (f" (1 mutant in {sample})" if sample > 1 else ""), flush=True)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    if sample > 1:
+    if recheck:
+        if not survivors:
+            return
+        cmd += survivors
+    elif sample > 1:
         # Generate the mutants only: a filter that matches none stops mutmut right after generating them.
         subprocess.run([*cmd, "wanx_nb.no_such_mutant"], cwd=work, check=False, capture_output=True)
         codes = {k: c for found in verdicts(group).values() for k, c in found.items()}
@@ -199,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=f"groups to run (default: all): {', '.join(GROUPS)}")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (default 2)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report")
+    parser.add_argument("--recheck", action="store_true", help="run only the survivors again (after new tests)")
     parser.add_argument("--full", action="store_true",
                         help="every mutant of every group (default: a systematic sample of the larger groups, SAMPLE)")
     args = parser.parse_args(argv)
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     if not args.report_only:
         for group in args.groups or list(GROUPS):
-            run(group, args.max_children, 1 if args.full else SAMPLE.get(group, 1))
+            run(group, args.max_children, 1 if args.full else SAMPLE.get(group, 1), args.recheck)
     REPORT.write_text(report(), encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0
