@@ -24,7 +24,7 @@ BROKEN = [
     ({"model": "wanx2.1-t2i-turb"}, "model", "not a known model 'wanx2.1-t2i-turb'; did you mean 'wanx2.1-t2i-turbo' or"
      " 'wan2.1-t2i-turbo' or 'wanx2.0-t2i-turbo'; use one of " + ", ".join(MODELS)),
     ({"model": None}, "model", "a model id; use one of " + ", ".join(MODELS)),
-    ({"prompt": ""}, "prompt", "a non-empty text"),
+    ({"prompt": ""}, "prompt", "a non-empty text (Chinese or English)"),
     ({"negative_prompt": 3}, "negative_prompt", "a text"),
     ({"size": "10x"}, "size", "a size written W*H in whole pixels above 0, e.g. 1024*1024; W*H with each side between"
      " 512 and 1440"),
@@ -105,6 +105,9 @@ def test_warnings_say_what_the_server_will_change():
     assert no_ref == ["ref_strength and --ref-mode have no effect without ref_img"]
     region = validate(GenerationRequest("a", model="wanx-v1"), region="singapore")
     assert region == ["wanx-v1 is documented for beijing only, not singapore; the service may refuse it"]
+    region = validate(GenerationRequest("a", model="wanx2.1-t2i-plus"), region="frankfurt")
+    assert region == ["wanx2.1-t2i-plus is documented for beijing, singapore, virginia only, not frankfurt;"
+                      " the service may refuse it"]
 
 
 # ---- the replay key: recordings made by earlier versions must still be found ---------------------------
