@@ -179,3 +179,40 @@ def test_the_manifest_lists_each_generation_as_sent_with_its_images(tmp_path):
     only_cat = store.manifest([cat.task_id])
     assert [g["task_id"] for g in only_cat["generations"]] == [cat.task_id]
     assert store.manifest(["no-such-task"])["generations"] == []
+
+
+# ---- PNG provenance: the chunk's contents and the parser's messages ----------------------------------
+
+
+def _png(size=(300, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_stored_pngs_chunk_says_where_it_came_from_and_what_was_asked(recorded):
+    from wanx_nb._png import read_provenance
+
+    root, outcomes = recorded
+    for request, outcome in zip(REQUESTS, outcomes):
+        chunk = read_provenance(open(outcome.images[0].path, "rb").read())
+        assert (chunk["backend"], chunk["service"], chunk["mode"]) == ("emulator", "emulator", "record")
+        assert chunk["request"] == outcome.request.canonical() and chunk["model"] == outcome.request.model
+        assert chunk["given"] == request.to_dict() and chunk["wanx_nb_version"] == wanx_nb.__version__
+
+
+def test_the_png_parser_reads_dimensions_from_the_header_alone_and_names_what_is_wrong(tmp_path):
+    from wanx_nb._png import add_provenance, png_dimensions, read_file_provenance
+
+    data = _png()
+    assert png_dimensions(data[:24]) == (300, 200)  # signature + IHDR's length, type, width and height
+    with pytest.raises(ValueError, match=r"^not a PNG file \(no IHDR header\)$"):
+        png_dimensions(data[:23])
+    with pytest.raises(ValueError, match=r"^truncated PNG chunk header$"):
+        add_provenance(data[:12], {})
+    with pytest.raises(ValueError, match=r"^truncated PNG chunk b'IHDR'$"):
+        add_provenance(data[:20], {})
+    text = tmp_path / "not.png"
+    text.write_bytes(b"hello, not an image")
+    with pytest.raises(ValueError, match=r"^not a PNG file$"):
+        read_file_provenance(str(text))
