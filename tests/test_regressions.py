@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import time
 import uuid
 
 import httpx
@@ -51,6 +52,14 @@ def fake_clock_session(tmp_path, **kwargs) -> tuple[Session, Emulator]:
     client = AsyncWanxClient(emulator=emulator)
     client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
     return Session(store=tmp_path / "store", client=client, clock=emulator.now, **kwargs), emulator
+
+
+def wait_until(condition, seconds: float = 30.0) -> None:
+    """Wait for the background run to reach a state (the deadline is a watchdog, not a timing assumption)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.005)
 
 
 def finish_run(session: Session, emulator: Emulator, requests: list[GenerationRequest]) -> list:
@@ -264,3 +273,49 @@ def test_ctrl_c_in_a_blocked_result_cancels_pending_tasks_and_keeps_the_running_
     # (A create answered while the run was stopping can leave its task PENDING: it is kept for resume too.)
     assert "CANCELED" in status.values() and all(status[tid] in ("RUNNING", "PENDING") for tid in kept), status
     assert run.done()  # nothing left running in the background
+
+
+# ---- resume and cancel: what they leave in the journal and say ---------------------------------
+
+
+def test_resume_hands_each_recovered_result_to_its_callback_and_marks_expired_entries_gone(tmp_path):
+    session, emulator = fake_clock_session(tmp_path)
+    seen: list = []
+    run = session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=9)], on_progress=seen.append)
+    wait_until(lambda: any(e.task_id for e in list(seen)))  # the task exists on the service and in the journal
+    run._future.cancel()  # the kernel dies before the result is saved
+    emulator.advance(3600)
+    old = _entry(session.store, GenerationRequest("owl", n=1, seed=3),
+                 dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25), "task-too-old")
+    got: list = []
+    report = session.resume(on_result=got.append)
+    (recovered,) = report.recovered
+    assert got == [recovered] and recovered.saved_images == 1
+    assert [e.entry_id for e in report.expired] == [old.entry_id]
+    gone = session.store.entry(old.entry_id)
+    assert gone.state is EntryState.GONE and gone.code == "Expired" and "24 h" in gone.message
+    assert report.text() == ("recovered 1 task(s), 1 image(s) saved; "
+                             "1 gone for good (older than the service's 24 h): task-too-old")
+
+
+def test_a_canceled_task_is_recorded_canceled_and_the_summary_counts_every_request(tmp_path):
+    session, emulator = fake_clock_session(tmp_path)
+    seen: list = []
+    requests = [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)]
+    run = session.start(requests, on_progress=seen.append)
+    # The second request waits PENDING on the service behind the first (wanx-v1 runs one at a time).
+    wait_until(lambda: any(e.index == 1 and e.phase is Phase.PENDING for e in list(seen)))
+    canceled, running = run.cancel()
+    assert canceled
+    summary = run.summary()
+    assert summary.requests == 3 and list(summary.canceled) == canceled and list(summary.still_running) == running
+    for task_id in canceled:
+        entry = session.store.find_task(task_id)
+        assert (entry.state, entry.status, entry.message) == (EntryState.CANCELED, "CANCELED", "canceled while PENDING")
+    run.withdraw()
+    run.cancel()
+    emulator.advance(3600)
+    outcomes = run.result(on_tick=lambda: emulator.advance(3600))
+    for outcome in outcomes:
+        if isinstance(outcome, TaskCanceledError) and outcome.task_id in canceled:
+            assert outcome.code == "Canceled" and outcome.server_message == "canceled while PENDING (not billed)"
