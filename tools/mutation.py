@@ -38,7 +38,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["test_store", "test_store_faults", "test_journal", "test_errors", "test_regressions",
                "test_regressions_store"]),
     "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions"]),
-    "protocol": (["_protocol"], ["test_protocol", "test_regressions"]),
+    "protocol": (["_protocol"], ["test_protocol", "test_regressions", "test_regressions_protocol"]),
     "scheduler": (["_scheduler"], ["test_scheduler", "test_regressions"]),
     "backoff": (["_backoff"], ["test_backoff", "test_client_wire", "test_regressions"]),
 }
