@@ -90,3 +90,38 @@ def test_image_results_carry_prompts_seeds_and_say_why_an_item_has_no_image():
     assert (empty.seed, empty.code, empty.message, empty.url) == (9, "NoImage", "the result item has no url", None)
     extra = image_results(Task("t", TaskStatus.SUCCEEDED, results=({"url": "u"},) * 2), GenerationRequest("f", n=1, seed=3))
     assert [im.seed for im in extra] == [3, 4]  # more items than asked: the seeds go on
+
+
+# ---- the scheduler's bookkeeping -------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now, self.slept = 100.0, []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_a_free_submit_waits_nothing_and_a_throttle_is_never_shortened():
+    from wanx_nb._scheduler import Scheduler
+
+    clock = _Clock()
+    scheduler = Scheduler(clock=lambda: clock.now, sleep=clock.sleep)
+    assert scheduler.active("wanx-v1") == 0
+    assert await scheduler.submit_turn("wanx-v1", rps=2) == 0.0 and clock.slept == []
+    scheduler.throttled("wanx-v1", 30)
+    scheduler.throttled("wanx-v1", 5)  # a later, shorter hint does not cut the first pause short
+    scheduler.throttled("other-model", 100)  # another model's pause is its own
+    assert await scheduler.submit_turn("wanx-v1", rps=2) == pytest.approx(30.0)
+
+
+def test_a_task_behind_a_finished_one_starts_at_once_and_a_zero_duration_stays_zero():
+    from wanx_nb._scheduler import Slot
+
+    queue: dict = {}
+    first, second = Slot(queue, 1), Slot(queue, 1)
+    assert first.submitted("t-1", at=10.0, duration=0.0) == 10.0
+    assert queue["t-1"] == (10.0, 10.0)  # a task the service says takes no time takes none here
+    assert second.submitted("t-2", at=10.0, duration=5.0) == 10.0  # t-1 ends exactly when t-2 arrives

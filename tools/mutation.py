@@ -39,7 +39,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "test_regressions_store"]),
     "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions"]),
     "protocol": (["_protocol"], ["test_protocol", "test_regressions", "test_regressions_protocol"]),
-    "scheduler": (["_scheduler"], ["test_scheduler", "test_regressions"]),
+    "scheduler": (["_scheduler"], ["test_scheduler", "test_regressions", "test_regressions_protocol"]),
     "backoff": (["_backoff"], ["test_backoff", "test_client_wire", "test_regressions"]),
 }
 
