@@ -20,6 +20,8 @@ from PIL import Image
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
     AuthenticationError,
+    BudgetExceededError,
+    ConfigurationError,
     RunInterruptedError,
     TaskCanceledError,
     TaskError,
@@ -319,3 +321,43 @@ def test_a_canceled_task_is_recorded_canceled_and_the_summary_counts_every_reque
     for outcome in outcomes:
         if isinstance(outcome, TaskCanceledError) and outcome.task_id in canceled:
             assert outcome.code == "Canceled" and outcome.server_message == "canceled while PENDING (not billed)"
+
+
+# ---- what a session promises before anything is sent --------------------------------------------
+
+
+def test_two_runs_started_side_by_side_cannot_both_spend_the_same_budget(tmp_path):
+    session, emulator = fake_clock_session(tmp_path, budget_yuan=0.30)
+    turbo = "wanx2.1-t2i-turbo"  # ¥0.14 an image
+    assert session.estimate_cost([GenerationRequest("a", model=turbo, n=2), GenerationRequest("b", model=turbo, n=1)]) \
+        == (3, pytest.approx(0.42))
+    first = session.start([GenerationRequest("fox", model=turbo, n=2, seed=1)])  # ¥0.28 reserved, not yet billed
+    with pytest.raises(BudgetExceededError) as info:
+        session.start([GenerationRequest("fox", model=turbo, n=1, seed=5)])  # ¥0.14 > the ¥0.02 left
+    assert info.value.remaining == pytest.approx(0.02)
+    first.result(on_tick=lambda: emulator.advance(3600))
+    (entry,) = session.store.history(limit=None)
+    assert entry.state == "done" and entry.images == 2
+
+
+def test_the_journal_says_nothing_was_saved_before_anything_was_sent(tmp_path):
+    session, emulator = fake_clock_session(tmp_path)
+    seen: list = []
+    session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)], on_progress=seen.append)
+    wait_until(lambda: any(e.task_id for e in list(seen)))
+    (entry,) = session.store.unfinished()
+    assert (entry.saved_images, entry.billed_images) == (0, 0)
+
+
+def test_an_unknown_mode_is_refused_naming_it_and_the_choices(tmp_path):
+    with pytest.raises(ConfigurationError) as info:
+        Session(store=tmp_path / "store", mode="playback")
+    assert "'playback'" in str(info.value) and "live, record, replay" in str(info.value)
+
+
+def test_a_retry_after_of_zero_means_retry_now():
+    from wanx_nb._backoff import parse_retry_after
+
+    assert parse_retry_after({"retry-after": "0"}) == 0.0
+    assert parse_retry_after({"retry-after-ms": "0"}) == 0.0
+    assert parse_retry_after({"retry-after": "-3"}) == 0.0
