@@ -216,3 +216,14 @@ def test_the_png_parser_reads_dimensions_from_the_header_alone_and_names_what_is
     text.write_bytes(b"hello, not an image")
     with pytest.raises(ValueError, match=r"^not a PNG file$"):
         read_file_provenance(str(text))
+
+
+def test_a_chunk_claiming_more_than_2_gib_is_truncated_not_read_backwards():
+    import struct
+
+    from wanx_nb._png import add_provenance
+
+    data = _png()
+    hostile = data[:33] + struct.pack(">I", 0x8000_0000) + b"tEXt" + b"x" * 16  # length with the top bit set
+    with pytest.raises(ValueError, match=r"^truncated PNG chunk b'tEXt'$"):
+        add_provenance(hostile, {})
