@@ -125,3 +125,45 @@ def test_a_task_behind_a_finished_one_starts_at_once_and_a_zero_duration_stays_z
     assert first.submitted("t-1", at=10.0, duration=0.0) == 10.0
     assert queue["t-1"] == (10.0, 10.0)  # a task the service says takes no time takes none here
     assert second.submitted("t-2", at=10.0, duration=5.0) == 10.0  # t-1 ends exactly when t-2 arrives
+
+
+# ---- requests as built, error answers as read ------------------------------------------------------
+
+
+def test_every_request_names_its_workspace_and_a_list_sends_each_filter():
+    from wanx_nb._protocol import build_cancel, build_list, build_query
+
+    for wire in (build_cancel("t-1", workspace="ws-1"), build_query("t-1", workspace="ws-1"),
+                 build_list(workspace="ws-1")):
+        assert wire.headers == {"Accept": "application/json", "X-DashScope-WorkSpace": "ws-1"}
+    wire = build_list(api_key_id="key-7", status="running", model_name="wanx-v1", region="cn-beijing")
+    assert wire.params == {"page_no": "1", "page_size": "10", "model_name": "wanx-v1", "api_key_id": "key-7",
+                           "region": "cn-beijing", "status": "RUNNING"}
+
+
+def test_an_error_answer_keeps_its_headers_and_a_bounded_body():
+    from wanx_nb._protocol import parse_error, status_error
+
+    long = "x" * 5000
+    err = status_error(502, long, {"x-request-id": "r-7", "retry-after": "3"})  # as httpx gives them
+    assert err.headers == {"x-request-id": "r-7", "retry-after": "3"} and err.request_id == "r-7"
+    assert err.body == "x" * 4000 + "…"
+    assert status_error(500, b"", None).headers == {} and status_error(500, b"").message
+    xml = "  \n<Error><Code>AccessDenied</Code><Message>Request has expired.</Message></Error>"
+    assert parse_error(xml.encode()).code == "AccessDenied"
+
+
+def test_a_malformed_answer_is_quoted_in_full_up_to_200_characters():
+    body = {"unexpected": "y" * 300}
+    with pytest.raises(APIError) as info:
+        parse_task(body)
+    quoted = str(info.value).split("no 'output' object in ", 1)[1]
+    assert len(quoted) == 200 and quoted.endswith("…")
+
+
+def test_sizes_and_server_times_are_read_as_written():
+    from wanx_nb._protocol import parse_server_time, parse_size
+
+    assert parse_size("1024x768") == (1024, 768) and parse_size(" 720 * 1280 ") == (720, 1280)
+    when = parse_server_time("2025-01-08 16:00:00.123")
+    assert (when.year, when.month, when.day, when.minute, when.microsecond) == (2025, 1, 8, 0, 123000)
