@@ -1,7 +1,14 @@
 """The issue-11 mutations, made by hand: apply each, run its test in tests/test_regressions.py, expect a
 failure, restore the file. Run from a clean checkout: `python tools/hand_mutants.py [name filter...]`."""
-import pathlib, subprocess, sys
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# (name, file, text replaced, replacement, -k expression selecting the test that must fail)
 MUTANTS = [
  ("connect timeout on submit not retried", "wanx_nb/_client.py",
   "(httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)", "(httpx.ConnectError, httpx.PoolTimeout)", "connect_timeout"),
@@ -19,21 +26,33 @@ MUTANTS = [
  ("provenance chunk kept twice", "wanx_nb/_png.py", "        if _is_ours(ctype, body):\n            continue\n", "", "exactly_one_provenance"),
  ("provenance chunk after every chunk", "wanx_nb/_png.py", '        if ctype == b"IHDR":\n            parts.append(chunk)', '        if ctype != b"IEND":\n            parts.append(chunk)', "exactly_one_provenance"),
 ]
-only = sys.argv[1:]
-bad = 0
-for name, rel, old, new, k in MUTANTS:
-    if only and not any(o in name for o in only):
-        continue
-    path = ROOT / rel
-    original = path.read_text()
-    assert original.count(old) == 1, (name, original.count(old))
-    path.write_text(original.replace(old, new))
-    try:
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                            "tests/test_regressions.py", "-k", k], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    finally:
-        path.write_text(original)
-    killed = r.returncode not in (0, 5)  # 2: the mutant let Ctrl-C stop pytest itself
-    bad += not killed
-    print(f"{'KILLED ' if killed else 'SURVIVED'} {name}: {r.stdout.strip().splitlines()[-1]}", flush=True)
-sys.exit(bad)
+
+
+def check(only: list[str]) -> int:
+    """Apply each mutation (in place, restored afterwards), run its test; the number that survived."""
+    survived = 0
+    for name, rel, old, new, k in MUTANTS:
+        if only and not any(o in name for o in only):
+            continue
+        path = ROOT / rel
+        original = path.read_text()
+        if original.count(old) != 1:
+            print(f"STALE    {name}: the code it mutates changed; update MUTANTS", flush=True)
+            survived += 1
+            continue
+        path.write_text(original.replace(old, new))
+        try:
+            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                "tests/test_regressions.py", "-k", k], cwd=ROOT, capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+        finally:
+            path.write_text(original)
+        killed = r.returncode not in (0, 5)  # 2: the mutant let Ctrl-C stop pytest itself
+        survived += not killed
+        last = (r.stdout.strip().splitlines() or [""])[-1]
+        print(f"{'KILLED ' if killed else 'SURVIVED'} {name}: {last}", flush=True)
+    return survived
+
+
+if __name__ == "__main__":
+    raise SystemExit(check(sys.argv[1:]))
