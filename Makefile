@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: demo test test-fast bench system
+.PHONY: demo test test-fast bench system mutation
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,3 +35,8 @@ test-fast: $(PY)
 bench: $(PY)
 	$(PIP) -e '.[test]'
 	$(PY) bench/run.py
+
+# Mutation testing of the pure core; writes bench/mutation-report.md (see README "Mutation testing").
+mutation: $(PY)
+	$(PIP) -e '.[test,mutation]'
+	$(PY) tools/mutation.py

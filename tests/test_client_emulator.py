@@ -648,7 +648,8 @@ async def test_a_cancel_during_a_sent_submit_still_reports_the_task_then_cancels
 
 
 async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
-    emu = Emulator(EmulatorSettings(time_scale=0.2))
+    # The service's clock stands still: no task ever ends (and per-second rate windows would only fill).
+    emu = Emulator(EmulatorSettings(clock="fake", rate_limits=False))
     async with AsyncWanxClient(KEY, emulator=emu) as client:
         # wanx-v1 runs one task at a time, and the client keeps queue_ahead(1) more queued at the service.
         places = 1 + queue_ahead(1)
@@ -660,7 +661,7 @@ async def test_a_cancel_while_queued_for_a_slot_sends_nothing():
         queued.cancel()  # this one is still waiting client-side for a place
         with pytest.raises(asyncio.CancelledError):
             await queued
-        for job in sent:  # 6 s tasks: stop waiting for them (they stay on the server)
+        for job in sent:  # stop waiting for them (they stay on the server)
             job.cancel()
         await asyncio.gather(*sent, return_exceptions=True)
     assert len(emu.requests("create")) == places

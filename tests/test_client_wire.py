@@ -36,10 +36,18 @@ from wanx_nb._exceptions import (
 from wanx_nb._models import TaskStatus
 from wanx_nb._request import MAX_SEED, GenerationRequest
 
-KEY = "sk-wirekey-0123456789SECRET"
+KEY = "sk-" + "canary" + "wire" + "0123456789abcdef"  # built at run time, shaped like a real key
 BASE = "https://dashscope.aliyuncs.com/api/v1"
 
 Handler = Callable[[httpx.Request], httpx.Response]
+SCRIPTS: list[Script] = []
+
+
+@pytest.fixture(autouse=True)
+def no_unscripted_requests():
+    SCRIPTS.clear()
+    yield
+    assert [u for s in SCRIPTS for u in s.unexpected] == [], "the client sent requests no script expected"
 
 
 def created(task_id: str = "t-1") -> httpx.Response:
@@ -50,12 +58,22 @@ def task_body(status: str, task_id: str = "t-1", **extra: object) -> dict:
     return {"request_id": "r-q", "output": {"task_id": task_id, "task_status": status, **extra}}
 
 
-class Script:
-    """Replies in order per route; records every request."""
+class Repeat:
+    """A reply the script gives every time its route is asked again (a poll that keeps RUNNING)."""
 
-    def __init__(self, **routes: list[httpx.Response | Exception | Handler]) -> None:
+    def __init__(self, reply: httpx.Response | Exception | Handler) -> None:
+        self.reply = reply
+
+
+class Script:
+    """Strict: each route's replies in order, each used once (a `Repeat` for ever); any other request,
+    or one after the route's replies ran out, fails the test. Records every request."""
+
+    def __init__(self, **routes: list[httpx.Response | Exception | Handler | Repeat]) -> None:
         self.routes = {k: list(v) for k, v in routes.items()}
         self.requests: list[httpx.Request] = []
+        self.unexpected: list[str] = []
+        SCRIPTS.append(self)
 
     def route_of(self, request: httpx.Request) -> str:
         path = request.url.path
@@ -75,8 +93,10 @@ class Script:
         self.requests.append(request)
         queue = self.routes.get(self.route_of(request))
         if not queue:
+            # Kept as well as raised: the client may turn the AssertionError into an error of its own.
+            self.unexpected.append(f"{request.method} {request.url}")
             raise AssertionError(f"unscripted request {request.method} {request.url}")
-        reply = queue.pop(0) if len(queue) > 1 else queue[0]
+        reply = queue[0].reply if isinstance(queue[0], Repeat) else queue.pop(0)
         if isinstance(reply, Exception):
             raise reply
         if callable(reply):
@@ -139,7 +159,7 @@ def test_config_errors(monkeypatch):
 async def test_repr_shows_at_most_the_last_four_characters_of_the_key():
     client = AsyncWanxClient(KEY)
     assert KEY not in repr(client) and KEY[:-4] not in repr(client)
-    assert "CRET" in repr(client) and "dashscope" in repr(client)
+    assert f"…{KEY[-4:]}" in repr(client) and "dashscope" in repr(client)
     await client.aclose()
 
 
@@ -210,7 +230,7 @@ async def test_a_503_on_submit_is_retried_because_no_task_exists_yet():
 
 async def test_503s_on_submit_that_never_end_are_a_server_error_with_nothing_billed():
     unavailable = httpx.Response(503, json={"code": "ServiceUnavailable", "message": "Model is unavailable"})
-    script = Script(create=[unavailable])
+    script = Script(create=[unavailable] * 3)  # the first try and two retries
     client, _ = make_client(script, max_retries=2)
     with pytest.raises(ServerError) as info:
         await client.submit(REQ)
@@ -257,7 +277,7 @@ async def test_submit_errors_after_sending_are_outcome_unknown(exc):
 
 
 async def test_a_connection_never_made_on_submit_is_retried_then_says_nothing_was_sent():
-    script = Script(create=[httpx.ConnectError("[Errno 111] Connection refused")])
+    script = Script(create=[httpx.ConnectError("[Errno 111] Connection refused")] * 2)
     client, _ = make_client(script, max_retries=1)
     with pytest.raises(APIConnectionError) as info:
         await client.submit(REQ)
@@ -314,7 +334,7 @@ async def test_a_200_that_is_not_json_is_an_api_error():
 
 
 async def test_connection_errors_on_reads_are_retried_then_mapped_from_the_httpx_error():
-    script = Script(query=[httpx.ConnectError("[Errno 111] Connection refused")])
+    script = Script(query=[httpx.ConnectError("[Errno 111] Connection refused")] * 3)
     client, slept = make_client(script, max_retries=2)
     with pytest.raises(APIConnectionError) as info:
         await client.get_task("t-1")
@@ -325,7 +345,7 @@ async def test_connection_errors_on_reads_are_retried_then_mapped_from_the_httpx
 
 
 async def test_read_timeouts_become_api_timeout_errors():
-    script = Script(list=[httpx.ReadTimeout("timed out")])
+    script = Script(list=[httpx.ReadTimeout("timed out")] * 2)
     client, _ = make_client(script, max_retries=1)
     with pytest.raises(APITimeoutError) as info:
         await client.list_tasks()
@@ -334,7 +354,7 @@ async def test_read_timeouts_become_api_timeout_errors():
 
 
 async def test_wait_raises_wait_timeout_at_the_deadline_with_a_fake_clock():
-    script = Script(create=[created()], query=[httpx.Response(200, json=task_body("RUNNING"))])
+    script = Script(create=[created()], query=[Repeat(httpx.Response(200, json=task_body("RUNNING")))])
     client, _ = make_client(script)
     now = [0.0]
     client._clock = lambda: now[0]

@@ -2,20 +2,22 @@
 
 from pathlib import Path
 import signal
+import sys
 import threading
 import time
 import hashlib
 import importlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
 from wanx_nb._models import GenerationResult
-from wanx_nb._png import read_provenance
-from wanx_nb._registry import V1_SIZES
+from wanx_nb._png import read_provenance, strip_provenance
+from wanx_nb._registry import V1_SIZES, get_model
 from wanx_nb._session import Session
 from wanx_nb.comparison import (
     DEFAULT_SEED,
@@ -255,6 +257,7 @@ def test_save_writes_one_labelled_png_and_a_manifest(session, tmp_path):
     assert ok["task_id"] == grid[0, "wanx-v1"].task_id and ok["cost_yuan"] == pytest.approx(0.16)
     (im,) = ok["images"]
     assert read_provenance(Path(im["path"]).read_bytes())["images"][0]["seed"] == DEFAULT_SEED
+    assert hashlib.sha256(strip_provenance(Path(im["path"]).read_bytes())).hexdigest() == im["sha256"]
     assert im["sha256"] == grid[0, "wanx-v1"].images[0].sha256 and im["seed"] == DEFAULT_SEED
     failed = cells[(1, "wanx2.1-t2i-turbo")]
     assert failed["error"]["code"] == "DataInspectionFailed" and failed["images"] == [] and failed["cost_yuan"] == 0
@@ -266,11 +269,20 @@ def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(tmp_p
     session = Session(store=tmp_path / "store", emulator=emulator)
     main = threading.main_thread().ident
 
+    def blocked_in_the_runs_wait() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("_run.py"):
+                return True
+            frame = frame.f_back
+        return False
+
     def interrupt_when_pending() -> None:  # what a kernel interrupt does to the blocked cell
-        deadline = time.monotonic() + 20
-        while len(emulator.tasks) < 2 and time.monotonic() < deadline:
+        # Both tasks exist (PENDING for ever) and compare() is in Run.result(): it stays there until
+        # interrupted, so the signal lands in the wait whatever the machine's speed.
+        deadline = time.monotonic() + 30  # a watchdog only: on a broken run the test fails, not hangs
+        while not (len(emulator.tasks) == 2 and blocked_in_the_runs_wait()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.3)  # compare() is blocked in the run's wait by now
         signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=interrupt_when_pending, daemon=True).start()

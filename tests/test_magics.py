@@ -2,7 +2,7 @@
 
 import os
 import re
-import sys
+import threading
 import time
 import types
 
@@ -353,12 +353,29 @@ def test_resume_with_nothing_left_says_so(shell):
     assert "nothing to resume" in repr(shell.run_line_magic("wanx", "resume"))
 
 
-def test_live_status_is_shown_then_replaced(tmp_path, shell):
-    # A 0.6 s task, so the status is drawn (every 0.2 s) while it runs, however promptly its end is seen.
-    set_session(Session(store=tmp_path / "slow", emulator=Emulator(EmulatorSettings(time_scale=0.05))))
+def test_live_status_is_shown_then_replaced(tmp_path, shell, monkeypatch):
+    from wanx_nb._progress import LiveStatus
+
+    # The task ends only when the service's fake clock moves, and that happens only once the status
+    # showing it running has been drawn: no race with how fast the machine is.
+    session, slow = slow_session(tmp_path, pending_seconds=0.0)
     shell.run_line_magic("config", "WanxMagics.live_status = 'on'")
-    with capture_output() as captured:
-        result = cell(shell, "--seed 4")
+    original = LiveStatus.tick
+
+    def tick(self):
+        original(self)
+        if any(row.phase in ("pending", "running") for row in self.rows()):
+            slow.advance(1)  # a wanx2.1-t2i-turbo task here takes milliseconds; the wait times out at 600 s
+
+    monkeypatch.setattr(LiveStatus, "tick", tick)
+    # Should the status never be drawn, this ends the cell (at its 600 s wait timeout) instead of hanging.
+    watchdog = threading.Timer(60, lambda: slow.advance(3600))
+    watchdog.start()
+    try:
+        with capture_output() as captured:
+            result = cell(shell, "--seed 4")
+    finally:
+        watchdog.cancel()
     assert isinstance(result, GenerationResult)
     texts = [o.data.get("text/plain", "") for o in captured.outputs]
     assert any("wanx2.1-t2i-turbo:" in t for t in texts[:-1])  # the status while it ran
@@ -393,9 +410,9 @@ class FakeClockDriver:
         self._thread.join()
 
 
-def slow_session(tmp_path) -> tuple[Session, Emulator]:
+def slow_session(tmp_path, pending_seconds: float = 1e9) -> tuple[Session, Emulator]:
     """Tasks that wait PENDING for ever, on a fake clock that the run's deadline is measured on too."""
-    slow = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
+    slow = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=pending_seconds, query_qps=None))
     session = Session(store=tmp_path / "slow", emulator=slow, clock=slow.now)
     set_session(session)
     return session, slow
@@ -436,25 +453,26 @@ def test_keyboard_interrupt_shows_a_card_and_no_traceback(tmp_path, shell, monke
     assert task.status_at(slow.now()) == "CANCELED"
 
 
-def test_compare_calls_the_grid_with_the_prompt_models_and_params(shell, monkeypatch):
-    calls = []
-
-    def compare(prompts, models=None, n=1, seed=None, dry_run=False, **params):
-        calls.append(dict(prompts=prompts, models=models, n=n, seed=seed, dry_run=dry_run, **params))
-        return "grid"
-
-    monkeypatch.setitem(sys.modules, "wanx_nb.comparison", types.SimpleNamespace(compare=compare))
+def test_compare_passes_the_prompt_models_and_params_to_the_real_grid(shell, emulator):
     shell.user_ns["animal"] = "fox"
-    assert cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid",
-                "a {animal}") == "grid"
-    assert calls[-1] == dict(prompts=["a fox"], models=["wanx2.1-t2i-plus", "wanx-v1"], n=2, seed=9,
-                             dry_run=False, size="1024*1024")
-    assert shell.user_ns["grid"] == "grid"
-    cell(shell, "--compare --dry-run --negative blurry")
-    assert calls[-1]["models"] is None and calls[-1]["dry_run"] is True and calls[-1]["n"] == 1
-    assert calls[-1]["negative_prompt"] == "blurry"
-    cell(shell, "--compare wanx2.1-t2i-plus --reproducible")
-    assert calls[-1]["prompt_extend"] is False and "reproducible" not in calls[-1]
+    grid = cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid", "a {animal}")
+    assert shell.user_ns["grid"] is grid
+    assert grid.prompts == ("a fox",) and grid.models == ("wanx2.1-t2i-plus", "wanx-v1") and not grid.dry_run
+    assert grid.n == 2 and grid.seed == 9 and grid.asked == {"size": "1024*1024"}
+    sent = {c.json["model"]: c.json for c in emulator.requests("create")}
+    assert set(sent) == {"wanx2.1-t2i-plus", "wanx-v1"}
+    assert sent["wanx2.1-t2i-plus"]["input"]["prompt"] == "a fox"
+    assert sent["wanx2.1-t2i-plus"]["parameters"] == {**sent["wanx2.1-t2i-plus"]["parameters"], "n": 2, "seed": 9,
+                                                      "size": "1024*1024"}
+    assert sent["wanx-v1"]["parameters"]["seed"] == 9 and sent["wanx-v1"]["parameters"]["n"] == 2
+    creates = len(emulator.requests("create"))
+
+    plan = cell(shell, "--compare --dry-run --negative blurry")
+    assert plan.dry_run and len(plan.models) == 4 and plan.n == 1  # the guide's four models
+    assert plan.asked["negative_prompt"] == "blurry"
+    assert len(emulator.requests("create")) == creates  # a dry run sends nothing
+    plan = cell(shell, "--compare wanx2.1-t2i-plus --reproducible --dry-run")
+    assert plan.asked == {"prompt_extend": False}  # --reproducible means "no prompt rewriting" in a grid
 
 
 def test_compare_end_to_end_with_the_real_grid(shell):

