@@ -1,14 +1,13 @@
 """The comparison grid: layout, shared seed, parameter adaptation, dry runs, failures, the saved PNG."""
 
-from pathlib import Path
-import signal
-import sys
-import threading
-import time
 import hashlib
 import importlib
 import io
 import json
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from PIL import Image
 from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
 from wanx_nb._models import GenerationResult
 from wanx_nb._png import read_provenance, strip_provenance
-from wanx_nb._registry import V1_SIZES, get_model
+from wanx_nb._registry import V1_SIZES
 from wanx_nb._session import Session
 from wanx_nb.comparison import (
     DEFAULT_SEED,

@@ -458,7 +458,7 @@ def test_compare_passes_the_prompt_models_and_params_to_the_real_grid(shell, emu
     grid = cell(shell, "--compare wanx2.1-t2i-plus wanx-v1 -n 2 --seed 9 --size 1024x1024 -o grid", "a {animal}")
     assert shell.user_ns["grid"] is grid
     assert grid.prompts == ("a fox",) and grid.models == ("wanx2.1-t2i-plus", "wanx-v1") and not grid.dry_run
-    assert grid.n == 2 and grid.seed == 9 and grid.asked == {"size": "1024*1024"}
+    assert grid.n == 2 and grid.seed == 9 and grid.fixed["size"] == "1024*1024"  # the magic reads sizes in canonical form
     sent = {c.json["model"]: c.json for c in emulator.requests("create")}
     assert set(sent) == {"wanx2.1-t2i-plus", "wanx-v1"}
     assert sent["wanx2.1-t2i-plus"]["input"]["prompt"] == "a fox"
@@ -469,10 +469,10 @@ def test_compare_passes_the_prompt_models_and_params_to_the_real_grid(shell, emu
 
     plan = cell(shell, "--compare --dry-run --negative blurry")
     assert plan.dry_run and len(plan.models) == 4 and plan.n == 1  # the guide's four models
-    assert plan.asked["negative_prompt"] == "blurry"
+    assert plan.fixed["negative_prompt"] == "blurry"
     assert len(emulator.requests("create")) == creates  # a dry run sends nothing
     plan = cell(shell, "--compare wanx2.1-t2i-plus --reproducible --dry-run")
-    assert plan.asked == {"prompt_extend": False}  # --reproducible means "no prompt rewriting" in a grid
+    assert plan.fixed.get("prompt_extend") is False  # --reproducible means "no prompt rewriting" in a grid
 
 
 def test_compare_end_to_end_with_the_real_grid(shell):

@@ -1,11 +1,11 @@
 """The widget panel, driven without a browser: set `.value`, `click()`, assert on widget state."""
 
-from pathlib import Path
 import datetime as dt
 import inspect
 import io
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from ipywidgets import Layout, Widget

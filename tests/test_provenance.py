@@ -18,7 +18,7 @@ from wanx_nb._session import Session
 from wanx_nb._store import Store, read_png_provenance
 
 SYNC_MODEL = next(spec.name for spec in CATALOG_2026 if not preferred_protocol(get_model(spec.name)).is_async)
-JOURNAL_FIELDS = {"service": None, "entry_id": None, "run_id": None, "mode": None}
+JOURNAL_FIELDS = {"service": None, "entry_id": None, "run_id": None, "mode": None, "recorded_at": None}
 
 
 def png(color=(30, 60, 90)) -> bytes:

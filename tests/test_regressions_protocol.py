@@ -110,11 +110,11 @@ async def test_a_free_submit_waits_nothing_and_a_throttle_is_never_shortened():
     clock = _Clock()
     scheduler = Scheduler(clock=lambda: clock.now, sleep=clock.sleep)
     assert scheduler.active("wanx-v1") == 0
-    assert await scheduler.submit_turn("wanx-v1", rps=2) == 0.0 and clock.slept == []
+    assert await scheduler.submit_turn("wanx-v1", 2) == 0.0 and clock.slept == []
     scheduler.throttled("wanx-v1", 30)
     scheduler.throttled("wanx-v1", 5)  # a later, shorter hint does not cut the first pause short
     scheduler.throttled("other-model", 100)  # another model's pause is its own
-    assert await scheduler.submit_turn("wanx-v1", rps=2) == pytest.approx(30.0)
+    assert await scheduler.submit_turn("wanx-v1", 2) == pytest.approx(30.0)
 
 
 def test_a_task_behind_a_finished_one_starts_at_once_and_a_zero_duration_stays_zero():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+from pathlib import Path
 import sqlite3
 import uuid
 
@@ -166,15 +167,16 @@ def test_the_manifest_lists_each_generation_as_sent_with_its_images(tmp_path):
     fox, cat = session.start(requests).result(on_tick=lambda: emulator.advance(3600))
     store = session.store
     manifest = store.manifest()
-    assert manifest["wanx_nb_manifest"] == 1 and manifest["wanx_nb_version"] == wanx_nb.__version__
-    first, second = manifest["generations"]
-    assert first == {
-        "task_id": fox.task_id, "service": "emulator", "backend": "emulator", "request": fox.request.to_dict(),
-        "images": [{"index": 0, "seed": 4, "sha256": fox.images[0].sha256, "actual_prompt": fox.images[0].actual_prompt,
-                    "path": f"images/{fox.images[0].sha256}.png"}],
-    }  # fmt: skip
+    assert manifest["wanx_nb_manifest"] == 2 and manifest["wanx_nb_version"] == wanx_nb.__version__
+    first, second = manifest["generations"]  # each one the generation's provenance record
+    assert (first["task_id"], first["service"], first["backend"]) == (fox.task_id, "emulator", "emulator")
+    assert first["request"] == fox.request.to_dict() and first["given"] == requests[0].to_dict()
+    (image,) = first["images"]
+    assert (image["index"], image["seed"], image["sha256"], image["actual_prompt"], image["path"]) == (
+        0, 4, fox.images[0].sha256, fox.images[0].actual_prompt, f"images/{fox.images[0].sha256}.png"
+    )
     failed = [im for im in second["images"] if "code" in im]
-    assert len(failed) == 1 and failed[0]["path"] is None and failed[0]["code"] and failed[0]["message"]
+    assert len(failed) == 1 and failed[0].get("path") is None and failed[0]["code"] and failed[0]["message"]
     assert [im["index"] for im in second["images"]] == [0, 1]
     only_cat = store.manifest([cat.task_id])
     assert [g["task_id"] for g in only_cat["generations"]] == [cat.task_id]
@@ -195,9 +197,9 @@ def test_a_stored_pngs_chunk_says_where_it_came_from_and_what_was_asked(recorded
 
     root, outcomes = recorded
     for request, outcome in zip(REQUESTS, outcomes):
-        chunk = read_provenance(open(outcome.images[0].path, "rb").read())
+        chunk = read_provenance(Path(outcome.images[0].path).read_bytes())
         assert (chunk["backend"], chunk["service"], chunk["mode"]) == ("emulator", "emulator", "record")
-        assert chunk["request"] == outcome.request.canonical() and chunk["model"] == outcome.request.model
+        assert chunk["request"] == outcome.request.to_dict() and chunk["model"] == outcome.request.model
         assert chunk["given"] == request.to_dict() and chunk["wanx_nb_version"] == wanx_nb.__version__
 
 

@@ -1,6 +1,5 @@
 """Store faults: a damaged, truncated or lost index, a deleted or unwritable directory, a full disk, bad files."""
 
-from pathlib import Path
 import datetime as dt
 import os
 import shutil
@@ -10,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from pathlib import Path
 
 import pytest
 

@@ -89,6 +89,7 @@ class Provenance:
     entry_id: str | None = None
     run_id: str | None = None
     mode: str | None = None
+    recorded_at: str | None = None  # when the journal took the request (the store's; orders history)
     schema: int = field(default=SCHEMA_VERSION, compare=False)
 
     def for_image(self, index: int) -> Provenance:
@@ -121,7 +122,7 @@ class Provenance:
         }
         if self.replayed:
             out["replayed"] = True
-        for key in ("service", "entry_id", "run_id", "mode"):
+        for key in ("service", "entry_id", "run_id", "mode", "recorded_at"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -158,7 +159,8 @@ class Provenance:
             warnings=tuple(data.get("warnings") or ()), replayed=bool(data.get("replayed")),
             images=tuple(ImageProvenance.from_dict(im) for im in data.get("images") or ()),
             wanx_nb_version=data.get("wanx_nb_version") or "unknown", service=data.get("service"),
-            entry_id=data.get("entry_id"), run_id=data.get("run_id"), mode=data.get("mode"), schema=schema,
+            entry_id=data.get("entry_id"), run_id=data.get("run_id"), mode=data.get("mode"),
+            recorded_at=data.get("recorded_at"), schema=schema,
         )  # fmt: skip
 
 

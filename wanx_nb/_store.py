@@ -202,7 +202,7 @@ class Store(StoreQueries, LegacyStoreMixin):
         chunk = replace(
             record, images=(mine,), given=entry.given, request_id=record.request_id or entry.request_id,
             billed_images=max(record.billed_images, entry.billed_images), service=entry.service,
-            entry_id=entry.entry_id, run_id=entry.run_id, mode=entry.mode,
+            entry_id=entry.entry_id, run_id=entry.run_id, mode=entry.mode, recorded_at=entry.created_at,
         )  # fmt: skip
         try:
             return add_provenance(image.data or b"", chunk.for_image(image.index).to_dict())

@@ -194,13 +194,14 @@ def _insert_rebuilt(conn: sqlite3.Connection, entry_id: str, files: list[tuple[s
     sent, given = first.sent, first.given
     model = get_model(sent.model).name
     service = first.service or ("emulator" if first.backend == "emulator" else "dashscope")
-    created = first.created_at or utc_iso()
+    created = first.recorded_at or first.created_at or utc_iso()
     billed = max(first.billed_images, len(files))
     price = first.cost_yuan / first.billed_images if first.billed_images and first.cost_yuan else _price(model)
     # The record of the whole request, put back together from its images' chunks.
     record = replace(
         first, images=tuple(f[1].images[0] for f in files), billed_images=billed, status="SUCCEEDED",
-        cost_yuan=round(price * billed, 4), service=None, entry_id=None, run_id=None, mode=None, replayed=False,
+        cost_yuan=round(price * billed, 4), service=None, entry_id=None, run_id=None, mode=None, recorded_at=None,
+        replayed=False,
     )  # fmt: skip
     taken = conn.execute("SELECT 1 FROM entries WHERE service=? AND task_id=?", (service, first.task_id)).fetchone()
     if taken:
