@@ -18,7 +18,7 @@ from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
 from wanx_nb._session import Session
 from wanx_nb._store import EntryState
-from wanx_nb.emulator import Emulator, EmulatorSettings
+from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
 
 @pytest.fixture
@@ -192,3 +192,24 @@ def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):
     assert replay.done()
     (result,) = replay.result()
     assert result.replayed and events.phases() == [Phase.REPLAYED]
+
+
+def test_a_create_answered_while_stopping_is_canceled_too(tmp_path):
+    # The create is on the wire when Ctrl-C comes; it completes (a sent create always does), and its
+    # task, PENDING on the service, is canceled after the workers stop instead of being left to bill.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False, pending_seconds=1e9))
+    session = Session(store=tmp_path / "store", client=fast_client(emulator), clock=emulator.now)
+    emulator.script("create", Fault.delay(0.3))
+    events = Recorder()
+    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=1)], on_progress=events)
+    events.wait_for(has(Phase.SENDING))
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterruptedError) as caught:
+        run.result(on_tick=interrupt, tick=0.01)
+    (outcome,) = run.outcomes
+    (task,) = emulator.tasks.values()
+    assert isinstance(outcome, TaskCanceledError) and task.status_at(emulator.now()) == "CANCELED"
+    assert caught.value.summary.unfinished == () and task.task_id in caught.value.summary.canceled

@@ -250,6 +250,9 @@ class Run(RequestSteps):
             worker.cancel()
         if workers:
             await asyncio.wait(workers)
+        # A create that was on the wire finished while the workers stopped (a sent create always
+        # completes): its task is PENDING now, so cancel it too rather than let it run and bill.
+        await self._cancel(after_stop=True)
 
     async def _withdraw(self) -> int:
         count = 0
@@ -260,11 +263,15 @@ class Run(RequestSteps):
                 count += 1
         return count
 
-    async def _cancel(self) -> tuple[list[str], list[str]]:
+    async def _cancel(self, *, after_stop: bool = False) -> tuple[list[str], list[str]]:
         assert self._client is not None
         canceled, running = [], []
+        tried = set(self._canceled) | set(self._still_running)
         for slot in self._slots:
-            if slot.task_id is None or slot.phase.is_final or slot.phase is Phase.DOWNLOADING:
+            if slot.task_id is None or slot.phase is Phase.DOWNLOADING:
+                continue
+            stopped = after_stop and slot.phase is Phase.UNFINISHED and slot.task_id not in tried
+            if slot.phase.is_final and not stopped:
                 continue
             try:
                 await self._client.cancel(slot.task_id)
@@ -278,9 +285,11 @@ class Run(RequestSteps):
                     slot, self._store.finish, EntryState.CANCELED, status="CANCELED", message="canceled while PENDING"
                 )
                 error = TaskCanceledError(slot.task_id, "CANCELED", "Canceled", "canceled while PENDING (not billed)")
+                if stopped:
+                    slot.outcome = None  # it was "unfinished" only until this cancel went through
                 self._set_outcome(slot, Phase.CANCELED, error)
         self._canceled += [c for c in canceled if c not in self._canceled]
-        self._still_running = [r for r in running]
+        self._still_running = running if not after_stop else self._still_running + running
         return canceled, running
 
     # ---- the work (background loop) ---------------------------------------------------------------
