@@ -40,13 +40,6 @@ LOAD_TIMEOUT = 60_000  # ms
 # ---- the notebooks ----------------------------------------------------------------------------------
 
 
-def _kernel_env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WANX_NB_", "JUPYTER", "IPYTHON"))}
-    home = work / "kernel-home"
-    home.mkdir(exist_ok=True)
-    return env | {"HOME": str(home), "IPYTHONDIR": str(home / "ipython")}
-
-
 def _with_canary(nb):
     import nbformat
 
@@ -57,14 +50,12 @@ def _with_canary(nb):
     return nb
 
 
-def execute_comparison(root: Path, work: Path) -> None:
-    """Run a copy of the committed comparison notebook in `root` (its store lands in root/wanx_store)."""
+def committed_comparison(root: Path) -> None:
+    """The committed comparison notebook, outputs and all, as a fresh clone opens it (untrusted)."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(str(REPO / "notebooks" / COMPARISON), as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root)}})
-    client.execute(env=_kernel_env(work))  # no key: the kernel's session uses the emulator
+    assert any(cell.get("outputs") for cell in nb.cells), "the committed notebook has no outputs to look at"
     nbformat.write(_with_canary(nb), str(root / COMPARISON))
 
 
@@ -113,7 +104,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     work = tmp_path_factory.mktemp("outputs")
     root = work / "root"
     root.mkdir()
-    execute_comparison(root, work)
+    committed_comparison(root)
     write_sweep(root)
     with running_lab(root, work, COMPARISON) as server:
         yield server
