@@ -303,9 +303,12 @@ Gallery(results, title="wanx2.0-t2i-turbo: seeds 100-103", preview_px=192)
     code("""
 import wanx_nb
 
-provenance = wanx_nb.read_png_provenance(results[0].images[0].path)
-for key in ("model", "seed", "orig_prompt", "actual_prompt", "backend", "task_id", "request"):
-    print(f"{key:14} {provenance[key]}")
+record = wanx_nb.read_png_provenance(results[0].images[0].path)  # the request's record, narrowed to this image
+(image,) = record["images"]
+for key in ("model", "backend", "task_id", "request"):
+    print(f"{key:14} {record[key]}")
+for key in ("seed", "size", "orig_prompt", "actual_prompt", "sha256"):
+    print(f"{key:14} {image[key]}")
 """),
     md("## History and cost"),
     code("%wanx history --limit 4"),
