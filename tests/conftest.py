@@ -16,3 +16,39 @@ def emulator():
 def session(tmp_path, emulator):
     """A session on that emulator with its own store."""
     return Session(store=tmp_path / "store", emulator=emulator)
+
+
+@pytest.fixture
+def ipython_shell(tmp_path_factory):
+    """The process's InteractiveShell (IPython keeps one); when made here it writes nothing to ~/.ipython."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    if InteractiveShell.initialized():
+        return InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False
+    return InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
+
+
+@pytest.fixture
+def wanx_shell(ipython_shell, tmp_path, monkeypatch):
+    """That shell with `%load_ext wanx_nb` and a fresh WanxMagics (no %config left by an earlier test),
+    in the test's folder, with no DASHSCOPE_* / WANX_NB_* settings. Names a test adds to the user
+    namespace, and the session it sets, are dropped afterwards."""
+    from wanx_nb._session import set_session
+    from wanx_nb.magics import WanxMagics
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "WANX_NB_MODE", "WANX_NB_BUDGET_YUAN"):
+        monkeypatch.delenv(name, raising=False)
+    ip = ipython_shell
+    ip.run_line_magic("load_ext", "wanx_nb")
+    ip.config.pop("WanxMagics", None)
+    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
+    ip.register_magics(WanxMagics)
+    names = set(ip.user_ns)
+    yield ip
+    for name in set(ip.user_ns) - names:
+        ip.user_ns.pop(name, None)
+    set_session(None)

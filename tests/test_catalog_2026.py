@@ -342,30 +342,11 @@ async def test_frankfurt_serves_wan26_and_refuses_the_qwen_family_before_sending
 
 
 @pytest.fixture
-def shell(tmp_path, tmp_path_factory, monkeypatch, session):
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
+def shell(wanx_shell, session):
     from wanx_nb._session import set_session
-    from wanx_nb.magics import WanxMagics
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
-    monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
-    if InteractiveShell.initialized():
-        ip = InteractiveShell.instance()
-    else:
-        config = Config()
-        config.HistoryManager.enabled = False
-        ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
     set_session(session)
-    ip.run_line_magic("load_ext", "wanx_nb")
-    ip.config.pop("WanxMagics", None)
-    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
-    ip.register_magics(WanxMagics)
-    yield ip
-    set_session(None)
-    ip.user_ns.pop("res", None)
+    return wanx_shell
 
 
 @pytest.mark.parametrize("model", [spec.name for spec in CATALOG_2026])  # every protocol: T2I, IMG, MMG

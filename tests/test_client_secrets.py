@@ -14,7 +14,6 @@ import re
 import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from wanx_nb._auth import APIKeyAuth
 from wanx_nb._client import AsyncWanxClient
@@ -33,13 +32,8 @@ def canary(monkeypatch) -> str:
 
 
 @pytest.fixture
-def shell(tmp_path_factory):
-    if InteractiveShell.initialized():
-        ip = InteractiveShell.instance()
-    else:
-        config = Config()
-        config.HistoryManager.enabled = False
-        ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
+def shell(ipython_shell):
+    ip = ipython_shell
     mode = ip.InteractiveTB.mode
     ip.run_line_magic("xmode", "Verbose")
     yield ip

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 from wanx_nb import cli
 from wanx_nb._client import AsyncWanxClient
@@ -36,7 +34,6 @@ from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session, set_session
 from wanx_nb.comparison import compare
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
-from wanx_nb.magics import WanxMagics
 
 DEADLINE = 60.0  # seconds of real time before a call counts as a hang
 PROMPT = "a red fox in snow"
@@ -211,21 +208,8 @@ def drain_faults(emulator: Emulator, case: Case) -> None:
 
 
 @pytest.fixture
-def shell(tmp_path_factory, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
-    if InteractiveShell.initialized():
-        ip = InteractiveShell.instance()
-    else:
-        config = Config()
-        config.HistoryManager.enabled = False
-        ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
-    ip.run_line_magic("load_ext", "wanx_nb")
-    ip.config.pop("WanxMagics", None)
-    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
-    ip.register_magics(WanxMagics)
-    yield ip
-    set_session(None)
+def shell(wanx_shell):
+    return wanx_shell
 
 
 # ---- the surfaces ---------------------------------------------------------------------------------

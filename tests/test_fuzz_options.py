@@ -16,14 +16,11 @@ import shlex
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 from wanx_nb import cli
 from wanx_nb._session import Session, set_session
 from wanx_nb.emulator import Emulator, EmulatorSettings
-from wanx_nb.magics import WanxMagics
 
 CANARY = "sk-canary" + "".join(random.Random(7).choices("abcdef0123456789", k=24))  # built at run time
 V2 = ["wanx2.1-t2i-turbo", "wanx2.1-t2i-plus", "wanx2.0-t2i-turbo", "wan2.2-t2i-flash", "wan2.5-t2i-preview"]
@@ -115,26 +112,9 @@ def emulator():
 
 
 @pytest.fixture
-def shell(tmp_path, tmp_path_factory, monkeypatch, emulator):
-    monkeypatch.chdir(tmp_path)
-    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "WANX_NB_MODE", "WANX_NB_BUDGET_YUAN"):
-        monkeypatch.delenv(name, raising=False)
+def shell(wanx_shell, tmp_path, emulator):
     set_session(Session(store=tmp_path / "store", emulator=emulator))
-    if InteractiveShell.initialized():
-        ip = InteractiveShell.instance()
-    else:
-        config = Config()
-        config.HistoryManager.enabled = False
-        ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
-    ip.run_line_magic("load_ext", "wanx_nb")
-    ip.config.pop("WanxMagics", None)
-    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
-    ip.register_magics(WanxMagics)
-    names = set(ip.user_ns)
-    yield ip
-    for name in set(ip.user_ns) - names:
-        ip.user_ns.pop(name, None)
-    set_session(None)
+    return wanx_shell
 
 
 def test_malformed_magic_lines_are_clean_usage_errors_and_send_nothing(shell, emulator):

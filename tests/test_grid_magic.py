@@ -2,34 +2,17 @@
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from wanx_nb._session import Session, set_session
 from wanx_nb.comparison import Grid
 from wanx_nb.emulator import Emulator, EmulatorSettings
-from wanx_nb.magics import WanxMagics
 
 
 @pytest.fixture
-def shell(tmp_path, tmp_path_factory, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+def shell(wanx_shell, tmp_path):
     emulator = Emulator(EmulatorSettings(time_scale=0.001))
     set_session(Session(store=tmp_path / "store", emulator=emulator))
-    if InteractiveShell.initialized():
-        ip = InteractiveShell.instance()
-    else:
-        config = Config()
-        config.HistoryManager.enabled = False
-        ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
-    ip.run_line_magic("load_ext", "wanx_nb")
-    ip.config.pop("WanxMagics", None)
-    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
-    ip.register_magics(WanxMagics)
-    yield ip, emulator
-    ip.user_ns.pop("g", None)
-    set_session(None)
+    return wanx_shell, emulator
 
 
 def test_a_magic_grid_line_runs_the_axes_with_the_other_options_fixed(shell):

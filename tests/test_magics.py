@@ -3,13 +3,10 @@
 import os
 import re
 import threading
-import time
 import types
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 from IPython.utils.capture import capture_output
 
 from wanx_nb import rendering
@@ -18,15 +15,6 @@ from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session, get_session, set_session
 from wanx_nb.emulator import Emulator, EmulatorSettings
 from wanx_nb.magics import WanxMagics
-
-
-def ipython(tmp_path_factory):
-    """The process's InteractiveShell; when we create it, it writes nothing under ~/.ipython."""
-    if InteractiveShell.initialized():
-        return InteractiveShell.instance()
-    config = Config()
-    config.HistoryManager.enabled = False
-    return InteractiveShell.instance(config=config, ipython_dir=str(tmp_path_factory.mktemp("ipython")))
 
 
 @pytest.fixture
@@ -43,21 +31,10 @@ def session(tmp_path, emulator):
 
 
 @pytest.fixture
-def shell(tmp_path, tmp_path_factory, monkeypatch, session):
-    monkeypatch.chdir(tmp_path)  # output_dir "wanx_output" lands in the test's folder
-    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
-    monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
-    ip = ipython(tmp_path_factory)
-    ip.run_line_magic("load_ext", "wanx_nb")
-    # A fresh WanxMagics per test: forget settings earlier tests made with %config.
-    ip.config.pop("WanxMagics", None)
-    ip.configurables = [c for c in ip.configurables if not isinstance(c, WanxMagics)]
-    ip.register_magics(WanxMagics)
+def shell(wanx_shell, session):  # output_dir "wanx_output" lands in the test's folder
     saved_preview = rendering.options.preview_px
-    yield ip
+    yield wanx_shell
     rendering.options.preview_px = saved_preview
-    for name in ("res", "fox", "animal", "scene", "grid", "req"):
-        ip.user_ns.pop(name, None)
 
 
 def magics(ip):
