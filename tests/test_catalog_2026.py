@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import heapq
-import itertools
 import json
 from pathlib import Path
 
 import pytest
 from emulator.doc_examples_2026 import DOC_EXAMPLES
+from fake_time import FakeTime
 
 from wanx_nb import cli
 from wanx_nb._catalog_2026 import CATALOG_2026
@@ -233,40 +232,6 @@ def test_sync_results_replay_from_the_store(tmp_path, emulator):
 
 
 # ---- limits: 2 per minute on a fake clock, and the estimate ------------------------------------------
-
-
-class FakeTime:
-    """Sleeps on the emulator's fake clock; `drive()` advances it whenever the loop is idle."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emu = emulator
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._ids = itertools.count()
-
-    def now(self) -> float:
-        return self.emu.now()
-
-    async def sleep(self, seconds: float) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now() + max(seconds, 0.0), next(self._ids), fut))
-        await fut
-
-    async def drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            for _ in range(10_000):
-                await asyncio.sleep(0)
-                if not loop._ready:  # type: ignore[attr-defined]
-                    break
-            while self._sleepers and self._sleepers[0][2].done():
-                heapq.heappop(self._sleepers)
-            if self._sleepers:
-                at, _, fut = heapq.heappop(self._sleepers)
-                if at > self.now():
-                    self.emu.advance(at - self.now())
-                fut.set_result(None)
-            else:
-                await asyncio.sleep(0.001)
 
 
 async def test_a_qwen_image_max_grid_keeps_two_submits_per_minute_on_a_fake_clock():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import heapq
 import io
 import itertools
 import logging
@@ -45,47 +44,11 @@ from wanx_nb._models import GenerationResult, TaskStatus
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._scheduler import queue_ahead
+from fake_time import FakeTime
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
 
 KEY = "sk-emutest-0123456789SECRET"
 MODELS = ("wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo", "wanx-v1")
-
-
-class FakeTime:
-    """Sleeps on the emulator's fake clock; `drive()` advances it whenever the loop is idle."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emu = emulator
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._ids = itertools.count()
-
-    def now(self) -> float:
-        return self.emu.now()
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        fut = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now() + seconds, next(self._ids), fut))
-        await fut
-
-    async def drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            for _ in range(10_000):
-                await asyncio.sleep(0)
-                if not loop._ready:  # type: ignore[attr-defined]  # nothing else can run now
-                    break
-            while self._sleepers and self._sleepers[0][2].done():
-                heapq.heappop(self._sleepers)  # cancelled sleeps
-            if self._sleepers:
-                at, _, fut = heapq.heappop(self._sleepers)
-                if at > self.now():
-                    self.emu.advance(at - self.now())
-                fut.set_result(None)
-            else:
-                await asyncio.sleep(0.001)  # waiting on a thread (image rendering): let it finish
 
 
 class Harness:
