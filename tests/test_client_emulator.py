@@ -40,7 +40,7 @@ from wanx_nb._exceptions import (
     ValidationError,
     WaitTimeoutError,
 )
-from wanx_nb._models import GenerationResult, TaskStatus
+from wanx_nb._models import GenerationResult, Task, TaskStatus
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._scheduler import queue_ahead
@@ -103,12 +103,19 @@ async def test_every_endpoint_works_for_each_model(make, model, tmp_path):
     req = GenerationRequest("a lighthouse at dusk", model=model, n=2, size=size)
 
     submitted: list[tuple[str, GenerationRequest]] = []
+    create_ids: list[str | None] = []
     statuses: list[str] = []
-    result = await c.generate(req, on_submitted=lambda t, r: submitted.append((t.task_id, r)),
-                              on_status=lambda t: statuses.append(t.status.value))
+
+    def on_submitted(task: Task, sent: GenerationRequest) -> None:
+        submitted.append((task.task_id, sent))
+        create_ids.append(task.request_id)
+
+    result = await c.generate(req, on_submitted=on_submitted, on_status=lambda t: statuses.append(t.status.value))
     assert isinstance(result, GenerationResult) and result.backend == "emulator" and result.task.emulator
     assert result.task.status is TaskStatus.SUCCEEDED and submitted[0][0] == result.task_id
     assert statuses[-1] == "SUCCEEDED" and "PENDING" in statuses
+    # The create call's request id is kept (the one support asks about), not the last poll's.
+    assert create_ids[0] and result.create_request_id == create_ids[0] != result.task.request_id
     seed = result.request.seed
     assert seed is not None and submitted[0][1].seed == seed
     assert [(im.index, im.seed, im.size) for im in result.images] == [(0, seed, size), (1, seed + 1, size)]
@@ -218,7 +225,7 @@ async def test_list_tasks_pages_and_filters(make):
     page2 = await c.list_tasks(page_no=2, page_size=2)
     assert {i.task_id for i in page} | {i.task_id for i in page2} == {r.task_id for r in results}
     only_v1 = await c.list_tasks(model_name="wanx-v1", status=TaskStatus.SUCCEEDED)
-    assert [i.model_name for i in only_v1] == ["wanx-v1"]
+    assert [i.listed and i.listed.model_name for i in only_v1] == ["wanx-v1"]
     later = await c.list_tasks(start_time=_protocol.format_list_time(
         __import__("datetime").datetime.fromtimestamp(h.emu.now() + 3600, _protocol.SERVER_TZ)))
     assert later.total == 0

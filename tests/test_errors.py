@@ -113,18 +113,32 @@ def test_outcome_unknown_is_its_own_branch_and_never_advises_a_retry():
     assert "2026-01-01 08:00:00" in err.message  # the window the lookup uses, in UTC
 
 
-@pytest.mark.parametrize("cls, state", [(ex.TaskCanceledError, "CANCELED"), (ex.TaskUnknownError, "UNKNOWN")])
-def test_a_task_errors_own_state_is_what_the_store_records(tmp_path, cls, state):
-    # `status` is the HTTP status on every error; the store reads the task's state from `task_status`,
+@pytest.mark.parametrize(
+    "cls, state, entry_state",
+    [(ex.TaskCanceledError, "CANCELED", "canceled"), (ex.TaskUnknownError, "UNKNOWN", "gone")],
+)
+def test_a_task_errors_own_state_is_what_the_store_records(tmp_path, cls, state, entry_state):
+    # `status` is the HTTP status on every error; the journal keeps the task's state (`task_status`),
     # so replay raises the same error, not a FAILED one.
-    from wanx_nb._models import Task, TaskStatus
+    import uuid
+
+    from wanx_nb._journal import EntryState, JournalEntry, utc_iso
     from wanx_nb._request import GenerationRequest
     from wanx_nb._store import Store
 
     store = Store(tmp_path / "store")
     request = GenerationRequest("x", model="wanx-v1", n=1, seed=1)
-    store.record_submitted(Task("t-1", TaskStatus.PENDING), request, backend="emulator")
-    store.record_failure("t-1", cls("t-1", state, None, "gone"))
+    entry = JournalEntry(
+        entry_id=uuid.uuid4().hex, run_id="run-1", service="emulator", backend="emulator", mode="live",
+        state=EntryState.QUEUED, given=request, sent=None, task_id=None, status=None, created_at=utc_iso(),
+        sent_at=None, finished_at=None, request_id=None, code=None, message=None, billed_images=0, saved_images=0,
+        price_yuan=0.16,
+    )  # fmt: skip
+    store.record(entry)
+    store.mark_sending(entry.entry_id, request, utc_iso())
+    store.attach_task(entry.entry_id, "t-1", status="PENDING", request_id="r-1")
+    error = cls("t-1", state, None, "gone")
+    store.finish(entry.entry_id, EntryState(entry_state), status=error.task_status, message=error.server_message)
     replayed = store.replay(request)
     store.close()
     assert type(replayed) is cls and replayed.task_status == state and replayed.status is None

@@ -199,9 +199,9 @@ def test_parse_task_page_accepts_data_and_tasks():
                             "page_size": 10})
     assert (page.total, page.page_no, page.page_size, page.total_page) == (11, 1, 10, 2)
     (item,) = page.items
-    assert item.task_id == "t1" and item.status is TaskStatus.SUCCEEDED and item.model_name == "wanx-v1"
-    assert item.created == dt.datetime(2025, 1, 8, 8, 0, tzinfo=dt.timezone.utc)
-    assert item.raw["region"] == "cn-beijing"
+    assert item.task_id == "t1" and item.status is TaskStatus.SUCCEEDED and item.request_id == "r"
+    assert item.listed is not None and item.listed.model_name == "wanx-v1" and item.listed.region == "cn-beijing"
+    assert item.listed.created == dt.datetime(2025, 1, 8, 8, 0, tzinfo=dt.timezone.utc)
     alt = parse_task_page({"total": 1, "tasks": [row], "page_no": 1, "page_size": 10})
     assert [i.task_id for i in alt] == ["t1"] and alt.total_page == 1 and len(alt) == 1
     assert parse_task_page({"total": 0, "data": [], "page_no": 1, "page_size": 10}).items == ()

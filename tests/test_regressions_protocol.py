@@ -56,9 +56,11 @@ def test_a_list_page_reads_data_or_tasks_inside_or_outside_an_output_wrapper():
         page = parse_task_page(body)
         (item,) = page.items
         assert (page.total, page.page_no, page.page_size, page.total_page, page.request_id) == (5, 2, 2, 3, "r")
-        assert (item.task_id, item.status, item.model_name, item.region, item.request_id) == (
+        assert item.listed is not None
+        assert (item.task_id, item.status, item.listed.model_name, item.listed.region, item.request_id) == (
             "t-1", TaskStatus.RUNNING, "wanx-v1", "cn-beijing", "r-row")
-        assert (item.gmt_create, item.start_time, item.end_time) == (1736409600000, 1736409601000, None)
+        assert (item.listed.gmt_create, item.listed.start_time, item.listed.end_time) == (
+            1736409600000, 1736409601000, None)
     assert parse_task_page({"data": [{"task_id": "t", "status": "FAILED"}]}).items[0].status is TaskStatus.FAILED
     assert isinstance(parse_task_page({"total": 7, "page_size": 3, "data": []}).total_page, int)
     with pytest.raises(APIError) as info:

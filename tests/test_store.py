@@ -1,13 +1,20 @@
-"""The store: provenance in PNG chunks and SQLite, write-ahead, replay lookup, history, cost, manifest."""
+"""The store: provenance in PNG chunks and SQLite, write-ahead, replay lookup, history, cost, manifest.
+
+Results are written the way a Run writes them, through the journal API (`record`, `mark_sending`,
+`attach_task`, `set_billed`, `save_image`, `finish`): see `journal_result` below.
+"""
 
 import io
 import json
+import uuid
 
 import pytest
 from PIL import Image
 
+from wanx_nb._journal import EntryState, JournalEntry, utc_iso
 from wanx_nb._models import GenerationResult, ImageResult, Task, TaskStatus
 from wanx_nb._png import add_provenance, read_provenance, strip_provenance
+from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._store import Store, read_png_provenance
 
@@ -31,7 +38,36 @@ def make_result(task_id="t-1", prompt="一只红狐狸", model="wanx2.1-t2i-turb
             )
     ok = sum(1 for im in images if im.code is None)
     task = Task(task_id, TaskStatus.SUCCEEDED, request_id="r-1", usage={"image_count": ok})
-    return GenerationResult(request, task, images, backend="emulator", elapsed=1.5)
+    return GenerationResult(request, task, images, backend="emulator", elapsed=1.5, created_at=utc_iso())
+
+
+def write_ahead(store, task_id, sent, *, given=None, service="emulator"):
+    """Record a request, mark it sent and attach its task, as a Run does before and after the create."""
+    entry = JournalEntry(
+        entry_id=uuid.uuid4().hex, run_id="run-1", service=service, backend="emulator", mode="live",
+        state=EntryState.QUEUED, given=given or sent, sent=None, task_id=None, status=None, created_at=utc_iso(),
+        sent_at=None, finished_at=None, request_id=None, code=None, message=None, billed_images=0, saved_images=0,
+        price_yuan=get_model(sent.model).price_yuan,
+    )  # fmt: skip
+    store.record(entry)
+    store.mark_sending(entry.entry_id, sent, utc_iso())
+    store.attach_task(entry.entry_id, task_id, status="PENDING", request_id="r-create")
+    return entry.entry_id
+
+
+def journal_result(store, result, *, entry_id=None, given=None):
+    """Save a finished result into its entry (written ahead here when not given): billed, images, DONE."""
+    entry_id = entry_id or write_ahead(store, result.task_id, result.request, given=given)
+    result.create_request_id = store.entry(entry_id).request_id  # as a Run does: the create's, not the last poll's
+    store.set_billed(entry_id, result.task.image_count)
+    record = result.provenance()
+    for im in result.images:
+        if im.data is not None:
+            store.save_image(entry_id, im, record)
+        elif im.code is not None:
+            store.record_image_failure(entry_id, im.index, im.code, im.message)
+    store.finish(entry_id, EntryState.DONE, status=result.task.status.value, result=result.provenance())
+    return result
 
 
 def test_png_provenance_round_trip_keeps_the_served_bytes():
@@ -55,11 +91,11 @@ def test_png_parser_rejects_garbage():
 
 def test_save_writes_content_named_pngs_with_full_provenance(tmp_path):
     store = Store(tmp_path)
-    result = store.save_result(make_result())
+    result = journal_result(store, make_result())
     first = result.images[0]
     assert first.path.endswith(f"{first.sha256}.png")
     prov = read_png_provenance(first.path)
-    assert prov["task_id"] == "t-1" and prov["request_id"] == "r-1"
+    assert prov["task_id"] == "t-1" and prov["request_id"] == "r-create"  # the create's id, not the poll's "r-1"
     (image,) = prov["images"]  # the record narrowed to this image
     assert image["seed"] == 7 and image["index"] == 0 and prov["model"] == "wanx2.1-t2i-turbo"
     assert image["orig_prompt"] == "一只红狐狸" and image["actual_prompt"] == "一只红狐狸，高清"
@@ -77,7 +113,7 @@ def test_get_reads_back_the_served_bytes(tmp_path):
     store = Store(tmp_path)
     original = make_result()
     served = [im.data for im in original.images]
-    store.save_result(original)
+    journal_result(store, original)
     again = store.get("t-1")
     assert [im.data for im in again.images] == served
     assert again.request == original.request and again.elapsed == 1.5
@@ -86,7 +122,7 @@ def test_get_reads_back_the_served_bytes(tmp_path):
 
 def test_partial_failure_is_kept_and_only_successes_cost(tmp_path):
     store = Store(tmp_path)
-    store.save_result(make_result(fail_last=True))
+    journal_result(store, make_result(fail_last=True))
     again = store.get("t-1")
     assert [im.ok for im in again.images] == [True, False]
     assert again.images[1].code == "InternalError.Timeout"
@@ -96,14 +132,14 @@ def test_partial_failure_is_kept_and_only_successes_cost(tmp_path):
 def test_write_ahead_then_unfinished_until_saved(tmp_path):
     store = Store(tmp_path)
     sent = GenerationRequest("fox", n=1, seed=3)
-    store.record_submitted(Task("t-9", TaskStatus.PENDING), sent, backend="dashscope", given=GenerationRequest("fox", n=1))
-    (pending,) = store.unfinished_tasks()
-    assert pending.task_id == "t-9" and pending.request == sent
+    entry_id = write_ahead(store, "t-9", sent, given=GenerationRequest("fox", n=1), service="dashscope")
+    (pending,) = store.unfinished()
+    assert (pending.entry_id, pending.task_id, pending.request) == (entry_id, "t-9", sent)
     # A fresh Store on the same directory (a restarted kernel) sees it too.
-    assert [t.task_id for t in Store(tmp_path).unfinished_tasks()] == ["t-9"]
-    result = make_result(task_id="t-9", n=1, seed=3)
-    store.save_result(result)
-    assert store.unfinished_tasks() == []
+    assert [e.task_id for e in Store(tmp_path).unfinished()] == ["t-9"]
+    journal_result(store, make_result(task_id="t-9", n=1, seed=3), entry_id=entry_id)
+    assert store.unfinished() == []
+    assert store.entry(entry_id).state is EntryState.DONE
 
 
 def test_replay_finds_recordings_by_the_request_as_given(tmp_path):
@@ -111,8 +147,8 @@ def test_replay_finds_recordings_by_the_request_as_given(tmp_path):
     given = GenerationRequest("fox", n=1)  # no seed: the client picked one
     for task_id, seed in (("a", 11), ("b", 22)):
         sent = given.replace(seed=seed)
-        store.record_submitted(Task(task_id, TaskStatus.PENDING), sent, backend="emulator", given=given)
-        store.save_result(make_result(task_id=task_id, prompt="fox", n=1, seed=seed))
+        assert sent == make_result(task_id=task_id, prompt="fox", n=1, seed=seed).request
+        journal_result(store, make_result(task_id=task_id, prompt="fox", n=1, seed=seed), given=given)
     first, second = store.replay(given, 0), store.replay(given, 1)
     assert (first.task_id, second.task_id) == ("a", "b")
     assert first.replayed
@@ -121,9 +157,9 @@ def test_replay_finds_recordings_by_the_request_as_given(tmp_path):
 
 def test_history_filters(tmp_path):
     store = Store(tmp_path)
-    store.save_result(make_result("t-1", prompt="red fox", model="wanx2.1-t2i-turbo"))
-    store.save_result(make_result("t-2", prompt="blue whale", model="wanx2.1-t2i-plus", color=(9, 9, 9)))
-    store.save_result(make_result("t-3", prompt="green fox", model="wanx-v1", color=(5, 5, 5)))
+    journal_result(store, make_result("t-1", prompt="red fox", model="wanx2.1-t2i-turbo"))
+    journal_result(store, make_result("t-2", prompt="blue whale", model="wanx2.1-t2i-plus", color=(9, 9, 9)))
+    journal_result(store, make_result("t-3", prompt="green fox", model="wanx-v1", color=(5, 5, 5)))
     assert [r.task_id for r in store.history()] == ["t-3", "t-2", "t-1"]
     assert [r.task_id for r in store.history(model="wanx2.1-t2i-plus")] == ["t-2"]
     assert [r.task_id for r in store.history(text="fox")] == ["t-3", "t-1"]
@@ -136,7 +172,7 @@ def test_history_filters(tmp_path):
 
 def test_manifest_lists_requests_and_image_hashes(tmp_path):
     store = Store(tmp_path)
-    store.save_result(make_result())
+    journal_result(store, make_result())
     manifest = store.manifest()
     (entry,) = manifest["generations"]
     assert entry["request"]["seed"] == 7
@@ -148,7 +184,7 @@ def test_manifest_lists_requests_and_image_hashes(tmp_path):
 def test_recorded_actual_prompt(tmp_path):
     store = Store(tmp_path)
     given = GenerationRequest("red fox", n=2, seed=7)
-    store.save_result(make_result(prompt="red fox"))
+    journal_result(store, make_result(prompt="red fox"))
     assert store.recorded_actual_prompt(given) == "red fox，高清"
 
 
@@ -156,35 +192,34 @@ def test_elapsed_time_comes_back_exactly_so_replay_shows_the_same_text(tmp_path)
     store = Store(tmp_path)
     result = make_result()
     result.elapsed = 0.04999999  # shown as "0.0 s"; rounded to 3 places it would show "0.1 s"
-    store.save_result(result)
+    journal_result(store, result)
     assert store.get("t-1").elapsed == 0.04999999
 
 
-def test_legacy_resume_saves_into_the_unfinished_entry_not_a_namesake(tmp_path):
-    # Old emulators gave every process the same first task id; legacy writers must keep the records apart.
+def test_resume_saves_into_the_unfinished_entry_not_a_namesake(tmp_path):
+    # Two services (the in-process emulator, a served one) may hand out the same task id: the
+    # entry, not the task id, is what a resuming process saves into.
     first, second = Store(tmp_path), Store(tmp_path)  # two processes
-    first.record_submitted(Task("dup", TaskStatus.PENDING), GenerationRequest("fox", n=1, seed=1), backend="emulator")
-    first.save_result(make_result(task_id="dup", prompt="fox", n=1, seed=1))
-    second.record_submitted(Task("dup", TaskStatus.PENDING), GenerationRequest("owl", n=1, seed=2), backend="emulator")
+    journal_result(first, make_result(task_id="dup", prompt="fox", n=1, seed=1))
+    owl = write_ahead(second, "dup", GenerationRequest("owl", n=1, seed=2), service="127.0.0.1:8765")
     later = Store(tmp_path)  # a third process resumes
-    (pending,) = later.unfinished_tasks()
-    assert pending.request.prompt == "owl"
-    later.save_result(make_result(task_id="dup", prompt="owl", n=1, seed=2, color=(7, 7, 7)))
-    assert later.unfinished_tasks() == []
+    (pending,) = later.unfinished()
+    assert (pending.entry_id, pending.request.prompt) == (owl, "owl")
+    journal_result(later, make_result(task_id="dup", prompt="owl", n=1, seed=2, color=(7, 7, 7)), entry_id=owl)
+    assert later.unfinished() == []
     assert sorted(r.prompt for r in later.history()) == ["fox", "owl"]
     assert all(r.state == "done" and r.saved == 1 for r in later.history())
 
 
-def test_legacy_client_side_errors_keep_the_task_resumable(tmp_path):
-    from wanx_nb._exceptions import TaskFailedError, WaitTimeoutError
-
+def test_a_noted_error_keeps_the_task_resumable_and_a_service_failure_ends_it(tmp_path):
     store = Store(tmp_path)
-    store.record_submitted(Task("t-5", TaskStatus.PENDING), GenerationRequest("fox", n=1, seed=3), backend="emulator")
-    store.record_failure("t-5", WaitTimeoutError("t-5", 600.0, "RUNNING"))
-    assert [t.task_id for t in store.unfinished_tasks()] == ["t-5"]
-    store.record_failure("t-5", TaskFailedError("t-5", "FAILED", "InternalError", "boom"))
-    assert store.unfinished_tasks() == []
-    assert store.history()[0].state == "failed"
+    entry_id = write_ahead(store, "t-5", GenerationRequest("fox", n=1, seed=3))
+    store.note_error(entry_id, "WaitTimeout", "gave up waiting after 600 s (still RUNNING)")  # client-side
+    assert [e.task_id for e in store.unfinished()] == ["t-5"]
+    store.finish(entry_id, EntryState.FAILED, status="FAILED", code="InternalError", message="boom")
+    assert store.unfinished() == []
+    (row,) = store.history()
+    assert (row.state, row.status) == ("failed", "FAILED")
 
 
 def test_a_session_on_the_emulator_leaves_a_done_entry_billed_as_the_service_reported(session):

@@ -33,7 +33,7 @@ EQUIVALENT = ROOT / "bench" / "mutation-equivalent.md"
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "validation": (["_validation", "_request"],
                    ["test_validation", "test_request", "test_params", "test_regressions", "test_regressions_core"]),
-    "store": (["_png", "_journal", "_store", "_store_db", "_store_legacy", "_store_queries", "_store_read",
+    "store": (["_png", "_journal", "_store", "_store_db", "_store_queries", "_store_read",
                "_store_repair"],
               ["test_store", "test_store_faults", "test_journal", "test_errors", "test_regressions",
                "test_regressions_store"]),

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import inspect
 import logging
@@ -95,7 +94,6 @@ from ._protocol import (
     EMULATOR_HEADER,
     TIME_SCALE_HEADER,
     TaskPage,
-    TaskSummary,
     WireRequest,
     build_cancel,
     build_create,
@@ -164,22 +162,34 @@ class InProcessService(Structural):
     def transport(self) -> httpx.AsyncBaseTransport: ...
 
 
-@dataclass(frozen=True, repr=False)
-class Submission(Task):
-    """The Task a submit created, plus the request exactly as it was sent and the validation warnings.
+@dataclass(frozen=True)
+class Submission:
+    """The Task a submit created, the request exactly as it was sent, and the validation warnings.
 
     `request` has the seed filled in (image i has seed + i) and local reference images replaced by
     their oss:// URLs.
     """
 
-    task_id: str  # a submit always creates a task (`parse_task` refuses an answer without its id)
-    request: GenerationRequest | None = None
+    task: Task
+    request: GenerationRequest
     warnings: tuple[str, ...] = ()
 
     @property
-    def task(self) -> Task:
-        """The plain Task (without the request)."""
-        return Task(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Task)})
+    def task_id(self) -> str:
+        # A submit always creates a task: `parse_task` refuses an answer without its id.
+        return _task_id(self.task)
+
+    @property
+    def status(self) -> TaskStatus:
+        return self.task.status
+
+    @property
+    def request_id(self) -> str | None:
+        """The create call's request id (the one to quote to support about this submit)."""
+        return self.task.request_id
+
+    def __repr__(self) -> str:
+        return f"<Submission {self.task_id!r} [{self.status.value}]>"
 
 
 @dataclass
@@ -331,7 +341,7 @@ class AsyncWanxClient:
 
         Nothing is sent when validation fails (ValidationError). A missing seed is picked here and
         sent, so the seed of every image is known; a local `ref_img` is uploaded first and sent as its
-        oss:// URL. The returned Submission is a Task that also carries the request as sent.
+        oss:// URL. The returned Submission holds the PENDING Task and the request as sent.
         Only the submit rate is limited here; `generate()` also keeps to the model's concurrency.
         """
         spec = None
@@ -353,7 +363,7 @@ class AsyncWanxClient:
 
     async def wait(
         self,
-        task: Task | str,
+        task: Task | Submission | str,
         *,
         timeout: float | None = None,
         on_status: OnStatus | None = None,
@@ -365,6 +375,8 @@ class AsyncWanxClient:
         after every poll. Polls follow `_backoff.next_poll_delay`: one sleep until shortly before the
         task is expected to end, then short, growing intervals.
         """
+        if isinstance(task, Submission):
+            task = task.task
         if isinstance(task, Task) and task.status.is_terminal:
             return task
         task_id = _task_id(task)
@@ -573,7 +585,7 @@ class AsyncWanxClient:
                 None, False, (), f"the create was sent {window}, over 24 h ago: the service no longer lists its tasks"
             )
         start, end = list_window(sent_after, sent_before)
-        rows: list[TaskSummary] = []
+        rows: list[Task] = []
         try:
             for page_no in range(1, _RECONCILE_MAX_PAGES + 1):
                 page = await self.list_tasks(
@@ -634,8 +646,10 @@ class AsyncWanxClient:
             if expectation is not None:  # queued behind our own tasks? then it starts when they end
                 expected = self._durations.expected(expectation.model, expectation.base)
                 slot.submitted(submission.task_id, expectation.submitted_at, expected)
-            final = await self.wait(submission, timeout=timeout, on_status=on_status)
-        return await self._finish(final, prepared, warnings, start)
+            final = await self.wait(submission.task, timeout=timeout, on_status=on_status)
+        result = await self._finish(final, prepared, warnings, start)
+        result.create_request_id = submission.request_id  # the last poll's id is in result.task
+        return result
 
     async def _create_and_report(
         self,
@@ -646,12 +660,12 @@ class AsyncWanxClient:
         turn_taken: bool = False,
     ) -> Submission:
         submission = await self._create(prepared, warnings, turn_taken=turn_taken)
-        await _call(on_submitted, submission, prepared)
+        await _call(on_submitted, submission.task, prepared)
         return submission
 
     async def collect(
         self,
-        task: Task | str,
+        task: Task | Submission | str,
         request: GenerationRequest,
         *,
         timeout: float | None = None,
@@ -737,8 +751,7 @@ class AsyncWanxClient:
             self._expect.pop(next(iter(self._expect)))
         self._expect[_task_id(task)] = _Expectation(spec.name, base, submitted_at)
         log.debug("created task %s (%s)", task.task_id, request.summary())
-        fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(Task)}
-        return Submission(**fields, request=request, warnings=tuple(warnings))
+        return Submission(task, request, tuple(warnings))
 
     async def _call_sync(self, request: GenerationRequest, spec: ModelSpec, protocol: Protocol) -> Task:
         """One synchronous call (no task id, never the async header): the answer holds the images.
@@ -957,9 +970,11 @@ def _region_name(name: str) -> tuple[str, bool]:
     raise ConfigurationError(f"unknown region {name!r}; use one of {known}") from None
 
 
-def _task_id(task: Task | str) -> str:
+def _task_id(task: Task | Submission | str) -> str:
     """The id of a task that has one. A sync call's answer has none, and as it is terminal and
     SUCCEEDED it is never polled, looked up or failed: reaching here with one is a bug."""
+    if isinstance(task, Submission):
+        task = task.task
     task_id = task if isinstance(task, str) else task.task_id
     if task_id is None:
         raise ValueError(f"{task!r} has no task id: a synchronous call's answer cannot be polled")

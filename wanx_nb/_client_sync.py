@@ -99,7 +99,9 @@ class WanxClient:
     def get_task(self, task_id: str) -> Task:
         return self._run(self._client.get_task(task_id))
 
-    def wait(self, task: Task | str, *, timeout: float | None = None, on_status: OnStatus | None = None) -> Task:
+    def wait(
+        self, task: Task | Submission | str, *, timeout: float | None = None, on_status: OnStatus | None = None
+    ) -> Task:
         return self._run(self._client.wait(task, timeout=timeout, on_status=on_status))
 
     def cancel(self, task_id: str) -> None:
@@ -157,7 +159,7 @@ class WanxClient:
         )
 
     def collect(
-        self, task: Task | str, request: GenerationRequest, *, timeout: float | None = None,
+        self, task: Task | Submission | str, request: GenerationRequest, *, timeout: float | None = None,
         on_status: OnStatus | None = None,
     ) -> GenerationResult:  # fmt: skip
         return self._run(self._client.collect(task, request, timeout=timeout, on_status=on_status))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import io
 import os
@@ -17,7 +18,7 @@ from ._request import GenerationRequest
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["GenerationResult", "ImageResult", "Task", "TaskStatus"]
+__all__ = ["GenerationResult", "ImageResult", "ListedTask", "Task", "TaskStatus"]
 
 
 class TaskStatus(str, enum.Enum):
@@ -44,8 +45,29 @@ class TaskStatus(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class ListedTask:
+    """What only a row of the task list (`GET /tasks`, §1.5) says. Times are epoch ms, as sent."""
+
+    model_name: str | None = None
+    gmt_create: int | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    region: str | None = None
+
+    @property
+    def created(self) -> dt.datetime | None:
+        """`gmt_create` as an aware UTC datetime."""
+        if self.gmt_create is None:
+            return None
+        return dt.datetime.fromtimestamp(self.gmt_create / 1000, dt.timezone.utc)
+
+
+@dataclass(frozen=True)
 class Task:
-    """One task as the server last reported it (`GET /tasks/{id}` or the create response)."""
+    """One task as the server last reported it (`GET /tasks/{id}`, the create response, or a list row).
+
+    `listed` holds the list row's own fields; it is None for a task read any other way.
+    """
 
     task_id: str | None  # None for a synchronous call (sync-only models): there is no task
     status: TaskStatus
@@ -59,6 +81,7 @@ class Task:
     message: str | None = None
     usage: dict[str, Any] | None = None
     emulator: bool = False
+    listed: ListedTask | None = None
 
     @property
     def image_count(self) -> int:

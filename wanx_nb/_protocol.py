@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._exceptions import APIError, APIStatusError, make_status_error
-from ._models import ImageResult, Task, TaskStatus
+from ._models import ImageResult, ListedTask, Task, TaskStatus
 from ._request import GenerationRequest
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "QUERY_PATH",
     "TIME_SCALE_HEADER",
     "TaskPage",
-    "TaskSummary",
     "UPLOAD_PATH",
     "UploadPolicy",
     "WireRequest",
@@ -388,33 +387,10 @@ _REASONS = {
 
 
 @dataclass(frozen=True)
-class TaskSummary:
-    """One row of `GET /tasks` (§1.5). Times are epoch milliseconds, as the server sends them."""
-
-    task_id: str
-    status: TaskStatus
-    model_name: str | None = None
-    gmt_create: int | None = None
-    start_time: int | None = None
-    end_time: int | None = None
-    region: str | None = None
-    request_id: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def created(self) -> dt.datetime | None:
-        """`gmt_create` as an aware UTC datetime."""
-        return _from_ms(self.gmt_create)
-
-    def __repr__(self) -> str:
-        return f"<TaskSummary {self.task_id!r} [{self.status.value}] {self.model_name}>"
-
-
-@dataclass(frozen=True)
 class TaskPage:
     """One page of `GET /tasks`: `items` plus the paging fields."""
 
-    items: tuple[TaskSummary, ...]
+    items: tuple[Task, ...]  # each with `listed` set
     total: int
     page_no: int
     page_size: int
@@ -447,7 +423,7 @@ def parse_task_page(body: Any) -> TaskPage:
         rows = page.get("tasks")
     if not isinstance(rows, list):
         rows = []
-    items = tuple(_summary(r) for r in rows if isinstance(r, Mapping))
+    items = tuple(_listed(r) for r in rows if isinstance(r, Mapping))
     page_size = _int(page.get("page_size"), len(items) or 10)
     total = _int(page.get("total"), len(items))
     default_pages = (total + page_size - 1) // page_size if page_size else 1
@@ -461,17 +437,19 @@ def parse_task_page(body: Any) -> TaskPage:
     )
 
 
-def _summary(row: Mapping[str, Any]) -> TaskSummary:
-    return TaskSummary(
-        task_id=str(row.get("task_id", "")),
-        status=TaskStatus.parse(row.get("status") or row.get("task_status")),
+def _listed(row: Mapping[str, Any]) -> Task:
+    listed = ListedTask(
         model_name=row.get("model_name"),
         gmt_create=_opt_int(row.get("gmt_create")),
         start_time=_opt_int(row.get("start_time")),
         end_time=_opt_int(row.get("end_time")),
         region=row.get("region"),
+    )
+    return Task(
+        task_id=str(row.get("task_id", "")),
+        status=TaskStatus.parse(row.get("status") or row.get("task_status")),
         request_id=row.get("request_id"),
-        raw=dict(row),
+        listed=listed,
     )
 
 
@@ -487,10 +465,6 @@ def _opt_int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _from_ms(ms: int | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc) if ms is not None else None
 
 
 # ---- upload ------------------------------------------------------------------------------------

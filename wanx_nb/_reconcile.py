@@ -15,8 +15,7 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._models import Task
-from ._protocol import TaskSummary
+from ._models import ListedTask, Task
 from ._registry import get_model
 from ._request import GenerationRequest
 
@@ -50,22 +49,26 @@ def list_window(sent_after: dt.datetime, sent_before: dt.datetime) -> tuple[dt.d
 
 
 def in_window(
-    rows: Iterable[TaskSummary],
+    rows: Iterable[Task],
     model: str,
     *,
     sent_after: dt.datetime,
     sent_before: dt.datetime,
     exclude: Collection[str] = (),
 ) -> list[str]:
-    """Ids of listed tasks of `model` created within the send window (± CLOCK_SLACK), minus `exclude`."""
+    """Ids of listed tasks of `model` created within the send window (± CLOCK_SLACK), minus `exclude`.
+
+    A row without its list fields (`listed`), or with some missing, is not ruled out by them.
+    """
     slack = dt.timedelta(seconds=CLOCK_SLACK)
     found: list[str] = []
     for row in rows:
         if not row.task_id or row.task_id in exclude or row.task_id in found:
             continue
-        if row.model_name is not None and _model_of(row.model_name) != model:
+        listed = row.listed or ListedTask()
+        if listed.model_name is not None and _model_of(listed.model_name) != model:
             continue
-        created = row.created
+        created = listed.created
         if created is not None and not sent_after - slack <= created <= sent_before + slack:
             continue
         found.append(row.task_id)

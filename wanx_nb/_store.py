@@ -11,7 +11,7 @@ recreated and this process's unfinished entries are written again. Nothing here 
 
 This module writes the journal; around it: `_store_db` (connection, pre-flight check), `_store_queries`
 (get, replay, history, cost, manifest), `_store_read` (stored files checked before use), `_store_repair`
-(migration, rebuild, integrity) and `_store_legacy` (the previous API, until the session moves over).
+(migration, rebuild, integrity).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from ._models import ImageResult
 from ._png import add_provenance, read_provenance
 from ._provenance import Provenance, store_relative
 from ._request import GenerationRequest
-from ._store_legacy import LegacyStoreMixin, UnfinishedTask
 from ._store_queries import StoreQueries
 from ._store_read import HistoryRow, read_stored_image, stored_path
 from ._store_repair import RebuildReport, StoreReport, integrity, rebuild
@@ -46,7 +45,6 @@ __all__ = [
     "RebuildReport",
     "Store",
     "StoreReport",
-    "UnfinishedTask",
     "new_entry_id",
     "read_png_provenance",
 ]
@@ -62,7 +60,7 @@ def new_entry_id() -> str:
     return uuid.uuid4().hex
 
 
-class Store(StoreQueries, LegacyStoreMixin):
+class Store(StoreQueries):
     """The journal and the images of one store directory. Safe across threads and processes."""
 
     # ---- the journal: writing ------------------------------------------------------------------
