@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -38,14 +38,24 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     return GenerationRequest(args.prompt, **namespace_params(args))
 
 
-def _read_port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use a whole number from 1 to 65535")
-    return port
+def _whole_number(low: int, high: int | None, allowed: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], else an error saying what is allowed."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} {allowed}")
+        return value
+
+    return read
+
+
+_read_port = _whole_number(1, 65535, "is not a port; use a whole number from 1 to 65535")
+_read_seconds = _whole_number(1, None, "is not allowed; use a whole number of seconds, at least 1")
+_read_cell_px = _whole_number(32, 1024, "is not allowed; use a whole number of pixels from 32 to 1024")
 
 
 def _read_positive(text: str) -> float:
@@ -55,26 +65,6 @@ def _read_positive(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a number above 0, e.g. 0.05 or 1")
-    return value
-
-
-def _read_seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a whole number of seconds, at least 1")
-    return value
-
-
-def _read_cell_px(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 32 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a whole number of pixels from 32 to 1024")
     return value
 
 

@@ -20,6 +20,7 @@ from ._backend import Backend
 from ._clock import FakeClock, format_time
 from ._routes import json_response, origin_of
 from ._tasks import Task
+from ._views import task_head
 
 __all__ = ["create_image_task", "generate", "messages_output", "task_status_output"]
 
@@ -86,16 +87,10 @@ async def create_image_task(request: Request, backend: Backend) -> Response:
 
 def task_status_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], Any]:
     """GET /tasks/{id} for an image-generation task (2026 §4.2): legacy times, `choices` results."""
-    status = task.status_at(now)
-    out: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.submit_time)}
-    if status == "PENDING":
+    status, out, settled = task_head(task, now)
+    if settled:
         return out, None
-    if status == "CANCELED":
-        assert task.cancel_time is not None
-        out["end_time"] = format_time(task.cancel_time)
-        return out, None
-    assert task.start_time is not None and task.end_time is not None
-    out["scheduled_time"] = format_time(task.start_time)
+    assert task.end_time is not None
     if status == "RUNNING":  # undocumented for IMG: the legacy shape without metrics (2026 §4.2, inferred)
         return out, None
     out["end_time"] = format_time(task.end_time)

@@ -76,22 +76,32 @@ async def query_task(request: Request, backend: Backend) -> Response:
     return json_response(body, media_type=JSON_UTF8)
 
 
+def task_head(task: Task, now: float) -> tuple[str, dict[str, Any], bool]:
+    """(status, the output's first fields, whether that is all of it): what every protocol's task shows
+    while PENDING or CANCELED, and the times it shows once it has started."""
+    status = task.status_at(now)
+    out: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.submit_time)}
+    if status == "PENDING":
+        return status, out, True
+    if status == "CANCELED":
+        assert task.cancel_time is not None
+        out["end_time"] = format_time(task.cancel_time)
+        return status, out, True
+    assert task.start_time is not None
+    out["scheduled_time"] = format_time(task.start_time)
+    return status, out, False
+
+
 def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[dict[str, Any], Any]:
     """The `output` (and `usage`) of a task as GET /tasks/{id} shows it at `now` (§3.2, §3.3)."""
     if task.protocol == "IMG":
         from ._messages import task_status_output  # the messages shapes; _messages imports this module's peers
 
         return task_status_output(backend, task, now, origin)
-    status = task.status_at(now)
-    out: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.submit_time)}
-    if status == "PENDING":
+    status, out, settled = task_head(task, now)
+    if settled:
         return out, None
-    if status == "CANCELED":
-        assert task.cancel_time is not None
-        out["end_time"] = format_time(task.cancel_time)
-        return out, None
-    assert task.start_time is not None and task.end_time is not None
-    out["scheduled_time"] = format_time(task.start_time)
+    assert task.end_time is not None
     if status == "RUNNING":
         out["task_metrics"] = {"TOTAL": task.n, "SUCCEEDED": 0, "FAILED": 0}
         return out, None
