@@ -8,6 +8,8 @@ import pytest
 
 from wanx_nb._backoff import (
     POLL_DUE_MARGIN,
+    POLL_GROWTH,
+    POLL_JITTER,
     POLL_LEAD,
     DurationModel,
     Failure,
@@ -140,3 +142,49 @@ def test_duration_model_learns_a_per_model_correction():
     assert model.correction("z") == pytest.approx(DurationModel.MAX_RATIO)
     model.observe("z", 10.0, 0.0)  # ignored
     assert model.correction("z") == pytest.approx(DurationModel.MAX_RATIO)
+
+
+# ---- edges of the poll schedule and the duration model (each pins a rule of `next_poll_delay`) ----
+
+def test_the_jitter_moves_the_lead_point_by_its_factor():
+    # rng 0.75 is a jitter factor of 1 + POLL_JITTER * 0.5: the first look moves later by that factor.
+    factor = 1 + POLL_JITTER * 0.5
+    assert next_poll_delay(0.0, 10.0, 0, rng=lambda: 0.75) == pytest.approx(POLL_LEAD * 10.0 * factor)
+
+
+def test_a_look_at_the_jittered_lead_point_counts_as_the_lead_look():
+    # Exactly at the earliest jittered lead point the schedule is already in its growth phase.
+    at_lead = (1.0 - POLL_JITTER) * (POLL_LEAD * 10.0)
+    assert next_poll_delay(at_lead, 10.0, 1) == pytest.approx(POLL_GROWTH * at_lead)
+
+
+def test_a_task_queued_under_a_second_is_still_polled_at_queue_pace():
+    # Expected to take no time, so no floor: only the queue rule spaces the polls.
+    assert next_poll_delay(0.0, 0.0, 1, queued=1.0) == pytest.approx(POLL_GROWTH * 1.0)
+    factor = 1 + POLL_JITTER * 0.5
+    assert next_poll_delay(0.0, 0.0, 1, queued=1.0, rng=lambda: 0.75) == pytest.approx(POLL_GROWTH * factor)
+
+
+def test_a_queued_task_gets_no_look_at_the_expected_end():
+    # While the task waits PENDING its end is unknown: no extra look is squeezed in at `due`.
+    assert next_poll_delay(9.5, 10.0, 3, queued=0.5) == pytest.approx(POLL_GROWTH * 9.5)
+
+
+def test_the_look_at_the_expected_end_is_taken_from_within_the_margin_and_not_repeated_there():
+    due = (1 + POLL_DUE_MARGIN) * 10.0
+    assert next_poll_delay(10.0, 10.0, 3) == pytest.approx(due - 10.0)
+    landed = due - 0.5 * POLL_DUE_MARGIN * 10.0  # a look that landed at the end, up to clock rounding
+    assert next_poll_delay(landed, 10.0, 4) == pytest.approx(POLL_GROWTH * landed)
+
+
+def test_parse_retry_after_refuses_non_finite_seconds():
+    assert parse_retry_after({"retry-after": "inf"}) is None
+    assert parse_retry_after({"retry-after": "nan"}) is None
+
+
+def test_duration_model_ignores_models_without_an_estimate_and_learns_short_ones():
+    model = DurationModel()
+    model.observe("no-estimate", 0.0, 5.0)  # a zero base has no ratio: ignored, not a ZeroDivisionError
+    assert model.correction("no-estimate") == 1.0
+    model.observe("fast", 0.5, 0.25)  # sub-second estimates and observations are real data
+    assert model.correction("fast") == pytest.approx(0.5)
