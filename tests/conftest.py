@@ -1,9 +1,26 @@
 """Fixtures shared by the tests of the session and the notebook surfaces."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from wanx_nb._session import Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
+
+
+_STATE_DIR = tempfile.mkdtemp(prefix="wanx-nb-emulator-state-")
+
+
+def pytest_configure(config):
+    # The keyless default emulator keeps its tasks in a file (the user's cache by default): this run,
+    # and the notebook kernels it starts, keep theirs in a file of their own.
+    os.environ["WANX_NB_EMULATOR_STATE"] = os.path.join(_STATE_DIR, "emulator-tasks.sqlite")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_STATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture

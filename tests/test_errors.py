@@ -142,3 +142,10 @@ def test_a_task_errors_own_state_is_what_the_store_records(tmp_path, cls, state,
     replayed = store.replay(request)
     store.close()
     assert type(replayed) is cls and replayed.task_status == state and replayed.status is None
+
+
+def test_a_task_error_without_a_code_reads_as_a_sentence():
+    # The service sends no code for an unknown task: the message must not show "None".
+    err = ex.TaskUnknownError("t-7", "UNKNOWN", None, "the service does not know this task")
+    assert str(err) == "task t-7 UNKNOWN: the service does not know this task"
+    assert str(ex.TaskFailedError("t-8", "FAILED", "InternalError", "")) == "task t-8 FAILED: InternalError"

@@ -434,7 +434,7 @@ class TaskError(WanxError):
         # `status` is the HTTP status on every error (None here); the task's own state is `task_status`.
         self.task_id, self.task_status, self.code, self.request_id = task_id, status, code, request_id
         self.server_message = message
-        super().__init__(f"task {task_id} {status}" + (f": {code}: {message}" if code or message else ""))
+        super().__init__(f"task {task_id} {status}" + "".join(f": {part}" for part in (code, message) if part))
 
 
 class TaskFailedError(TaskError):

@@ -1,4 +1,5 @@
-"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05] [--region beijing]`: serve on 127.0.0.1."""
+"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05] [--region beijing] [--state FILE]`:
+serve on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--region", choices=REGIONS, default="beijing", help="the region to play: which models exist, their limits"
     )
+    parser.add_argument(
+        "--state", metavar="FILE", help="keep the tasks in this SQLite file, so a restarted server still knows them"
+    )
     args = parser.parse_args(argv)
     print(f"DashScope emulator: set DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:{args.port}/api/v1")
-    serve(port=args.port, settings=EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region))
+    settings = EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region, state_path=args.state)
+    serve(port=args.port, settings=settings)
 
 
 def _port(text: str) -> int:

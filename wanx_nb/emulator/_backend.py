@@ -21,6 +21,7 @@ from . import _errors as errors
 from ._clock import FakeClock
 from ._faults import Fault, check_fault_route
 from ._oss import ObjectStore, Policy, Upload
+from ._persist import KeptTasks
 from ._rewrite import extend_prompt
 from ._routes import ROUTES, LoggedRequest
 from ._rules import MAX_SEED, Generation, parse_generation, parse_messages, served_model
@@ -46,6 +47,7 @@ class Backend:
             clock = FakeClock(self.settings.fake_clock_start) if self.settings.clock == "fake" else time.time
         self.clock = clock
         self._lock = threading.RLock()
+        self._kept = KeptTasks(self.settings.state_path)
         self.reset()
 
     def reset(self) -> None:
@@ -68,6 +70,7 @@ class Backend:
                 )
             }
             self.request_log: list[LoggedRequest] = []
+            self._adopted: set[str] = set()  # accounts whose kept tasks are loaded
             if isinstance(self.clock, FakeClock):
                 self.clock.reset()
 
@@ -197,6 +200,7 @@ class Backend:
         with self._lock:
             now = self.clock()
             self._prune(now)
+            self._adopt(account, now)  # tasks queued before a kernel restart still hold their slots
             # The limiter counts only tasks it lets through (committed below); a rejected or invalid
             # request does not use up the account's rate.
             windows = self._windows.submit_windows(
@@ -232,9 +236,11 @@ class Backend:
                     task.start_time = now
                 else:  # a fake clock cannot pass while the call blocks: the call answers at once
                     task.start_time, task.duration = now, 0.0
+                self._kept.keep([task])
                 return task
             group.append(task)
             schedule(group, spec.concurrency, floor=now, pending_seconds=self.settings.pending_seconds)
+            self._kept.keep([task])  # a task joining the end of the queue moves no other task's start
             return task
 
     def _new_task(self, account: str, gen: Generation, ref: bytes | str | None, now: float) -> Task:
@@ -303,6 +309,7 @@ class Backend:
         """The account's task and the clock reading to judge it by, or None (unknown or expired)."""
         with self._lock:
             now = self.clock()
+            self._adopt(account, now, again=task_id not in self.tasks)
             task = self.tasks.get(task_id)
             if task is None or task.account != account or now - task.submit_time >= self.settings.task_ttl:
                 return None
@@ -320,12 +327,9 @@ class Backend:
             task.cancel_time = now
             task.start_time = None
             spec = catalog_model(task.model)
-            schedule(
-                self._groups[(account, task.model)],
-                spec.concurrency,
-                floor=now,
-                pending_seconds=self.settings.pending_seconds,
-            )
+            group = self._groups[(account, task.model)]
+            schedule(group, spec.concurrency, floor=now, pending_seconds=self.settings.pending_seconds)
+            self._kept.keep(group)  # the cancellation freed a slot: the tasks behind it start sooner
 
     def list_tasks(
         self,
@@ -341,6 +345,7 @@ class Backend:
         """The account's live tasks matching the filters, newest first, with their statuses."""
         with self._lock:
             now = self.clock()
+            self._adopt(account, now, again=True)
             if api_key_id is not None and api_key_id != self.account_info(account)["api_key_id"]:
                 return [], now
             if region is not None and region != self.region_id:
@@ -384,6 +389,24 @@ class Backend:
             if task in group:  # sync calls never join a queue
                 group.remove(task)
         self.oss.prune(now)
+
+    # Tasks kept on disk (settings.state_path) ----------------------------------------------------
+
+    def _adopt(self, account: str, now: float, *, again: bool = False) -> None:
+        """Take in the account's kept tasks this emulator does not hold (made before a restart, or by
+        another kernel on the same file): once per account, and `again` when a lookup missed."""
+        if not self._kept or (account in self._adopted and not again):
+            return
+        self._adopted.add(account)
+        ttl, url_ttl = self.settings.task_ttl, self.settings.url_ttl
+        for task in self._kept.load(account, live_after=now - ttl, forget_before=now - ttl - url_ttl):
+            if task.task_id in self.tasks:
+                continue
+            self.tasks[task.task_id] = task
+            if task.protocol != "MMG":
+                group = self._groups.setdefault((account, task.model), [])
+                group.append(task)
+                group.sort(key=lambda t: t.submit_time)
 
     # Result images and uploads --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from ._backend import Backend
 from ._clock import FakeClock
 from ._faults import Fault
+from ._persist import default_state_path
 from ._routes import LoggedRequest
 from ._settings import EmulatorSettings
 from ._tasks import Task
@@ -104,9 +105,13 @@ _default_lock = threading.Lock()
 
 
 def default_emulator() -> Emulator:
-    """The process-wide emulator with default settings (the backend used when no API key is set)."""
+    """The process-wide emulator with default settings (the backend used when no API key is set).
+
+    Its tasks are kept in a file (`default_state_path`), so after a kernel restart `%wanx resume`
+    finds them as it would on the service."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = Emulator()
+            state = default_state_path()
+            _default = Emulator(EmulatorSettings(state_path=None if state is None else str(state)))
         return _default

@@ -57,6 +57,9 @@ class EmulatorSettings:
         region: the region this emulated host plays ("beijing", "singapore", "virginia",
             "frankfurt"): models the region does not serve answer "Model not exist.", and
             per-region submit limits apply (wan2.6-t2i: 1/s in Beijing, 5/s elsewhere).
+        state_path: a SQLite file keeping the tasks (see `_persist`), so another emulator on the same
+            file (a restarted kernel) knows them, as the service does for 24 h. None: memory only.
+            The keyless default emulator uses `$WANX_NB_EMULATOR_STATE` or the user's cache folder.
     """
 
     seed: int = 0
@@ -88,12 +91,16 @@ class EmulatorSettings:
     drop_rates: Mapping[str, float] = field(default_factory=dict)
     drop_mode: Literal["before", "after"] = "before"
     region: str = "beijing"
+    state_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.clock not in ("real", "fake"):
             raise ValueError(f"clock must be 'real' or 'fake', got {self.clock!r}")
         if self.drop_mode not in ("before", "after"):
             raise ValueError(f"drop_mode must be 'before' or 'after', got {self.drop_mode!r}")
+        if self.state_path is not None and self.clock == "fake":
+            # A fake clock starts over in every process: tasks kept from another one would be in its future.
+            raise ValueError("state_path needs the real clock (clock='real'): fake-clock times do not carry over")
         if self.region not in REGIONS:
             raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         if not (400 <= self.error_status <= 599):
