@@ -21,7 +21,8 @@ test, so a new module has to be given a row.
         _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
         _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
-        _tables_html, _interrupt_card
+        _tables_html, _interrupt_card, _render_options,
+        _tiles_html, _error_card, _history_html
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
                                                      other or magics; magics imports panel/comparison lazily,
@@ -56,6 +57,7 @@ LAYERS: dict[str, int] = {
     "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
+    "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
