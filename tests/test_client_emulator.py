@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-import wanx_nb._client as client_module
+import wanx_nb._client_config as client_config
 from wanx_nb import _protocol
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._client_sync import WanxClient
@@ -153,7 +153,7 @@ async def test_the_emulator_header_name_matches():
 async def test_without_a_key_the_client_uses_the_emulator_and_says_so(monkeypatch, caplog):
     for var in ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "DASHSCOPE_REGION", "DASHSCOPE_WORKSPACE_ID"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(client_module, "_emulator_notice_logged", False)
+    monkeypatch.setattr(client_config, "_emulator_notice_logged", False)
     caplog.set_level(logging.INFO, logger="wanx_nb")
     a, b = AsyncWanxClient(), AsyncWanxClient()
     try:
@@ -258,7 +258,7 @@ async def test_expired_tasks_are_unknown_and_expired_urls_fail(make):
 async def test_collect_resumes_a_task_submitted_earlier(make):
     h = await make()
     sub = await h.client.submit(GenerationRequest("resume me", model="wanx-v1", n=2))
-    h.client._expect.clear()  # as after a kernel restart: nothing known but the id and the request
+    h.client._expectations.tasks.clear()  # as after a kernel restart: nothing known but the id and the request
     result = await h.client.collect(sub.task_id, sub.request)
     assert [im.seed for im in result.images] == [sub.request.seed, sub.request.seed + 1]
     assert all(im.ok for im in result.images)
@@ -566,9 +566,9 @@ def test_over_real_loopback_and_the_schedule_learns():
             assert first.backend == "emulator" and first.task.emulator and first.images[0].ok
             # The served emulator says it runs at time_scale 0.05, so the first wait already expects
             # 0.6 s instead of the real 12 s, and what it observed agrees (no correction needed).
-            assert inner._time_scale == pytest.approx(0.05)
+            assert inner._expectations.time_scale == pytest.approx(0.05)
             assert sum(polls) < 2.0
-            assert inner._durations.correction("wanx2.1-t2i-turbo") == pytest.approx(1.0, rel=0.05)
+            assert inner._expectations.durations.correction("wanx2.1-t2i-turbo") == pytest.approx(1.0, rel=0.05)
             polls.clear()
             second = client.generate(GenerationRequest("loopback 2", model="wanx2.1-t2i-turbo", n=1))
             assert second.images[0].ok and len(polls) <= 4 and sum(polls) < 2.0

@@ -11,18 +11,23 @@ test, so a new module has to be given a row.
     L2  _validation, _grid, _protocol, _backoff,     L0-L2
         _auth, _imagecheck, _reconcile,
         _protocol_image
-    L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
-        _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
-        _store_queries, _store_repair
+    L3  _client, _scheduler, _store, _loop           L0-L3  (_client and its parts: never _store, IPython,
+        _journal, _store_db, _store_read,                   ipywidgets; _client_config imports the emulator
+        _store_queries, _store_repair,                      lazily, for the keyless default; the parts
+        _client_* (the client's parts: _base, _config,      never import the _client facade that composes
+        _types, _http, _create, _poll, _download,           them, except _client_sync, which wraps it)
+        _upload, _reconcile, _errors, _sync)
     L4  _run, _run_events, _run_steps, _grid_state, L0-L4 (_session -> _run, never the reverse)
         _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
         _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
-        _tables_html, _interrupt_card
+        _tables_html, _interrupt_card, _render_options,
+        _tiles_html, _error_card, _history_html
                                                      ipywidgets, _progress only inside functions
-    L6  magics, _magic_args, panel, comparison, cli  anything below; panel and comparison never import each
-                                                     other or magics; magics imports panel/comparison lazily,
-                                                     cli imports comparison lazily (`wanx-nb grid`)
+    L6  magics, _magic_args, panel, _panel_form,     anything below; panel and comparison never import each
+        comparison, cli                              other or magics; magics imports panel/comparison lazily,
+                                                     cli imports comparison lazily (`wanx-nb grid`); panel
+                                                     imports _panel_form (its form), nothing else does
     emulator/*                                       only _registry and _version from the package
 
 "Lazily" means inside a function body: the import runs on first use, not when the module loads.
@@ -46,12 +51,15 @@ LAYERS: dict[str, int] = {
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1, "_provenance": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
-    "_client": 3, "_client_sync": 3, "_client_errors": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
+    "_client": 3, "_client_sync": 3, "_client_errors": 3, "_client_base": 3, "_client_config": 3, "_client_types": 3,
+    "_client_http": 3, "_client_create": 3, "_client_poll": 3, "_client_download": 3, "_client_upload": 3,
+    "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3,
     "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
-    "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,
+    "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
+    "magics": 6, "_magic_args": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")
@@ -165,7 +173,7 @@ def test_the_import_walker_sees_lazy_and_relative_imports():
     assert ("rendering", "_repr_mimebundle_") in models
     backend = {internal(i.target) for i in imports_of("emulator._backend")}
     assert {"_registry", "emulator._tasks", "emulator._errors"} <= backend  # `from .. import` and `from . import`
-    assert any(i.target == "wanx_nb.emulator" and i.lazy for i in imports_of("_client"))
+    assert any(i.target == "wanx_nb.emulator" and i.lazy for i in imports_of("_client_config"))
 
 
 # ---- package-internal direction ---------------------------------------------------------------------
@@ -189,7 +197,9 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
     if group(imported) == "emulator":
         if not imp.lazy:
             return "imports the emulator at module level (starlette/uvicorn/PIL must load only when it is used)"
-        return None if importer in ("_client", "cli") else "only _client (keyless default) and cli use the emulator"
+        if importer in ("_client_config", "cli"):
+            return None
+        return "only _client_config (the client's keyless default) and cli use the emulator"
     mine, theirs = LAYERS[importer], LAYERS[imported]
     if mine <= 4:
         return None if theirs <= mine else f"L{mine} may import only L0-L{mine}, and {imported} is L{theirs}"
@@ -203,6 +213,8 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
             return None
         if imported in ("panel", "comparison"):
             return None if imp.lazy else f"magics may import {imported} only inside a function"
+    if importer == "panel" and imported == "_panel_form":  # the panel's widgets, which it extends
+        return None
     if importer == "cli" and imported == "comparison":  # `wanx-nb grid`
         return None if imp.lazy else "cli may import comparison only inside a function"
     return f"L6 modules do not import each other ({importer} -> {imported})"
@@ -221,8 +233,18 @@ def test_layered_module_imports_only_downwards(name):
     assert bad == []
 
 
-def test_client_never_imports_the_store():
-    assert [fmt("_client", i) for i in imports_of("_client") if internal(i.target) == "_store"] == []
+CLIENT_PARTS = sorted(m for m in LAYERS if m.startswith("_client_"))
+
+
+@pytest.mark.parametrize("name", ["_client", *CLIENT_PARTS])
+def test_client_never_imports_the_store(name):
+    assert [fmt(name, i) for i in imports_of(name) if internal(i.target) == "_store"] == []
+
+
+@pytest.mark.parametrize("name", sorted(set(CLIENT_PARTS) - {"_client_sync"}))
+def test_the_clients_parts_never_import_its_facade(name):
+    # `_client` composes its parts; a part importing it back would make a cycle (`_client_sync` wraps it).
+    assert [fmt(name, i) for i in imports_of(name) if internal(i.target) == "_client"] == []
 
 
 def test_package_root_imports_only_version_eagerly_and_magics_lazily():
@@ -280,7 +302,7 @@ def third_party(name: str) -> list[Import]:
     return [i for i in imports_of(name) if internal(i.target) is None]
 
 
-@pytest.mark.parametrize("name", ["_client", "rendering"])
+@pytest.mark.parametrize("name", ["_client", *CLIENT_PARTS, "rendering"])
 def test_client_and_rendering_never_import_ipython_or_widgets(name):
     assert [fmt(name, i) for i in third_party(name) if top(i.target) in UI] == []
 
@@ -298,9 +320,9 @@ def test_only_the_emulator_imports_starlette_or_uvicorn(name):
 
 
 # _auth is the client's httpx.Auth (the key added at send time), split out so it stays small;
-# _client_sync is its blocking form (httpx only in a signature's type); _client_errors reads httpx's errors.
+# the client's parts (_client_*) own its httpx clients, send through them and read their errors.
 @pytest.mark.parametrize(
-    "name", sorted(m for m in MODULES if group(m) != "emulator" and m not in ("_client", "_auth", "_client_sync", "_client_errors"))
+    "name", sorted(m for m in MODULES if group(m) != "emulator" and m not in ("_client", "_auth", *CLIENT_PARTS))
 )
 def test_only_the_client_and_the_emulator_import_httpx(name):
     assert [fmt(name, i) for i in third_party(name) if top(i.target) == "httpx"] == []

@@ -10,14 +10,14 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # (name, file, text replaced, replacement, -k expression selecting the test that must fail)
 MUTANTS = [
- ("connect timeout on submit not retried", "wanx_nb/_client.py",
+ ("connect timeout on submit not retried", "wanx_nb/_client_errors.py",
   "(httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)", "(httpx.ConnectError, httpx.PoolTimeout)", "connect_timeout"),
  ("seed 0 rejected", "wanx_nb/_validation.py", "_is_int_in(request.seed, 0, MAX_SEED)", "_is_int_in(request.seed, 1, MAX_SEED)", "seed_zero"),
  ("budget refuses exact fit (>=, no tolerance)", "wanx_nb/_session.py", "if estimate > remaining + 1e-9:", "if estimate >= remaining:", "budget_accepts"),
  ("budget refuses exact fit (tolerance reversed)", "wanx_nb/_session.py", "if estimate > remaining + 1e-9:", "if estimate > remaining - 1e-9:", "budget_accepts"),
  ("budget enforced in replay", "wanx_nb/_session.py", 'if not self.budget_yuan or self.mode == "replay":', "if not self.budget_yuan:", "replay_costs_nothing or replays_under_a_budget"),
  ("redact disabled", "wanx_nb/_exceptions.py", 'return _KEY_PATTERN.sub("sk-***", text)', "return text", "key_echoed"),
- ("upload 409 not tolerated", "wanx_nb/_client.py", 'if not (exc.status_code == 409 and exc.code == "FileAlreadyExists"):', "if True:", "upload_whose"),
+ ("upload 409 not tolerated", "wanx_nb/_client_upload.py", 'if not (exc.status_code == 409 and exc.code == "FileAlreadyExists"):', "if True:", "upload_whose"),
  ("resume window 1 h (unfinished)", "wanx_nb/_store.py", "def unfinished(self, *, max_age_hours: float = 24.0", "def unfinished(self, *, max_age_hours: float = 1.0", "full_24_hours"),
  ("resume window 1 h (expired)", "wanx_nb/_store.py", "def expired_unfinished(self, *, max_age_hours: float = 24.0", "def expired_unfinished(self, *, max_age_hours: float = 1.0", "full_24_hours"),
  ("Ctrl-C not stopping the run", "wanx_nb/_run.py", "        except KeyboardInterrupt:\n            self._stop()\n            raise RunInterruptedError(self.summary()) from None\n", "        except ZeroDivisionError:\n            raise\n", "ctrl_c"),

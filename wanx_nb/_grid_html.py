@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ._captions import params_caption
+from ._error_card import error_fields as _error_fields
 from ._html_style import S_CAP, S_CELL, S_GALLERY, S_HEAD, S_LABEL, S_MUTED, S_RESULT, S_TABLE, S_TILE
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
@@ -18,15 +19,12 @@ from ._next_steps import next_step
 from ._preview import preview as _preview
 from ._registry import get_model
 from ._request import GenerationRequest
-from .rendering import (
-    _badge,
-    _error_fields,
-    _image_bytes,
-    _seed_label,
-    _thumbnail_html,
-    _warn_list,
-    failure_tile_html,
-)
+from ._tiles_html import badge_html as _badge
+from ._tiles_html import failure_tile_html
+from ._tiles_html import image_bytes as _image_bytes
+from ._tiles_html import seed_label as _seed_label
+from ._tiles_html import thumbnail_html as _thumbnail_html
+from ._tiles_html import warn_list_html as _warn_list
 
 __all__ = ["AxisView", "CellView", "GridView", "PlanView", "compare_cell_html", "compare_grid_html", "xyz_grid_html"]
 

@@ -14,103 +14,38 @@ the panel's own Output widget when the panel was not displayed by IPython. While
 small timer thread re-renders the status row every `tick_seconds` from the Run's last events, so
 elapsed time ticks while a task is PENDING; it stops when the run ends. A seed or style list in the
 sweep fields runs a labelled grid (`_grid` plans it, `_grid_html` draws it).
+
+The form (the widgets, the controls each model shows, the request they describe, the cost, the
+equivalent cell, errors) is `_panel_form.PanelForm`, which `Panel` extends with running it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import math
-import shlex
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ipywidgets import (
-    BoundedIntText,
-    Button,
-    CallbackDispatcher,
-    Checkbox,
-    Dropdown,
-    FileUpload,
-    FloatSlider,
-    HBox,
-    IntSlider,
-    Label,
-    Layout,
-    Output,
-    Text,
-    Textarea,
-    ToggleButtons,
-    VBox,
-)
-from ipywidgets import HTML as HTMLWidget
+from ipywidgets import Button, CallbackDispatcher, Layout
 
 from . import rendering
 from ._exceptions import TaskCanceledError, WanxError
 from ._grid import Axis, parse_axis
 from ._grid_html import xyz_grid_html
 from ._grid_state import GridState, Key, build_state
-from ._panel_status import StatusRow, cancel_text, status_rows
 from ._models import GenerationResult
-from ._params import BY_NAME, option_line
-from ._registry import CATALOG, ModelSpec, get_model
-from ._request import DEFAULT_MODEL, MAX_SEED, GenerationRequest
+from ._panel_form import PanelForm, magic_cell
+from ._panel_status import StatusRow, cancel_text, status_rows
+from ._registry import get_model
+from ._request import DEFAULT_MODEL, GenerationRequest
 from ._session import Phase, Progress, Run, Session, get_session
-from ._validation import parse_size, validate
+from ._validation import validate
 
 if TYPE_CHECKING:
     from IPython.display import DisplayHandle
 
 __all__ = ["Panel", "magic_cell"]
-
-_NARROW = {"description_width": "initial"}
-_UPLOAD_DIR = "uploads"
-
-
-def magic_cell(request: GenerationRequest) -> str:
-    """The `%%wanx` cell that sends `request` again: option line, then the prompt as the cell body.
-
-    The options come from the parameter table (`_params.option_line`), quoted for IPython's POSIX
-    split, in `--flag=value` form so a negative prompt starting with "-" survives; braces in the prompt
-    are doubled so the magic's `{name}` filling gives back the prompt as written.
-    """
-    body = request.prompt.replace("{", "{{").replace("}", "}}")
-    return "%%wanx " + option_line(request) + "\n" + body
-
-
-def _label(name: str) -> str:
-    return BY_NAME[name].label
-
-
-def _tooltip(name: str) -> str:
-    p = BY_NAME[name]
-    return f"{p.option}: {p.help_text()}"
-
-
-def _side_bounds(spec: ModelSpec) -> tuple[int, int]:
-    """Slider bounds for one side: the side range, or what the area and aspect rules allow."""
-    if spec.side_range is not None:
-        return spec.side_range
-    if spec.pixel_range is not None and spec.aspect_range is not None:
-        (lo, hi), (a, b) = spec.pixel_range, spec.aspect_range
-        return math.ceil(math.sqrt(lo * a)), math.floor(math.sqrt(hi * b))
-    return 256, 2048
-
-
-def _set_bounds(slider: IntSlider, lo: int, hi: int, value: int) -> None:
-    """Move an IntSlider's range without tripping min <= max in between."""
-    if lo > slider.max:
-        slider.max, slider.min = hi, lo
-    else:
-        slider.min, slider.max = lo, hi
-    slider.value = min(max(value, lo), hi)
-
-
-def _show(widget: Any, visible: bool) -> None:
-    widget.layout.display = None if visible else "none"
 
 
 class _Click:
@@ -131,7 +66,7 @@ class _Click:
         self.cancel_asked = False
 
 
-class Panel(VBox):
+class Panel(PanelForm):
     """Generate images with widgets: pick a model, set its parameters, click Generate.
 
     Controls follow the model's family: V1 (wanx-v1) shows style, its four sizes and a reference
@@ -165,9 +100,9 @@ class Panel(VBox):
         layout: Layout | None = None,
         tick_seconds: float = 1.0,
     ) -> None:
-        self._session = session if session is not None else get_session()
+        session = session if session is not None else get_session()
         # The Run measures elapsed time on the session's clock (a fake one in tests): so does the ticker.
-        self._clock: Callable[[], float] = getattr(self._session, "_clock", time.monotonic)
+        self._clock: Callable[[], float] = getattr(session, "_clock", time.monotonic)
         self._tick_seconds = tick_seconds
         self._sweeps: list[GridState] = []
         self._lock = threading.Lock()
@@ -175,134 +110,10 @@ class Panel(VBox):
         self._done.set()
         self._click: _Click | None = None
         self._results: list[GenerationResult] = []
-        self._last_error: BaseException | None = None
-        self._code_text = ""
-        self._ref_path: str | None = None
         self._result_handlers = CallbackDispatcher()
         self._static_output = static_output
         self._static_handle: DisplayHandle | None = None  # set when IPython displays the panel (_ipython_display_)
-
-        first = get_model(model or DEFAULT_MODEL)
-        self._build_widgets(first, prompt)
-        self._apply_model(first)
-        self._update_cost()
-        self._wire()
-        super().__init__(self._layout_children(), layout=layout or Layout(width="100%"))
-
-    # ---- construction ----------------------------------------------------------------------------
-
-    def _build_widgets(self, spec: ModelSpec, prompt: str) -> None:
-        full = {"width": "100%"}
-        self._prompt = Textarea(value=prompt, placeholder="Prompt (Chinese or English)", rows=3, layout=Layout(**full))
-        self._negative = Textarea(
-            placeholder=f"{_label('negative_prompt')} (optional): what not to draw", rows=1, layout=Layout(**full),
-            tooltip=_tooltip("negative_prompt"),
-        )
-        self._model = Dropdown(
-            options=[(_model_label(s), name) for name, s in CATALOG.items()],  # the guide's four first, then 2026
-            value=spec.name,
-            description=_label("model"),
-            layout=Layout(**full),
-        )
-        # V1: style, fixed sizes, reference image.
-        self._style = Dropdown(
-            options=list(BY_NAME["style"].choices), value="<auto>", description=_label("style"), style=_NARROW,
-            tooltip=_tooltip("style"),
-        )
-        self._v1_size = Dropdown(
-            options=["1024*1024"], description=_label("size"), style=_NARROW, tooltip=_tooltip("size")
-        )
-        # Width "auto" so the button is as wide as its label (a fixed width cut it to "Reference ima…").
-        self._ref_upload = FileUpload(
-            accept="image/*", multiple=False, description="Reference image", layout=Layout(width="auto"),
-            tooltip=_tooltip("ref_img"),
-        )
-        self._ref_label = Label("no reference image")
-        self._ref_clear = Button(description="Remove", icon="times", layout=Layout(width="auto"))
-        self._ref_strength = FloatSlider(
-            value=0.5, min=0.0, max=1.0, step=0.05, description=_label("ref_strength"), style=_NARROW,
-            tooltip=_tooltip("ref_strength"),
-        )
-        self._ref_mode = ToggleButtons(
-            options=[("repaint (follow content)", "repaint"), ("refonly (follow style)", "refonly")],
-            value="repaint",
-            description=_label("ref_mode"),
-            tooltip=_tooltip("ref_mode"),
-            # Buttons as wide as their labels (the default fixed width cut "repaint (follow co…").
-            style={**_NARROW, "button_width": "auto"},
-        )
-        self._ref_box = VBox(
-            [HBox([self._ref_upload, self._ref_label, self._ref_clear]), HBox([self._ref_strength, self._ref_mode])]
-        )
-        self._v1_box = VBox([HBox([self._style, self._v1_size]), self._ref_box])
-        # V2: free size, prompt rewriting, watermark.
-        self._width = IntSlider(value=1024, min=512, max=1440, step=16, description="Width", style=_NARROW)
-        self._height = IntSlider(value=1024, min=512, max=1440, step=16, description="Height", style=_NARROW)
-        self._size_rule = Label("")
-        self._extend = Checkbox(
-            value=True, description=f"{_label('prompt_extend')} (the service may rewrite it)", indent=False,
-            tooltip=_tooltip("prompt_extend"), layout=Layout(width="auto"),
-        )
-        self._watermark = Checkbox(
-            value=False, description=f"{_label('watermark')} (AI生成)", indent=False, tooltip=_tooltip("watermark"),
-            layout=Layout(width="auto"),
-        )
-        self._v2_box = VBox(
-            [HBox([self._width, self._height]), self._size_rule, HBox([self._extend, self._watermark])]
-        )
-        # Both families.
-        self._n = IntSlider(
-            value=1, min=1, max=spec.max_n, description=_label("n"), style=_NARROW, tooltip=_tooltip("n")
-        )
-        # "Seed [42] [ ] keep this seed": the row reads as one phrase (it used to read "fixed seed seed").
-        self._seed = BoundedIntText(
-            value=42, min=0, max=MAX_SEED, description=_label("seed"), disabled=True, style=_NARROW,
-            layout=Layout(width="14em"), tooltip=_tooltip("seed"),
-        )
-        self._seed_fixed = Checkbox(
-            value=False, description="keep this seed", indent=False, layout=Layout(width="auto"),
-            tooltip="use the seed in the box for the next run (otherwise a new one is picked and shown)",
-        )
-        self._sweep_seeds = Text(
-            placeholder="e.g. 1,2,3 or 1..4", description="Sweep seeds", style=_NARROW, layout=Layout(width="50%"),
-            tooltip="several seeds: one labelled grid, a column per seed",
-        )
-        self._sweep_styles = Text(
-            placeholder="e.g. anime, sketch, watercolor", description="Sweep styles", style=_NARROW,
-            layout=Layout(width="50%"), tooltip="wanx-v1: several styles, a row per style",
-        )
-        self._generate = Button(description="Generate", button_style="primary", icon="play")
-        self._cancel = Button(description="Cancel", icon="stop", disabled=True)
-        self._cost = Label("")
-        self._status = HTMLWidget("")
-        self._message = HTMLWidget("")
-        self._errors = HTMLWidget("")
-        self._code = HTMLWidget("")
-        self._out = Output()
-
-    def _layout_children(self) -> list[Any]:
-        return [
-            self._prompt,
-            self._negative,
-            self._model,
-            self._v1_box,
-            self._v2_box,
-            HBox([self._n, self._seed, self._seed_fixed]),
-            HBox([self._sweep_seeds, self._sweep_styles]),
-            HBox([self._generate, self._cancel, self._cost]),
-            self._status,
-            self._message,
-            self._errors,
-            self._code,
-            self._out,
-        ]
-
-    def _wire(self) -> None:
-        self._model.observe(self._on_model_change, names="value")
-        self._n.observe(self._on_n_change, names="value")
-        self._seed_fixed.observe(self._on_seed_fixed_change, names="value")
-        self._ref_upload.observe(self._on_ref_upload_change, names="value")
-        self._ref_clear.on_click(self._on_ref_clear_click)
+        super().__init__(session, model=get_model(model or DEFAULT_MODEL), prompt=prompt, layout=layout)
         self._generate.on_click(self._on_generate_click)
         self._cancel.on_click(self._on_cancel_click)
 
@@ -343,73 +154,9 @@ class Panel(VBox):
         with self._lock:
             return tuple(self._results)
 
-    @property
-    def last_error(self) -> BaseException | None:
-        """The last error shown (a validation error before sending, or an API/task error after)."""
-        return self._last_error
-
-    @property
-    def code_text(self) -> str:
-        """The `%%wanx` cell equivalent to the last generation ("" before the first)."""
-        return self._code_text
-
-    def request(self) -> GenerationRequest:
-        """The request the controls describe now (not validated)."""
-        spec = get_model(self._model.value)
-        params: dict[str, Any] = {"n": self._n.value}
-        # One line: the equivalent cell writes it on the %%wanx option line.
-        negative = " ".join(self._negative.value.split())
-        if negative:
-            params["negative_prompt"] = negative
-        if self._seed_fixed.value:
-            params["seed"] = self._seed.value
-        if spec.sizes is not None:
-            params["size"] = self._v1_size.value
-        else:
-            params["size"] = f"{self._width.value}*{self._height.value}"
-        if "style" in spec.params:
-            params["style"] = self._style.value
-        if "ref_img" in spec.params and self._ref_path:
-            params.update(ref_img=self._ref_path, ref_strength=self._ref_strength.value, ref_mode=self._ref_mode.value)
-        if "prompt_extend" in spec.params:
-            params["prompt_extend"] = self._extend.value
-        if "watermark" in spec.params:
-            params["watermark"] = self._watermark.value
-        return GenerationRequest(prompt=self._prompt.value.strip(), model=spec.name, **params)
-
     def __repr__(self) -> str:
         state = " running" if self.running else ""
         return f"<wanx_nb.Panel {self._model.value} n={self._n.value}{state}>"
-
-    # ---- handlers: controls ----------------------------------------------------------------------
-
-    def _on_model_change(self, change: dict[str, Any]) -> None:
-        old = get_model(change["old"]) if change.get("old") in CATALOG else None
-        self._apply_model(get_model(change["new"]), previous=old)
-        self._update_cost()
-
-    def _on_n_change(self, change: dict[str, Any]) -> None:
-        self._update_cost()
-
-    def _on_seed_fixed_change(self, change: dict[str, Any]) -> None:
-        self._seed.disabled = not change["new"]
-
-    def _on_ref_upload_change(self, change: dict[str, Any]) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[0]
-        try:
-            self._ref_path = self._save_upload(item["name"], bytes(item["content"]))
-        except OSError as exc:
-            self._show_error(exc, title="Could not save the reference image")
-            return
-        self._ref_label.value = f"{item['name']} → {self._ref_path}"
-
-    def _on_ref_clear_click(self, button: Button) -> None:
-        self._ref_path = None
-        self._ref_upload.value = ()
-        self._ref_label.value = "no reference image"
 
     # ---- handlers: run ---------------------------------------------------------------------------
 
@@ -566,69 +313,6 @@ class Panel(VBox):
         if click.cancel_asked:
             self._message.value = html.escape(cancel_text(rows))
 
-    # ---- helpers ---------------------------------------------------------------------------------
-
-    def _apply_model(self, spec: ModelSpec, previous: ModelSpec | None = None) -> None:
-        """Show the controls `spec` takes, hide the others, and fit ranges and options to it."""
-        _show(self._style, "style" in spec.params)
-        _show(self._ref_box, "ref_img" in spec.params)
-        _show(self._extend, "prompt_extend" in spec.params)
-        _show(self._watermark, "watermark" in spec.params)
-        _show(self._v1_box, spec.sizes is not None or "style" in spec.params or "ref_img" in spec.params)
-        _show(self._v1_size, spec.sizes is not None)
-        _show(self._v2_box, spec.sizes is None)
-        if spec.sizes is not None:
-            keep = self._v1_size.value if self._v1_size.value in spec.sizes else spec.default_size
-            self._v1_size.options = list(spec.sizes)
-            self._v1_size.value = keep
-        else:
-            lo, hi = _side_bounds(spec)
-            w, h = (self._width.value, self._height.value)
-            if previous is None or previous.default_size != spec.default_size or previous.sizes is not None:
-                w, h = parse_size(spec.default_size) or (1024, 1024)
-            _set_bounds(self._width, lo, hi, w)
-            _set_bounds(self._height, lo, hi, h)
-            self._size_rule.value = f"{spec.name}: {spec.size_rule()}"
-        self._n.max = spec.max_n
-
-    def _update_cost(self) -> None:
-        spec = get_model(self._model.value)
-        images, yuan = self._session.estimate_cost([GenerationRequest(prompt="", model=spec.name, n=self._n.value)])
-        text = f"{images} image{'s' if images != 1 else ''} x ¥{spec.price_yuan:.2f} = ¥{yuan:.2f}"
-        if getattr(self._session, "backend", None) == "emulator":
-            text += " (emulator: not billed)"
-        self._cost.value = text
-
-    def _set_code(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
-        code = magic_cell(request if sweep is None or sweep.x is None or sweep.x.name != "seed" else request.replace(seed=None))
-        if sweep is not None:  # the sweep's axes on the option line: the magic draws the same grid
-            first, body = code.split("\n", 1)
-            axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]
-            first += "".join(f" --{letter} {shlex.quote(_axis_text(a))}" for letter, a in axes)
-            code = f"{first}\n{body}"
-        self._code_text = code
-        self._code.value = (
-            "<details open><summary>Equivalent cell</summary>"
-            f"<pre style='white-space:pre-wrap;user-select:all'>{html.escape(self._code_text)}</pre></details>"
-        )
-
-    def _show_error(self, exc: BaseException, *, title: str, append: bool = False) -> None:
-        self._last_error = exc
-        data, _ = rendering.error_mimebundle(exc)
-        block = f'<div class="wanx-head"><b>{html.escape(title)}</b></div>{data["text/html"]}'
-        self._errors.value = (self._errors.value if append else "") + block
-
-    def _save_upload(self, name: str, content: bytes) -> str:
-        """Write an uploaded reference image into the store (content-named, so re-runs find it)."""
-        root = Path(getattr(getattr(self._session, "store", None), "root", None) or "wanx_store")
-        folder = root / _UPLOAD_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        suffix = Path(name).suffix.lower() or ".png"
-        path = folder / f"{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
-        if not path.exists():
-            path.write_bytes(content)
-        return str(path.resolve())
-
     def _ipython_display_(self) -> None:
         """Show the panel, and under it an output that collects the results as static images.
 
@@ -661,11 +345,6 @@ class Panel(VBox):
         self._out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
-def _axis_text(axis: Axis) -> str:
-    name = "seed" if axis.name == "seed" else "style"
-    return f"{name}=" + ",".join(str(v).strip("<>") for v in axis.values)
-
-
 def outcome_model(click: _Click, index: int) -> str:
     """The model of request `index` of a click (a sweep has several requests)."""
     if click.sweep is not None:
@@ -673,8 +352,3 @@ def outcome_model(click: _Click, index: int) -> str:
         if 0 <= index < len(unique):
             return unique[index].model
     return click.request.model
-
-
-def _model_label(spec: ModelSpec) -> str:
-    call = " · sync call" if spec.sync_only else ""
-    return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.status}{call} · {spec.description}"
