@@ -171,3 +171,74 @@ def test_parse_size():
     assert parse_size("1024*768") == (1024, 768)
     assert parse_size("1024x768") == (1024, 768)
     assert parse_size("1024") is None
+
+
+def only_problem(request, region="beijing"):
+    with pytest.raises(ValidationError) as info:
+        validate(request, region=region)
+    (problem,) = info.value.problems
+    return problem
+
+
+def test_a_parameter_many_families_take_names_them_all():
+    # A 2026 model names every family of the catalog that takes the parameter, not only the legacy V2.
+    problem = only_problem(GenerationRequest("fox", model="z-image-turbo", watermark=True))
+    assert (problem.param, problem.value) == ("watermark", True)
+    assert problem.allowed == (
+        "z-image-turbo (z-image) does not take watermark; it is a V2/qwen-image/qwen-image-2.0/qwen-image-3.0/"
+        "wan2.6/wan2.7 parameter. It takes: prompt, negative_prompt, size, n, seed, prompt_extend"
+    )
+
+
+@pytest.mark.parametrize("model", ["qwen-image-max", "qwen-image-plus", "z-image-turbo"])
+def test_one_image_models_say_they_make_one_image_per_call(model):
+    problem = only_problem(GenerationRequest("fox", model=model, n=2))
+    assert str(problem) == f"n=2: 1 ({model} makes one image per call)"
+    assert validate(GenerationRequest("fox", model=model, n=1)) == []
+
+
+def test_n_above_a_larger_maximum_names_the_range():
+    assert str(only_problem(GenerationRequest("fox", model="qwen-image-2.0", n=7))) == "n=7: an integer from 1 to 6"
+
+
+@pytest.mark.parametrize("model,size", [("wan2.6-t2i", "1440*1440"), ("wan2.6-t2i", "1296*1296"),
+                                        ("qwen-image-max", "1024*1024"), ("qwen-image-max", "2048*1024")])
+def test_a_free_size_passes_where_the_rule_also_lists_recommended_sizes(model, size):
+    assert validate(GenerationRequest("fox", model=model, size=size)) == []
+
+
+def test_a_size_outside_a_listed_and_free_rule_is_told_the_whole_rule():
+    problem = only_problem(GenerationRequest("fox", model="wan2.6-t2i", size="1000*1000"))
+    assert problem.allowed == (
+        "one of 1280*1280, 1104*1472, 1472*1104, 960*1696, 1696*960 or W*H with W*H between 1638400 and "
+        "2073600 pixels and aspect ratio between 1:4 and 4:1"
+    )
+
+
+@pytest.mark.parametrize("size", ["2K", "2k", " 1k ", "1K"])
+def test_size_tiers_pass_in_any_case(size):
+    assert validate(GenerationRequest("fox", model="wan2.7-image", size=size)) == []
+
+
+def test_a_tier_the_model_lacks_is_refused():
+    assert "size='4K'" in str(only_problem(GenerationRequest("fox", model="wan2.7-image", size="4K")))
+
+
+def test_a_current_model_outside_its_regions_is_refused_naming_the_models_served_there():
+    problem = only_problem(GenerationRequest("fox", model="qwen-image-max"), region="frankfurt")
+    assert (problem.param, problem.value) == ("model", "qwen-image-max")
+    assert problem.allowed == (
+        "a model the frankfurt region serves: qwen-image-max is offered in beijing, singapore only; "
+        "in frankfurt use one of wan2.6-t2i"
+    )
+    problem = only_problem(GenerationRequest("fox", model="wan2.7-image"), region="virginia")
+    assert problem.allowed.endswith(
+        "in virginia use one of wan2.2-t2i-flash, wan2.2-t2i-plus, wan2.5-t2i-preview, wan2.6-t2i, "
+        "wanx2.1-t2i-plus, wanx2.1-t2i-turbo"
+    )
+
+
+def test_a_region_that_serves_no_model_suggests_none():
+    # Tokyo is reachable through a workspace domain only, and no catalog model is documented there.
+    problem = only_problem(GenerationRequest("fox", model="qwen-image-3.0"), region="tokyo")
+    assert problem.allowed == "a model the tokyo region serves: qwen-image-3.0 is offered in beijing only"
