@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from ._cli_parser import _parser, request_from_args
 from ._constants import ENV_STORE, env_store
-from ._exceptions import ValidationError, WanxError, redact
-from ._params import OPTION_NAMES, add_history_options, add_request_options, namespace_params
+from ._exceptions import ValidationError, WanxError
+from ._params import OPTION_NAMES, namespace_params
 from ._registry import CATALOG
-from ._request import DEFAULT_MODEL, GenerationRequest
+from ._request import GenerationRequest
 from ._validation import validate
 
 if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands that use it
@@ -25,127 +25,6 @@ if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands 
 __all__ = ["main", "request_from_args"]
 
 EMULATOR_NOTICE = "note: made by the offline emulator (no DASHSCOPE_API_KEY set): placeholder images, not model output"
-
-
-def _request_args(p: argparse.ArgumentParser) -> None:
-    """The request options, from the one parameter table (the magic's options, spelled the same)."""
-    add_request_options(p, {"model": DEFAULT_MODEL, "n": "1; the API's own default is 4"})
-    p.set_defaults(n=1)
-
-
-def request_from_args(args: argparse.Namespace) -> GenerationRequest:
-    """The GenerationRequest that `generate`'s options describe (prompt included), not yet checked."""
-    return GenerationRequest(args.prompt, **namespace_params(args))
-
-
-def _whole_number(low: int, high: int | None, allowed: str) -> Callable[[str], int]:
-    """An argparse type: a whole number in [low, high], else an error saying what is allowed."""
-
-    def read(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text!r} {allowed}")
-        return value
-
-    return read
-
-
-_read_port = _whole_number(1, 65535, "is not a port; use a whole number from 1 to 65535")
-_read_seconds = _whole_number(1, None, "is not allowed; use a whole number of seconds, at least 1")
-_read_cell_px = _whole_number(32, 1024, "is not allowed; use a whole number of pixels from 32 to 1024")
-
-
-def _read_positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a number above 0, e.g. 0.05 or 1")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`)."""
-
-    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
-        if "help" in kwargs and kwargs["help"]:
-            kwargs["help"] = kwargs["help"].replace("%", "%%")
-        return super().add_argument(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: ...)" where a help text does not already say it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text
-        return super()._get_help_string(action) or text
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="wanx-nb", description="Tongyi Wanxiang text-to-image from the shell.", formatter_class=_Formatter
-    )
-    parser.add_argument("--store", help="store directory (default: $WANX_NB_STORE or ./wanx_store)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
-
-    gen = command("generate", "generate images and write them with a JSON record each")
-    gen.add_argument("prompt", help="what to draw (after `--` when it starts with '-')")
-    _request_args(gen)
-    gen.add_argument("-o", "--out", default="wanx_output", help="output directory")
-    gen.add_argument("--reproducible", action="store_true", help="no prompt rewriting (or re-send a recorded one)")
-
-    emu = command("emulator", "serve the offline DashScope emulator on 127.0.0.1")
-    emu.add_argument("--port", type=_read_port, default=8000, help="TCP port, 1-65535")
-    emu.add_argument("--time-scale", type=_read_positive, default=0.05, help="task durations x this (1.0 = realistic)")
-
-    command("models", "list the models, prices and limits")
-    command("resume", "recover tasks submitted but never saved (within 24 h)")
-
-    hist = command("history", "stored generations, newest first")
-    add_history_options(hist)
-    show = command("show", "one stored result: its images, seeds, prompts and cost")
-    show.add_argument("task_id", metavar="TASK_ID", help="a task id (find them with `wanx-nb history`)")
-    command("cost", "what the store's generations have cost")
-
-    exp = command("export", "write a manifest of the store's generations")
-    exp.add_argument("manifest", help="path of the JSON manifest to write")
-
-    rep = command("report", "execute a notebook headless and write it as HTML")
-    rep.add_argument("--notebook", default="notebooks/02_model_comparison.ipynb", help="the notebook to run")
-    rep.add_argument("--out", default="report", help="directory for the HTML and whatever the notebook saves")
-    rep.add_argument("--timeout", type=_read_seconds, default=600, help="seconds per cell")
-
-    store = command("store", "check the store, or rebuild its index from the images' provenance")
-    store.add_argument("action", choices=["check", "rebuild"], help="check: report problems; rebuild: re-index")
-    store.add_argument("dir", nargs="?", help="store directory (default: --store, $WANX_NB_STORE or ./wanx_store)")
-
-    grd = command("grid", "an X/Y/Z grid: one PNG with its axis legend, and a JSON manifest of every cell")
-    grd.add_argument("prompt", nargs="+", help="the prompt; several prompts become an axis (Y unless placed)")
-    for letter in ("x", "y", "z"):
-        grd.add_argument(f"--{letter}", default=None, metavar="NAME=V1,V2",
-                         help="an axis: model=all, seed=1,2,3, style=anime,sketch, size=1024*1024,1280*720, extend=on,off")
-    _request_args(grd)
-    grd.add_argument("-o", "--out", default="grid.png", help="the PNG to write (the manifest goes next to it, .json)")
-    grd.add_argument("--cell-px", type=_read_cell_px, default=256, help="pixels per cell in the PNG, 32-1024")
-    grd.add_argument("--dry-run", action="store_true", help="state the cells, images, cost and time; send nothing")
-
-    rerun = command("rerun", "run a manifest's generations again and report which images differ")
-    rerun.add_argument("manifest", help="a manifest written by `wanx-nb export`")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
