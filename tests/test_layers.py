@@ -24,11 +24,13 @@ test, so a new module has to be given a row.
         _tables_html, _interrupt_card, _render_options,
         _tiles_html, _error_card, _history_html
                                                      ipywidgets, _progress only inside functions
-    L6  magics, _magic_args, panel, _panel_form,     anything below; panel and comparison never import each
-        comparison, cli, _cli_parser                 other or magics; magics imports panel/comparison lazily,
+    L6  magics, _magic_args, _magic_line, panel,     anything below; panel and comparison never import each
+        _panel_form, comparison, cli, _cli_parser    other or magics; magics imports panel/comparison lazily,
                                                      cli imports comparison lazily (`wanx-nb grid`); panel
                                                      imports _panel_form (its form), nothing else does; cli
-                                                     imports _cli_parser (its arguments), nothing else does
+                                                     imports _cli_parser (its arguments), nothing else does;
+                                                     magics imports _magic_line (its `%wanx` subcommands),
+                                                     which imports _magic_args and panel (lazily) only
     emulator/*                                       only _registry and _version from the package
 
 "Lazily" means inside a function body: the import runs on first use, not when the module loads.
@@ -60,7 +62,7 @@ LAYERS: dict[str, int] = {
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
-    "magics": 6, "_magic_args": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6,
+    "magics": 6, "_magic_args": 6, "_magic_line": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")
@@ -210,10 +212,15 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
     if theirs < 6:
         return None
     if importer == "magics":
-        if imported == "_magic_args":
+        if imported in ("_magic_args", "_magic_line"):
             return None
         if imported in ("panel", "comparison"):
             return None if imp.lazy else f"magics may import {imported} only inside a function"
+    if importer == "_magic_line":  # the `%wanx` subcommands, which magics inherits
+        if imported == "_magic_args":
+            return None
+        if imported == "panel":  # `%wanx panel`
+            return None if imp.lazy else "_magic_line may import panel only inside a function"
     if importer == "panel" and imported == "_panel_form":  # the panel's widgets, which it extends
         return None
     if importer == "cli" and imported == "_cli_parser":  # the command line's parser, which it runs
@@ -264,7 +271,8 @@ def test_nothing_imports_cli_or_magic_args_except_magics():
         for imp in imports_of(name)
         if (internal(imp.target) == "cli" and name != "cli")
         or (internal(imp.target) == "_cli_parser" and name not in ("cli", "_cli_parser"))
-        or (internal(imp.target) == "_magic_args" and name not in ("magics", "_magic_args"))
+        or (internal(imp.target) == "_magic_args" and name not in ("magics", "_magic_line", "_magic_args"))
+        or (internal(imp.target) == "_magic_line" and name not in ("magics", "_magic_line"))
     ]
     assert bad == []
 
