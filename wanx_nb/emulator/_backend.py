@@ -1,7 +1,8 @@
 """The emulator's state, with no HTTP: accounts, tasks, rate limits, faults and the request log.
 
-The rules live beside it, one job per module: `_rules` checks request bodies, `_tasks` runs tasks
-on the clock and counts limits, `_oss` signs URLs and keeps uploads, `_rewrite` rewrites prompts,
+The rules live beside it, one job per module: `_rules` checks request bodies, `_task_rules` decides
+what a new task will do (seed, cut prompts, duration, failures), `_tasks` runs tasks on the clock
+and counts limits, `_oss` signs URLs and keeps uploads, `_rewrite` rewrites prompts,
 `_images` paints the images. `Backend` ties them together under one lock.
 """
 
@@ -22,10 +23,10 @@ from ._clock import FakeClock
 from ._faults import Fault, check_fault_route
 from ._oss import ObjectStore, Policy, Upload
 from ._persist import KeptTasks
-from ._rewrite import extend_prompt
 from ._routes import ROUTES, LoggedRequest
-from ._rules import MAX_SEED, Generation, parse_generation, parse_messages, served_model
+from ._rules import parse_generation, parse_messages, served_model
 from ._settings import EmulatorSettings
+from ._task_rules import new_task
 from ._tasks import RateWindows, Task, apply_outcome, schedule
 
 __all__ = ["Backend"]
@@ -224,7 +225,16 @@ class Backend:
                 active = sum(1 for t in group if t.status_at(now) in ("PENDING", "RUNNING"))
                 if active >= spec.concurrency:
                     raise errors.throttling_allocation_quota(self.settings.retry_after)
-            task = self._new_task(account, gen, ref, now)
+            task = new_task(
+                gen,
+                account=account,
+                ref=ref,
+                now=now,
+                task_id=self.new_id("task"),
+                request_id=self.new_request_id(),
+                settings=self.settings,
+                rngs=self._rngs,
+            )
             task.protocol = protocol.name
             if outcome is not None:
                 apply_outcome(task, outcome)
@@ -242,68 +252,6 @@ class Backend:
             schedule(group, spec.concurrency, floor=now, pending_seconds=self.settings.pending_seconds)
             self._kept.keep([task])  # a task joining the end of the queue moves no other task's start
             return task
-
-    def _new_task(self, account: str, gen: Generation, ref: bytes | str | None, now: float) -> Task:
-        spec, settings = gen.spec, self.settings
-        task_id = self.new_id("task")
-        seed = gen.seed
-        if seed is None:  # the server picks one (§2.2); it is kept so the images can be rendered later
-            # From the settings' seed, not the (random) task id: a fresh emulator repeats its choices.
-            seed = self._rngs["seed"].randint(0, MAX_SEED)
-        # Over-long prompts are cut silently (§2.2). The image follows the cut text, while orig_prompt
-        # echoes what was sent (the spec is silent on which), so clients can match results to requests.
-        effective = gen.prompt[: spec.prompt_limit]
-        negative = None if gen.negative_prompt is None else gen.negative_prompt[: spec.negative_prompt_limit]
-        duration = spec.expected_seconds(gen.prompt_extend) * settings.time_scale
-        failure: tuple[str, str] | None = None
-        failed: frozenset[int] = frozenset()
-        partial_roll = self._rngs["partial"].random()
-        corrupt_roll = self._rngs["corrupt"].random()
-        if gen.size_error is not None:
-            # V1 checks the size asynchronously (doc sample v1-query-failed-doc); such a check
-            # fails fast, so the task fails within a (scaled) second instead of the full duration.
-            failure = ("InvalidParameter", gen.size_error)
-            duration = min(duration, 1.0 * settings.time_scale)
-        elif settings.output_inspection_word and settings.output_inspection_word in gen.prompt:
-            failure = ("DataInspectionFailed", errors.OUTPUT_INSPECTION_MESSAGE)
-        elif (settings.partial_failure_word and settings.partial_failure_word in gen.prompt) or (
-            partial_roll < settings.partial_failure_rate
-        ):
-            failed = frozenset({gen.n - 1})
-            if gen.n == 1:
-                failure = ("InternalError.Timeout", errors.TIMEOUT_ITEM_MESSAGE)
-        corrupt = bool(settings.corrupt_image_word and settings.corrupt_image_word in gen.prompt) or (
-            corrupt_roll < settings.corrupt_image_rate
-        )
-        return Task(
-            task_id=task_id,
-            request_id=self.new_request_id(),
-            account=account,
-            model=spec.name,
-            model_name=gen.model_name,
-            family=spec.family,
-            prompt=gen.prompt,
-            effective_prompt=effective,
-            negative_prompt=negative,
-            width=gen.width,
-            height=gen.height,
-            n=gen.n,
-            seed=seed,
-            style=gen.style,
-            ref=ref,
-            ref_strength=gen.ref_strength,
-            ref_mode=gen.ref_mode,
-            watermark=gen.watermark,
-            prompt_extend=gen.prompt_extend,
-            actual_prompt=extend_prompt(effective) if gen.prompt_extend else None,
-            size_label=gen.size_label or f"{gen.width}*{gen.height}",
-            thinking_mode=gen.thinking_mode,
-            submit_time=now,
-            duration=duration,
-            failure=failure,
-            failed_items=failed,
-            corrupt=corrupt,
-        )
 
     def get_task(self, account: str, task_id: str) -> tuple[Task, float] | None:
         """The account's task and the clock reading to judge it by, or None (unknown or expired)."""
