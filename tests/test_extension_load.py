@@ -64,3 +64,10 @@ def test_rendering_imports_no_ipython_widgets_or_pil(tmp_path):
         tmp_path,
     )
     assert loaded == []
+
+
+def test_the_extension_registers_exactly_wanx_as_line_and_cell_magic():
+    # The line subcommands live in a mixin: none of its methods may become a magic of its own.
+    from wanx_nb.magics import WanxMagics
+
+    assert {kind: set(names) for kind, names in WanxMagics.magics.items()} == {"line": {"wanx"}, "cell": {"wanx"}}
