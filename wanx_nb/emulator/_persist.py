@@ -59,6 +59,7 @@ class TaskFile:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per task: a power cut may lose the last few
             self._db.execute(_SCHEMA)
 
     def save(self, tasks: list[Task]) -> None:
