@@ -97,6 +97,9 @@ def run(group: str, max_children: int, sample: int, recheck: bool = False, match
     print(f"== {group}: {', '.join(GROUPS[group][0])}" + (f" (1 mutant in {sample})" if sample > 1 else ""), flush=True)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
     if recheck:
+        # A survivor judged equivalent cannot be killed: running its tests again only costs time.
+        explained, changed = judged(), diffs(group, survivors)
+        survivors = [n for n in survivors if not (explained.get(n) or equivalent(changed.get(n, "")))]
         if not survivors:
             return
         cmd += survivors
