@@ -257,10 +257,14 @@ class Run(RequestSteps):
     async def _withdraw(self) -> int:
         count = 0
         for slot in self._slots:
-            if slot.phase is Phase.QUEUED and slot.worker is not None and not slot.worker.done():
-                slot.withdrawing = True
+            if slot.phase is not Phase.QUEUED or slot.outcome is not None or slot.withdrawing:
+                continue
+            slot.withdrawing = True
+            if slot.worker is None:  # still in its model's queue: no worker has taken it
+                self._cancelled(slot)
+            else:
                 slot.worker.cancel()  # a create already under way still completes and is journaled
-                count += 1
+            count += 1
         return count
 
     async def _cancel(self, *, after_stop: bool = False) -> tuple[list[str], list[str]]:
