@@ -47,9 +47,9 @@ _SKEW = dt.timedelta(minutes=3)
 
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
-    """The run's view of one request."""
+    """The run's view of one request (one per request of a batch: kept small)."""
 
     index: int
     request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
