@@ -118,9 +118,9 @@ class ImageResult:
     export_path: str | None = field(default=None, compare=False)  # a readable copy (the magic's output_dir)
     download_error: str | None = None
     download_code: str | None = None
-    if TYPE_CHECKING:  # behind the `data` property (below); not dataclass fields
-        _data: bytes | None
-        _released: bool
+    if TYPE_CHECKING:  # behind the `data` property (below), set by its setter: not dataclass fields
+        _data: bytes | None = field(default=None, init=False)
+        _released: bool = field(default=False, init=False)
 
     @property
     def ok(self) -> bool:

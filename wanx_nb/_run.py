@@ -94,7 +94,7 @@ class Run(RequestSteps):
         """Write one QUEUED entry per request: durable before anything is sent."""
         now = utcnow()
         for i, (request, notes) in enumerate(prepared):
-            slot = Slot(i, request, list(notes), uuid.uuid4().hex)
+            slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
             self._store.record(
                 JournalEntry(
                     entry_id=slot.entry_id, run_id=self.run_id, service=self._service, backend=self._backend,
@@ -109,13 +109,13 @@ class Run(RequestSteps):
         """Resume: take over journal entries an earlier run left unfinished."""
         for i, entry in enumerate(entries):
             request = entry.sent or entry.given
-            slot = Slot(i, request, [], entry.entry_id, phase=Phase.PENDING, sent=True, task_id=entry.task_id)
+            slot = Slot(i, request, (), entry.entry_id, phase=Phase.PENDING, sent=True, task_id=entry.task_id)
             slot.saved = entry.saved_images
             self._slots.append(slot)
 
     def _finish_replayed(self, outcomes: Sequence[Outcome]) -> None:
         for i, outcome in enumerate(outcomes):
-            slot = Slot(i, getattr(outcome, "request", None) or GenerationRequest(""), [], "", phase=Phase.REPLAYED)
+            slot = Slot(i, getattr(outcome, "request", None) or GenerationRequest(""), (), "", phase=Phase.REPLAYED)
             slot.outcome = outcome
             self._slots.append(slot)
             if isinstance(outcome, TaskError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Slot:
 
     index: int
     request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
-    notes: list[str]
+    notes: tuple[str, ...]
     entry_id: str
     phase: Phase = Phase.QUEUED
     sent: bool = False
@@ -121,7 +122,7 @@ class RequestSteps:
                 await self._guarded(slot, self._drive(slot))
             finally:
                 slot.worker = None
-            if slot.withdrawing and worker.cancelling():
+            if slot.withdrawing and sys.version_info >= (3, 11) and worker.cancelling():
                 worker.uncancel()  # the cancel was this request's withdrawal, handled by `_guarded`
 
     async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
