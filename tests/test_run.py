@@ -206,6 +206,25 @@ def test_withdraw_drops_every_request_still_waiting_for_a_place_and_nothing_else
         assert phases[0] is Phase.QUEUED and sum(p.is_final for p in phases) == 1, phases
 
 
+def test_a_run_stopped_outright_withdraws_what_it_never_sent(fake_session, fake_emulator):
+    # A second Ctrl-C stops the run without the cancels: requests still waiting with us are withdrawn,
+    # sent ones stay in the journal for resume.
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+    run._future.cancel()
+    events.wait_for(lambda _: all(phase.is_final for phase in run.phases()))
+
+    sent = len(fake_emulator.requests("create"))
+    assert 1 <= sent <= 3 and run.phases()[sent:] == [Phase.WITHDRAWN] * (8 - sent)
+    assert all(isinstance(o, TaskCanceledError) for o in run.outcomes[sent:])
+    states = {e.prompt: e.state for e in fake_session.store.history(limit=None)}
+    assert [states[f"fox {i}"] for i in range(sent, 8)] == ["withdrawn"] * (8 - sent)
+    assert sorted(e.given.prompt for e in fake_session.store.unfinished()) == [f"fox {i}" for i in range(sent)]
+
+
 def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):
     rec = Session(store=tmp_path / "s", client=fast_client(fake_emulator), clock=fake_emulator.now, mode="record")
     run = rec.start([GenerationRequest("fox", n=1, seed=5)])

@@ -104,7 +104,12 @@ class RequestSteps:
             for model, queue in queues.items()
             for _ in range(min(len(queue), _workers(model)))
         ]
-        await asyncio.gather(*workers, return_exceptions=True)
+        try:
+            await asyncio.gather(*workers, return_exceptions=True)
+        except asyncio.CancelledError:  # stopped outright (a second Ctrl-C): the workers have ended
+            for slot in self._slots:
+                self._cancelled(slot)  # what no worker took is withdrawn (a settled request is left alone)
+            raise
 
     async def _work(self, queue: deque[Slot]) -> None:
         """Drive the queue's requests one after another, in order; a withdrawn one is skipped.
