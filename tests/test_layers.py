@@ -14,7 +14,8 @@ test, so a new module has to be given a row.
     L3  _client, _scheduler, _store, _loop           L0-L3  (_client: never _store, IPython, ipywidgets;
         _journal, _store_db, _store_read,                   the emulator lazily, for the keyless default)
         _store_queries, _store_repair
-    L4  _run, _run_events, _run_steps, _grid_state, L0-L4 (_session -> _run, never the reverse)
+    L4  _run, _run_events, _run_steps, _run_queue,  L0-L4 (_session -> _run, never the reverse)
+        _grid_state,
         _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
         _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
@@ -48,7 +49,7 @@ LAYERS: dict[str, int] = {
     "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3,
-    "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_session": 4, "_history": 4, "rerun": 4,
+    "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_run_queue": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "magics": 6, "_magic_args": 6, "panel": 6, "comparison": 6, "cli": 6,

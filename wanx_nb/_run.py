@@ -39,7 +39,8 @@ from ._models import GenerationResult
 from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress, RunSummary
-from ._run_steps import RequestSteps, Slot, utcnow
+from ._run_queue import RequestQueues
+from ._run_steps import Slot, utcnow
 from ._store import EntryState, JournalEntry
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ __all__ = ["Outcome", "Phase", "Progress", "Run", "RunSummary"]
 
 
 
-class Run(RequestSteps):
+class Run(RequestQueues):
     """One batch of requests: start it with `Session.start(requests)`.
 
     - `result(timeout=None)` blocks (Ctrl-C cancels what the service can still cancel and keeps the

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -30,7 +28,6 @@ from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
-from ._scheduler import in_flight
 from ._store import EntryState
 from ._store_read import stored_path
 
@@ -84,51 +81,6 @@ class RequestSteps:
     _on_progress: Callable[[Progress], None] | None
     _on_result: Callable[[int, Outcome], None] | None
     _on_billed: Callable[[float], None] | None
-
-    async def _main(self, resume: bool) -> None:
-        if resume:  # tasks the service already has: every one is collected at once
-            for slot in self._slots:
-                slot.started = self._clock()
-                slot.worker = asyncio.ensure_future(self._guarded(slot, self._resume_one(slot)))
-            await asyncio.gather(*(s.worker for s in self._slots if s.worker is not None), return_exceptions=True)
-            return
-        # A request waiting for its model's slot is a Slot in a queue, not a suspended coroutine stack: per
-        # model, only as many workers as the scheduler can keep in flight take requests off the queue.
-        queues: dict[str, deque[Slot]] = {}
-        for slot in self._slots:
-            slot.started = self._clock()
-            self._emit(slot, Phase.QUEUED)
-            queues.setdefault(_model_name(slot.request), deque()).append(slot)
-        workers = [
-            asyncio.ensure_future(self._work(queue))
-            for model, queue in queues.items()
-            for _ in range(min(len(queue), _workers(model)))
-        ]
-        try:
-            await asyncio.gather(*workers, return_exceptions=True)
-        except asyncio.CancelledError:  # stopped outright (a second Ctrl-C): the workers have ended
-            for slot in self._slots:
-                self._cancelled(slot)  # what no worker took is withdrawn (a settled request is left alone)
-            raise
-
-    async def _work(self, queue: deque[Slot]) -> None:
-        """Drive the queue's requests one after another, in order; a withdrawn one is skipped.
-
-        While it drives a request the worker is that request's `worker`: cancelling it withdraws the
-        request (`withdrawing`, and the worker goes on with the next one) or stops the run (it ends)."""
-        worker = asyncio.current_task()
-        assert worker is not None
-        while queue:
-            slot = queue.popleft()
-            if slot.outcome is not None:
-                continue
-            slot.worker = worker
-            try:
-                await self._guarded(slot, self._drive(slot))
-            finally:
-                slot.worker = None
-            if slot.withdrawing and sys.version_info >= (3, 11) and worker.cancelling():
-                worker.uncancel()  # the cancel was this request's withdrawal, handled by `_guarded`
 
     async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
         """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
@@ -433,24 +385,6 @@ class RequestSteps:
             self._on_progress(Progress(slot.index, slot.request.model, phase, slot.task_id, spent))
 
 
-
-
-def _model_name(request: GenerationRequest) -> str:
-    """The name the scheduler keeps a model's limits under."""
-    try:
-        return get_model(request.model).name
-    except (KeyError, TypeError):
-        return str(request.model)  # validation refuses it before it is sent
-
-
-def _workers(model: str) -> int:
-    """Workers for one model's queue: one per place the scheduler keeps in flight, plus one per
-    concurrency slot, so tasks that end together download while their places are refilled."""
-    try:
-        concurrency = max(get_model(model).concurrency, 1)
-    except (KeyError, TypeError):
-        concurrency = 1
-    return in_flight(concurrency) + concurrency
 
 
 def _is_sync(request: GenerationRequest) -> bool:
