@@ -6,7 +6,8 @@ memory is traced: the session, its client, the store, and the results. Each size
 process. Image bytes are released once stored and read back on use, so the peak should not grow with
 the number of images.
 
-Goal (issue 10): peak at 200 <= 1.2x the peak at 16.  Run: `.venv/bin/python bench/memory.py`.
+Goal (issue 10): peak at 200 <= 1.2x the peak at 16.  Run: `.venv/bin/python bench/memory.py`
+(`--top 25`: also the biggest allocation sites near each peak, on stderr).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -52,7 +54,51 @@ def emulator_process(time_scale: float) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def peak_bytes(count: int, time_scale: float) -> int:
+class PeakSnapshots:
+    """A profile hook that snapshots the traced allocations each time they pass the last snapshot by
+    `step` bytes, so the last snapshot shows what was alive at (about) the peak. Snapshots are not
+    traced themselves, but the hook slows the run: use it to find allocation sites, not for the figure."""
+
+    def __init__(self, step: int = 30_000) -> None:
+        self.step, self.level = step, 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+
+    def __call__(self, frame: object, event: str, arg: object) -> None:
+        current = tracemalloc.get_traced_memory()[0]
+        if current > self.level + self.step:
+            self.level, self.snapshot = current, tracemalloc.take_snapshot()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """On the background loop's thread (where the run works) and on threads started meanwhile."""
+        from wanx_nb import _loop
+
+        async def set_profile(hook: object) -> None:
+            sys.setprofile(hook)  # type: ignore[arg-type]
+
+        _loop.run_sync(set_profile(self))
+        threading.setprofile(self)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            threading.setprofile(None)  # type: ignore[arg-type]
+            _loop.run_sync(set_profile(None))
+
+
+def print_top(snapshot: tracemalloc.Snapshot, top: int) -> None:
+    """The `top` allocation sites (file:line) by bytes alive in `snapshot`, stderr."""
+    stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("lineno")
+    print(f"  biggest allocation sites near the peak ({snapshot_total(snapshot) / 1e6:.2f} MB traced):", file=sys.stderr)
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        print(f"  {stat.size / 1e3:9.1f} kB {stat.count:7d} blocks  {frame.filename}:{frame.lineno}", file=sys.stderr)
+
+
+def snapshot_total(snapshot: tracemalloc.Snapshot) -> int:
+    return sum(trace.size for trace in snapshot.traces)
+
+
+def peak_bytes(count: int, time_scale: float, top: int = 0) -> int:
     from batch import requests
 
     import wanx_nb._client  # noqa: F401  - imported before tracing: module code is not batch memory
@@ -61,13 +107,17 @@ def peak_bytes(count: int, time_scale: float) -> int:
     with emulator_process(time_scale) as base_url, tempfile.TemporaryDirectory() as tmp:
         session = Session(api_key="sk-bench-memory", base_url=base_url, store=tmp)
         reqs = requests(count)
-        tracemalloc.start()
-        results = session.generate_many(reqs)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        hook = PeakSnapshots()
+        with hook.installed() if top else contextlib.nullcontext():
+            tracemalloc.start()
+            results = session.generate_many(reqs)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise SystemExit(f"{len(failed)} request(s) failed: {failed[0]}")
+    if top and hook.snapshot is not None:
+        print_top(hook.snapshot, top)
     return peak
 
 
@@ -75,16 +125,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-scale", type=float, default=0.01)
     parser.add_argument("--count", type=int, help="measure one size in this process and print its peak")
+    parser.add_argument(
+        "--top", type=int, default=0, metavar="N",
+        help="also print the N biggest allocation sites near each peak (slower; the peaks then include the hook)",
+    )
     args = parser.parse_args()
     os.environ.pop("DASHSCOPE_API_KEY", None)
     if args.count:
-        print(peak_bytes(args.count, args.time_scale))
+        print(peak_bytes(args.count, args.time_scale, args.top))
         return
     peaks = {}
     for count in (16, 200):
         out = subprocess.run(
-            [sys.executable, __file__, "--count", str(count), "--time-scale", str(args.time_scale)],
-            check=True, capture_output=True, text=True,
+            [sys.executable, __file__, "--count", str(count), "--time-scale", str(args.time_scale), "--top", str(args.top)],
+            check=True, stdout=subprocess.PIPE, text=True,
         ).stdout
         peaks[count] = int(out.split()[-1])
         print(f"  peak traced memory at {count:3d} requests: {peaks[count] / 1e6:7.2f} MB", flush=True)

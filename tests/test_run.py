@@ -182,6 +182,49 @@ def test_cancel_and_withdraw_touch_only_their_own_run(fake_session, fake_emulato
     assert my_entry.state in ("canceled", "withdrawn") and my_entry.billed == 0
 
 
+def test_withdraw_drops_every_request_still_waiting_for_a_place_and_nothing_else(fake_session, fake_emulator):
+    # wanx-v1 runs one task and keeps two queued at the service: of 8 requests, most wait with us.
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+    withdrawn = run.withdraw()
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+
+    creates = fake_emulator.requests("create")
+    sent = len(creates)
+    assert 1 <= sent <= 3 and withdrawn == 8 - sent  # nothing was sent after the withdrawal
+    assert [c.json["input"]["prompt"] for c in creates] == [f"fox {i}" for i in range(sent)]  # in order
+    assert all(isinstance(o, GenerationResult) and o.saved_images == 1 for o in run.outcomes[:sent])
+    assert all(isinstance(o, TaskCanceledError) for o in run.outcomes[sent:])
+    assert run.phases() == [Phase.DONE] * sent + [Phase.WITHDRAWN] * (8 - sent)
+    states = {e.prompt: (e.state, e.billed) for e in fake_session.store.history(limit=None)}
+    assert [states[f"fox {i}"] for i in range(sent, 8)] == [("withdrawn", 0)] * (8 - sent)
+    for i in range(8):  # every request said QUEUED first and ended once
+        phases = events.phases(i)
+        assert phases[0] is Phase.QUEUED and sum(p.is_final for p in phases) == 1, phases
+
+
+def test_a_run_stopped_outright_withdraws_what_it_never_sent(fake_session, fake_emulator):
+    # A second Ctrl-C stops the run without the cancels: requests still waiting with us are withdrawn,
+    # sent ones stay in the journal for resume.
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+    run._future.cancel()
+    events.wait_for(lambda _: all(phase.is_final for phase in run.phases()))
+
+    sent = len(fake_emulator.requests("create"))
+    assert 1 <= sent <= 3 and run.phases()[sent:] == [Phase.WITHDRAWN] * (8 - sent)
+    assert all(isinstance(o, TaskCanceledError) for o in run.outcomes[sent:])
+    states = {e.prompt: e.state for e in fake_session.store.history(limit=None)}
+    assert [states[f"fox {i}"] for i in range(sent, 8)] == ["withdrawn"] * (8 - sent)
+    assert sorted(e.given.prompt for e in fake_session.store.unfinished()) == [f"fox {i}" for i in range(sent)]
+
+
 def test_replay_runs_end_at_once_with_replayed_events(tmp_path, fake_emulator):
     rec = Session(store=tmp_path / "s", client=fast_client(fake_emulator), clock=fake_emulator.now, mode="record")
     run = rec.start([GenerationRequest("fox", n=1, seed=5)])

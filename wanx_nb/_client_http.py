@@ -117,6 +117,9 @@ class Sender:
                 raise connection_error(exc, wire.method, url, task_id, sent=failure is not Failure.NOT_SENT) from exc
 
             if response.is_success:
+                # httpx binds the response's stream back to the response (a reference cycle): detached,
+                # the body (an image: 100s of kB) is freed with its last reference, not at a later cyclic GC.
+                response.stream = httpx.ByteStream(b"")
                 return response
             status = response.status_code
             retry_after = parse_retry_after(response.headers, now=self.clocks.wall())

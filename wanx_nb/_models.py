@@ -62,11 +62,12 @@ class ListedTask:
         return dt.datetime.fromtimestamp(self.gmt_create / 1000, dt.timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One task as the server last reported it (`GET /tasks/{id}`, the create response, or a list row).
 
-    `listed` holds the list row's own fields; it is None for a task read any other way.
+    `listed` holds the list row's own fields; it is None for a task read any other way. (Slots: every
+    result of a batch keeps one.)
     """
 
     task_id: str | None  # None for a synchronous call (sync-only models): there is no task
@@ -117,6 +118,9 @@ class ImageResult:
     export_path: str | None = field(default=None, compare=False)  # a readable copy (the magic's output_dir)
     download_error: str | None = None
     download_code: str | None = None
+    if TYPE_CHECKING:  # behind the `data` property (below), set by its setter: not dataclass fields
+        _data: bytes | None = field(default=None, init=False)
+        _released: bool = field(default=False, init=False)
 
     @property
     def ok(self) -> bool:
@@ -155,10 +159,9 @@ class ImageResult:
     def release(self) -> bool:
         """Drop the in-memory bytes once they are in the stored file at `path`; `data` then reads them
         back from it on use (the served bytes, without our provenance chunk). Returns whether it did."""
-        held = self.__dict__.get("_data")
-        if held is None or not self.path or not os.path.isfile(self.path):
+        if self._data is None or not self.path or not os.path.isfile(self.path):
             return False
-        self.__dict__["_data"], self.__dict__["_released"] = None, True
+        self._data, self._released = None, True
         return True
 
     def provenance(self) -> ImageProvenance:
@@ -180,9 +183,10 @@ class ImageResult:
         return f"<ImageResult #{self.index} {self.size} seed={self.seed} {state}>"
 
 
+# Plain attributes, never `__dict__`: reading it would give every image a dict of its own.
 def _read_data(self: ImageResult) -> bytes | None:
-    held = self.__dict__.get("_data")
-    if held is not None or not self.__dict__.get("_released") or not self.path:
+    held = self._data
+    if held is not None or not self._released or not self.path:
         return held
     try:
         with open(self.path, "rb") as fh:
@@ -196,7 +200,7 @@ def _read_data(self: ImageResult) -> bytes | None:
 
 
 def _write_data(self: ImageResult, value: bytes | None) -> None:
-    self.__dict__["_data"], self.__dict__["_released"] = value, False
+    self._data, self._released = value, False
 
 
 # `data` stays a dataclass field (ImageResult(data=...) and replace() work) backed by a property, so

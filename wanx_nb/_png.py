@@ -32,11 +32,14 @@ MAX_STORED_PIXELS = 40_000_000
 MAX_STORED_BYTES = 64 << 20
 
 
-def _chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
-    """(type, payload, raw chunk bytes) for every chunk; raises ValueError on a malformed PNG."""
+def _chunks(data: bytes) -> list[tuple[bytes, memoryview, memoryview]]:
+    """(type, payload, raw chunk) for every chunk, the last two views into `data` (an image is not
+    copied chunk by chunk); raises ValueError on a malformed PNG."""
     if not data.startswith(_SIGNATURE):
         raise ValueError("not a PNG file")
-    out, pos = [], len(_SIGNATURE)
+    view = memoryview(data)
+    out: list[tuple[bytes, memoryview, memoryview]] = []
+    pos = len(_SIGNATURE)
     while pos < len(data):
         if pos + 8 > len(data):
             raise ValueError("truncated PNG chunk header")
@@ -45,15 +48,15 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
         end = pos + 12 + length
         if end > len(data):
             raise ValueError(f"truncated PNG chunk {ctype!r}")
-        out.append((ctype, data[pos + 8 : pos + 8 + length], data[pos:end]))
+        out.append((ctype, view[pos + 8 : pos + 8 + length], view[pos:end]))
         pos = end
         if ctype == b"IEND":
             break
     return out
 
 
-def _is_ours(ctype: bytes, payload: bytes) -> bool:
-    return ctype == b"iTXt" and payload.startswith(KEYWORD + b"\x00")
+def _is_ours(ctype: bytes, payload: bytes | memoryview) -> bool:
+    return ctype == b"iTXt" and bytes(payload[: len(KEYWORD) + 1]) == KEYWORD + b"\x00"
 
 
 def add_provenance(data: bytes, provenance: dict[str, Any]) -> bytes:
@@ -62,7 +65,7 @@ def add_provenance(data: bytes, provenance: dict[str, Any]) -> bytes:
     payload = KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + text  # keyword, no compression, no language
     chunk = struct.pack(">I", len(payload)) + b"iTXt" + payload
     chunk += struct.pack(">I", zlib.crc32(b"iTXt" + payload) & 0xFFFFFFFF)
-    parts = [_SIGNATURE]
+    parts: list[bytes | memoryview] = [_SIGNATURE]
     for ctype, body, raw in _chunks(data):
         if _is_ours(ctype, body):
             continue
@@ -85,9 +88,9 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _provenance_of(body: bytes) -> dict[str, Any]:
+def _provenance_of(body: bytes | memoryview) -> dict[str, Any]:
     # Our chunk holds the JSON object `add_provenance` wrote.
-    provenance: dict[str, Any] = json.loads(body[len(KEYWORD) + 5 :].decode())
+    provenance: dict[str, Any] = json.loads(bytes(body[len(KEYWORD) + 5 :]).decode())
     return provenance
 
 
@@ -109,7 +112,7 @@ def check_png(data: bytes, *, max_pixels: int = MAX_STORED_PIXELS) -> tuple[int,
     chunks = _chunks(data)
     for ctype, body, _raw in chunks:
         (crc,) = struct.unpack(">I", _raw[-4:])
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+        if zlib.crc32(body, zlib.crc32(ctype)) & 0xFFFFFFFF != crc:
             raise ValueError(f"corrupt PNG chunk {ctype!r} (CRC mismatch)")
     if not chunks or chunks[-1][0] != b"IEND":
         raise ValueError("truncated PNG (no IEND chunk)")

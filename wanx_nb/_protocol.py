@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,19 +225,32 @@ def parse_task(body: Any, *, emulator: bool = False) -> Task:
     metrics = out.get("task_metrics")
     usage = body.get("usage")
     return Task(
-        task_id=str(task_id),
+        task_id=sys.intern(str(task_id)),  # every poll's answer repeats it: one string per task
         status=TaskStatus.parse(out.get("task_status")),
         request_id=body.get("request_id"),
         submit_time=out.get("submit_time"),
         scheduled_time=out.get("scheduled_time"),
         end_time=out.get("end_time"),
-        results=tuple(dict(item) for item in results if isinstance(item, Mapping)),
-        metrics=dict(metrics) if isinstance(metrics, Mapping) else None,
+        results=tuple(_kept(item) for item in results if isinstance(item, Mapping)),
+        metrics=_kept(metrics) if isinstance(metrics, Mapping) else None,
         code=out.get("code") or None,
         message=out.get("message") or None,
-        usage=dict(usage) if isinstance(usage, Mapping) else None,
+        usage=_kept(usage) if isinstance(usage, Mapping) else None,
         emulator=emulator,
     )
+
+
+# Each response's JSON has its own copy of every string. What a batch repeats (keys like "url", prompts:
+# a grid sends one prompt many times) is kept once between its results.
+_REPEATED = frozenset({"orig_prompt", "actual_prompt"})
+
+
+def _kept(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with the keys, and the values that repeat across a batch, interned."""
+    return {
+        (sys.intern(k) if isinstance(k, str) else k): (sys.intern(v) if k in _REPEATED and type(v) is str else v)
+        for k, v in item.items()
+    }
 
 
 def parse_server_time(value: str | None) -> dt.datetime | None:
@@ -254,7 +268,7 @@ def parse_server_time(value: str | None) -> dt.datetime | None:
 def image_results(task: Task, request: GenerationRequest) -> list[ImageResult]:
     """One ImageResult per result item: image i has seed + i and the request's effective size."""
     seeds = request.seeds
-    size = request.effective_size.replace("x", "*")
+    size = sys.intern(request.effective_size.replace("x", "*"))  # one string for a batch's images
     if parse_size(size) is None or request.size is None:
         # A tier ("2K") or a size the model chose: the service's usage says what it made (2026 §3.4).
         from ._protocol_image import usage_size

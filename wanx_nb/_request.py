@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._params import canonical_size, canonical_style
@@ -82,7 +82,7 @@ class GenerationRequest:
 
     def given(self) -> dict[str, Any]:
         """The parameters that were set (model excluded)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model" and getattr(self, f.name) is not None}
+        return {name: getattr(self, name) for name in _FIELD_NAMES if name != "model" and getattr(self, name) is not None}
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
@@ -143,14 +143,18 @@ class GenerationRequest:
         return {"model": wire_model or self.model, "input": inputs, "parameters": params}
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {name: getattr(self, name) for name in _FIELD_NAMES if getattr(self, name) is not None}  # all scalars
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
     def summary(self) -> str:
         """A short description for messages: model, n, size, seed and a prompt excerpt."""
         prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
         return f"{self.model}, n={self.effective_n}, size={self.effective_size}, seed={self.seed}, prompt={prompt!r}"
+
+
+# Read once: `fields()` builds a new tuple per call, and the journal reads requests back on every write
+# (Python then keeps each freed tuple on a free list: memory that grows with the batch).
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GenerationRequest))

@@ -39,7 +39,8 @@ from ._models import GenerationResult
 from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress, RunSummary
-from ._run_steps import RequestSteps, Slot, utcnow
+from ._run_queue import RequestQueues
+from ._run_steps import Slot, utcnow
 from ._store import EntryState, JournalEntry
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ __all__ = ["Outcome", "Phase", "Progress", "Run", "RunSummary"]
 
 
 
-class Run(RequestSteps):
+class Run(RequestQueues):
     """One batch of requests: start it with `Session.start(requests)`.
 
     - `result(timeout=None)` blocks (Ctrl-C cancels what the service can still cancel and keeps the
@@ -94,7 +95,7 @@ class Run(RequestSteps):
         """Write one QUEUED entry per request: durable before anything is sent."""
         now = utcnow()
         for i, (request, notes) in enumerate(prepared):
-            slot = Slot(i, request, list(notes), uuid.uuid4().hex)
+            slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
             self._store.record(
                 JournalEntry(
                     entry_id=slot.entry_id, run_id=self.run_id, service=self._service, backend=self._backend,
@@ -109,13 +110,13 @@ class Run(RequestSteps):
         """Resume: take over journal entries an earlier run left unfinished."""
         for i, entry in enumerate(entries):
             request = entry.sent or entry.given
-            slot = Slot(i, request, [], entry.entry_id, phase=Phase.PENDING, sent=True, task_id=entry.task_id)
+            slot = Slot(i, request, (), entry.entry_id, phase=Phase.PENDING, sent=True, task_id=entry.task_id)
             slot.saved = entry.saved_images
             self._slots.append(slot)
 
     def _finish_replayed(self, outcomes: Sequence[Outcome]) -> None:
         for i, outcome in enumerate(outcomes):
-            slot = Slot(i, getattr(outcome, "request", None) or GenerationRequest(""), [], "", phase=Phase.REPLAYED)
+            slot = Slot(i, getattr(outcome, "request", None) or GenerationRequest(""), (), "", phase=Phase.REPLAYED)
             slot.outcome = outcome
             self._slots.append(slot)
             if isinstance(outcome, TaskError):
@@ -257,10 +258,14 @@ class Run(RequestSteps):
     async def _withdraw(self) -> int:
         count = 0
         for slot in self._slots:
-            if slot.phase is Phase.QUEUED and slot.worker is not None and not slot.worker.done():
-                slot.withdrawing = True
+            if slot.phase is not Phase.QUEUED or slot.outcome is not None or slot.withdrawing:
+                continue
+            slot.withdrawing = True
+            if slot.worker is None:  # still in its model's queue: no worker has taken it
+                self._cancelled(slot)
+            else:
                 slot.worker.cancel()  # a create already under way still completes and is journaled
-                count += 1
+            count += 1
         return count
 
     async def _cancel(self, *, after_stop: bool = False) -> tuple[list[str], list[str]]:

@@ -45,13 +45,13 @@ _SKEW = dt.timedelta(minutes=3)
 
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
-    """The run's view of one request."""
+    """The run's view of one request (one per request of a batch: kept small)."""
 
     index: int
     request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
-    notes: list[str]
+    notes: tuple[str, ...]
     entry_id: str
     phase: Phase = Phase.QUEUED
     sent: bool = False
@@ -81,13 +81,6 @@ class RequestSteps:
     _on_progress: Callable[[Progress], None] | None
     _on_result: Callable[[int, Outcome], None] | None
     _on_billed: Callable[[float], None] | None
-
-    async def _main(self, resume: bool) -> None:
-        for slot in self._slots:
-            slot.started = self._clock()
-            coro = self._resume_one(slot) if resume else self._drive(slot)
-            slot.worker = asyncio.ensure_future(self._guarded(slot, coro))
-        await asyncio.gather(*(s.worker for s in self._slots if s.worker is not None), return_exceptions=True)
 
     async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
         """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
@@ -127,7 +120,6 @@ class RequestSteps:
     async def _drive(self, slot: Slot) -> None:
         """One request from QUEUED to its outcome."""
         assert self._client is not None
-        self._emit(slot, Phase.QUEUED)
 
         async def sending(sent: GenerationRequest) -> None:
             self._store.mark_sending(slot.entry_id, sent, utcnow())

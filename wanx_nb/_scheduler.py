@@ -46,6 +46,7 @@ __all__ = [
     "SlidingWindow",
     "Slot",
     "estimate_seconds",
+    "in_flight",
     "queue_ahead",
     "submit_windows",
 ]
@@ -59,6 +60,11 @@ def queue_ahead(concurrency: int) -> int:
     """Tasks kept queued at the service beyond its `concurrency`: enough to refill every slot at once
     (tasks often end together), at least two."""
     return max(concurrency, 2)
+
+
+def in_flight(concurrency: int) -> int:
+    """Places one model holds at most (`Scheduler.slot`): its running tasks plus the queued ones."""
+    return concurrency + queue_ahead(concurrency)
 
 
 class SlidingWindow:
@@ -232,7 +238,7 @@ class Scheduler:
         sem = self._slots.get(model)
         concurrency = max(concurrency, 1)
         if sem is None:
-            sem = self._slots[model] = asyncio.Semaphore(concurrency + queue_ahead(concurrency))
+            sem = self._slots[model] = asyncio.Semaphore(in_flight(concurrency))
         async with sem:
             self._active[model] = self._active.get(model, 0) + 1
             held = Slot(self._queues.setdefault(model, {}), concurrency)
