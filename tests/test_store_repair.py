@@ -102,6 +102,8 @@ def test_every_field_of_a_finished_v1_task_is_carried_to_its_place(tmp_path):
         assert [h.task_id for h in store.history(text=word)] == ["ok-2"], word
     assert store.recorded_actual_prompt(entry.given) == "a red fox, rewritten under falling flakes"
 
+    result = store.get("ok-2")  # v1's result record held no request: the journal's stand in for it
+    assert (result.request, result.given) == (entry.sent, entry.given)
     replayed = store.replay(entry.given)  # found by the request as the user gave it
     assert replayed.task_id == "ok-2" and [im.data is not None for im in replayed.images] == [True, True]
     assert [im.sha256 for im in replayed.images] == ["aaa", "bbb"]
