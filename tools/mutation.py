@@ -35,7 +35,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    ["test_validation", "test_request", "test_params", "test_regressions", "test_regressions_core"]),
     "store": (["_png", "_journal", "_store", "_store_db", "_store_queries", "_store_read",
                "_store_repair"],
-              ["test_store", "test_store_faults", "test_store_repair", "test_store_read", "test_store_queries", "test_store_writes", "test_png", "test_journal", "test_errors", "test_regressions",
+              ["test_store", "test_store_faults", "test_store_repair", "test_store_read", "test_store_queries", "test_store_writes", "test_store_db", "test_png", "test_journal", "test_errors", "test_regressions",
                "test_regressions_store"]),
     "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions"]),
     "protocol": (["_protocol"], ["test_protocol", "test_regressions", "test_regressions_protocol"]),
