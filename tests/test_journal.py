@@ -2,6 +2,7 @@
 
 import datetime as dt
 import io
+import time
 import uuid
 from dataclasses import replace
 
@@ -197,3 +198,41 @@ def test_history_pages_filters_and_shows_state(tmp_path):
     top = store.history(limit=1)[0]
     assert (top.state, top.billed, top.saved, top.images, top.cost_yuan) == ("collecting", 1, 1, 1, 0.14)
     assert top.thumbnail.endswith(".png") and store.history(limit=1, offset=1)[0].thumbnail is None
+
+
+# ---- times, keys and how an entry shows --------------------------------------------------------------
+
+
+def test_times_are_stored_in_utc_whatever_the_offset_or_the_local_zone(monkeypatch):
+    from wanx_nb._journal import as_utc_iso, utc_iso
+
+    assert as_utc_iso("2026-03-01T16:00:00+08:00") == "2026-03-01T08:00:00.000+00:00"
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: a naive time read as local, or a local clock, is 8 h off
+    time.tzset()
+    try:
+        assert as_utc_iso("2026-03-01T08:00:00") == "2026-03-01T08:00:00.000+00:00"  # naive values are UTC
+        before = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.fromisoformat(utc_iso())
+        after = dt.datetime.now(dt.timezone.utc)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before - dt.timedelta(milliseconds=1) <= now <= after
+
+
+def test_the_replay_key_is_the_one_earlier_versions_stored():
+    from wanx_nb._journal import replay_key
+
+    # Keys already in users' stores: a change to how the key is made loses every recorded replay.
+    request = GenerationRequest("一只红狐狸", model="wanx2.1-t2i-plus", n=2, seed=7, negative_prompt="模糊")
+    assert replay_key(request) == "ee3054165131cab50a277d94e448263b5499a6c08a037d259e53b88f48a54b75"
+
+
+def test_an_entry_shows_its_id_state_task_and_images_saved(tmp_path):
+    store = Store(tmp_path)
+    entry = sent_entry(store, task_id="task-9")
+    store.set_billed(entry.entry_id, 2)
+    assert repr(store.entry(entry.entry_id)) == f"<JournalEntry {entry.entry_id[:8]} collecting task task-9 0/2 saved>"
+    queued = new_entry()
+    store.record(queued)
+    assert repr(store.entry(queued.entry_id)) == f"<JournalEntry {queued.entry_id[:8]} queued 0/0 saved>"

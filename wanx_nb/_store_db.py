@@ -88,7 +88,10 @@ class StoreConnection:
                     f"cannot create {self.images_dir} ({exc.strerror or exc})",
                     "choose a writable directory (Session(store=...) or WANX_NB_STORE)",
                 ) from None
-            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            try:
+                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:  # not openable (a directory in its place, no permission): say so
+                raise self._db_error(exc) from None
             conn.row_factory = sqlite3.Row
             try:
                 conn.execute("PRAGMA busy_timeout=30000")

@@ -1,0 +1,105 @@
+"""Reading results back (`_store_queries`): history's filters and pages, replay's order and the errors it
+gives back, the recorded rewritten prompt, and the bill since a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from wanx_nb._exceptions import TaskFailedError, TaskUnknownError
+from wanx_nb._journal import EntryState
+from wanx_nb._request import GenerationRequest
+from wanx_nb._store import Store
+
+from test_journal import T0, image, new_entry, sent_entry
+
+
+def recorded(store, prompt, *, at=T0, **kwargs):
+    entry = new_entry(prompt, at=at, **kwargs)
+    store.record(entry)
+    return entry
+
+
+def test_history_pages_fifty_rows_by_default_and_all_on_request(tmp_path):
+    store = Store(tmp_path)
+    for k in range(51):
+        recorded(store, f"fox {k}", at=T0 + dt.timedelta(seconds=k))
+    assert len(store.history()) == 50 and store.history()[0].prompt == "fox 50"
+    assert len(store.history(limit=None)) == 51
+    assert [r.prompt for r in store.history(limit=2, offset=49)] == ["fox 1", "fox 0"]
+
+
+def test_history_text_search_takes_wildcards_and_backslashes_literally(tmp_path):
+    store = Store(tmp_path)
+    for prompt in ("a 50% grey fox", "a 500 grey fox", "snake_case fox", "snakeXcase fox", "back\\slash fox",
+                   "backslash fox"):  # fmt: skip
+        recorded(store, prompt)
+    for text, found in (("50%", ["a 50% grey fox"]), ("snake_case", ["snake_case fox"]),
+                        ("back\\slash", ["back\\slash fox"])):  # fmt: skip
+        assert [r.prompt for r in store.history(text=text)] == found, text
+
+
+def test_history_filters_combine_and_time_bounds_are_inclusive(tmp_path):
+    store = Store(tmp_path)
+    times = [T0 + dt.timedelta(hours=h) for h in range(4)]
+    made = [recorded(store, f"fox {h}", at=at, model="wanx2.1-t2i-plus" if h % 2 else "wanx2.1-t2i-turbo")
+            for h, at in enumerate(times)]  # fmt: skip
+    finished = made[1]
+    store.mark_sending(finished.entry_id, finished.given.replace(seed=1), times[1].isoformat())
+    store.attach_task(finished.entry_id, "task-1", status="PENDING", request_id=None)
+    store.set_billed(finished.entry_id, 1)
+    store.save_image(finished.entry_id, image(0))
+    store.finish(finished.entry_id, EntryState.DONE, status="SUCCEEDED")
+    prompts = lambda **f: sorted(r.prompt for r in store.history(**f))  # noqa: E731
+    assert prompts(since=times[1], until=times[2]) == ["fox 1", "fox 2"]
+    assert prompts(until=times[0]) == ["fox 0"]
+    assert prompts(model="wanx2.1-t2i-plus", since=times[2]) == ["fox 3"]
+    assert prompts(status="succeeded") == ["fox 1"]  # the service's status, in any case
+    assert prompts(status="queued", model="wanx2.1-t2i-turbo") == ["fox 0", "fox 2"]  # or the journal's state
+    assert prompts(text="fox", status="SUCCEEDED", since=times[1]) == ["fox 1"]
+
+
+def test_replay_gives_the_oldest_outcome_first_and_the_last_one_past_the_end(tmp_path):
+    store = Store(tmp_path)
+    request = GenerationRequest("a red fox", n=2)
+    for k in range(2):
+        entry = sent_entry(store, task_id=f"task-{k}", at=T0 + dt.timedelta(minutes=k))
+        store.set_billed(entry.entry_id, 1)
+        store.save_image(entry.entry_id, image(0, color=(k, 1, 1)))
+        store.finish(entry.entry_id, EntryState.DONE, status="SUCCEEDED", result=store.journal_record(entry.entry_id))
+    assert store.replay(request).task_id == "task-0"
+    assert store.replay(request, nth=1).task_id == "task-1"
+    assert store.replay(request, nth=5).task_id == "task-1"
+
+
+def test_replay_of_a_task_that_ended_without_images_raises_what_it_raised(tmp_path):
+    store = Store(tmp_path)
+    failed = sent_entry(store, task_id="task-f", prompt="a failed fox")
+    store.finish(failed.entry_id, EntryState.FAILED, status="FAILED", code="InternalError", message="boom")
+    error = store.replay(GenerationRequest("a failed fox", n=2))
+    assert isinstance(error, TaskFailedError)
+    assert (error.task_id, error.task_status, error.code, error.server_message, error.request_id) == (
+        "task-f", "FAILED", "InternalError", "boom", "req-1")
+    # Sent, never answered, and past the service's 24 h: no task id, no status, no message.
+    lost = recorded(store, "a lost fox")
+    store.mark_sending(lost.entry_id, lost.given.replace(seed=3), T0.isoformat())
+    store.finish(lost.entry_id, EntryState.GONE)
+    error = store.replay(GenerationRequest("a lost fox", n=2))
+    assert isinstance(error, TaskFailedError) and not isinstance(error, TaskUnknownError)
+    assert (error.task_id, error.task_status, error.code, error.server_message) == ("(no task)", "GONE", None, "")
+
+
+def test_the_recorded_rewritten_prompt_is_none_for_a_request_never_run(tmp_path):
+    store = Store(tmp_path)
+    assert store.recorded_actual_prompt(GenerationRequest("never run")) is None
+
+
+def test_total_cost_counts_what_was_billed_since_a_time_to_four_places(tmp_path):
+    store = Store(tmp_path)
+    for k, price in enumerate((0.14, 0.12345)):
+        entry = replace(new_entry(f"fox {k}", at=T0 + dt.timedelta(hours=k)), price_yuan=price)
+        store.record(entry)
+        store.set_billed(entry.entry_id, 1)
+    assert store.total_cost() == (2, round(0.14 + 0.12345, 4))
+    assert store.total_cost(since=T0 + dt.timedelta(hours=1)) == (1, 0.1235)
+    assert store.total_cost(since=T0 + dt.timedelta(hours=2)) == (0, 0.0)
