@@ -8,7 +8,9 @@ import itertools
 
 import pytest
 
-from wanx_nb._scheduler import SUBMIT_MARGIN, Scheduler, SlidingWindow, Slot, queue_ahead
+from wanx_nb._registry import SubmitLimits
+from wanx_nb._request import GenerationRequest
+from wanx_nb._scheduler import SUBMIT_MARGIN, Scheduler, SlidingWindow, Slot, estimate_seconds, queue_ahead
 
 
 class VirtualTime:
@@ -181,3 +183,94 @@ async def test_polls_keep_the_account_query_rate():
     await vt.run(asyncio.gather(*(poll() for _ in range(35))))
     assert windows_ok(times, 10, 1.0)
     assert max(times) == 3.0  # 35 polls at 10 per second: the last one starts at t=3
+
+
+def test_a_window_is_refused_unless_it_can_hold_an_event_and_keeps_its_latest_reservation():
+    with pytest.raises(ValueError, match=r"limit >= 1 and window > 0, got 1 per 0s"):
+        SlidingWindow(1, 0)
+    # After a paused reservation, later callers queue behind it even while the window has room.
+    w = SlidingWindow(3, 1.0)
+    assert w.reserve(0.0, not_before=5.0) == 5.0
+    assert [w.reserve(0.0) for _ in range(3)] == [5.0, 5.0, 6.0]
+
+
+def test_a_fractional_rate_is_kept_as_its_floor_above_one_and_spaced_with_the_margin_below():
+    fast = SlidingWindow.per_second(1.5, margin=0.1)
+    assert [fast.reserve(0.0) for _ in range(2)] == pytest.approx([0.0, 1.1])  # 1 per second, not 1.5
+    slow = SlidingWindow.per_second(0.5, margin=0.1)
+    assert [slow.reserve(0.0) for _ in range(2)] == pytest.approx([0.0, 2.1])  # 1 per 2 s, plus the margin
+
+
+async def submit_times(limits: SubmitLimits | float, count: int) -> list[float]:
+    """When `count` back-to-back submits of one model go out under `limits` (virtual time)."""
+    vt = VirtualTime()
+    sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
+
+    async def scenario() -> list[float]:
+        times = []
+        for _ in range(count):
+            await sched.submit_turn("m", limits)
+            times.append(vt.now)
+        return times
+
+    return await vt.run(scenario())
+
+
+async def test_submits_keep_the_per_minute_cap_of_the_model():
+    m = SUBMIT_MARGIN
+    assert await submit_times(SubmitLimits(None, 2, 2), 4) == pytest.approx([0, 0, 60 + m, 60 + m])
+    assert await submit_times(SubmitLimits(None, 1, 1), 2) == pytest.approx([0, 60 + m])
+    assert await submit_times(SubmitLimits(None, 1.5, 1), 2) == pytest.approx([0, 60 + m])  # the floor: 1 a minute
+    assert await submit_times(SubmitLimits(None, 0.5, 1), 2) == pytest.approx([0, 120 + m])  # 1 per 2 minutes
+    # Both caps at once: the second window holds the third submit although the first would allow it.
+    assert await submit_times(SubmitLimits(2, 2, 2), 3) == pytest.approx([0, 0, 60 + m])
+
+
+async def test_submits_keep_the_per_second_cap_and_a_model_without_caps_is_never_held():
+    m = SUBMIT_MARGIN
+    assert await submit_times(SubmitLimits(1, None, 1), 3) == pytest.approx([0, 1 + m, 2 + 2 * m])
+    assert await submit_times(0.5, 2) == pytest.approx([0, 2 + m])  # a bare rate below one per second
+    assert await submit_times(SubmitLimits(None, None, 2), 5) == [0.0] * 5
+    assert await submit_times(SubmitLimits(0, 0, 2), 5) == [0.0] * 5  # 0: no such cap
+
+
+async def test_a_short_429_pause_ends_when_the_service_said():
+    vt = VirtualTime()
+    sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
+
+    async def scenario() -> float:
+        await sched.submit_turn("a", 2)
+        sched.throttled("a", 0.5)
+        return await sched.submit_turn("a", 2)
+
+    assert await vt.run(scenario()) == 0.5 and vt.now == 0.5
+
+
+def batch(model: str, count: int, **params: object) -> list[GenerationRequest]:
+    return [GenerationRequest(f"prompt {i}", model=model, **params) for i in range(count)]  # type: ignore[arg-type]
+
+
+def test_the_estimate_runs_each_model_on_its_slots_at_its_submit_rate():
+    assert estimate_seconds([]) == 0.0
+    # wanx-v1: one task at a time, 30 s each.
+    assert estimate_seconds(batch("wanx-v1", 3)) == pytest.approx(90.0)
+    # wan2.2-t2i-flash: 2 slots, 2 submits per second, 11.5 s with prompt rewriting (its default), 8 s without.
+    assert estimate_seconds(batch("wan2.2-t2i-flash", 5)) == pytest.approx(34.5)  # waves end at 11.5, 23, 34.5
+    assert estimate_seconds(batch("wan2.2-t2i-flash", 1, prompt_extend=False)) == pytest.approx(8.0)
+    # qwen-image-max: 2 submits a minute, 20 s each: two now, two a minute later.
+    assert estimate_seconds(batch("qwen-image-max", 4)) == pytest.approx(80.0)
+    # Models run side by side; a request for an unknown model counts nothing, wherever it comes.
+    mixed = batch("no-such-model", 1) + batch("qwen-image-max", 4) + batch("wanx-v1", 3)
+    assert estimate_seconds(mixed) == pytest.approx(90.0)
+    # The typical durations scale with the emulator's time scale; the submit rate does not.
+    assert estimate_seconds(batch("z-image-turbo", 1), time_scale=0.1) == pytest.approx(0.3)
+
+
+def test_the_estimate_follows_the_region_of_the_scheduler():
+    wan = batch("wan2.6-t2i", 5)  # 5 slots, 27.5 s each; 1 submit per second in Beijing, 5 elsewhere
+    assert estimate_seconds(wan) == pytest.approx(31.5)
+    assert estimate_seconds(wan, "singapore") == pytest.approx(27.5)
+    assert Scheduler(clock=lambda: 0.0, sleep=asyncio.sleep).estimate(wan) == pytest.approx(31.5)
+    singapore = Scheduler(clock=lambda: 0.0, sleep=asyncio.sleep, region="singapore")
+    assert singapore.estimate(wan) == pytest.approx(27.5)
+    assert singapore.estimate(batch("z-image-turbo", 1), time_scale=0.1) == pytest.approx(0.3)
