@@ -8,7 +8,7 @@ from PIL import Image
 
 from wanx_nb import _grid_paint
 from wanx_nb._exceptions import ValidationError
-from wanx_nb._grid import Axis, estimate_seconds, parse_axis, plan_cells
+from wanx_nb._grid import Axis, parse_axis, plan_cells
 from wanx_nb._registry import MODELS, V1_SIZES, get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb.cli import main
@@ -121,6 +121,8 @@ def test_a_cell_that_breaks_its_model_rules_is_refused_naming_the_cell():
 
 
 def test_time_estimate_follows_concurrency_and_expected_durations():
+    from wanx_nb._scheduler import estimate_seconds  # the estimate a grid plan shows
+
     v1 = [GenerationRequest("a", model="wanx-v1", seed=i) for i in range(4)]
     spec = get_model("wanx-v1")  # one task at a time
     assert estimate_seconds(v1) == pytest.approx(4 * spec.expected_seconds(False))

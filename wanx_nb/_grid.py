@@ -11,7 +11,6 @@ would otherwise pay for the same image ten times).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import Problem, ValidationError
 from ._params import BY_NAME, OPTION_NAMES, PARAMS, canonical_size, canonical_style, param_for, parse_size, read_value
-from ._registry import MODELS, adapt_size, get_model, submit_limits
+from ._registry import MODELS, adapt_size, get_model
 from ._request import GenerationRequest
 from ._validation import validate
 
@@ -33,7 +32,6 @@ __all__ = [
     "GUIDE_MODELS",
     "GridCell",
     "GridPlan",
-    "estimate_seconds",
     "parse_axis",
     "plan_cells",
     "summary_notes",
@@ -300,23 +298,6 @@ def plan_cells(
 def _where(axes: Sequence[Axis | None], index: Sequence[int]) -> str:
     parts = [f"{letter}={a.labels[i][:30]}" for letter, a, i in zip(_LETTERS, axes, index) if a is not None]
     return ", ".join(parts) or "the cell"
-
-
-def estimate_seconds(requests: Sequence[GenerationRequest], region: str = "beijing") -> float:
-    """Roughly how long the run takes: per model, its tasks in waves of its concurrency, each wave its
-    expected duration, and no faster than its submit rate allows; models run side by side."""
-    per_model: dict[str, list[GenerationRequest]] = {}
-    for request in requests:
-        per_model.setdefault(request.model, []).append(request)
-    longest = 0.0
-    for model, group in per_model.items():
-        spec = get_model(model)
-        limits = submit_limits(spec, region)
-        duration = max(spec.expected_seconds(r.prompt_extend is not False) for r in group)
-        waves = math.ceil(len(group) / max(limits.concurrency, 1))
-        rate = limits.per_second or (limits.per_minute or 60) / 60
-        longest = max(longest, waves * duration, len(group) / rate + duration)
-    return longest
 
 
 @dataclass(frozen=True)

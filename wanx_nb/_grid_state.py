@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import WanxError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, estimate_seconds, plan_cells, summary_notes
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, plan_cells, summary_notes
+from ._scheduler import estimate_seconds  # the one estimate: the limits' exact schedule
 from ._models import GenerationResult
 from ._run_events import Progress
 from ._version import __version__
