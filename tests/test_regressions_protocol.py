@@ -5,11 +5,28 @@ each malformed answer is an APIError with code InvalidResponse (or UnrecognisedS
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 
 from wanx_nb._exceptions import APIError
 from wanx_nb._models import Task, TaskStatus
-from wanx_nb._protocol import image_results, parse_policy, parse_task, parse_task_page
+from wanx_nb._protocol import (
+    build_cancel,
+    build_policy,
+    build_query,
+    image_results,
+    parse_error,
+    parse_policy,
+    parse_server_time,
+    parse_size,
+    parse_task,
+    parse_task_page,
+    says_expired,
+    status_error,
+    upload_form,
+)
 from wanx_nb._request import GenerationRequest
 
 
@@ -169,3 +186,193 @@ def test_sizes_and_server_times_are_read_as_written():
     assert parse_size("1024x768") == (1024, 768) and parse_size(" 720 * 1280 ") == (720, 1280)
     when = parse_server_time("2025-01-08 16:00:00.123")
     assert (when.year, when.month, when.day, when.minute, when.microsecond) == (2025, 1, 8, 0, 123000)
+
+
+# ---- the survivors of the full run (tools/mutation.py protocol --full) -------------------------------
+
+
+def test_a_malformed_answer_is_quoted_as_written_and_cut_only_past_200_characters():
+    def quoted(body):
+        with pytest.raises(APIError) as info:
+            parse_task(body)
+        return str(info.value).split("no 'output' object in ", 1)[1]
+
+    # {"k": "..."} is 9 characters around the value: 191 fill it to exactly 200.
+    exact, over = {"k": "y" * 191}, {"k": "y" * 192}
+    assert quoted(exact) == '{"k": "' + "y" * 191 + '"}'  # 200 characters: whole
+    assert quoted(over) == ('{"k": "' + "y" * 192 + '"}')[:199] + "…"
+    assert quoted({"错误": "服务繁忙"}) == '{"错误": "服务繁忙"}'  # readable, not \\u escapes
+    assert quoted("<html>busy</html>") == "<html>busy</html>"  # a JSON string answer, without JSON quotes
+
+
+def test_each_malformed_answer_names_what_was_received():
+    with pytest.raises(APIError, match="PENDING"):
+        parse_task({"output": {"task_status": "PENDING"}})  # no task_id: the body is quoted
+    with pytest.raises(APIError) as page:
+        parse_task_page(["not", "a", "page"])
+    assert '["not", "a", "page"]' in str(page.value)
+    for body in (None, ["x"], "busy"):
+        with pytest.raises(APIError) as policy:
+            parse_policy(body)
+        assert policy.value.code == "InvalidResponse"
+    assert "busy" in str(policy.value)
+    for data in ({"policy": "p"}, {"upload_host": "h", "upload_dir": "d", "policy": "p", "signature": "s"}):
+        with pytest.raises(APIError) as lacking:
+            parse_policy({"data": data})
+        assert lacking.value.code == "InvalidResponse" and "upload policy lacks" in str(lacking.value)
+
+
+def test_an_unknown_status_is_quoted_up_to_40_characters_with_what_happens_next():
+    status = "S" * 40 + "TAIL"
+    with pytest.raises(APIError) as info:
+        parse_task({"output": {"task_id": "t-1", "task_status": status}})
+    message = str(info.value)
+    assert f"task status {'S' * 40!r}, which this client does not know" in message
+    assert message.endswith("; the task is kept and `%wanx resume` looks at it again")
+
+
+def test_task_ids_with_capitals_are_taken_and_a_refusal_names_the_id():
+    assert build_query("Task-ABC_1.2").path == "/tasks/Task-ABC_1.2"
+    with pytest.raises(ValueError, match=r"task_id 'a/b' is not a task id \(letters, digits"):
+        build_cancel("a/b")
+
+
+def test_an_image_generation_answer_reads_its_choices_unless_results_are_given():
+    choices = [{"message": {"content": [{"text": "a fox, detailed"}, {"image": "https://x/c.png"}]}}]
+    task = parse_task({"output": {"task_id": "t-1", "task_status": "SUCCEEDED", "choices": choices}})
+    assert task.results == ({"url": "https://x/c.png", "actual_prompt": "a fox, detailed"},)
+    both = parse_task({"output": {"task_id": "t-1", "task_status": "SUCCEEDED", "choices": choices,
+                                  "results": [{"url": "https://x/r.png"}]}})
+    assert both.results == ({"url": "https://x/r.png"},)  # the legacy shape is read first
+
+
+def test_a_list_page_fills_what_the_answer_leaves_out():
+    row = {"task_id": "t", "status": "SUCCEEDED"}
+    empty = parse_task_page({"request_id": "r"})  # no rows at all, no paging fields, no wrapper
+    assert (empty.items, empty.total, empty.page_no, empty.page_size, empty.total_page) == ((), 0, 1, 10, 0)
+    three = parse_task_page({"data": [row] * 3, "total": 7})
+    assert (three.page_no, three.page_size, three.total_page) == (1, 3, 3)  # page size: the rows received
+    assert parse_task_page({"data": [], "total": 5, "page_size": 0}).total_page == 1
+    said = parse_task_page({"data": [row], "total": 11, "page_size": 10, "total_page": 5})
+    assert said.total_page == 5  # the service's count is kept, not recomputed
+    assert parse_task_page({"data": "oops", "total": 0}).items == ()
+
+
+def test_a_list_page_reads_top_level_rows_before_an_output_object():
+    row = {"task_id": "t-top", "status": "RUNNING"}
+    for key in ("data", "tasks"):
+        page = parse_task_page({key: [row], "output": {"data": [{"task_id": "t-inner"}]}, "total": 1})
+        assert [item.task_id for item in page] == ["t-top"]
+
+
+def test_a_listed_row_keeps_its_end_time_and_a_missing_id_stays_empty():
+    page = parse_task_page({"data": [{"status": "SUCCEEDED", "end_time": "1736323231000"}]})
+    (item,) = page.items
+    assert item.listed is not None and item.listed.end_time == 1736323231000
+    assert item.task_id == ""  # not the text "None": nothing to look up
+
+
+def test_an_upload_policy_keeps_the_acl_and_overwrite_rule_the_service_sends():
+    data = {"upload_host": "https://oss", "upload_dir": "dashscope-instant/BOX/", "policy": "p", "signature": "s",
+            "oss_access_key_id": "k", "x_oss_object_acl": "public-read", "x_oss_forbid_overwrite": "false"}
+    policy = parse_policy({"data": data})
+    assert (policy.x_oss_object_acl, policy.x_oss_forbid_overwrite) == ("public-read", "false")
+    assert policy.upload_dir == "dashscope-instant/BOX"  # only the trailing slash goes
+    _key, fields = upload_form(policy, "cat.png", "image/png")
+    assert (fields["x-oss-object-acl"], fields["x-oss-forbid-overwrite"]) == ("public-read", "false")
+
+
+def test_the_policy_request_names_its_workspace():
+    assert build_policy("wanx-v1", workspace="ws-1").headers == {
+        "Accept": "application/json", "X-DashScope-WorkSpace": "ws-1"}
+
+
+def test_image_results_take_the_size_the_service_made_unless_the_request_named_pixels():
+    made = {"url": "https://x/0.png"}
+    task = Task("t", TaskStatus.SUCCEEDED, results=(made,), usage={"width": 1328, "height": 1328})
+    chosen = image_results(task, GenerationRequest("fox", model="qwen-image-plus"))  # no size: the model chose
+    assert chosen[0].size == "1328*1328"
+    tier = Task("t", TaskStatus.SUCCEEDED, results=(made,), usage={"size": "2048*2048"})
+    assert image_results(tier, GenerationRequest("fox", model="wan2.7-image", size="2K"))[0].size == "2048*2048"
+    named = Task("t", TaskStatus.SUCCEEDED, results=(made,), usage={"size": "1440*1440"})
+    named_size = image_results(named, GenerationRequest("fox", model="wan2.6-t2i", size="1280*1280"))[0].size
+    assert named_size == "1280*1280"
+    assert image_results(Task("t", TaskStatus.SUCCEEDED, results=(made,)),
+                         GenerationRequest("fox", model="qwen-image-plus"))[0].size == "1664*928"  # usage silent
+
+
+def test_image_results_without_a_seed_have_none_and_a_good_image_has_no_message():
+    task = Task("t", TaskStatus.SUCCEEDED, results=({"url": "https://x/0.png"}, {"url": "https://x/1.png"}))
+    images = image_results(task, GenerationRequest("fox", model="wanx-v1", n=1))  # more items than asked
+    assert [(im.seed, im.code, im.message) for im in images] == [(None, None, None), (None, None, None)]
+
+
+def test_error_bodies_that_are_not_utf8_are_read_with_replacement_characters():
+    err = status_error(502, b"bad \xff gateway", {"x-request-id": "r-1"})
+    assert err.server_message == "bad \ufffd gateway" and err.body == "bad \ufffd gateway"
+    latin1 = parse_error(b'{"code": "X", "message": "caf\xe9"}')  # a Latin-1 body is still read as JSON
+    assert (latin1.code, latin1.message) == ("X", "caf\ufffd")
+
+
+def test_an_error_body_is_kept_whole_up_to_4000_characters():
+    assert status_error(500, b"short").body == "short"
+    assert status_error(500, "y" * 4000).body == "y" * 4000
+    assert status_error(500, "y" * 4001).body == "y" * 4000 + "…"
+
+
+def test_parse_error_gives_none_for_what_the_answer_does_not_say():
+    plain = parse_error(b"upstream busy")
+    assert (plain.code, plain.message, plain.request_id) == (None, "upstream busy", None)
+    empty_code = parse_error(b'{"code": "", "message": "m"}')
+    assert (empty_code.code, empty_code.request_id) == (None, None)
+    no_message = parse_error(b' {"code": "Throttling"}\n')
+    assert (no_message.code, no_message.message) == ("Throttling", '{"code": "Throttling"}')
+    only_code = parse_error(b"<Error><Code>NoSuchKey</Code></Error>")
+    assert (only_code.code, only_code.message, only_code.request_id) == ("NoSuchKey", "", None)
+    assert parse_error(b"<Error/>", {"x-oss-request-id": "oss-7"}).request_id == "oss-7"
+
+
+def test_an_empty_error_message_is_replaced_by_the_status_reason():
+    assert status_error(503, b"").server_message == "Service Unavailable"
+    assert status_error(403, b"<Error><Code>AccessDenied</Code></Error>").server_message == "Forbidden"
+    assert status_error(418, b"").server_message == "no message"
+
+
+def test_a_status_error_says_which_call_failed_without_the_query():
+    err = status_error(500, b'{"code": "InternalError", "message": "m"}', method="GET",
+                       url="https://h/api/v1/tasks/t-1?Signature=s")
+    assert (err.method, err.url) == ("GET", "https://h/api/v1/tasks/t-1?Signature=s")
+    assert "on GET /api/v1/tasks/t-1" in str(err) and "Signature" not in str(err)
+
+
+def test_an_expired_url_is_told_by_a_403_or_404_whose_code_or_message_says_so():
+    expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired.</Message></Error>"
+    assert says_expired(404, b"<Error><Code>NoSuchKey</Code><Message>Request has expired.</Message></Error>")
+    assert says_expired(403, b'{"code": "RequestExpired", "message": "denied"}')
+    assert not says_expired(403, b'{"code": "AccessDenied", "message": "denied"}')
+    assert says_expired(403, expired)
+    for status in (400, 405, 410, 500):
+        assert not says_expired(status, expired)
+
+
+def test_server_times_with_or_without_milliseconds_are_beijing_time():
+    beijing_4pm = dt.datetime(2025, 1, 8, 8, 0, tzinfo=dt.timezone.utc)
+    assert parse_server_time("2025-01-08 16:00:00.000") == beijing_4pm
+    assert parse_server_time("2025-01-08 16:00:00") == beijing_4pm
+    assert parse_server_time("2025-01-08 16:00:00").utcoffset() == dt.timedelta(hours=8)
+    assert parse_server_time("yesterday") is None and parse_server_time(None) is None
+    assert parse_size("2K") is None and parse_size("") is None
+
+
+def test_polls_of_a_batch_share_their_keys_and_prompts_but_not_their_urls():
+    # Memory (README, the bench/memory.py row): every poll's answer is new JSON; what repeats (keys, a
+    # grid's prompts) is kept once, while each image's URL, unique anyway, stays out of the intern table.
+    raw = json.dumps({"request_id": "r", "usage": {"image_count": 1}, "output": {
+        "task_id": "t-1", "task_status": "SUCCEEDED", "task_metrics": {"TOTAL": 1, "SUCCEEDED": 1},
+        "results": [{"orig_prompt": "fox", "actual_prompt": "a fox in snow", "url": "https://x/0.png"}]}})
+    first, second = parse_task(json.loads(raw)), parse_task(json.loads(raw))
+    (one,), (two,) = first.results, second.results
+    assert one == two and first.metrics == {"TOTAL": 1, "SUCCEEDED": 1} and first.usage == {"image_count": 1}
+    assert all(a is b for a, b in zip(one, two))  # the keys
+    assert one["orig_prompt"] is two["orig_prompt"] and one["actual_prompt"] is two["actual_prompt"]
+    assert one["url"] is not two["url"]
