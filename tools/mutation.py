@@ -88,6 +88,9 @@ def prepare(group: str) -> Path:
         shutil.copytree(ROOT / name, work / name, ignore=ignore, dirs_exist_ok=True)
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("\n[tool.mutmut]")[0]
     (work / "pyproject.toml").write_text(pyproject + _mutmut_config(modules, tests), encoding="utf-8")
+    # mutmut re-collects which tests reach which function only for new tests: a function added or changed
+    # since would be "no tests". Collected afresh each time (a minute); the verdicts themselves are kept.
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     return work
 
 
@@ -154,6 +157,7 @@ _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|ORDER BY|SAVEPOINT
                   r"PRAGMA|CREATE|DROP|ATTACH|DETACH|VALUES|INTO|ALTER|RENAME|TABLE)\b", re.IGNORECASE)
 
 
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 _ROW_KEY = re.compile(r"\b(row|r|t|i|entry)\[\"[A-Z_0-9]+\"\]")  # a sqlite3.Row subscript in capitals
 
 
@@ -162,7 +166,7 @@ def equivalent(diff: str) -> str | None:
     removed = [ln[1:] for ln in diff.splitlines() if ln.startswith("-")]
     added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+")]
     if removed and [r.lower() for r in removed] == [a.lower() for a in added]:
-        if all(_SQL.search(r) for r in removed):
+        if all(any(_SQL.search(q) for q in _QUOTED.findall(r)) for r in removed):  # in a string: not `from None`
             return "SQL text in another case: SQLite keywords and identifiers are case-insensitive"
         if all(_ROW_KEY.search(a) for a in added):
             return "a column looked up in another case: sqlite3.Row keys are case-insensitive"
