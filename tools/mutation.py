@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck", action="store_true", help="run only the survivors again (after new tests)")
     parser.add_argument("--match", default="", metavar="TEXT",
                         help="with --recheck: only survivors whose name contains TEXT (e.g. _store_read. or save_image)")
+    parser.add_argument("--sample", type=int, metavar="N", help="every N-th mutant of each group given (overrides SAMPLE)")
     parser.add_argument("--full", action="store_true",
                         help="every mutant of every group (default: a systematic sample of the larger groups, SAMPLE)")
     args = parser.parse_args(argv)
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     if not args.report_only:
         for group in args.groups or list(GROUPS):
-            run(group, args.max_children, 1 if args.full else SAMPLE.get(group, 1), args.recheck, args.match)
+            sample = 1 if args.full else args.sample or SAMPLE.get(group, 1)
+            run(group, args.max_children, sample, args.recheck, args.match)
     REPORT.write_text(report(), encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0
