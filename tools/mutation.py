@@ -74,6 +74,10 @@ def _mutmut_config(modules: list[str], tests: list[str]) -> str:
         # Forked from a clean server, not from the process that ran the stats: the tests leave the
         # session's background loop thread behind, and a fork of a process holding its locks hangs.
         'process_isolation = "forkserver"\n'
+        # A mutant that makes a run wait forever uses no CPU: only the wall-clock limit, (estimated test
+        # time + constant) x multiplier, ends it. mutmut's default x15 costs minutes per such mutant.
+        "timeout_multiplier = 3.0\n"
+        "timeout_constant = 2.0\n"
         f"pytest_add_cli_args_test_selection = {as_list([f'tests/{t}.py' for t in tests if (ROOT / 'tests' / f'{t}.py').exists()])}\n"
     )
 
