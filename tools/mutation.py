@@ -35,7 +35,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    ["test_validation", "test_request", "test_params", "test_regressions", "test_regressions_core"]),
     # The store and the session are used by every surface: a mutant there counts as killed when any test
     # of a surface that reads or writes through them notices. Left out: the fault matrix (too slow per
-    # mutant), tests that run the package in a child process, and the magics' tests (mutmut's stats
+    # mutant), tests that run the package in a child process, and the magics' and comparison's tests (mutmut's stats
     # collection fails under them).
     "store": (["_png", "_journal", "_store", "_store_db", "_store_queries", "_store_read",
                "_store_repair"],
@@ -43,8 +43,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "test_regressions_store", "test_store_repair", "test_store_read", "test_store_queries",
                "test_store_writes", "test_store_db", "test_png", "test_provenance", "test_session", "test_run",
                "test_rerun", "test_result_bytes"]),
-    "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions",
-                                       "test_comparison", "test_errors"]),
+    "session": (["_session", "_run"], ["test_session", "test_run", "test_regressions", "test_errors"]),
     "protocol": (["_protocol"], ["test_protocol", "test_regressions", "test_regressions_protocol", "test_client_wire",
                                  "test_client_emulator", "test_client_downloads"]),
     "scheduler": (["_scheduler"], ["test_scheduler", "test_regressions", "test_regressions_protocol",
