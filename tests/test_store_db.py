@@ -112,3 +112,25 @@ def replace_sent(entry, sent):
     from dataclasses import replace
 
     return replace(entry, sent=sent)
+
+
+def test_an_entry_never_recorded_is_a_clear_error(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(StoreError) as info:
+        store.update_status("no-such-entry", "RUNNING")
+    assert (info.value.problem, info.value.remedy) == (
+        "no journal entry 'no-such-entry'", "record() the entry before updating it")
+
+
+def test_a_store_whose_directory_cannot_be_made_says_where_else_to_go(tmp_path):
+    (tmp_path / "file").write_text("x")
+    store = Store(tmp_path / "file" / "store")
+    with pytest.raises(StoreError) as info:
+        store.history()
+    assert (info.value.problem, info.value.remedy) == (
+        f"cannot create {store.images_dir} (Not a directory)",
+        "choose a writable directory (Session(store=...) or WANX_NB_STORE)")
+
+
+def test_the_default_store_is_wanx_store_in_the_working_directory():
+    assert str(Store().root) == "wanx_store"  # nothing is created until it is used
