@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -104,14 +105,8 @@ def test_an_entry_recorded_with_its_request_as_sent_keeps_it(tmp_path):
     store = Store(tmp_path)
     entry = new_entry(seed=None)
     sent = entry.given.replace(seed=11)
-    store.record(replace_sent(entry, sent))
+    store.record(replace(entry, sent=sent))
     assert store.entry(entry.entry_id).sent == sent
-
-
-def replace_sent(entry, sent):
-    from dataclasses import replace
-
-    return replace(entry, sent=sent)
 
 
 def test_an_entry_never_recorded_is_a_clear_error(tmp_path):
