@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -104,11 +105,27 @@ def test_an_entry_recorded_with_its_request_as_sent_keeps_it(tmp_path):
     store = Store(tmp_path)
     entry = new_entry(seed=None)
     sent = entry.given.replace(seed=11)
-    store.record(replace_sent(entry, sent))
+    store.record(replace(entry, sent=sent))
     assert store.entry(entry.entry_id).sent == sent
 
 
-def replace_sent(entry, sent):
-    from dataclasses import replace
+def test_an_entry_never_recorded_is_a_clear_error(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(StoreError) as info:
+        store.update_status("no-such-entry", "RUNNING")
+    assert (info.value.problem, info.value.remedy) == (
+        "no journal entry 'no-such-entry'", "record() the entry before updating it")
 
-    return replace(entry, sent=sent)
+
+def test_a_store_whose_directory_cannot_be_made_says_where_else_to_go(tmp_path):
+    (tmp_path / "file").write_text("x")
+    store = Store(tmp_path / "file" / "store")
+    with pytest.raises(StoreError) as info:
+        store.history()
+    assert (info.value.problem, info.value.remedy) == (
+        f"cannot create {store.images_dir} (Not a directory)",
+        "choose a writable directory (Session(store=...) or WANX_NB_STORE)")
+
+
+def test_the_default_store_is_wanx_store_in_the_working_directory():
+    assert str(Store().root) == "wanx_store"  # nothing is created until it is used

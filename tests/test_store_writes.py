@@ -191,3 +191,21 @@ def test_a_rebuild_that_cannot_write_says_what_to_do(tmp_path):
         Store(tmp_path / "file" / "store").rebuild()
     assert (info.value.problem, info.value.remedy) == (
         "cannot rebuild the index (Not a directory)", "make the store directory writable and run the rebuild again")
+
+
+def test_recording_is_refused_for_a_taken_entry_id_or_a_task_another_entry_holds(tmp_path):
+    store = Store(tmp_path)
+    entry = sent_entry(store, task_id="task-t")
+    with pytest.raises(StoreError) as info:
+        store.record(entry)
+    assert (info.value.problem, info.value.remedy) == (
+        f"entry {entry.entry_id} is already recorded", "make a new entry_id (uuid4 hex)")
+    twin = replace(new_entry(), task_id="task-t")  # an entry that names a task another entry holds
+    with pytest.raises(StoreError) as info:
+        store.record(twin)
+    assert (info.value.problem, info.value.remedy) == (
+        f"task task-t on emulator is already recorded by entry {entry.entry_id} (not overwritten)",
+        "this entry keeps no task id; report the duplicate task id")
+    elsewhere = replace(new_entry(service="dashscope.aliyuncs.com"), task_id="task-t")
+    store.record(elsewhere)  # the same id on another service is another task
+    assert store.find_task("task-t", service="dashscope.aliyuncs.com").entry_id == elsewhere.entry_id
