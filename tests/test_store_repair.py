@@ -439,3 +439,22 @@ def test_the_old_index_is_named_by_the_utc_time_whatever_the_local_zone(tmp_path
         time.tzset()
     stamp = dt.datetime.strptime(moved.rsplit("damaged-", 1)[1], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.timezone.utc)
     assert before <= stamp <= after
+
+
+def test_rebuilding_a_v1_index_this_version_never_opened_keeps_its_tasks_for_resume(tmp_path):
+    # `wanx-nb store rebuild` on a store last written by 0.x: its rows are migrated, not dropped (a task
+    # sent and never saved lives only there, and resume must still collect its images).
+    root = tmp_path / "v1"
+    (root / "images").mkdir(parents=True)
+    db = sqlite3.connect(root / "index.sqlite")
+    db.executescript(V1_SCHEMA)
+    row = v1_task("sent-9", "SUBMITTED", prompt="a grey wolf")
+    db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    db.commit()
+    db.close()
+
+    report = Store(root).rebuild()
+    assert report.salvaged == 1 and report.entries == 1
+    store = Store(root)
+    assert [e.task_id for e in store.unfinished(now=NOW)] == ["sent-9"]
+    assert not list(root.glob("index.sqlite.v1-migrating-*"))  # the migrated copy is not left behind

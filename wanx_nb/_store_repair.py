@@ -6,6 +6,7 @@ given and as sent, the bill), so the index can always be rebuilt from the images
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -225,6 +226,37 @@ def _salvage(conn: sqlite3.Connection, old: Path) -> int:
     """Copy what can still be read from the previous index (all or nothing); the number of entries."""
     if not old.exists():
         return 0
+    migrated = _migrated_v1_copy(old)
+    try:
+        return _copy_rows(conn, migrated or old)
+    finally:
+        if migrated is not None:
+            migrated.unlink(missing_ok=True)
+
+
+def _migrated_v1_copy(old: Path) -> Path | None:
+    """A v1 index (never opened by this version) copied and migrated, so a rebuild keeps its rows: they
+    hold what no PNG does, such as a task sent and never saved that resume must still collect. None for
+    an index of any other shape (or an unreadable one: the rebuild then goes by the PNGs alone)."""
+    copy = old.with_name(f"{old.name}.v1-migrating-{os.getpid()}")
+    try:
+        with contextlib.closing(sqlite3.connect(old)) as source:
+            tables = {r[0] for r in source.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "tasks" not in tables or "entries" in tables:
+                return None
+            with contextlib.closing(sqlite3.connect(copy, isolation_level=None)) as target:
+                source.backup(target)
+                target.row_factory = sqlite3.Row
+                target.execute("BEGIN IMMEDIATE")
+                migrate_v1(target)
+                target.execute("COMMIT")
+    except sqlite3.Error:
+        copy.unlink(missing_ok=True)
+        return None
+    return copy
+
+
+def _copy_rows(conn: sqlite3.Connection, old: Path) -> int:
     try:
         conn.execute("ATTACH DATABASE ? AS old", (str(old),))
     except sqlite3.Error:
