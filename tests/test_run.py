@@ -12,7 +12,13 @@ import threading
 import pytest
 
 from wanx_nb._client import AsyncWanxClient
-from wanx_nb._exceptions import RunInterruptedError, RunTimeoutError, TaskCanceledError, TaskUnfinishedError
+from wanx_nb._exceptions import (
+    RunInterruptedError,
+    RunTimeoutError,
+    TaskCanceledError,
+    TaskFailedError,
+    TaskUnfinishedError,
+)
 from wanx_nb._models import GenerationResult
 from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
@@ -256,3 +262,130 @@ def test_a_create_answered_while_stopping_is_canceled_too(tmp_path):
     (task,) = emulator.tasks.values()
     assert isinstance(outcome, TaskCanceledError) and task.status_at(emulator.now()) == "CANCELED"
     assert caught.value.summary.unfinished == () and task.task_id in caught.value.summary.canceled
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_replayed_run_reports_each_request_with_its_task_and_recorded_time(tmp_path, fake_emulator):
+    store = tmp_path / "s"
+    requests = [GenerationRequest("fox", n=1, seed=5), GenerationRequest("a fox EMU_BLOCK_OUTPUT", n=1, seed=2)]
+    rec = Session(store=store, client=fast_client(fake_emulator), clock=fake_emulator.now, mode="record")
+    recorded = rec.start(requests).result(on_tick=lambda: fake_emulator.advance(3600))
+    events, results = Recorder(), []
+    replay = Session(store=store, mode="replay").start(
+        requests, on_progress=events, on_result=lambda i, outcome: results.append((i, outcome))
+    )
+    ok, failed = replay.result()
+    assert isinstance(ok, GenerationResult) and isinstance(failed, TaskFailedError)
+    # Each request says REPLAYED once, with the recorded task and the time the recorded task took.
+    assert [(e.index, e.phase, e.task_id, e.elapsed) for e in events.events] == [
+        (0, Phase.REPLAYED, recorded[0].task_id, ok.elapsed), (1, Phase.REPLAYED, recorded[1].task_id, 0.0)
+    ]
+    assert results == [(0, ok), (1, failed)]
+    assert replay.requests[0] == ok.request and replay.requests[0].seed == 5
+    assert replay.notes == [[], []]
+    summary = replay.summary()
+    assert (summary.phases, summary.billed_images, summary.cost_yuan, summary.unfinished) == ({"replayed": 2}, 0, 0, ())
+    seen = []
+    replay.add_done_callback(seen.append)  # already done: called at once, with the run
+    assert seen == [replay]
+
+
+def test_the_summary_counts_each_phase_and_prices_what_was_billed(fake_session, fake_emulator):
+    requests = [
+        GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=2, seed=3),
+        GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=4),
+        GenerationRequest("fox", model="z-image-turbo", n=1, seed=5, prompt_extend=True),  # rewriting costs more
+    ]
+    run = fake_session.start(requests)
+    results = run.result(on_tick=lambda: fake_emulator.advance(3600))
+    assert all(isinstance(r, GenerationResult) for r in results), results
+    summary = run.summary()
+    assert summary.phases == {"done": 3} and summary.requests == 3
+    assert summary.billed_images == 4
+    assert summary.cost_yuan == round(sum(r.cost_yuan for r in results), 4) > 0
+
+
+def test_the_timeout_counts_on_the_runs_clock_from_the_call(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)], on_progress=events)
+    events.wait_for(has(Phase.PENDING))
+    ticks = []
+
+    def tick() -> None:
+        ticks.append(fake_emulator.now())
+        fake_emulator.advance(1)  # wanx-v1 runs ~30 s: the task is still running at the deadline
+
+    with pytest.raises(RunTimeoutError) as caught:
+        run.result(timeout=5, on_tick=tick, tick=0.01)
+    assert len(ticks) == 5  # it stops as the clock reaches the deadline, not a tick before or after
+    assert str(caught.value).startswith("stopped waiting after 5 s")
+
+    again = fake_session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=2)])
+    with pytest.raises(RunTimeoutError) as caught:
+        again.result(timeout=0, tick=0.01)
+    assert str(caught.value).startswith("stopped waiting after 0 s")
+
+
+def test_an_interrupt_names_each_task_once_as_canceled_or_still_running(fake_session, fake_emulator):
+    # Of 8 wanx-v1 requests one runs, two wait on the service (PENDING) and the rest wait with us.
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 1))
+    with pytest.raises(RunInterruptedError) as caught:
+        run.result(on_tick=interrupt, tick=0.01)
+    summary = caught.value.summary
+    first, *rest = run.outcomes
+    assert isinstance(first, TaskUnfinishedError) and summary.still_running == (first.task_id,)
+    canceled = [o for o in rest if isinstance(o, TaskCanceledError) and o.code == "Canceled"]
+    assert canceled and summary.canceled == tuple(o.task_id for o in canceled)
+    assert all(o.task_status == "CANCELED" for o in canceled)
+    assert all(fake_emulator.tasks[o.task_id].status_at(fake_emulator.now()) == "CANCELED" for o in canceled)
+    assert run.phases()[len(canceled) + 1:] == [Phase.WITHDRAWN] * (7 - len(canceled))
+
+
+def test_cancel_again_cancels_what_was_sent_since_and_keeps_the_tally(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 2))
+    (running_id,) = {e.task_id for e in events.events if e.index == 0 and e.task_id}
+    first, running = run.cancel()
+    assert running == [running_id] and len(first) == 2
+    events.wait_for(has(Phase.PENDING, 3))  # the places freed: the next requests were sent
+    second, running = run.cancel()
+    task_3 = next(e.task_id for e in events.events if e.index == 3 and e.task_id)
+    assert running == [running_id] and task_3 in second and not set(first) & set(second)
+    summary = run.summary()
+    assert summary.canceled[: len(first) + len(second)] == tuple(first + second)
+    assert summary.still_running == (running_id,)  # tried twice, named once
+    run.withdraw()
+    run.cancel()
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+
+
+def test_cancel_goes_past_requests_without_a_task_and_names_a_refused_cancel(fake_session, fake_emulator):
+    # The first create is refused (no task); the second runs; the third waits on the service.
+    fake_emulator.script("create", Fault.status(400, code="InvalidParameter"))
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 2))
+    task_1, task_2 = (next(e.task_id for e in events.events if e.index == i and e.task_id) for i in (1, 2))
+    canceled, running = run.cancel()
+    assert (canceled, running) == ([task_2], [task_1])
+    fake_emulator.advance(3600)
+    third = fake_session.start([GenerationRequest("fox 3", model="wanx-v1", n=1, seed=3)], on_progress=events)
+    events.wait_for(lambda evs: any(e.phase is Phase.PENDING and e.task_id not in (task_1, task_2) for e in evs))
+    fake_emulator.script("cancel", Fault.status(400, code="InvalidParameter"))
+    canceled, running = third.cancel()  # the service refused this cancel: the task is named, not lost
+    (task_3,) = {e.task_id for e in events.events if e.task_id not in (None, task_1, task_2)}
+    assert (canceled, running) == ([], [task_3])
+    third.result(on_tick=lambda: fake_emulator.advance(3600))
+    run.result()
