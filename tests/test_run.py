@@ -389,3 +389,53 @@ def test_cancel_goes_past_requests_without_a_task_and_names_a_refused_cancel(fak
     assert (canceled, running) == ([], [task_3])
     third.result(on_tick=lambda: fake_emulator.advance(3600))
     run.result()
+
+
+def test_an_interrupted_resume_keeps_its_tasks_for_the_next_resume(tmp_path, fake_emulator):
+    store = tmp_path / "store"
+    crashed = Session(store=store, client=fast_client(fake_emulator), clock=fake_emulator.now)
+    events = Recorder()
+    run = crashed.start([GenerationRequest("fox", model="wanx-v1", n=1)], on_progress=events)  # unseeded
+    events.wait_for(lambda evs: any(e.task_id for e in evs))
+    run._future.cancel()  # the kernel dies while the task runs (the service's clock stands still)
+    events.wait_for(lambda _: all(phase.is_final for phase in run.phases()))
+    (entry,) = crashed.store.unfinished()
+    assert entry.given.seed is None and entry.sent.seed is not None
+
+    restarted = Session(store=store, client=fast_client(fake_emulator), clock=fake_emulator.now)
+    events = Recorder()
+    resumed, _ = restarted.start_resume(on_progress=events)
+    assert resumed.requests == (entry.sent,)  # the request as sent, with the seed the service got
+    events.wait_for(has(Phase.PENDING, 0))
+    with pytest.raises(RunInterruptedError) as caught:
+        resumed.result(on_tick=interrupt, tick=0.01)
+    (outcome,) = resumed.outcomes
+    # The task was sent and runs: stopping the resume keeps it for the next one, never "withdrawn".
+    assert isinstance(outcome, TaskUnfinishedError) and outcome.task_id == entry.task_id
+    assert caught.value.summary.unfinished == (entry.task_id,) and caught.value.summary.saved_images == 0
+    assert [e.entry_id for e in restarted.store.unfinished()] == [entry.entry_id]
+
+    fake_emulator.advance(3600)
+    (recovered,) = restarted.resume().recovered
+    assert recovered.task_id == entry.task_id and recovered.images[0].seed == entry.sent.seed
+    assert len(fake_emulator.requests("create")) == 1
+
+
+async def test_cancelling_an_awaited_run_stops_it_like_an_interrupt(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(3)], on_progress=events
+    )
+    await asyncio.to_thread(events.wait_for, has(Phase.PENDING, 1))
+
+    async def wait_for_run():
+        return await run
+
+    waiter = asyncio.ensure_future(wait_for_run())
+    await asyncio.sleep(0.05)
+    waiter.cancel()  # a notebook cell awaiting the run is interrupted
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    first, *rest = run.outcomes
+    assert isinstance(first, TaskUnfinishedError) and all(isinstance(o, TaskCanceledError) for o in rest), rest
+    assert run.summary().still_running == (first.task_id,)
