@@ -163,3 +163,78 @@ def test_backend_is_known_before_the_client_exists(tmp_path, emulator, monkeypat
     assert Session(store=tmp_path / "c", api_key="sk-test").backend == "dashscope"
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")
     assert Session(store=tmp_path / "d").backend == "dashscope"
+
+
+def test_the_client_gets_the_sessions_connection_settings(tmp_path, emulator):
+    key = "sk-" + "canary_" + "session_args"
+    settings = dict(api_key=key, region="singapore", workspace="ws-canary", base_url="http://127.0.0.1:9/api/v1")
+    session = Session(store=tmp_path / "store", **settings)
+    client, direct = session.client(), AsyncWanxClient(**settings)
+    assert (client.region, client.workspace, client.base_url) == (direct.region, direct.workspace, direct.base_url)
+    assert client.workspace == "ws-canary" and client.base_url == "http://127.0.0.1:9/api/v1"
+    session.close()  # closes the client it built
+    Session(store=tmp_path / "other").close()  # nothing built yet: nothing to close, no error
+
+
+def test_a_store_object_is_used_as_given_and_the_budget_comes_from_the_environment(tmp_path, emulator, monkeypatch):
+    store = Store(tmp_path / "store")
+    assert Session(store=store, emulator=emulator).store is store
+    monkeypatch.setenv("WANX_NB_BUDGET_YUAN", "0.1")
+    session = Session(store=store, emulator=emulator)
+    assert session.budget_yuan == 0.1
+    with pytest.raises(BudgetExceededError):
+        session.generate(GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=4))
+    assert emulator.request_log == []
+
+
+def test_every_generate_form_passes_callbacks_and_reproducible_through(session, emulator):
+    def check(call) -> None:
+        events, results = [], []
+        outcome = call(events.append, lambda i, o: results.append((i, o)))
+        result = outcome[0] if isinstance(outcome, list) else outcome
+        assert events and results == [(0, result)]
+        assert "reproducible: prompt rewriting turned off (prompt_extend=False)" in result.warnings
+        assert emulator.requests("create")[-1].json["parameters"]["prompt_extend"] is False
+
+    request = GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=1)
+    forms = {
+        "generate": lambda p, r: session.generate(request, reproducible=True, on_progress=p, on_result=r),
+        "generate_many": lambda p, r: session.generate_many([request], reproducible=True, on_progress=p, on_result=r),
+        "agenerate": lambda p, r: asyncio.run(session.agenerate(request, reproducible=True, on_progress=p, on_result=r)),
+        "agenerate_many": lambda p, r: asyncio.run(
+            session.agenerate_many([request], reproducible=True, on_progress=p, on_result=r)
+        ),
+    }
+    for form in forms.values():
+        check(form)
+    # Without reproducible, rewriting is left to the model's default in every form.
+    session.generate(request)
+    asyncio.run(session.agenerate(request))
+    asyncio.run(session.agenerate_many([request]))
+    assert all(c.json["parameters"].get("prompt_extend") is not False for c in emulator.requests("create")[-3:])
+
+
+def test_reproducible_resends_the_recorded_prompt_with_rewriting_off_and_says_so(session, emulator):
+    rewritten = session.generate(GenerationRequest("wolf", n=1, seed=2))
+    again = session.generate(GenerationRequest("wolf", n=1, seed=2), reproducible=True)
+    assert "reproducible: re-sent the recorded rewritten prompt with prompt_extend off" in again.warnings
+    sent = emulator.requests("create")[-1].json
+    assert sent["input"]["prompt"] == rewritten.images[0].actual_prompt and sent["parameters"]["prompt_extend"] is False
+
+
+def test_replay_serves_each_repeat_of_a_request_in_recorded_order_and_names_a_miss(tmp_path, emulator):
+    store = tmp_path / "store"
+    rec = Session(store=store, emulator=emulator, mode="record")
+    seeds = [rec.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(3)]
+    rep = Session(store=store, emulator=emulator, mode="replay")
+    assert [rep.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(3)] == seeds
+    with pytest.raises(ReplayMissError) as info:  # a fourth was never recorded
+        rep.generate(GenerationRequest("fox", n=1))
+    assert GenerationRequest("fox", n=1).summary() in str(info.value)
+
+
+def test_a_live_run_journals_its_tasks_under_the_sessions_service(session):
+    session.generate(GenerationRequest("fox", n=1, seed=1))
+    (entry,) = session.store.history()
+    assert session.service == "emulator" and entry.service == session.service
+    assert session.store.known_task_ids(session.service) == {entry.task_id}
