@@ -1,6 +1,7 @@
 """The session: budget, replay, write-ahead + resume, reproducible mode, key hygiene (issue 4)."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -8,11 +9,17 @@ import threading
 import pytest
 
 from wanx_nb._client import AsyncWanxClient
-from wanx_nb._exceptions import BudgetExceededError, ReplayMissError, ValidationError
+from wanx_nb._exceptions import (
+    BudgetExceededError,
+    ReplayMissError,
+    TaskFailedError,
+    TaskUnfinishedError,
+    ValidationError,
+)
 from wanx_nb._request import GenerationRequest
-from wanx_nb._session import Session
+from wanx_nb._session import ResumeReport, Session
 from wanx_nb._store import Store, read_png_provenance
-from wanx_nb.emulator import Emulator, EmulatorSettings
+from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
 CANARY = "sk-" + "canary_" + "7f3e9b2c_4d5a6e8f"  # built at run time
 
@@ -239,3 +246,56 @@ def test_a_live_run_journals_its_tasks_under_the_sessions_service(session):
     (entry,) = session.store.history()
     assert session.service == "emulator" and entry.service == session.service
     assert session.store.known_task_ids(session.service) == {entry.task_id}
+
+
+def crash_after_sending(store, emulator: Emulator, requests: list[GenerationRequest]) -> None:
+    """Start `requests`, and let the kernel die once the service has every task (nothing is collected)."""
+    crashed = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    created = threading.Semaphore(0)
+    run = crashed.start(requests, on_progress=lambda p: created.release() if p.task_id and p.phase.value == "pending" else None)
+    for _ in requests:
+        assert created.acquire(timeout=30), "a task was never created"
+    run._future.cancel()
+    done = threading.Event()
+    run.add_done_callback(lambda _: done.set())
+    assert done.wait(30)
+
+
+def test_resume_reports_what_it_saved_and_what_the_service_ended(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    ok, blocked = GenerationRequest("fox", n=1, seed=1), GenerationRequest("a fox EMU_BLOCK_OUTPUT", n=1, seed=2)
+    crash_after_sending(store, emulator, [ok, blocked])
+    emulator.advance(3600)  # one task succeeds, the other FAILS on the service
+
+    saved = []
+    report = Session(store=store, client=fast_client(emulator), clock=emulator.now).resume(on_result=saved.append)
+    (recovered,) = report.recovered
+    (ended,) = report.ended
+    assert saved == [recovered] and recovered.request.prompt == "fox"  # on_result gets results only
+    assert isinstance(ended, TaskFailedError) and report.unfinished == []
+    assert report.text() == "recovered 1 task(s), 1 image(s) saved; 1 ended without images on the service's side (not billed)"
+    assert ResumeReport([], [], [ended], []).text() == "1 ended without images on the service's side (not billed)"
+    entries = Store(store).history(limit=None)
+    gone = [entries[0], dataclasses.replace(entries[1], task_id=None)]
+    assert ResumeReport([], [], [], gone).text() == (
+        f"2 gone for good (older than the service's 24 h): {entries[0].task_id}, {entries[1].entry_id}"
+    )
+
+
+def test_resume_says_what_is_still_unfinished_and_why(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=1, seed=1)])
+    emulator.advance(3600)
+    emulator.script("query", Fault.status(400, code="InvalidParameter"))  # the service refuses the poll once
+    session = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    report = session.resume()
+    (unfinished,) = report.unfinished
+    assert isinstance(unfinished, TaskUnfinishedError) and (report.recovered, report.ended) == ([], [])
+    assert report.text() == "1 still unfinished (InvalidParameter: run `%wanx resume` again later)"
+    (recovered,) = session.resume().recovered  # the next resume saves it, without a second create
+    assert recovered.task_id == unfinished.task_id and len(emulator.requests("create")) == 1
+    # The same reason is given once.
+    twice = [TaskUnfinishedError("t1", "no answer"), TaskUnfinishedError("t2", "no answer")]
+    assert ResumeReport([], twice, [], []).text() == "2 still unfinished (Unfinished: run `%wanx resume` again later)"
