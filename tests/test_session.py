@@ -299,3 +299,11 @@ def test_resume_says_what_is_still_unfinished_and_why(tmp_path):
     # The same reason is given once.
     twice = [TaskUnfinishedError("t1", "no answer"), TaskUnfinishedError("t2", "no answer")]
     assert ResumeReport([], twice, [], []).text() == "2 still unfinished (Unfinished: run `%wanx resume` again later)"
+
+
+def test_prepare_leaves_rewriting_alone_unless_asked_and_the_budget_allows_float_noise(tmp_path, emulator):
+    session = Session(store=tmp_path / "store", emulator=emulator, budget_yuan=0.14 - 1e-9)
+    request = GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=1)
+    assert session.prepare(request) == (request, [])
+    # One 0.14-yuan image against a budget short of it only by float noise: it runs.
+    assert session.generate(request).saved_images == 1
