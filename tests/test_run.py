@@ -441,3 +441,22 @@ async def test_cancelling_an_awaited_run_stops_it_and_keeps_what_was_sent(fake_s
     sent = [o for o in run.outcomes if isinstance(o, TaskUnfinishedError)]
     assert len(sent) == len(fake_emulator.requests("create")) >= 2
     assert sorted(e.task_id for e in fake_session.store.unfinished()) == sorted(o.task_id for o in sent)
+
+
+def test_cancel_leaves_finished_tasks_alone(fake_session, fake_emulator):
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=1), GenerationRequest("fox", model="wanx-v1", n=1, seed=2)],
+        on_progress=events,
+    )
+    events.wait_for(lambda evs: has(Phase.PENDING, 0)(evs) and has(Phase.PENDING, 1)(evs))
+    for _ in range(60):  # the turbo task ends well before wanx-v1's (~30 s)
+        if run.phases()[0] is Phase.DONE:
+            break
+        fake_emulator.advance(1)
+        with events.changed:
+            events.changed.wait(0.2)
+    assert run.phases()[0] is Phase.DONE and not run.phases()[1].is_final  # wanx-v1's task runs on the service
+    task_1 = next(e.task_id for e in events.events if e.index == 1 and e.task_id)
+    assert run.cancel() == ([], [task_1])  # the saved task is not "still running"
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
