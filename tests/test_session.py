@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import logging
 import threading
@@ -307,3 +308,20 @@ def test_prepare_leaves_rewriting_alone_unless_asked_and_the_budget_allows_float
     assert session.prepare(request) == (request, [])
     # One 0.14-yuan image against a budget short of it only by float noise: it runs.
     assert session.generate(request).saved_images == 1
+
+
+def test_resume_marks_a_task_older_than_the_services_24_hours_gone_and_says_why(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=1, seed=1)])
+    (entry,) = Store(store).unfinished()
+    two_days_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).isoformat(timespec="milliseconds")
+    old = dataclasses.replace(entry, entry_id="old-entry", task_id="old-task", created_at=two_days_ago, sent_at=two_days_ago)
+    Store(store).record(old)
+    emulator.advance(3600)
+    report = Session(store=store, client=fast_client(emulator), clock=emulator.now).resume()
+    assert [e.entry_id for e in report.expired] == ["old-entry"] and len(report.recovered) == 1
+    gone = Store(store).entry("old-entry")
+    assert gone.state.value == "gone" and gone.code == "Expired"
+    assert gone.message == "older than the service's 24 h: the task and its images can no longer be fetched"
+    assert report.text().endswith("1 gone for good (older than the service's 24 h): old-task")
