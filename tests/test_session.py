@@ -19,7 +19,8 @@ from wanx_nb._exceptions import (
 )
 from wanx_nb._request import GenerationRequest
 from wanx_nb._session import ResumeReport, Session
-from wanx_nb._store import Store, read_png_provenance
+from wanx_nb._run import Phase
+from wanx_nb._store import EntryState, Store, read_png_provenance
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
 CANARY = "sk-" + "canary_" + "7f3e9b2c_4d5a6e8f"  # built at run time
@@ -325,3 +326,23 @@ def test_resume_marks_a_task_older_than_the_services_24_hours_gone_and_says_why(
     assert gone.state.value == "gone" and gone.code == "Expired"
     assert gone.message == "older than the service's 24 h: the task and its images can no longer be fetched"
     assert report.text().endswith("1 gone for good (older than the service's 24 h): old-task")
+
+
+def test_a_resumed_task_counts_as_on_the_service_from_the_start(tmp_path):
+    # Until resume has looked at an entry it is neither queued nor sent again: it is on the service.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=1, seed=1)])
+    (entry,) = Store(store).unfinished()
+    unknown = dataclasses.replace(entry, entry_id="unknown-outcome", task_id=None, state=EntryState.OUTCOME_UNKNOWN)
+    Store(store).record(unknown)
+    emulator.script("list", Fault.delay(3.0))  # resume is still reading the task list to reconcile it
+    session = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    run, _ = session.start_resume()
+    phases = run.phases()
+    summary = run.summary()
+    assert len(phases) == 2 and set(phases) <= {Phase.PENDING, Phase.RUNNING}, phases
+    assert summary.phases.get("queued") is None and "unknown-outcome" in summary.unfinished
+    emulator.advance(3600)
+    run.result(on_tick=lambda: emulator.advance(3600))
+    assert len(emulator.requests("create")) == 1  # nothing was sent again
