@@ -412,6 +412,7 @@ def test_an_interrupted_resume_keeps_its_tasks_for_the_next_resume(tmp_path, fak
     (outcome,) = resumed.outcomes
     # The task was sent and runs: stopping the resume keeps it for the next one, never "withdrawn".
     assert isinstance(outcome, TaskUnfinishedError) and outcome.task_id == entry.task_id
+    assert outcome.code == "Interrupted" and restarted.store.entry(entry.entry_id).code == "Interrupted"
     assert caught.value.summary.unfinished == (entry.task_id,) and caught.value.summary.saved_images == 0
     assert [e.entry_id for e in restarted.store.unfinished()] == [entry.entry_id]
 

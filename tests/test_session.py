@@ -301,6 +301,10 @@ def test_resume_says_what_is_still_unfinished_and_why(tmp_path):
     # The same reason is given once.
     twice = [TaskUnfinishedError("t1", "no answer"), TaskUnfinishedError("t2", "no answer")]
     assert ResumeReport([], twice, [], []).text() == "2 still unfinished (Unfinished: run `%wanx resume` again later)"
+    both = [TaskUnfinishedError("t1", "throttled", code="Throttling"), *twice]
+    assert ResumeReport([], both, [], []).text() == (
+        "3 still unfinished (Throttling, Unfinished: run `%wanx resume` again later)"
+    )
 
 
 def test_prepare_leaves_rewriting_alone_unless_asked_and_the_budget_allows_float_noise(tmp_path, emulator):
