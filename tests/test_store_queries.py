@@ -103,3 +103,11 @@ def test_total_cost_counts_what_was_billed_since_a_time_to_four_places(tmp_path)
     assert store.total_cost() == (2, round(0.14 + 0.12345, 4))
     assert store.total_cost(since=T0 + dt.timedelta(hours=1)) == (1, 0.1235)
     assert store.total_cost(since=T0 + dt.timedelta(hours=2)) == (0, 0.0)
+
+
+def test_the_result_record_is_none_for_an_unknown_entry_and_for_one_never_finished(tmp_path):
+    # Resume asks for it on every unfinished sync call: no record must mean None, never an error.
+    store = Store(tmp_path / "store")
+    assert store.result_record("no-such-entry") is None
+    entry = recorded(store, "a red fox")
+    assert store.result_record(entry.entry_id) is None

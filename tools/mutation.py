@@ -160,6 +160,7 @@ _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|ORDER BY|SAVEPOINT
                   r"PRAGMA|CREATE|DROP|ATTACH|DETACH|VALUES|INTO|ALTER|RENAME|TABLE)\b", re.IGNORECASE)
 
 
+_SQL_HINT = re.compile(r"\?|\b(LIKE|ESCAPE|AND|OR|NOT|NULL|IS|IN|LIMIT|OFFSET)\b", re.IGNORECASE)
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 _ROW_KEY = re.compile(r"\b(row|r|t|i|entry)\[\"[A-Z_0-9]+\"\]")  # a sqlite3.Row subscript in capitals
 
@@ -169,7 +170,8 @@ def equivalent(diff: str) -> str | None:
     removed = [ln[1:] for ln in diff.splitlines() if ln.startswith("-")]
     added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+")]
     if removed and [r.lower() for r in removed] == [a.lower() for a in added]:
-        if all(any(_SQL.search(q) for q in _QUOTED.findall(r)) for r in removed):  # in a string: not `from None`
+        # In a string literal (not `raise ... from None`), with a keyword or a `?` placeholder: SQL.
+        if all(any(_SQL.search(q) or _SQL_HINT.search(q) for q in _QUOTED.findall(r)) for r in removed):
             return "SQL text in another case: SQLite keywords and identifiers are case-insensitive"
         if all(_ROW_KEY.search(a) for a in added):
             return "a column looked up in another case: sqlite3.Row keys are case-insensitive"
