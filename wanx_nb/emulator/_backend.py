@@ -347,14 +347,16 @@ class Backend:
             return
         self._adopted.add(account)
         ttl, url_ttl = self.settings.task_ttl, self.settings.url_ttl
+        touched: set[tuple[str, str]] = set()
         for task in self._kept.load(account, live_after=now - ttl, forget_before=now - ttl - url_ttl):
             if task.task_id in self.tasks:
                 continue
             self.tasks[task.task_id] = task
             if task.protocol != "MMG":
-                group = self._groups.setdefault((account, task.model), [])
-                group.append(task)
-                group.sort(key=lambda t: t.submit_time)
+                self._groups.setdefault((account, task.model), []).append(task)
+                touched.add((account, task.model))
+        for key in touched:  # a queue is first come, first served: kept tasks take their places by submit time
+            self._groups[key].sort(key=lambda t: t.submit_time)
 
     # Result images and uploads --------------------------------------------------------------------
 
