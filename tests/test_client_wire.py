@@ -466,3 +466,20 @@ def test_sync_facade_refuses_calls_from_its_own_callbacks():
 
 async def _no_sleep(seconds: float) -> None:
     return None
+
+
+async def test_clients_share_one_tls_context_and_it_verifies_certificates():
+    """Building TLS settings reads the whole CA bundle: done once per process, not twice per client.
+    Shared, they must still verify the service's certificate and host name."""
+    import ssl
+
+    from wanx_nb._client_base import shared_tls_context
+
+    clients = [AsyncWanxClient(api_key=KEY, base_url="https://dashscope.aliyuncs.com/api/v1") for _ in range(2)]
+    try:
+        used = {id(http._transport._pool._ssl_context) for c in clients for http in (c._http, c._files)}
+        assert used == {id(shared_tls_context())}
+        assert shared_tls_context().verify_mode == ssl.CERT_REQUIRED and shared_tls_context().check_hostname
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -9,7 +9,9 @@ are `_client.AsyncWanxClient`'s; each builds a `Sender` (`_client_http`) from th
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -25,7 +27,16 @@ from ._exceptions import ConfigurationError
 from ._scheduler import Scheduler
 from ._version import __version__
 
-__all__ = ["BaseClient"]
+__all__ = ["BaseClient", "shared_tls_context"]
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """The TLS settings of every client in the process, built once: building them reads the whole CA
+    bundle (about 15 ms), which each httpx client would otherwise do again, two per AsyncWanxClient,
+    before its first request. httpx's own defaults (certifi, or SSL_CERT_FILE / SSL_CERT_DIR as set when
+    the first client is made); the context is never modified after, so sharing it is safe."""
+    return httpx.create_ssl_context()
 
 
 class BaseClient:
@@ -66,11 +77,13 @@ class BaseClient:
         headers = {"User-Agent": f"wanx_nb/{__version__}"}
         # Two clients: the API one, whose auth adds the key at send time, and one for image hosts and
         # the upload host, which must never see the API key (it has no auth at all).
+        verify: ssl.SSLContext | bool = shared_tls_context() if endpoint.transport is None else True
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeouts, transport=endpoint.transport, headers=headers, auth=self._auth
+            base_url=self.base_url, timeout=timeouts, transport=endpoint.transport, headers=headers, auth=self._auth,
+            verify=verify,
         )
         self._files = httpx.AsyncClient(
-            timeout=timeouts, transport=endpoint.transport, headers=headers, follow_redirects=True
+            timeout=timeouts, transport=endpoint.transport, headers=headers, follow_redirects=True, verify=verify
         )
         self._closed = False
 
