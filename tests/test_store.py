@@ -4,8 +4,11 @@ Results are written the way a Run writes them, through the journal API (`record`
 `attach_task`, `set_billed`, `save_image`, `finish`): see `journal_result` below.
 """
 
+import datetime as dt
 import io
 import json
+import os
+import tempfile
 import uuid
 
 import pytest
@@ -141,6 +144,38 @@ def test_write_ahead_then_unfinished_until_saved(tmp_path):
     assert store.unfinished() == []
     assert store.entry(entry_id).state is EntryState.DONE
 
+
+def test_an_image_saves_when_the_system_temp_dir_is_on_another_filesystem(tmp_path, monkeypatch):
+    # The image is written beside its final name and renamed into place: a temp file elsewhere (/tmp on
+    # tmpfs, another disk) could not be renamed across filesystems, and the paid image would be lost.
+    other = "/dev/shm"
+    if not os.path.isdir(other) or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a temp dir on another filesystem than tmp_path")
+    monkeypatch.setattr(tempfile, "tempdir", other)  # tempfile's documented setting, for this test only
+    store = Store(tmp_path / "store")
+    result = journal_result(store, make_result(n=1))
+    (saved,) = result.images
+    assert os.path.dirname(saved.path) == str(store.images_dir) and os.path.exists(saved.path)
+    assert store.entry(store.find_task("t-1").entry_id).state is EntryState.DONE
+    assert os.listdir(store.images_dir) == [f"{saved.sha256}.png"]  # no temp file left
+
+
+def test_a_rejected_request_is_finished_at_the_time_given(tmp_path):
+    store = Store(tmp_path)
+    entry = JournalEntry(
+        entry_id=uuid.uuid4().hex, run_id="run-1", service="emulator", backend="emulator", mode="live",
+        state=EntryState.QUEUED, given=GenerationRequest("fox", n=1), sent=None, task_id=None, status=None,
+        created_at=utc_iso(), sent_at=None, finished_at=None, request_id=None, code=None, message=None,
+        billed_images=0, saved_images=0, price_yuan=0.14,
+    )  # fmt: skip
+    store.record(entry)
+    store.mark_sending(entry.entry_id, GenerationRequest("fox", n=1, seed=3), utc_iso())
+    at = dt.datetime(2026, 3, 1, 8, 0, 5, 250000, tzinfo=dt.timezone.utc)  # a fake clock's time, not now
+    store.mark_rejected(entry.entry_id, "InvalidParameter", "size not allowed", now=at)
+    rejected = store.entry(entry.entry_id)
+    assert (rejected.state, rejected.code, rejected.message) == (EntryState.REJECTED, "InvalidParameter", "size not allowed")
+    assert rejected.finished_at == "2026-03-01T08:00:05.250+00:00"
+    assert store.unfinished() == []
 
 def test_replay_finds_recordings_by_the_request_as_given(tmp_path):
     store = Store(tmp_path)

@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import struct
+from contextlib import closing
 from dataclasses import replace
 
 import pytest
@@ -17,6 +18,8 @@ from wanx_nb._journal import EntryState
 from wanx_nb._store import Store
 
 from test_journal import T0, image, new_entry, sent_entry
+from test_store_faults import on_a_small_disk
+from test_store_repair import v1_store, v1_task
 
 
 def rebuild_hint(root) -> str:
@@ -129,3 +132,73 @@ def test_a_store_whose_directory_cannot_be_made_says_where_else_to_go(tmp_path):
 
 def test_the_default_store_is_wanx_store_in_the_working_directory():
     assert str(Store().root) == "wanx_store"  # nothing is created until it is used
+
+
+def test_check_passes_with_exactly_the_space_needed_and_refuses_one_byte_more(tmp_path):
+    script = """
+        root = sys.argv[3]
+        os.makedirs(os.path.join(root, "images"))
+        store, free = Store(root), shutil.disk_usage(root).free  # a disk of its own: nothing else writes there
+        short = outcome(lambda: store.check(min_free_bytes=free + 1))
+        print(json.dumps({"free": free, "short": short, "exact": outcome(lambda: store.check(min_free_bytes=free))}))
+    """
+    seen = on_a_small_disk(tmp_path / "store", "2m", script, str(tmp_path / "store"))
+    assert seen["free"] == 2 << 20  # the empty 2 MiB disk
+    assert seen["short"] == ["only 2.0 MiB free on its disk (at least 2 MiB needed)",
+                             "free some space or use another store; nothing was sent"]
+    assert seen["exact"] == "ok"
+    Store(tmp_path / "store").check(min_free_bytes=shutil.disk_usage(tmp_path).free // 2)  # the real disk has room
+
+
+def test_a_second_kernel_opens_and_reads_the_store_while_another_one_writes(tmp_path):
+    # Opening a current index takes no write lock and does not re-index the images: a kernel starting up
+    # (or `wanx-nb history`) is not held up for up to 30 s by another one's write.
+    writer = Store(tmp_path / "store")
+    entry = sent_entry(writer)
+    writer.save_image(entry.entry_id, image(0))
+    with writer._write():  # the other kernel, mid-write: it holds the index's write lock
+        reader = Store(tmp_path / "store")
+        assert [row.task_id for row in reader.history()] == ["task-1"]
+        assert reader.entry(entry.entry_id).saved_images == 1
+
+
+def test_an_index_that_lost_its_schema_version_opens_with_its_entries_and_is_stamped_current(tmp_path):
+    store = Store(tmp_path / "store")
+    entry = sent_entry(store)
+    store.close()
+    db = tmp_path / "store" / "index.sqlite"
+    with closing(sqlite3.connect(db)) as raw:
+        raw.execute("DELETE FROM meta WHERE key='schema_version'")  # a hand-edited or half-copied index
+        raw.commit()
+    assert Store(tmp_path / "store").entry(entry.entry_id).task_id == "task-1"
+    with closing(sqlite3.connect(db)) as raw:
+        assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+
+
+def test_a_v1_index_the_migration_cannot_read_is_left_as_it_was_and_named_damaged(tmp_path):
+    root = tmp_path / "v1"
+    v1_store(root, [v1_task("ok-1", "SUCCEEDED")])
+    db = root / "index.sqlite"
+    with closing(sqlite3.connect(db)) as raw:
+        raw.execute("DROP TABLE images")  # v1's second table lost: the migration stops half-way
+        raw.commit()
+    with pytest.raises(StoreError) as info:
+        Store(root).history()
+    assert (info.value.problem, info.value.remedy) == ("the index is damaged (no such table: images)", rebuild_hint(root))
+    with closing(sqlite3.connect(db)) as raw:  # rolled back: nothing half-migrated, the v1 rows still there
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert (tables, raw.execute("SELECT task_id FROM tasks").fetchall()) == ({"tasks"}, [("ok-1",)])
+    report = Store(root).rebuild()  # the way out it names
+    assert report.moved_aside and Store(root).integrity().quick_check == "ok"
+
+
+def test_a_busy_index_says_another_process_holds_it_and_to_try_again(tmp_path):
+    # SQLite gives up after the 30 s busy timeout; what the user then reads, word for word.
+    store = Store(tmp_path / "store")
+    err = store._db_error(sqlite3.OperationalError("database is locked"))
+    assert str(err) == (f"store {tmp_path / 'store'}: the index is busy (database is locked); another process holds it;"
+                        " try again in a moment")  # fmt: skip
+
+
+def test_a_store_shows_as_its_directory(tmp_path):
+    assert repr(Store(tmp_path / "store")) == f"<Store {str(tmp_path / 'store')!r}>"

@@ -1,7 +1,10 @@
 """Store faults: a damaged, truncated or lost index, a deleted or unwritable directory, a full disk, bad files."""
 
 import datetime as dt
+import io
+import json
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -12,7 +15,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+import wanx_nb
 from wanx_nb._exceptions import StoreError
 from wanx_nb._journal import EntryState
 from wanx_nb._png import check_png, png_dimensions, read_file_provenance
@@ -204,6 +209,116 @@ def test_a_write_that_fails_half_way_leaves_nothing_half_written_and_names_the_r
     assert [p.name for p in (tmp_path / "images").iterdir()] == []  # no temp file, no partial image
     (entry,) = Store(tmp_path).unfinished(now=T0)
     assert (entry.state, entry.saved_images, entry.billed_images) == (EntryState.COLLECTING, 0, 1)
+
+
+# A disk that really fills up: a small tmpfs, mounted in a child process's own mount namespace (so the mount
+# goes with the child). The child imports the same package as this test; its last line of output is JSON.
+SMALL_DISK_PREAMBLE = textwrap.dedent(
+    """
+    import json, os, shutil, sys
+    sys.path[:0] = [sys.argv[1], sys.argv[2]]  # the package under test, then the tests' helpers
+    from wanx_nb._exceptions import StoreError
+    from wanx_nb._store import Store
+
+    def fill(directory):
+        fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, bytes(65536)):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+
+    def outcome(call):
+        try:
+            call()
+        except StoreError as exc:
+            return [exc.problem, exc.remedy]
+        return "ok"
+    """
+)
+
+
+def on_a_small_disk(mount_at: Path, size: str, script: str, *args: str) -> dict:
+    """Run `script` in a child that sees a `size` tmpfs at `mount_at`. Skipped where mounting is not allowed."""
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        pytest.skip("a private tmpfs needs Linux and unshare(1)")
+    mount_at.mkdir(parents=True, exist_ok=True)
+    shell = 'mount -t tmpfs -o size="$1" tmpfs "$2" || exit 77; shift 2; exec "$@"'
+    package = os.path.dirname(os.path.dirname(wanx_nb.__file__))
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, "sh", size, str(mount_at),
+         sys.executable, "-c", SMALL_DISK_PREAMBLE + textwrap.dedent(script), package, os.path.dirname(__file__), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if out.returncode == 77 or "unshare failed" in out.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here (needs root): {out.stderr.strip()}")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def random_png(side=400) -> bytes:
+    """A PNG that does not compress (~side*side*3 bytes): larger than the small disks below."""
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+SAVE_ON_A_FULL_DISK = """
+    from test_journal import image
+    store, images = Store(sys.argv[3]), os.path.join(sys.argv[3], "images")
+    big = image(0)
+    with open(sys.argv[5], "rb") as fh:
+        big.data = fh.read()
+    saved = outcome(lambda: store.save_image(sys.argv[4], big))
+    left = sorted(os.listdir(images))
+    fill(images)
+    checked = outcome(store.check)
+    print(json.dumps({"save": saved, "left": left, "check": checked}))
+"""
+
+
+def test_an_images_disk_that_fills_up_says_disk_full_and_the_image_saves_once_there_is_room(tmp_path):
+    store = Store(tmp_path / "store")
+    entry = sent_entry(store)
+    store.set_billed(entry.entry_id, 1)
+    served = tmp_path / "served.png"
+    served.write_bytes(random_png())
+    images = tmp_path / "store" / "images"
+    seen = on_a_small_disk(images, "64k", SAVE_ON_A_FULL_DISK, str(tmp_path / "store"), entry.entry_id, str(served))
+    problem, remedy = seen["save"]
+    assert re.fullmatch(rf"could not write {re.escape(str(images))}/[0-9a-f]{{64}}\.png \(disk full\)", problem), problem
+    assert remedy == ("free some space, then run `wanx-nb resume` (or %wanx resume) within 24 h: the task is kept and"
+                      " its images are fetched again")  # fmt: skip
+    assert seen["left"] == []  # no temp file, no partial image
+    # Before a paid run, a full images disk is refused: nothing is sent.
+    assert seen["check"] == [f"cannot write in {images} (No space left on device)",
+                             "make it writable or use another store (Session(store=...) or WANX_NB_STORE); nothing was sent"]
+    (kept,) = store.unfinished(now=T0)
+    assert (kept.state, kept.billed_images, kept.saved_images) == (EntryState.COLLECTING, 1, 0)
+    store.check()  # the space is back (the small disk went with the child)
+    again = image(0)
+    again.data = served.read_bytes()
+    path = store.save_image(entry.entry_id, again)
+    assert store.entry(entry.entry_id).saved_images == 1 and store.read_image(path) is not None
+
+
+def test_a_rebuild_on_a_full_disk_says_the_disk_is_full(tmp_path):
+    script = """
+        root = sys.argv[3]
+        os.makedirs(os.path.join(root, "images"))
+        fill(root)
+        print(json.dumps({"rebuild": outcome(Store(root).rebuild)}))
+    """
+    seen = on_a_small_disk(tmp_path / "store", "64k", script, str(tmp_path / "store"))
+    assert seen["rebuild"] == [
+        "could not write the index (database or disk is full): is the disk full?",
+        "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged,"
+        " `wanx-nb store rebuild` restores it from the images",
+    ]  # fmt: skip
+    report = Store(tmp_path / "store").rebuild()  # with room (the small disk went with the child), it works
+    assert (report.entries, report.images, report.moved_aside) == (0, 0, None)
 
 
 # ---- bad files ----------------------------------------------------------------------------------
