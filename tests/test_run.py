@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from wanx_nb import _loop
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
     RunInterruptedError,
@@ -461,3 +462,54 @@ def test_cancel_leaves_finished_tasks_alone(fake_session, fake_emulator):
     task_1 = next(e.task_id for e in events.events if e.index == 1 and e.task_id)
     assert run.cancel() == ([], [task_1])  # the saved task is not "still running"
     run.result(on_tick=lambda: fake_emulator.advance(3600))
+
+
+def test_a_replayed_run_shows_each_outcome_under_its_request(tmp_path, fake_emulator):
+    # A recorded result carries the request as it was sent, with the seed the service used (the request
+    # asked had none); a recorded failure carries no request: the replayed run shows it under the request
+    # that was asked, with that request's model, as the live run did.
+    store = tmp_path / "s"
+    unseeded = GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1)
+    failing = GenerationRequest("a fox EMU_BLOCK_OUTPUT", model="wanx-v1", n=1, seed=2)
+    rec = Session(store=store, client=fast_client(fake_emulator), clock=fake_emulator.now, mode="record")
+    live_events = Recorder()
+    rec.start([unseeded, failing], on_progress=live_events).result(on_tick=lambda: fake_emulator.advance(3600))
+    events = Recorder()
+    replay = Session(store=store, mode="replay").start([unseeded, failing], on_progress=events)
+    ok, failed = replay.result()
+    assert isinstance(ok, GenerationResult) and isinstance(failed, TaskFailedError)
+    assert replay.requests == (ok.request, failing) and replay.requests[0].seed == ok.images[0].seed is not None
+    assert [(e.index, e.model, e.phase) for e in events.events] == [
+        (0, "wanx2.1-t2i-turbo", Phase.REPLAYED), (1, "wanx-v1", Phase.REPLAYED)]
+    assert {e.model for e in live_events.events if e.index == 1} == {"wanx-v1"}
+    assert replay.summary().cost_yuan == 0
+
+
+def test_a_run_shows_how_many_requests_it_has_and_whether_it_is_done(fake_session, fake_emulator):
+    run = fake_session.start([GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(2)])
+    assert repr(run) == "<Run 2 request(s) running>"  # the service's clock stands still: nothing can end
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+    assert repr(run) == "<Run 2 request(s) done>"
+
+
+def test_a_request_being_withdrawn_is_neither_withdrawn_nor_counted_twice(fake_session, fake_emulator):
+    # Two withdrawals in one turn of the background loop (a panel button and a cell at once): the
+    # second finds the first one's requests still held by their workers, which have not yet seen the
+    # cancel, and leaves them alone. Each of wanx-v1's workers holds a request (sent, or waiting for a
+    # place on the service: those are withdrawn through their worker); the rest wait in the queue.
+    events = Recorder()
+    run = fake_session.start(
+        [GenerationRequest(f"fox {i}", model="wanx-v1", n=1, seed=i) for i in range(8)], on_progress=events
+    )
+    events.wait_for(has(Phase.PENDING, 0))
+
+    async def withdraw_twice() -> tuple[int, int]:
+        return await run._withdraw(), await run._withdraw()
+
+    first, second = _loop.run_sync(withdraw_twice())
+    run.result(on_tick=lambda: fake_emulator.advance(3600))
+    sent = len(fake_emulator.requests("create"))
+    assert (first, second) == (8 - sent, 0)
+    assert run.phases() == [Phase.DONE] * sent + [Phase.WITHDRAWN] * (8 - sent)
+    for i in range(8):  # each request ended once
+        assert sum(p.is_final for p in events.phases(i)) == 1, events.phases(i)

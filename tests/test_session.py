@@ -3,12 +3,18 @@
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
 
+from wanx_nb import _loop, _session
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
     BudgetExceededError,
@@ -18,7 +24,7 @@ from wanx_nb._exceptions import (
     ValidationError,
 )
 from wanx_nb._request import GenerationRequest
-from wanx_nb._session import ResumeReport, Session
+from wanx_nb._session import ResumeReport, Session, get_session, set_session
 from wanx_nb._run import Phase
 from wanx_nb._store import EntryState, Store, read_png_provenance
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
@@ -350,3 +356,108 @@ def test_a_resumed_task_counts_as_on_the_service_from_the_start(tmp_path):
     emulator.advance(3600)
     run.result(on_tick=lambda: emulator.advance(3600))
     assert len(emulator.requests("create")) == 1  # nothing was sent again
+
+
+async def test_an_awaited_resume_saves_what_a_crashed_run_left_and_says_what_is_gone(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    ok, blocked = GenerationRequest("fox", n=1, seed=1), GenerationRequest("a fox EMU_BLOCK_OUTPUT", n=1, seed=2)
+    crash_after_sending(store, emulator, [ok, blocked])
+    entry = Store(store).unfinished()[0]
+    two_days_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).isoformat(timespec="milliseconds")
+    Store(store).record(dataclasses.replace(entry, entry_id="old-entry", task_id="old-task", created_at=two_days_ago,
+                                            sent_at=two_days_ago))
+    emulator.advance(3600)  # one task succeeds, the other FAILS on the service
+    report = await Session(store=store, client=fast_client(emulator), clock=emulator.now).aresume()
+    (recovered,) = report.recovered
+    (ended,) = report.ended
+    assert recovered.request.prompt == "fox" and recovered.saved_images == 1
+    assert isinstance(ended, TaskFailedError) and report.unfinished == []
+    assert [e.entry_id for e in report.expired] == ["old-entry"]
+    assert Store(store).unfinished() == [] and len(emulator.requests("create")) == 2
+
+
+def test_the_process_wide_session_is_made_once_from_the_environment_and_can_be_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(_session, "_SESSION", None)  # this test's own; the process's is put back after
+    monkeypatch.setenv("WANX_NB_STORE", str(tmp_path / "from-env"))
+    monkeypatch.setenv("WANX_NB_MODE", "replay")
+    made = get_session()
+    assert get_session() is made and made.mode == "replay" and made.store.root == tmp_path / "from-env"
+    mine = Session(store=tmp_path / "mine", mode="record")
+    set_session(mine)
+    assert get_session() is mine
+    set_session(None)  # a configuration change: the next use makes a new one
+    assert get_session() not in (made, mine)
+
+
+def loop_turn() -> None:
+    """Let the background loop start what was handed to it before (it runs callbacks in order)."""
+    _loop.run_sync(asyncio.sleep(0))
+
+
+def test_the_client_a_session_built_is_closed_by_close_or_when_the_session_is_dropped(tmp_path, emulator):
+    session = Session(store=tmp_path / "a", emulator=emulator)
+    client = session.client()
+    loop_turn()
+    assert not client.is_closed
+    session.close()
+    loop_turn()
+    assert client.is_closed
+    dropped = Session(store=tmp_path / "b", emulator=emulator)
+    forgotten = dropped.client()
+    del dropped  # a session nobody closes must not keep its connections
+    gc.collect()
+    loop_turn()
+    assert forgotten.is_closed
+    given = fast_client(emulator)
+    Session(store=tmp_path / "c", client=given).close()  # a client passed in stays the caller's
+    loop_turn()
+    assert not given.is_closed
+
+
+# A run still polls when the process exits. Closing the client at exit would gain nothing (the process
+# ends, and its connections with it) but fail those polls: the task would be journaled with "this client
+# is closed; create a new one", a false note on a task the service still runs and resume will save.
+_POLLING_AT_EXIT = textwrap.dedent("""
+    import atexit, sys, threading
+
+    def after_the_exit_handlers():  # registered first, so it runs after those wanx_nb registers
+        emulator.advance(5)  # the task starts running: the run's next poll says so, or fails
+        assert moved.wait(30), "no poll came back"
+        (entry,) = Store(sys.argv[1]).unfinished()
+        print(phases[-1], entry.message)
+
+    atexit.register(after_the_exit_handlers)
+
+    import asyncio
+    from wanx_nb._request import GenerationRequest
+    from wanx_nb._session import Session
+    from wanx_nb._store import Store
+    from wanx_nb.emulator import Emulator, EmulatorSettings
+
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    session = Session(store=sys.argv[1], emulator=emulator, clock=emulator.now)
+    session.client()._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
+    sent, moved, phases = threading.Event(), threading.Event(), []
+
+    def progress(p):
+        phases.append(p.phase.value)
+        if p.phase.value in ("running", "unfinished"):
+            moved.set()
+        elif p.task_id:
+            sent.set()
+
+    session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)], on_progress=progress)
+    assert sent.wait(30), "the task was never created"
+""")
+
+
+def test_the_interpreters_exit_leaves_the_client_open_for_a_run_still_polling(tmp_path, emulator):
+    session = Session(store=tmp_path / "here", emulator=emulator)
+    assert session.client() is session.client()  # built once, closed by close() (above), not at exit
+    session.close()
+    # The child imports the package this process imports (under mutmut: the mutated copy).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    child = subprocess.run([sys.executable, "-c", _POLLING_AT_EXIT, str(tmp_path / "store")], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == 0 and child.stdout.split() == ["running", "None"], child.stdout + child.stderr

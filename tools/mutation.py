@@ -97,14 +97,20 @@ def prepare(group: str) -> Path:
     return work
 
 
-def run(group: str, max_children: int, sample: int, recheck: bool = False, match: str = "") -> None:
+def run(group: str, max_children: int, sample: int, recheck: bool = False, match: str = "",
+        pending: bool = False) -> None:
     """Run the group's mutants; with `sample` > 1, every sample-th one (by name), the rest stay pending;
-    with `recheck`, only the survivors of an earlier run (whose name contains `match`), against the tests
-    as they are now."""
-    survivors = sorted(k for found in verdicts(group).values() for k, c in found.items() if c in SURVIVED and match in k)
+    with `recheck`, only the survivors and the mutants no test reached in an earlier run (whose name
+    contains `match`), against the tests as they are now; with `pending` too, those not run yet (the
+    mutants of a function changed since)."""
     work = prepare(group)
     print(f"== {group}: {', '.join(GROUPS[group][0])}" + (f" (1 mutant in {sample})" if sample > 1 else ""), flush=True)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    if recheck and pending:
+        # Generate the mutants only (see below): a changed function's verdicts are reset to pending.
+        subprocess.run([*cmd, "wanx_nb.no_such_mutant"], cwd=work, check=False, capture_output=True)
+    wanted = SURVIVED | NO_TESTS | ({None} if pending else set())
+    survivors = sorted(k for found in verdicts(group).values() for k, c in found.items() if c in wanted and match in k)
     if recheck:
         # A survivor judged equivalent cannot be killed: running its tests again only costs time.
         explained, changed = judged(), diffs(group, survivors)
@@ -233,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=f"groups to run (default: all): {', '.join(GROUPS)}")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (default 2)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report")
-    parser.add_argument("--recheck", action="store_true", help="run only the survivors again (after new tests)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run only the survivors and the mutants no test reached again (after new tests)")
+    parser.add_argument("--pending", action="store_true",
+                        help="with --recheck: also the mutants not run yet (those of a function changed since)")
     parser.add_argument("--match", default="", metavar="TEXT",
                         help="with --recheck: only survivors whose name contains TEXT (e.g. _store_read. or save_image)")
     parser.add_argument("--sample", type=int, metavar="N", help="every N-th mutant of each group given (overrides SAMPLE)")
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         for group in args.groups or list(GROUPS):
             sample = 1 if args.full else args.sample or SAMPLE.get(group, 1)
-            run(group, args.max_children, sample, args.recheck, args.match)
+            run(group, args.max_children, sample, args.recheck, args.match, args.pending)
     REPORT.write_text(report(), encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0

@@ -114,9 +114,12 @@ class Run(RequestQueues):
             slot.saved = entry.saved_images
             self._slots.append(slot)
 
-    def _finish_replayed(self, outcomes: Sequence[Outcome]) -> None:
-        for i, outcome in enumerate(outcomes):
-            slot = Slot(i, getattr(outcome, "request", None) or GenerationRequest(""), (), "", phase=Phase.REPLAYED)
+    def _finish_replayed(self, requests: Sequence[GenerationRequest], outcomes: Sequence[Outcome]) -> None:
+        for i, (request, outcome) in enumerate(zip(requests, outcomes)):
+            # A replayed result carries the request as recorded (with the seed the service used); a replayed
+            # error carries none: it answers the request as asked.
+            slot = Slot(i, outcome.request if isinstance(outcome, GenerationResult) else request, (), "",
+                        phase=Phase.REPLAYED)
             slot.outcome = outcome
             self._slots.append(slot)
             if isinstance(outcome, TaskError):

@@ -197,7 +197,7 @@ class Session:
             # Look every request up first: a miss fails loudly before anything is shown.
             replayed = [self._replay(r) for r, _ in prepared]
             run = self._new_run(on_progress, on_result)
-            run._finish_replayed(replayed)
+            run._finish_replayed([r for r, _ in prepared], replayed)
             return run
         self.check_budget([r for r, _ in prepared])
         self.store.check()
