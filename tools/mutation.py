@@ -166,9 +166,23 @@ _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|ORDER BY|SAVEPOINT
                   r"PRAGMA|CREATE|DROP|ATTACH|DETACH|VALUES|INTO|ALTER|RENAME|TABLE)\b", re.IGNORECASE)
 
 
-_SQL_HINT = re.compile(r"\?|\b(LIKE|ESCAPE|AND|OR|NOT|NULL|IS|IN|LIMIT|OFFSET)\b", re.IGNORECASE)
+# A fragment of a WHERE clause: a placeholder, a comparison, LIKE/ESCAPE/LIMIT/OFFSET, or a bare AND/OR
+# joiner. Not AND/OR/NOT/IS/IN alone inside other text: English has them too ("the run was not started").
+_SQL_HINT = re.compile(r"\?|=|\b(LIKE|ESCAPE|LIMIT|OFFSET)\b|^[\"']\s*(AND|OR)\s*[\"']$", re.IGNORECASE)
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_FIELD = re.compile(r"\{[^{}]*\}")  # an f-string's replacement field
 _ROW_KEY = re.compile(r"\b(row|r|t|i|entry)\[\"[A-Z_0-9]+\"\]")  # a sqlite3.Row subscript in capitals
+
+
+def _changed_literals(removed: str, added: str) -> list[str]:
+    """The string literals of a line that the mutant changed (none found: the line itself)."""
+    pairs = zip(_QUOTED.findall(removed), _QUOTED.findall(added))
+    return [r for r, a in pairs if r != a] or [removed]
+
+
+def _looks_like_sql(literal: str) -> bool:
+    text = _FIELD.sub("", literal)
+    return bool(_QUOTED.fullmatch(literal)) and bool(_SQL.search(text) or _SQL_HINT.search(text))
 
 
 def equivalent(diff: str) -> str | None:
@@ -176,8 +190,9 @@ def equivalent(diff: str) -> str | None:
     removed = [ln[1:] for ln in diff.splitlines() if ln.startswith("-")]
     added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+")]
     if removed and [r.lower() for r in removed] == [a.lower() for a in added]:
-        # In a string literal (not `raise ... from None`), with a keyword or a `?` placeholder: SQL.
-        if all(any(_SQL.search(q) or _SQL_HINT.search(q) for q in _QUOTED.findall(r)) for r in removed):
+        # Each changed string literal (not `raise ... from None`) is SQL: a keyword or a `?` placeholder
+        # outside its f-string fields (a message's `{... or ...}` is Python, not SQL).
+        if all(all(_looks_like_sql(q) for q in _changed_literals(r, a)) for r, a in zip(removed, added)):
             return "SQL text in another case: SQLite keywords and identifiers are case-insensitive"
         if all(_ROW_KEY.search(a) for a in added):
             return "a column looked up in another case: sqlite3.Row keys are case-insensitive"
@@ -222,8 +237,9 @@ def report() -> str:
         "equivalent). A mutant is checked when a test ran against it; \"no tests\" means none reaches its",
         "function, \"pending\" that it has not run yet. Equivalent: a survivor that cannot change behaviour,",
         "judged by a rule (SQL text, or a sqlite3.Row key, changed only in case) or one by one in bench/mutation-equivalent.md.",
-        "Sampled groups (every n-th mutant by name; the rest stay pending unless run with `--full`): "
-        + ", ".join(f"{g} 1 in {n}" for g, n in SAMPLE.items()) + ".", "",
+        "`make mutation` alone runs a sample of the larger groups (every n-th mutant by name: "
+        + ", ".join(f"{g} 1 in {n}" for g, n in SAMPLE.items())
+        + "); `--full` runs every mutant. Mutants not run yet are counted as pending below.", "",
         "| module | mutants | killed | survived | equivalent | no tests | pending | score |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
