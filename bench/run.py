@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 BENCHMARKS: list[tuple[str, list[str], tuple[str, ...]]] = [
     # (name, arguments, substrings that mark the lines to repeat in the summary)
-    ("batch", ["batch.py", "--real-time"], ("x bound", "wanx_nb vs")),
+    ("batch", ["batch.py", "--real-time"], ("x bound", "x its time")),
     ("notebook_bytes", ["notebook_bytes.py"], ("summary:",)),
     ("memory", ["memory.py"], ("summary:",)),
     ("load_ext", ["load_ext.py"], ("summary:",)),
