@@ -34,6 +34,7 @@ from ._models import ImageResult
 from ._png import add_provenance, read_provenance
 from ._provenance import Provenance, store_relative
 from ._request import GenerationRequest
+from ._store_db import disk_refused
 from ._store_queries import StoreQueries
 from ._store_read import HistoryRow, read_stored_image, stored_path
 from ._store_repair import RebuildReport, StoreReport, integrity, rebuild
@@ -307,6 +308,10 @@ class Store(StoreQueries):
             try:
                 report = rebuild(self.root, self.images_dir, self.db_path)
             except sqlite3.Error as exc:
+                if disk_refused(exc):
+                    raise self._error(f"could not write the new index ({exc}): is the disk full?",
+                                      "free some space, then run `wanx-nb store rebuild` again; the old index is as "
+                                      "it was") from None  # fmt: skip
                 raise self._db_error(exc) from None
             except OSError as exc:
                 raise self._error(f"cannot rebuild the index ({exc.strerror or exc})",

@@ -21,10 +21,17 @@ from ._journal import SCHEMA_VERSION, EntryState, JournalEntry, create_schema, r
 from ._registry import get_model
 from ._store_repair import migrate_v1, populate_from_pngs
 
-__all__ = ["REBUILD_HINT", "StoreConnection"]
+__all__ = ["REBUILD_HINT", "StoreConnection", "disk_refused"]
 
 REBUILD_HINT = "run `wanx-nb store rebuild {root}` (or `Store({root!r}).rebuild()`) to rebuild it from the images' provenance"
 _CHECK_CACHE_SECONDS = 5.0  # quick_check reads the whole index; once per few seconds per process is enough
+
+
+def disk_refused(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the disk refused a write. It says "disk I/O error" for a write
+    refused for want of room (full, quota, file size limit) as well as "database or disk is full"."""
+    text = str(exc)
+    return "full" in text or "disk I/O error" in text
 
 
 class StoreConnection:
@@ -58,8 +65,7 @@ class StoreConnection:
                 f"cannot write the index {self.db_path} ({text})",
                 "make the directory writable or use another store (Session(store=...) or WANX_NB_STORE)",
             )
-        if "full" in text or "disk I/O error" in text:
-            # SQLite says "disk I/O error" for a write the disk refused (full, quota, file size limit).
+        if disk_refused(exc):
             return self._error(
                 f"could not write the index ({text}): is the disk full?",
                 "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged, "

@@ -293,8 +293,13 @@ def rebuild(root: Path, images_dir: Path, db_path: Path) -> RebuildReport:
         _added, _indexed, unreadable = populate_from_pngs(conn, images_dir)
         entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         images = conn.execute("SELECT COUNT(*) FROM images WHERE path IS NOT NULL").fetchone()[0]
-    finally:
+    except BaseException:
         conn.close()
+        # The old index is untouched; a half-built one would only take the space (often a full disk's).
+        for leftover in (tmp, Path(f"{tmp}-journal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    conn.close()
     moved = None
     if db_path.exists():
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
