@@ -25,7 +25,7 @@ from wanx_nb._request import GenerationRequest
 from wanx_nb._store import Store
 from wanx_nb.cli import main
 
-from test_journal import T0, image, png, sent_entry
+from test_journal import T0, image, new_entry, png, sent_entry
 
 
 def chunk(ctype: bytes, body: bytes) -> bytes:
@@ -446,3 +446,42 @@ def test_history_still_lists_rows_of_a_model_no_longer_in_the_registry(tmp_path)
         db.execute("UPDATE entries SET model='wanx-retired'")
     (row,) = store.history()
     assert (row.model, row.prompt, row.saved, row.size) == ("wanx-retired", "fox 0", 2, "")  # size unknown: blank
+
+
+def test_a_journal_write_on_a_full_disk_says_so_and_names_resume_and_rebuild(tmp_path):
+    script = """
+        from test_journal import new_entry
+        store = Store(sys.argv[3])
+        store.record(new_entry("first"))  # the index exists, with room to spare
+        fill(sys.argv[3])
+        print(json.dumps({"record": outcome(lambda: [store.record(new_entry(f"more {i}")) for i in range(200)])}))
+    """
+    seen = on_a_small_disk(tmp_path / "store", "256k", script, str(tmp_path / "store"))
+    assert seen["record"] == [
+        "could not write the index (database or disk is full): is the disk full?",
+        "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged,"
+        " `wanx-nb store rebuild` restores it from the images",
+    ]  # fmt: skip
+    store = Store(tmp_path / "store")  # the same in this process, with room: the write goes through
+    entry = new_entry("with room")
+    store.record(entry)
+    assert store.entry(entry.entry_id).given.prompt == "with room"
+
+
+def test_a_rebuild_of_a_read_only_store_says_so_and_leaves_it_as_it_was(tmp_path):
+    script = """
+        import subprocess
+        root = sys.argv[3]
+        made = Store(root)
+        made.history()  # the index made while the disk is writable
+        made.close()
+        subprocess.run(["mount", "-o", "remount,ro", root], check=True)
+        print(json.dumps({"rebuild": outcome(Store(root).rebuild), "left": sorted(os.listdir(root))}))
+    """
+    root = tmp_path / "store"
+    seen = on_a_small_disk(root, "1m", script, str(root))
+    assert seen["rebuild"] == [
+        "cannot rebuild the index (Read-only file system)", "make the store directory writable and run the rebuild again"
+    ]
+    assert "index.sqlite" in seen["left"] and not [n for n in seen["left"] if "rebuild" in n or "damaged" in n]
+    assert Store(root).rebuild().moved_aside is None  # writable again: the rebuild goes through

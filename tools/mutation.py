@@ -162,13 +162,15 @@ def diffs(group: str, names: list[str]) -> dict[str, str]:
     return json.loads(shown.stdout) if shown.returncode == 0 else {n: "(diff unavailable)" for n in names}
 
 
+# Matched in the original's case: the code writes SQL keywords in capitals, and a message's "from",
+# "update" or "table" is English.
 _SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|ORDER BY|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|"
-                  r"PRAGMA|CREATE|DROP|ATTACH|DETACH|VALUES|INTO|ALTER|RENAME|TABLE)\b", re.IGNORECASE)
+                  r"PRAGMA|CREATE|DROP|ATTACH|DETACH|VALUES|INTO|ALTER|RENAME|TABLE)\b")
 
 
-# A fragment of a WHERE clause: a placeholder, a comparison, LIKE/ESCAPE/LIMIT/OFFSET, or a bare AND/OR
-# joiner. Not AND/OR/NOT/IS/IN alone inside other text: English has them too ("the run was not started").
-_SQL_HINT = re.compile(r"\?|=|\b(LIKE|ESCAPE|LIMIT|OFFSET)\b|^[\"']\s*(AND|OR)\s*[\"']$", re.IGNORECASE)
+# A fragment of a WHERE clause: a `?` placeholder, LIKE/ESCAPE/LIMIT/OFFSET, or a bare AND/OR joiner.
+# Not AND/OR/NOT/IS/IN or `=` inside other text: messages have them too ("the run was not started").
+_SQL_HINT = re.compile(r"\?|\b(LIKE|ESCAPE|LIMIT|OFFSET)\b|^[\"']\s*(AND|OR)\s*[\"']$")
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 _FIELD = re.compile(r"\{[^{}]*\}")  # an f-string's replacement field
 _ROW_KEY = re.compile(r"\b(row|r|t|i|entry)\[\"[A-Z_0-9]+\"\]")  # a sqlite3.Row subscript in capitals
