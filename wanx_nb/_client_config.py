@@ -132,4 +132,7 @@ def _default_emulator() -> InProcessService:
             "its images are placeholders. Set %s to use the real service.",
             ENV_API_KEY, ENV_API_KEY,
         )
-    return default_emulator()
+    try:
+        return default_emulator()
+    except ValueError as exc:  # an environment setting of the emulator it names (time scale)
+        raise ConfigurationError(str(exc)) from None

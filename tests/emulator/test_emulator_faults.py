@@ -178,9 +178,29 @@ def test_default_emulator_is_one_shared_instance_with_default_settings():
     import os
 
     assert default_emulator() is default_emulator()
-    # Default settings, with its tasks kept where $WANX_NB_EMULATOR_STATE says (the tests' own file).
-    state = os.environ["WANX_NB_EMULATOR_STATE"]
-    assert default_emulator().settings == EmulatorSettings(state_path=state)
+    # Default settings, with its tasks kept where $WANX_NB_EMULATOR_STATE says (the tests' own file) and
+    # as fast as $WANX_NB_EMULATOR_TIME_SCALE says (conftest).
+    state, scale = os.environ["WANX_NB_EMULATOR_STATE"], float(os.environ["WANX_NB_EMULATOR_TIME_SCALE"])
+    assert default_emulator().settings == EmulatorSettings(state_path=state, time_scale=scale)
+
+
+@pytest.mark.parametrize("raw", ["fast", "-1", "2", "nan", "inf"])
+def test_a_bad_emulator_time_scale_is_named_with_what_is_allowed_before_anything_is_sent(monkeypatch, raw):
+    from wanx_nb._client import AsyncWanxClient
+    from wanx_nb._exceptions import ConfigurationError
+
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.delenv("DASHSCOPE_BASE_URL", raising=False)
+    monkeypatch.setenv("WANX_NB_EMULATOR_TIME_SCALE", raw)
+    monkeypatch.setattr("wanx_nb.emulator._emulator._default", None)  # this process's default, made anew
+    with pytest.raises(ConfigurationError) as caught:
+        AsyncWanxClient()
+    assert str(caught.value) == (
+        f"WANX_NB_EMULATOR_TIME_SCALE={raw!r} is not a time scale: use a number from 0 to 1, the fraction of the "
+        "real task durations the emulator takes (default 0.05), or unset it"
+    )
+    monkeypatch.setenv("WANX_NB_EMULATOR_TIME_SCALE", " 0.25 ")
+    assert AsyncWanxClient()._emulator.settings.time_scale == 0.25  # fixed: the next client has it
 
 
 MODULES = [

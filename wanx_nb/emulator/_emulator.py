@@ -15,7 +15,7 @@ from ._clock import FakeClock
 from ._faults import Fault
 from ._persist import default_state_path
 from ._routes import LoggedRequest
-from ._settings import EmulatorSettings
+from ._settings import EmulatorSettings, time_scale_from_environment
 from ._tasks import Task
 from ._transport import EMULATOR_BASE_URL, EmulatorTransport
 from .app import create_app
@@ -108,10 +108,16 @@ def default_emulator() -> Emulator:
     """The process-wide emulator with default settings (the backend used when no API key is set).
 
     Its tasks are kept in a file (`default_state_path`), so after a kernel restart `%wanx resume`
-    finds them as it would on the service."""
+    finds them as it would on the service; `$WANX_NB_EMULATOR_TIME_SCALE` sets how fast they run."""
     global _default
     with _default_lock:
         if _default is None:
             state = default_state_path()
-            _default = Emulator(EmulatorSettings(state_path=None if state is None else str(state)))
+            scale = time_scale_from_environment()
+            _default = Emulator(
+                EmulatorSettings(
+                    state_path=None if state is None else str(state),
+                    time_scale=EmulatorSettings.time_scale if scale is None else scale,
+                )
+            )
         return _default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -10,7 +11,9 @@ from typing import Literal
 
 from ._routes import ROUTES
 
-__all__ = ["EmulatorSettings", "REGIONS"]
+__all__ = ["ENV_EMULATOR_TIME_SCALE", "EmulatorSettings", "REGIONS", "time_scale_from_environment"]
+
+ENV_EMULATOR_TIME_SCALE = "WANX_NB_EMULATOR_TIME_SCALE"
 
 # 2025-01-08 16:00:00 in Beijing (UTC+8), the day of the documentation samples. A fixed start makes
 # fake-clock runs produce the same timestamps and dates in result URLs on every machine.
@@ -127,3 +130,22 @@ class EmulatorSettings:
 def _check_rate(name: str, rate: float) -> None:
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {rate!r}")
+
+
+def time_scale_from_environment() -> float | None:
+    """`$WANX_NB_EMULATOR_TIME_SCALE` for the keyless default emulator (None when unset): how fast its tasks
+    run, e.g. 0.005 for a notebook that should run through at once. ValueError naming it when it is not
+    a number in [0, 1] (above 1 the emulator would be slower than the service)."""
+    raw = os.environ.get(ENV_EMULATOR_TIME_SCALE, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails both
+        raise ValueError(
+            f"{ENV_EMULATOR_TIME_SCALE}={raw!r} is not a time scale: use a number from 0 to 1, the fraction of the "
+            f"real task durations the emulator takes (default {EmulatorSettings.time_scale}), or unset it"
+        )
+    return value
