@@ -202,3 +202,21 @@ def test_a_busy_index_says_another_process_holds_it_and_to_try_again(tmp_path):
 
 def test_a_store_shows_as_its_directory(tmp_path):
     assert repr(Store(tmp_path / "store")) == f"<Store {str(tmp_path / 'store')!r}>"
+
+
+def test_a_store_a_newer_wanx_nb_wrote_is_refused_and_left_as_it_was(tmp_path):
+    """Kernels share stores; one may run a newer wanx_nb. Stamping its index back to this version's format
+    would break that one: opening says what to do instead and changes nothing."""
+    Store(tmp_path).history()
+    with closing(sqlite3.connect(tmp_path / "index.sqlite")) as db:
+        db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+        db.commit()
+    with pytest.raises(StoreError) as caught:
+        Store(tmp_path).history()
+    assert (caught.value.problem, caught.value.remedy) == (
+        "the index was written by a newer wanx_nb (store format 3; this version reads up to 2)",
+        "upgrade wanx_nb where you opened it (pip install -U wanx_nb), then restart the kernel; the store is left "
+        "as it was",
+    )
+    with closing(sqlite3.connect(tmp_path / "index.sqlite")) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)

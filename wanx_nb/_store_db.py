@@ -103,7 +103,16 @@ class StoreConnection:
                 conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")  # a recorded entry survives a power cut, not just a crash
-                fresh = self._prepare(conn)
+                version = _schema_version(conn)
+                if version is not None and version > SCHEMA_VERSION:
+                    conn.close()  # another kernel's newer wanx_nb wrote it: stamping it back would break that one
+                    raise self._error(
+                        f"the index was written by a newer wanx_nb (store format {version}; this version reads up "
+                        f"to {SCHEMA_VERSION})",
+                        "upgrade wanx_nb where you opened it (pip install -U wanx_nb), then restart the kernel; "
+                        "the store is left as it was",
+                    )
+                fresh = self._prepare(conn, version)
                 if fresh and any(self.images_dir.glob("*.png")):
                     populate_from_pngs(conn, self.images_dir)  # an index lost but the images kept: rebuild
             except sqlite3.Error as exc:
@@ -115,9 +124,9 @@ class StoreConnection:
         return self._conn
 
     @staticmethod
-    def _prepare(conn: sqlite3.Connection) -> bool:
+    def _prepare(conn: sqlite3.Connection, version: int | None) -> bool:
         """Create the schema, migrating a previous one; True when the index had no tables at all."""
-        if _schema_version(conn) == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION:
             return False  # current already: opening takes no write lock
         conn.execute("BEGIN IMMEDIATE")
         try:
