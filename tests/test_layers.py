@@ -5,7 +5,7 @@ Every module of the package is parsed with `ast`. Each `import` / `from ... impo
 imports included, and checked against the table below. A module that is not in the table fails the
 test, so a new module has to be given a row.
 
-    L0  _version, _constants, _exceptions            each other only
+    L0  _version, _constants, _exceptions, _sqlite   each other only
     L1  _registry, _params, _request, _models, _png  L0-L1  (_provenance: the record, below _models)  (_models -> rendering lazily in _repr_mimebundle_ only)
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _grid, _protocol, _backoff,     L0-L2
@@ -32,7 +32,7 @@ test, so a new module has to be given a row.
                                                      imports _cli_parser (its arguments), nothing else does;
                                                      magics imports _magic_line (its `%wanx` subcommands),
                                                      which imports _magic_args and panel (lazily) only
-    emulator/*                                       only _registry and _version from the package
+    emulator/*                                       only _registry, _version and _sqlite from the package
 
 "Lazily" means inside a function body: the import runs on first use, not when the module loads.
 """
@@ -51,7 +51,7 @@ PACKAGE = "wanx_nb"
 ROOT = Path(wanx_nb.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
-    "_version": 0, "_constants": 0, "_exceptions": 0,
+    "_version": 0, "_constants": 0, "_exceptions": 0, "_sqlite": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1, "_provenance": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
     "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
@@ -288,7 +288,7 @@ def test_emulator_imports_only_registry_and_version(name):
         rel = internal(imp.target)
         if rel is None or group(rel) == "emulator":
             continue
-        if rel not in ("_registry", "_version"):
+        if rel not in ("_registry", "_version", "_sqlite"):
             bad.append(fmt(name, imp))
     assert bad == [], "the emulator must not share wire code with the client (_protocol/_client/_request/...)"
 

@@ -220,3 +220,22 @@ def test_a_store_a_newer_wanx_nb_wrote_is_refused_and_left_as_it_was(tmp_path):
     )
     with closing(sqlite3.connect(tmp_path / "index.sqlite")) as db:
         assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+
+
+def test_a_store_opens_while_another_kernel_is_creating_it(tmp_path):
+    """Two kernels opening a new store at once: SQLite refuses the switch to WAL mode at once ("database is
+    locked", its busy timeout not applied) while the other holds a lock; the open waits for it instead."""
+    import threading
+
+    tmp_path.mkdir(exist_ok=True)
+    other = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other kernel, mid-creation of a new index (not in WAL mode yet)
+    other.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    released = threading.Timer(0.3, lambda: (other.execute("COMMIT"), other.close()))
+    released.start()
+    try:
+        assert Store(tmp_path).history() == []
+    finally:
+        released.join()
+    with closing(sqlite3.connect(tmp_path / "index.sqlite")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

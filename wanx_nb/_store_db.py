@@ -19,6 +19,7 @@ from pathlib import Path
 from ._exceptions import StoreError
 from ._journal import SCHEMA_VERSION, EntryState, JournalEntry, create_schema, replay_key, request_json, search_text, utc_iso
 from ._registry import get_model
+from ._sqlite import enter_wal
 from ._store_repair import migrate_v1, populate_from_pngs
 
 __all__ = ["REBUILD_HINT", "StoreConnection", "disk_refused"]
@@ -101,7 +102,7 @@ class StoreConnection:
             conn.row_factory = sqlite3.Row
             try:
                 conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute("PRAGMA journal_mode=WAL")
+                enter_wal(conn, wait_seconds=30.0)  # as long as the busy timeout above
                 conn.execute("PRAGMA synchronous=FULL")  # a recorded entry survives a power cut, not just a crash
                 version = _schema_version(conn)
                 if version is not None and version > SCHEMA_VERSION:

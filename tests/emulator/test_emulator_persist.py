@@ -163,3 +163,25 @@ def test_resume_in_a_new_keyless_process_saves_what_a_killed_one_started(tmp_pat
     assert not Store(store).unfinished()
     saved = [p for p in (store / "images").rglob("*.png")] if (store / "images").exists() else list(store.rglob("*.png"))
     assert len(saved) == 1, resumed.stdout
+
+
+def test_a_kernel_keeps_its_tasks_while_another_is_creating_the_same_file(tmp_path):
+    """Two kernels starting the keyless emulator at once share one new file: SQLite refuses the switch to
+    WAL mode at once while the other holds a lock, and the emulator would silently keep tasks in memory
+    only. It waits for the lock instead."""
+    import threading
+
+    from wanx_nb.emulator._persist import TaskFile
+
+    path = tmp_path / "emulator-tasks.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS starting (x)")
+    released = threading.Timer(0.3, lambda: (other.execute("COMMIT"), other.close()))
+    released.start()
+    try:
+        kept = TaskFile(path)
+    finally:
+        released.join()
+    assert kept.tasks_of("an account", submitted_after=0) == []
+    kept.close()

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .._sqlite import enter_wal
 from ._tasks import Task
 
 __all__ = ["ENV_EMULATOR_STATE", "KeptTasks", "TaskFile", "default_state_path"]
@@ -58,7 +59,7 @@ class TaskFile:
         self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enter_wal(self._db, wait_seconds=10)  # as long as its busy timeout
             self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per task: a power cut may lose the last few
             self._db.execute(_SCHEMA)
 
