@@ -486,7 +486,7 @@ def test_result_card_and_grid_cells_show_the_changed_parameters(session):
     card = rendering.result_html(grid[0, "wanx-v1"])
     assert "style &lt;flat illustration&gt; · negative &quot;text&quot;" in card
     cell = rendering.compare_cell_html(grid.cell(0, "wanx-v1"))
-    assert "seed 5 · style &lt;flat illustration&gt; · negative &quot;text&quot;" in cell
+    assert "seed <span style=\"white-space:nowrap\">5</span> · style &lt;flat illustration&gt; · negative &quot;text&quot;" in cell
     v2_cell = rendering.compare_cell_html(grid.cell(0, "wanx2.1-t2i-turbo"))
     assert "flat illustration" not in v2_cell.split("⚠")[0]  # V2 is not sent a style (a note says so)
 

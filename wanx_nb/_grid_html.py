@@ -102,6 +102,11 @@ class GridView(Protocol):
 _PROMPT_COLUMN = "15%"
 
 
+
+def _unbroken(value: object) -> str:
+    """A number a narrow column must not split over two lines ("2025010" above "8" reads as two seeds)."""
+    return f'<span style="white-space:nowrap">{_e(value)}</span>'
+
 def _excerpt(text: str, limit: int) -> str:
     """At most `limit` characters; cut at a space when there is one near the end (not inside a word)."""
     text = " ".join(text.split())
@@ -152,8 +157,8 @@ def compare_cell_html(cell: CellView, *, dry_run: bool = False, preview_px: int 
             thumbs.append(failure_tile_html("no images", result.task.code,
                                             result.task.message or f"task status {result.task.status.value}",
                                             compact=True))
-        seeds = ", ".join(str(im.seed) for im in result.images)
-        cap = " · ".join(x for x in (f"seed {_e(seeds)}", params, _e(_yuan(result.cost_yuan))) if x)
+        seeds = ", ".join(_unbroken(im.seed) for im in result.images)
+        cap = " · ".join(x for x in (f"seed {seeds}", params, _e(_yuan(result.cost_yuan))) if x)
         rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
         if rewritten and rewritten[0] != cell.request.prompt:
             cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
@@ -166,7 +171,7 @@ def compare_cell_html(cell: CellView, *, dry_run: bool = False, preview_px: int 
         code = f["code"] or f["error"]
         return failure_tile_html(f"{cell.model} failed", code, f["message"], next_step(code), compact=True) + notes
     phase = "planned (dry run)" if dry_run else f"{cell.phase}…"
-    cap = " · ".join(x for x in (f"seed {_e(cell.request.seed)}", params) if x)
+    cap = " · ".join(x for x in (f"seed {_unbroken(cell.request.seed)}", params) if x)
     return (
         f'<div class="wanx-tile" style="{S_TILE};border-style:dashed;width:100%;min-height:{preview_px // 2}px">'
         f'<div style="{S_MUTED}">{_e(phase)}</div></div><div class="wanx-cap" style="{S_CAP}">{cap}</div>{notes}'
