@@ -90,6 +90,12 @@ def scale_poll_budget(client: AsyncWanxClient, time_scale: float) -> None:
     client._scheduler = Scheduler(clock=client._clock, sleep=client._sleep, query_qps=QUERY_QPS / time_scale)
 
 
+def check_all_succeeded(who: str, outcomes: list[Any]) -> None:
+    failed = [r for r in outcomes if isinstance(r, BaseException)]
+    if failed:
+        raise SystemExit(f"{who}: {len(failed)} request(s) failed: {failed[0]}")
+
+
 def run_ours(base_url: str, api_key: str, reqs: list[GenerationRequest], time_scale: float = 1.0) -> dict[str, float]:
     seen: dict[str, float] = {}
 
@@ -100,10 +106,7 @@ def run_ours(base_url: str, api_key: str, reqs: list[GenerationRequest], time_sc
     async def run() -> None:
         async with AsyncWanxClient(api_key=api_key, base_url=base_url) as client:
             scale_poll_budget(client, time_scale)
-            results = await client.generate_many(reqs, on_status=on_status)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise SystemExit(f"wanx_nb: {len(failed)} request(s) failed: {failed[0]}")
+            check_all_succeeded("wanx_nb", await client.generate_many(reqs, on_status=on_status))
 
     asyncio.run(run())
     return seen
@@ -123,12 +126,9 @@ def run_session(
         session = Session(api_key=api_key, base_url=base_url, store=store)
         try:
             scale_poll_budget(session.client(), time_scale)
-            results = session.generate_many(reqs, on_progress=on_progress)
+            check_all_succeeded("wanx_nb Session", session.generate_many(reqs, on_progress=on_progress))
         finally:
             session.close()
-    failed = [r for r in results if isinstance(r, BaseException)]
-    if failed:
-        raise SystemExit(f"wanx_nb Session: {len(failed)} request(s) failed: {failed[0]}")
     return seen
 
 

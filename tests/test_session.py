@@ -93,14 +93,6 @@ def test_replay_miss_fails_loudly_without_sending(tmp_path, emulator):
     assert emulator.request_log == []
 
 
-def test_replay_serves_repeated_unseeded_requests_in_recorded_order(tmp_path, emulator):
-    store = tmp_path / "store"
-    rec = Session(store=store, emulator=emulator, mode="record")
-    seeds = [rec.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(2)]
-    rep = Session(store=store, emulator=emulator, mode="replay")
-    assert [rep.generate(GenerationRequest("fox", n=1)).images[0].seed for _ in range(2)] == seeds
-
-
 def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
     # The service's clock is fake: the task cannot finish before the "crash", however slow the machine.
     emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))

@@ -26,9 +26,14 @@ def rebuild_hint(root) -> str:
     return f"run `wanx-nb store rebuild {root}` (or `Store({str(root)!r}).rebuild()`) to rebuild it from the images' provenance"
 
 
-def test_check_names_a_directory_it_cannot_write_in(tmp_path):
+def store_under_a_file(tmp_path) -> Store:
+    """A store whose directory cannot exist: its parent is a file."""
     (tmp_path / "file").write_text("x")
-    store = Store(tmp_path / "file" / "store")
+    return Store(tmp_path / "file" / "store")
+
+
+def test_check_names_a_directory_it_cannot_write_in(tmp_path):
+    store = store_under_a_file(tmp_path)
     with pytest.raises(StoreError) as info:
         store.check()
     assert (info.value.problem, info.value.remedy) == (
@@ -121,8 +126,7 @@ def test_an_entry_never_recorded_is_a_clear_error(tmp_path):
 
 
 def test_a_store_whose_directory_cannot_be_made_says_where_else_to_go(tmp_path):
-    (tmp_path / "file").write_text("x")
-    store = Store(tmp_path / "file" / "store")
+    store = store_under_a_file(tmp_path)
     with pytest.raises(StoreError) as info:
         store.history()
     assert (info.value.problem, info.value.remedy) == (

@@ -102,10 +102,10 @@ class GridView(Protocol):
 _PROMPT_COLUMN = "15%"
 
 
-
 def _unbroken(value: object) -> str:
     """A number a narrow column must not split over two lines ("2025010" above "8" reads as two seeds)."""
     return f'<span style="white-space:nowrap">{_e(value)}</span>'
+
 
 def _excerpt(text: str, limit: int) -> str:
     """At most `limit` characters; cut at a space when there is one near the end (not inside a word)."""
