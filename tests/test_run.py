@@ -98,6 +98,26 @@ def test_events_come_in_lifecycle_order_and_the_result_is_saved(fake_session, fa
     assert entry.task_id == result.task_id
 
 
+def test_a_request_is_downloading_as_soon_as_its_task_succeeds(fake_session, fake_emulator):
+    # Large images on a slow network take seconds: the status must not say "running" meanwhile.
+    events = Recorder()
+    images_asked_at_downloading = []
+
+    def on_progress(event) -> None:
+        if event.phase is Phase.DOWNLOADING:
+            images_asked_at_downloading.append(len(fake_emulator.requests("image")))
+        events(event)
+
+    run = fake_session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=2, seed=3)], on_progress=on_progress)
+    events.wait_for(has(Phase.PENDING))
+    fake_emulator.advance(3600)
+    (result,) = run.result()
+
+    assert isinstance(result, GenerationResult) and len(fake_emulator.requests("image")) == 2
+    assert images_asked_at_downloading == [0]  # once, before the first image was asked for
+    assert events.phases()[-2:] == [Phase.DOWNLOADING, Phase.DONE]
+
+
 def test_the_journal_holds_each_request_before_anything_is_sent(fake_session, fake_emulator):
     run = fake_session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)] * 3)
     # Written synchronously by start(): present even if the process died right now.

@@ -254,13 +254,15 @@ class RequestSteps:
 
     def _polled(self, slot: Slot, task: Task) -> None:
         self._write(slot, self._store.update_status, task.status.value)
-        phase = {TaskStatus.PENDING: Phase.PENDING, TaskStatus.RUNNING: Phase.RUNNING}.get(task.status)
+        # A succeeded task's images are fetched next: it is downloading from now on, not once they are here.
+        phase = _PHASE_OF_STATUS.get(task.status)
         if phase is not None and phase is not slot.phase:
             self._emit(slot, phase)
 
     async def _save(self, slot: Slot, result: GenerationResult) -> None:
         """Save every billed image, then finish the entry (or leave it COLLECTING for resume)."""
-        self._emit(slot, Phase.DOWNLOADING)
+        if slot.phase is not Phase.DOWNLOADING:
+            self._emit(slot, Phase.DOWNLOADING)
         result.warnings[:0] = [n for n in slot.notes if n not in result.warnings]
         result.given = slot.given or slot.request
         result.create_request_id = slot.create_request_id
@@ -385,6 +387,11 @@ class RequestSteps:
             self._on_progress(Progress(slot.index, slot.request.model, phase, slot.task_id, spent))
 
 
+
+
+_PHASE_OF_STATUS = {
+    TaskStatus.PENDING: Phase.PENDING, TaskStatus.RUNNING: Phase.RUNNING, TaskStatus.SUCCEEDED: Phase.DOWNLOADING
+}
 
 
 def _is_sync(request: GenerationRequest) -> bool:
