@@ -1,5 +1,7 @@
 """`%%wanx --x ... --y ...`: the grid from a magic line, in a real InteractiveShell over the emulator."""
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 
@@ -48,10 +50,13 @@ def test_a_magic_grid_dry_run_sends_nothing_and_states_the_plan(shell):
         ("--x seed=1 --compare", "not both"),
         ("--y style=bogus -m wanx-v1", "--style='bogus'"),
         ("--x seed=1,2 --seed 5", "--seed=5: either fixed or an axis, not both"),
+        # the option typed is blamed, with the name as typed; a grid is not "a request for model 'grid'"
+        ("--compare wanx-v1 wanx-v9", "invalid grid (1 problem):\n  - --compare='wanx-v9': unknown model 'wanx-v9'"),
+        ("--compare wanx-v1,bogus", "--compare='bogus': unknown model 'bogus'. Known models: wanx2.1-t2i-plus"),
     ],
 )
 def test_bad_grid_lines_are_usage_errors_and_send_nothing(shell, line, words):
     ip, emulator = shell
-    with pytest.raises(UsageError, match=words.replace("(", r"\(")):
+    with pytest.raises(UsageError, match=re.escape(words)):
         ip.run_cell_magic("wanx", line, "a fox")
     assert emulator.request_log == []

@@ -450,6 +450,8 @@ def test_compare_passes_the_prompt_models_and_params_to_the_real_grid(shell, emu
     assert len(emulator.requests("create")) == creates  # a dry run sends nothing
     plan = cell(shell, "--compare wanx2.1-t2i-plus --reproducible --dry-run")
     assert plan.fixed.get("prompt_extend") is False  # --reproducible means "no prompt rewriting" in a grid
+    plan = cell(shell, "--compare wanx2.1-t2i-plus,wanx-v1 --dry-run")  # commas, as an axis takes its values
+    assert plan.models == ("wanx2.1-t2i-plus", "wanx-v1")
 
 
 def test_compare_end_to_end_with_the_real_grid(shell):

@@ -144,17 +144,22 @@ class Problem:
         return hash(str(self))
 
 
+# What a ValidationError is about when its "model" names no model: a grid's own options.
+_NOT_A_MODEL = {"grid": "grid", "compare": "comparison"}
+
+
 class ValidationError(WanxError, ValueError):
     """The request breaks the model's rules. Raised before anything is sent."""
 
     billed = False
 
     def __init__(self, model: str, problems: list[Problem]) -> None:
-        self.model = model
+        self.model = model  # or "grid"/"compare": a grid's own options are wrong, not one model's request
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         plural = "s" if len(self.problems) > 1 else ""
-        super().__init__(f"invalid request for model {model!r} ({len(self.problems)} problem{plural}):\n{lines}")
+        what = _NOT_A_MODEL.get(model, f"request for model {model!r}")
+        super().__init__(f"invalid {what} ({len(self.problems)} problem{plural}):\n{lines}")
 
 
 class ConfigurationError(WanxError):

@@ -169,7 +169,8 @@ def _models(letter: str, texts: Sequence[Any]) -> list[str]:
             try:
                 names.append(get_model(word).name)
             except KeyError as exc:
-                raise _axis_error(letter, f"model={word}", str(exc.args[0])) from None
+                shown = f"model={word}" if letter in _LETTERS else word  # as typed: --x model=..., --compare ...
+                raise _axis_error(letter, shown, str(exc.args[0])) from None
     return names
 
 

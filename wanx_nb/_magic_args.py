@@ -70,7 +70,7 @@ _MAGIC_DEFAULTS = {
 }
 OUTPUT_HELP = "also store the result in the notebook variable NAME"
 REPRODUCIBLE_HELP = "turn prompt rewriting off, re-sending the recorded rewritten prompt when there is one"
-COMPARE_HELP = "run the comparison grid over these models instead (none listed: the default set)"
+COMPARE_HELP = "run the comparison grid over these models instead, space- or comma-separated (none: the guide's four)"
 AXIS_HELP = (
     "a grid axis NAME=V1,V2,...: the prompt, the model or any request option (model=all, seed=1,2,3, "
     "style=anime,sketch, size=1024*1024,1280*720, extend=on,off; prompts separated by |); Z draws one grid per value"

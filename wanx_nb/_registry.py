@@ -187,7 +187,7 @@ def catalog_model(name: str) -> ModelSpec:
     if spec is not None:
         return spec
     close = difflib.get_close_matches(name, list(CATALOG) + list(_ALIASES), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     raise KeyError(f"unknown model {name!r}{hint} Known models: {', '.join(CATALOG)}")
 
 

@@ -174,5 +174,5 @@ def _is_int_in(value: Any, lo: int, hi: int) -> bool:
 def _unknown_model(exc: Exception) -> str:
     if not isinstance(exc, KeyError):
         return f"a model id; use one of {', '.join(CATALOG)}"
-    known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?")
+    known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?.")
     return f"{known}; use one of {', '.join(CATALOG)}"

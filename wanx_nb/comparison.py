@@ -263,7 +263,7 @@ def compare(
     names = [models] if isinstance(models, str) else list(models) if models is not None else list(GUIDE_MODELS)
     if not names:
         raise ValidationError("compare", [Problem("models", models, "at least one model")])
-    axes: list[Axis | None] = [parse_axis(("model", names), "x"), Axis("prompt", tuple(prompt_list)), None]
+    axes: list[Axis | None] = [parse_axis(("model", names), "models"), Axis("prompt", tuple(prompt_list)), None]
     fixed = {"n": n, "seed": seed, **params}
     built = _build(CompareGrid, prompt_list, axes, fixed, dry_run=dry_run, session=session, display=display,
                    preview_px=preview_px)  # fmt: skip

@@ -300,6 +300,7 @@ class WanxMagics(LineCommands, Magics):
 
         self.session()
         try:
+            from ._grid import parse_axis
             from .comparison import compare
         except ImportError as exc:
             raise UsageError(f"--compare is not available: {exc}") from None
@@ -311,10 +312,12 @@ class WanxMagics(LineCommands, Magics):
             # compare() takes request parameters only; reproducible means "no prompt rewriting" there.
             params.setdefault("prompt_extend", False)
         n = args.n if args.n is not None else self.default_n
+        # "--compare a b" or "--compare a,b" (as the axes take their values)
+        models = [name for token in args.compare or () for name in token.split(",") if name.strip()]
         try:
-            grid = compare(
-                prompts=[prompt], models=list(args.compare or ()) or None, n=n, seed=seed, dry_run=args.dry_run, **params
-            )
+            if models:
+                parse_axis(("model", models), "--compare")  # so that a bad name is blamed on the option typed
+            grid = compare(prompts=[prompt], models=models or None, n=n, seed=seed, dry_run=args.dry_run, **params)
         except (ValidationError, WanxError) as exc:
             raise UsageError(str(exc)) from None
         return self._finish(args, grid, grid)
