@@ -31,7 +31,9 @@ test, so a new module has to be given a row.
                                                      imports _panel_form (its form), nothing else does; cli
                                                      imports _cli_parser (its arguments), nothing else does;
                                                      magics imports _magic_line (its `%wanx` subcommands),
-                                                     which imports _magic_args and panel (lazily) only
+                                                     which imports _magic_args and panel (lazily) only;
+                                                     _magic_settings (the `%config` checks) is imported
+                                                     by magics and _magic_args only
     emulator/*                                       only _registry, _version and _sqlite from the package
 
 "Lazily" means inside a function body: the import runs on first use, not when the module loads.
@@ -63,7 +65,7 @@ LAYERS: dict[str, int] = {
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
-    "magics": 6, "_magic_args": 6, "_magic_line": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6,
+    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")
@@ -211,6 +213,8 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
         return None if theirs <= 1 or theirs == 5 else f"L5 may import only L0-L1 and L5, and {imported} is L{theirs}"
     # L6
     if theirs < 6:
+        return None
+    if imported == "_magic_settings" and importer in ("magics", "_magic_args"):  # the `%config` settings' checks
         return None
     if importer == "magics":
         if imported in ("_magic_args", "_magic_line"):

@@ -192,6 +192,38 @@ def test_config_defaults_take_effect(captured, shell):
     assert (captured[1][1].model, captured[1][1].n, captured[1][1].size) == ("wanx-v1", 1, "720*1280")
 
 
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("default_n = 9", "WanxMagics.default_n=9: a whole number from 1 to 6"),
+        ("default_model = 'wanx-v9'", "WanxMagics.default_model='wanx-v9': unknown model 'wanx-v9'; did you mean"),
+        ("default_size = 'big'", "WanxMagics.default_size='big': W*H in whole pixels"),
+        ("preview_px = -5", "WanxMagics.preview_px=-5: a whole number of pixels from 16 to 4096"),
+        ("budget_yuan = -3", "WanxMagics.budget_yuan=-3.0: a number of at least 0 (0: no budget)"),
+        ("wait_timeout = -1", "WanxMagics.wait_timeout=-1.0: a number of at least 0 (0: no limit)"),
+    ],
+)
+def test_a_bad_setting_is_refused_where_it_is_set(shell, setting, words, caplog):
+    # Not later, blamed on an option the cell never typed, or inside the display of a paid image.
+    name = setting.split()[0]
+    before = getattr(magics(shell), name)
+    outcome = shell.run_cell(f"%config WanxMagics.{setting}")
+    assert words in caplog.text and "Traceback" not in caplog.text and outcome.error_in_exec is None
+    assert getattr(magics(shell), name) == before
+
+
+def test_a_default_the_model_does_not_take_is_blamed_on_its_setting(captured, shell):
+    shell.run_line_magic("config", "WanxMagics.default_n = 6")  # some 2026 models make 6
+    shell.run_line_magic("config", "WanxMagics.default_size = '1440x1440'")  # a V2 size
+    with pytest.raises(UsageError) as info:
+        cell(shell, "-m wanx-v1")
+    assert "  - %config WanxMagics.default_n=6: an integer from 1 to 4" in str(info.value)
+    assert "  - %config WanxMagics.default_size='1440*1440': wanx-v1 supports only" in str(info.value)
+    with pytest.raises(UsageError, match=re.escape("  - -n=6: an integer from 1 to 4")):
+        cell(shell, "-m wanx-v1 -n 6 --size 1024*1024")
+    assert captured == []
+
+
 def test_config_pushes_budget_mode_store_and_preview_to_the_session(shell, session, tmp_path):
     shell.run_line_magic("config", "WanxMagics.budget_yuan = 0.2")
     shell.run_line_magic("config", "WanxMagics.store_dir = %r" % str(tmp_path / "other"))

@@ -562,3 +562,11 @@ def test_an_unfinished_request_never_suggests_a_retry():
     for text in (data["text/plain"], data["text/html"]):
         step = text.split("next step")[1]
         assert "%wanx resume" in step and "retry" not in step.lower()
+
+
+@pytest.mark.parametrize("bad", [0, -5, 5000, 2.5, True, "384"])
+def test_a_preview_size_that_cannot_be_drawn_is_refused_when_set(bad):
+    before = rendering.options.preview_px
+    with pytest.raises(ValueError, match=re.escape(f"preview_px={bad!r}: a whole number of pixels from 16 to 4096")):
+        rendering.options.preview_px = bad
+    assert rendering.options.preview_px == before

@@ -240,11 +240,13 @@ class CellArgs:
     ) -> Any:
         """The checked GenerationRequest for `prompt`, with the magic's defaults for what was not given.
 
-        A request that breaks its model's rules is a UsageError naming the options (`--extend`).
+        A request that breaks its model's rules is a UsageError naming the options (`--extend`), or the
+        `%config` setting a value came from when the cell did not give that option.
         """
         from ._request import GenerationRequest
 
         from ._exceptions import ValidationError
+        from ._magic_settings import DEFAULTED_NAMES
         from ._validation import validate
 
         params = self.params()
@@ -253,8 +255,10 @@ class CellArgs:
         n = self.n if self.n is not None else default_n
         model = self.model if self.model is not None else default_model  # `-m ''` is an error, not the default
         request = GenerationRequest(prompt=prompt, model=model, n=n, **params)
+        typed = {"model": self.model, "n": self.n, "size": self.size}
+        names = {**OPTION_NAMES, **{k: DEFAULTED_NAMES[k] for k, v in typed.items() if v is None}}
         try:
-            validate(request, names=OPTION_NAMES)
+            validate(request, names=names)
         except ValidationError as exc:  # nothing was sent; the message names the options as typed
             raise UsageError(str(exc)) from None
         return request

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RenderOptions", "options"]
+__all__ = ["PREVIEW_PX_RANGE", "RenderOptions", "options"]
+
+# Previews smaller than this show nothing; larger ones only make the notebook heavy.
+PREVIEW_PX_RANGE = (16, 4096)
 
 
 @dataclass
@@ -24,6 +27,14 @@ class RenderOptions:
     preview_px: int = 384
     long_prompt: int = 90
     link_base: str | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Checked when set, so a bad size fails here and not inside the display of a paid image.
+        if name == "preview_px":
+            lo, hi = PREVIEW_PX_RANGE
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"preview_px={value!r}: a whole number of pixels from {lo} to {hi}")
+        super().__setattr__(name, value)
 
 
 options = RenderOptions()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import CaselessStrEnum, Float, Int, Unicode, observe
+from traitlets import CaselessStrEnum, Float, Int, Unicode, observe, validate
 
 from ._magic_args import CELL_HELP, LINE_HELP, SUBCOMMANDS, CellArgs, interpolate, parse_cell_line
 from ._magic_line import LineCommands
@@ -85,6 +85,12 @@ class WanxMagics(LineCommands, Magics):
     ).tag(config=True)
 
     # ---- settings -> session -------------------------------------------------------------------
+
+    @validate("default_model", "default_n", "default_size", "preview_px", "budget_yuan", "wait_timeout")
+    def _check_setting(self, proposal: dict[str, Any]) -> Any:
+        from ._magic_settings import checked_setting
+
+        return checked_setting(proposal["trait"].name, proposal["value"])
 
     @observe("budget_yuan", "mode", "store_dir", "preview_px")
     def _on_setting_change(self, change: dict[str, Any]) -> None:
