@@ -26,7 +26,7 @@ from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._store import read_png_provenance
 from wanx_nb._validation import validate
-from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings
+from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
 
 GUIDE_MODELS = ["wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo", "wanx-v1"]
 GUIDE_PRICES = {"wanx2.1-t2i-plus": "0.20", "wanx2.1-t2i-turbo": "0.14", "wanx2.0-t2i-turbo": "0.04", "wanx-v1": "0.16"}
@@ -206,6 +206,13 @@ def test_history_show_and_cost_read_the_store(emulator, capsys):
     assert code == 0
     assert "¥0.44 for 3 image(s)" in out  # 2 x ¥0.14 + 1 x ¥0.16
     assert len(emulator.requests("create")) == 2  # reading the store sends nothing
+
+
+def test_a_refused_request_prints_what_to_do_next(emulator, capsys, tmp_path):
+    emulator.script("create", Fault.status(401, code="InvalidApiKey", message="Invalid API-key provided."))
+    code, out, err = run(capsys, "generate", "a fox", "-m", "wanx-v1", "-n", "1", "-o", str(tmp_path / "out"))
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == "next step: check DASHSCOPE_API_KEY (Beijing and Singapore keys are not interchangeable)"
 
 
 def test_show_of_an_unknown_task_is_a_clean_error(emulator, capsys):

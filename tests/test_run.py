@@ -13,7 +13,10 @@ import pytest
 
 from wanx_nb import _loop
 from wanx_nb._client import AsyncWanxClient
+from wanx_nb._constants import DEFAULT_MAX_RETRIES
+from wanx_nb._error_card import error_text
 from wanx_nb._exceptions import (
+    APIConnectionError,
     RunInterruptedError,
     RunTimeoutError,
     TaskCanceledError,
@@ -96,6 +99,21 @@ def test_events_come_in_lifecycle_order_and_the_result_is_saved(fake_session, fa
     assert (summary.billed_images, summary.saved_images, summary.unfinished) == (2, 2, ())
     (entry,) = fake_session.store.history()
     assert entry.task_id == result.task_id
+
+
+def test_a_create_that_never_connected_is_refused_not_left_for_resume(fake_session, fake_emulator):
+    # A refused connection on every try: the create never reached the service, so nothing can be
+    # billed and resume has nothing to settle; the user is told to run it again, not to resume.
+    fake_emulator.script("create", *[Fault.drop_before()] * (DEFAULT_MAX_RETRIES + 1))
+    run = fake_session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=3)])
+    (outcome,) = run.result()
+
+    assert isinstance(outcome, APIConnectionError) and outcome.sent is False
+    assert fake_emulator.tasks == {} and run.summary().unfinished == ()
+    (entry,) = fake_session.store.history()
+    assert entry.state == EntryState.REJECTED.value and fake_session.store.unfinished() == []
+    assert "nothing reached the service and nothing was billed" in error_text(outcome)
+    assert "resume" not in error_text(outcome)
 
 
 def test_a_request_is_downloading_as_soon_as_its_task_succeeds(fake_session, fake_emulator):

@@ -42,12 +42,17 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
 
 def _next_step_for(exc: BaseException, code: str | None) -> str:
     """The code's next step, unless the request may have been billed: then never "retry", but resume."""
-    from ._exceptions import TaskUnfinishedError
+    from ._exceptions import APIConnectionError, TaskUnfinishedError
 
     if isinstance(exc, TaskUnfinishedError):
         return (
             "run `%wanx resume` (now or within 24 h) to save its images without paying again; "
             "re-running the cell would send (and bill) a new request"
+        )
+    if isinstance(exc, APIConnectionError) and exc.sent is False and exc.task_id is None:
+        return (
+            "no connection could be made, so nothing reached the service and nothing was billed: check the "
+            "network, a proxy or DASHSCOPE_HTTP_BASE_URL, then run it again"
         )
     return next_step(code)
 

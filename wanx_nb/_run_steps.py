@@ -322,8 +322,9 @@ class RequestSteps:
                 slot, self._store.finish, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message
             )
             self._set_outcome(slot, Phase.FAILED, exc)
-        elif slot.task_id is None and not slot.sent:
-            # Nothing reached the service (validation, upload, the store): the entry never was a request.
+        elif slot.task_id is None and (not slot.sent or getattr(exc, "sent", None) is False):
+            # Nothing reached the service (validation, upload, the store; or no connection could be made,
+            # on every try: a submit is retried only then): the entry never was a request.
             self._write(slot, self._store.mark_rejected, getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.FAILED, exc)
         elif slot.task_id is None and isinstance(exc, APIStatusError):

@@ -105,7 +105,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 130
     if isinstance(result, BaseException):
-        print(f"error: {result}", file=sys.stderr)
+        from ._error_card import error_fields
+        from ._exceptions import TaskUnfinishedError
+
+        step = "" if isinstance(result, TaskUnfinishedError) else f"\nnext step: {error_fields(result)['next_step']}"
+        print(f"error: {result}{step}", file=sys.stderr)  # an unfinished request's message names its resume
         return 1
     written = []
     # A sync call (sync-only models) has no task id: its request id names the files instead.
