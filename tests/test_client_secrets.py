@@ -99,6 +99,33 @@ def test_a_bad_setting_traceback_in_verbose_mode_has_no_key(shell, canary):
     assert_no_key(text, canary)
 
 
+@pytest.mark.parametrize(("spoiled", "what"), [
+    (lambda key: key[:9] + " " + key[9:], "has a space at position 10"),
+    (lambda key: key[:9] + "\u3000" + key[9:], "has a space at position 10"),  # an IME's full-width space
+    (lambda key: key[:9] + "\n" + key[9:], "has a line break at position 10"),
+    (lambda key: key[:9] + "é" + key[9:], "has a non-ASCII character at position 10"),
+    (lambda key: " \t", "is empty"),
+])
+def test_a_key_that_cannot_be_sent_is_refused_before_any_call_and_not_shown(shell, canary, monkeypatch, spoiled, what):
+    # Sent, it would fail inside httpx as the create goes out: a create that might have been billed.
+    monkeypatch.setenv("DASHSCOPE_API_KEY", spoiled(canary))
+    calls = []
+    text = run_verbose(shell, CELL, transport=httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500)))
+    assert f"ConfigurationError: the API key (DASHSCOPE_API_KEY or api_key=) {what}:" in text and calls == []
+    assert_no_key(text, canary)
+    assert canary[:9] not in text and canary[9:] not in text  # neither half either
+
+
+async def test_a_key_read_with_its_line_break_is_sent_without_it(canary, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", f" {canary}\n")  # as `open("key.txt").read()` gives it
+    seen = []
+    created = {"output": {"task_id": "t-1", "task_status": "PENDING"}, "request_id": "r-1"}
+    transport = httpx.MockTransport(lambda r: seen.append(r.headers["authorization"]) or httpx.Response(200, json=created))
+    async with AsyncWanxClient(transport=transport, max_retries=0) as client:
+        await client.submit(GenerationRequest("a fox", model="wanx-v1", n=1))
+    assert seen == ["Bearer " + canary]
+
+
 async def test_reprs_show_at_most_the_last_four_characters(canary):
     auth = APIKeyAuth(canary)
     assert repr(auth) == f"<APIKeyAuth …{canary[-4:]}>" and auth.hint == canary[-4:]

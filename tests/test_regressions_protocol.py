@@ -160,6 +160,21 @@ def test_every_request_names_its_workspace_and_a_list_sends_each_filter():
                            "region": "cn-beijing", "status": "RUNNING"}
 
 
+def test_a_workspace_id_that_cannot_go_in_a_header_is_refused_before_any_call(monkeypatch):
+    # Sent, it would fail inside httpx as the create goes out: a create that might have been billed.
+    import httpx
+
+    from wanx_nb._client import AsyncWanxClient
+    from wanx_nb._exceptions import ConfigurationError
+
+    transport = httpx.MockTransport(lambda r: httpx.Response(500))
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE_ID", "ws 1")
+    with pytest.raises(ConfigurationError, match=r"workspace='ws 1' \(DASHSCOPE_WORKSPACE_ID\): a workspace id is"):
+        AsyncWanxClient("sk-test-0000000", transport=transport)
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE_ID", " ws-1a2b\n")  # read from a file: its line break dropped
+    assert AsyncWanxClient("sk-test-0000000", transport=transport).workspace == "ws-1a2b"
+
+
 def test_an_error_answer_keeps_its_headers_and_a_bounded_body():
     from wanx_nb._protocol import parse_error, status_error
 

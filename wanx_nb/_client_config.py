@@ -67,9 +67,11 @@ def resolve_endpoint(
     # the error, and `os.environ` there would show the key.
     if auth is None:
         auth = _key_from_environment()
+    if auth is not None:
+        auth.check()
     base = base_url or _setting(ENV_BASE_URL)
     region, shared_host = _region_name(region or _setting(ENV_REGION) or DEFAULT_REGION)
-    workspace = workspace or _setting(ENV_WORKSPACE)
+    workspace = _workspace_id(workspace or _setting(ENV_WORKSPACE))
     workspace_domain = workspace_domain or not shared_host
     if workspace_domain and base is None and transport is None and emulator is None:
         if not workspace:
@@ -108,6 +110,17 @@ def _key_from_environment() -> APIKeyAuth | None:
 
 def _setting(name: str) -> str | None:
     return os.environ.get(name) or None
+
+
+def _workspace_id(value: str | None) -> str | None:
+    """The workspace id without surrounding whitespace; one that cannot go in a header is refused before
+    any call (sent, it would fail as the create goes out, which must count as possibly billed)."""
+    value = value.strip() if value else None
+    if value and not all("!" <= c <= "~" for c in value):
+        raise ConfigurationError(
+            f"workspace={value!r} ({ENV_WORKSPACE}): a workspace id is letters, digits and dashes, e.g. 'ws-1a2b3c'"
+        )
+    return value or None
 
 
 def _region_name(name: str) -> tuple[str, bool]:
