@@ -95,7 +95,21 @@ def test_generate_writes_pngs_and_records_and_prints_a_summary(emulator, capsys,
         assert f"seed {r['image']['seed']}" in out
         assert r["image"]["actual_prompt"] in out
     assert str(out_dir) in out and str(tmp_path / "store") in out
-    assert cli.EMULATOR_NOTICE in out
+    assert out.splitlines()[-1] == (
+        "note: made by the offline emulator (no DASHSCOPE_API_KEY set): placeholder images, not model output"
+    )
+
+
+def test_a_served_emulator_is_named_as_such_not_as_a_missing_key(emulator, capsys, tmp_path, monkeypatch):
+    from wanx_nb.emulator import running_server
+
+    with running_server(EmulatorSettings(time_scale=0.001)) as server:
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-0000000")
+        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", server.base_url)
+        code, out, _ = run(capsys, "generate", "a fox", "-m", "wanx-v1", "-n", "1", "-o", str(tmp_path / "out"))
+    assert code == 0 and out.splitlines()[-1] == (
+        "note: made by a wanx_nb emulator at the base URL, not the real service: placeholder images, not model output"
+    )
 
 
 def test_store_option_wins_over_the_environment(emulator, capsys, tmp_path):

@@ -24,7 +24,14 @@ if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands 
 
 __all__ = ["main", "request_from_args"]
 
-EMULATOR_NOTICE = "note: made by the offline emulator (no DASHSCOPE_API_KEY set): placeholder images, not model output"
+def emulator_notice() -> str:
+    """Said under anything the emulator made: why it answered (no key), or that a served one did."""
+    from ._constants import ENV_API_KEY
+
+    which = f"the offline emulator (no {ENV_API_KEY} set)" if not os.environ.get(ENV_API_KEY) else (
+        "a wanx_nb emulator at the base URL, not the real service"
+    )
+    return f"note: made by {which}: placeholder images, not model output"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,7 +143,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     print(f"wrote {len(written)} image(s) and their JSON records to {out}/ (store: {session.store.root}/)")
     if result.from_emulator:
-        print(EMULATOR_NOTICE)
+        print(emulator_notice())
     return 0 if result.saved_images else 1
 
 
@@ -156,7 +163,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         print(f"interrupted: {built.interrupted}", file=sys.stderr)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     if built.plan.backend == "emulator":
-        print(EMULATOR_NOTICE)
+        print(emulator_notice())
     return 130 if built.interrupted else 1 if failed else 0
 
 
