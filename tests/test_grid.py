@@ -116,8 +116,10 @@ def test_a_cell_that_breaks_its_model_rules_is_refused_naming_the_cell():
         plan_cells(["a fox"], [parse_axis("seed=1"), parse_axis("seed=2")], FIXED)
     with pytest.raises(ValidationError, match=r"--size \(x=size 0\*0\)='0\*0'"):
         plan_cells(["a fox"], [parse_axis("size=0*0,1024*1024")], FIXED)  # never "adapted" into a size
+    with pytest.raises(ValidationError, match="--x='style=bogus': one of <auto>, <photography>"):
+        parse_axis("style=bogus")  # refused as typed, before any cell is planned
     with pytest.raises(ValidationError, match="--style='bogus'"):
-        plan_cells(["a fox"], [parse_axis("style=bogus")], FIXED)  # refused even where not sent (V2)
+        plan_cells(["a fox"], [parse_axis("seed=1,2")], {**FIXED, "style": "bogus"})  # even where not sent (V2)
 
 
 def test_time_estimate_follows_concurrency_and_expected_durations():

@@ -48,7 +48,7 @@ def test_a_magic_grid_dry_run_sends_nothing_and_states_the_plan(shell):
         ("--x colour=red", "an axis is one of"),
         ("--x model=all -m wanx-v1", "-m and a model axis"),
         ("--x seed=1 --compare", "not both"),
-        ("--y style=bogus -m wanx-v1", "--style='bogus'"),
+        ("--y style=bogus -m wanx-v1", "--y='style=bogus': one of <auto>, <photography>"),
         ("--x seed=1,2 --seed 5", "--seed=5: either fixed or an axis, not both"),
         # the option typed is blamed, with the name as typed; a grid is not "a request for model 'grid'"
         ("--compare wanx-v1 wanx-v9", "invalid grid (1 problem):\n  - --compare='wanx-v9': unknown model 'wanx-v9'"),

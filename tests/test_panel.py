@@ -342,8 +342,12 @@ def test_a_bad_sweep_value_is_shown_and_nothing_is_sent(session, emulator):
     panel = Panel(session=session, model="wanx-v1", prompt="a fox")
     panel._sweep_seeds.value = "1, two"
     panel._generate.click()
-    assert "Sweep seeds=&#x27;seed=two&#x27;: --seed &#x27;two&#x27; is not allowed; use a whole number" in panel._errors.value
+    assert "Sweep seeds=&#x27;two&#x27;: --seed &#x27;two&#x27; is not allowed; use a whole number" in panel._errors.value
     assert "Not sent" in panel._errors.value and emulator.request_log == [] and not panel.running
+    panel._sweep_seeds.value, panel._sweep_styles.value = "", "anime, oil"
+    panel._generate.click()
+    assert "Sweep styles=&#x27;oil&#x27;: one of &lt;auto&gt;" in panel._errors.value  # the field, as typed
+    assert emulator.request_log == []
 
 
 # ---- static output in a kernel -----------------------------------------------------------------

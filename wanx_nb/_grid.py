@@ -108,6 +108,11 @@ def _axis_error(letter: str, value: Any, allowed: str) -> ValidationError:
     return ValidationError("grid", [Problem(where, value, allowed)])
 
 
+def _as_typed(letter: str, spelled: str, value: str) -> str:
+    """A bad value as the user typed it: `seed=x` on an axis option, `x` in a field or a list of models."""
+    return f"{spelled}={value}" if letter in _LETTERS else value
+
+
 def _axis_name(letter: str, spelled: str) -> str:
     if spelled in ("prompt", "prompts"):
         return "prompt"
@@ -132,17 +137,21 @@ def _axis_values(letter: str, name: str, spelled: str, raw: Any) -> list[Any]:
     if name == "prompt":
         return [str(t) for t in texts]
     out: list[Any] = []
+    choices = BY_NAME[name].choices if name in BY_NAME else ()
     for item in texts:
         if not isinstance(item, str):
-            out.append(canonical_size(item) if name == "size" else canonical_style(item) if name == "style" else item)
-            continue
-        if name in ("seed", "n") and ".." in item:
+            value = canonical_size(item) if name == "size" else canonical_style(item) if name == "style" else item
+        elif name in ("seed", "n") and ".." in item:
             out.extend(_range(letter, spelled, item))
             continue
-        try:
-            out.append(read_value(spelled if not spelled.startswith("-") else name, item))
-        except ValueError as exc:
-            raise _axis_error(letter, f"{spelled}={item}", str(exc)) from None
+        else:
+            try:
+                value = read_value(spelled if not spelled.startswith("-") else name, item)
+            except ValueError as exc:
+                raise _axis_error(letter, _as_typed(letter, spelled, item), str(exc)) from None
+        if choices and value not in choices:  # blamed on the axis as typed, not on the cells it makes
+            raise _axis_error(letter, _as_typed(letter, spelled, str(item)), "one of " + ", ".join(choices))
+        out.append(value)
     return out
 
 
@@ -151,9 +160,9 @@ def _range(letter: str, spelled: str, text: str) -> list[int]:
     try:
         lo, hi = int(lo_text), int(hi_text)
     except ValueError:
-        raise _axis_error(letter, f"{spelled}={text}", "a range of whole numbers, e.g. 1..4") from None
+        raise _axis_error(letter, _as_typed(letter, spelled, text), "a range of whole numbers, e.g. 1..4") from None
     if not 0 < hi - lo + 1 <= 100:
-        raise _axis_error(letter, f"{spelled}={text}", "a range of 1 to 100 values, low..high")
+        raise _axis_error(letter, _as_typed(letter, spelled, text), "a range of 1 to 100 values, low..high")
     return list(range(lo, hi + 1))
 
 
@@ -169,8 +178,7 @@ def _models(letter: str, texts: Sequence[Any]) -> list[str]:
             try:
                 names.append(get_model(word).name)
             except KeyError as exc:
-                shown = f"model={word}" if letter in _LETTERS else word  # as typed: --x model=..., --compare ...
-                raise _axis_error(letter, shown, str(exc.args[0])) from None
+                raise _axis_error(letter, _as_typed(letter, "model", word), str(exc.args[0])) from None
     return names
 
 
