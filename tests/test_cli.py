@@ -283,6 +283,9 @@ def test_bad_environment_variables_are_named_in_a_clean_error(emulator, capsys, 
         ("[1, 2]", 'has no "generations" list'),
         ('{"generations": [{"images": []}]}', 'generation 1 has no "request" with a "prompt"'),
         ('{"generations": [{"request": {"prompt": "x", "size": "0*0"}}]}', "size='0*0'"),
+        ('{"wanx_nb_manifest": 3, "generations": [{"request": {"prompt": "x"}}]}',
+         "is format 3, and this wanx_nb reads formats 1 to 2: upgrade wanx_nb (a newer one wrote it)\nnothing was sent"),
+        ('{"wanx_nb_manifest": "2", "generations": []}', "is format '2'"),
     ],
 )
 def test_rerun_of_a_bad_manifest_is_refused_before_sending(emulator, capsys, tmp_path, content, words):

@@ -17,7 +17,9 @@ from ._store_db import StoreConnection
 from ._store_read import HistoryRow, read_stored_image, result_from_rows, stored_path
 from ._version import __version__
 
-__all__ = ["StoreQueries"]
+__all__ = ["MANIFEST_FORMAT", "StoreQueries"]
+
+MANIFEST_FORMAT = 2  # of `manifest()`: a reader refuses a higher one (a newer wanx_nb wrote it)
 
 
 class StoreQueries(StoreConnection):
@@ -141,7 +143,7 @@ class StoreQueries(StoreConnection):
                     " ORDER BY created_at DESC LIMIT 1", (t, t))]  # fmt: skip
             results = [(r, self._result(db, r)) for r in rows]
         entries = [replace(result.provenance(), service=row["service"]).to_dict() for row, result in results]
-        return {"wanx_nb_manifest": 2, "wanx_nb_version": __version__, "generations": entries}
+        return {"wanx_nb_manifest": MANIFEST_FORMAT, "wanx_nb_version": __version__, "generations": entries}
 
 
 def _default_size(model: str) -> str:

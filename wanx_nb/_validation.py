@@ -174,5 +174,6 @@ def _is_int_in(value: Any, lo: int, hi: int) -> bool:
 def _unknown_model(exc: Exception) -> str:
     if not isinstance(exc, KeyError):
         return f"a model id; use one of {', '.join(CATALOG)}"
-    known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip("?.")
-    return f"{known}; use one of {', '.join(CATALOG)}"
+    known = str(exc.args[0]).split(" Known models:")[0].replace("unknown model", "not a known model").rstrip(".")
+    name, _, hint = known.partition("; ")  # "...; did you mean 'x'?", when a name is close
+    return f"{name}{f' ({hint})' if hint else ''}; use one of {', '.join(CATALOG)}"

@@ -221,6 +221,8 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 def _read_manifest(path: str) -> dict[str, Any]:
     """A manifest from `wanx-nb export`, with every request in it valid; a _CommandError otherwise."""
+    from .rerun import check_manifest_format
+
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -229,6 +231,10 @@ def _read_manifest(path: str) -> dict[str, Any]:
         raise _CommandError(f"the manifest {path} is not JSON ({exc}); write one with `wanx-nb export`") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("generations"), list):
         raise _CommandError(f"the manifest {path} has no \"generations\" list; write one with `wanx-nb export`")
+    try:
+        check_manifest_format(manifest)
+    except ValueError as exc:
+        raise _CommandError(f"the manifest {path} {exc}\nnothing was sent") from None
     generations = manifest["generations"]
     for i, entry in enumerate(generations):
         where = f"the manifest {path}, generation {i + 1}"

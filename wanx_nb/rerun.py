@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._models import GenerationResult
 from ._request import GenerationRequest
+from ._store_queries import MANIFEST_FORMAT
 
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["RerunReport", "rerun_manifest"]
+__all__ = ["RerunReport", "check_manifest_format", "rerun_manifest"]
 
 
 @dataclass
@@ -36,8 +37,20 @@ class RerunReport:
         return "\n".join(lines + [summary])
 
 
+def check_manifest_format(manifest: dict[str, Any]) -> None:
+    """A ValueError for a manifest format this version does not read (a newer wanx_nb wrote it): its
+    requests may mean more than this version would send, and re-running them is paid, so never guess."""
+    written = manifest.get("wanx_nb_manifest", MANIFEST_FORMAT)  # a hand-made one may leave it out
+    if type(written) is not int or not 1 <= written <= MANIFEST_FORMAT:
+        raise ValueError(
+            f"is format {written!r}, and this wanx_nb reads formats 1 to {MANIFEST_FORMAT}: upgrade wanx_nb "
+            "(a newer one wrote it)"
+        )
+
+
 def rerun_manifest(manifest: dict[str, Any], *, session: Session) -> RerunReport:
     """Run every generation of `manifest` again through `session` and compare image hashes."""
+    check_manifest_format(manifest)
     entries = manifest.get("generations", [])
     requests = [GenerationRequest.from_dict(e["request"]) for e in entries]
     results = session.generate_many(requests)
