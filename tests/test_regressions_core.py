@@ -21,8 +21,8 @@ NAMES = {"prompt_extend": "--extend", "n": "-n", "ref_mode": "--ref-mode"}  # as
 # (request fields, the problem's parameter as named by NAMES, what the allowed text must say)
 BROKEN = [
     ({"model": "nope"}, "model", "not a known model 'nope'; use one of " + ", ".join(MODELS)),
-    ({"model": "wanx2.1-t2i-turb"}, "model", "not a known model 'wanx2.1-t2i-turb'; did you mean 'wanx2.1-t2i-turbo' or"
-     " 'wan2.1-t2i-turbo' or 'wanx2.0-t2i-turbo'; use one of " + ", ".join(MODELS)),
+    ({"model": "wanx2.1-t2i-turb"}, "model", "not a known model 'wanx2.1-t2i-turb' (did you mean 'wanx2.1-t2i-turbo' or"
+     " 'wan2.1-t2i-turbo' or 'wanx2.0-t2i-turbo'?); use one of " + ", ".join(MODELS)),
     ({"model": None}, "model", "a model id; use one of " + ", ".join(MODELS)),
     ({"prompt": ""}, "prompt", "a non-empty text (Chinese or English)"),
     ({"negative_prompt": 3}, "negative_prompt", "a text"),
