@@ -11,8 +11,8 @@ test, so a new module has to be given a row.
     L2  _validation, _grid, _protocol, _backoff,     L0-L2
         _auth, _imagecheck, _reconcile,
         _protocol_image
-    L3  _client, _scheduler, _store, _loop           L0-L3  (_client and its parts: never _store, IPython,
-        _journal, _store_db, _store_read,                   ipywidgets; _client_config imports the emulator
+    L3  _client, _scheduler, _store, _run_locks,     L0-L3  (_client and its parts: never _store, IPython,
+        _loop, _journal, _store_db, _store_read,            ipywidgets; _client_config imports the emulator
         _store_queries, _store_repair,                      lazily, for the keyless default; the parts
         _client_* (the client's parts: _base, _config,      never import the _client facade that composes
         _types, _http, _create, _poll, _download,           them, except _client_sync, which wraps it)
@@ -59,7 +59,7 @@ LAYERS: dict[str, int] = {
     "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_client_base": 3, "_client_config": 3, "_client_types": 3,
     "_client_http": 3, "_client_create": 3, "_client_poll": 3, "_client_download": 3, "_client_upload": 3,
-    "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_loop": 3,
+    "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_run_locks": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3,
     "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_run_queue": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,

@@ -40,6 +40,8 @@ from wanx_nb._store import Store
 from wanx_nb._validation import validate
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
+from kernel_death import kernel_dies
+
 
 def canary_key() -> str:
     return "sk-" + "canary" + uuid.uuid4().hex[:16]
@@ -286,7 +288,7 @@ def test_resume_hands_each_recovered_result_to_its_callback_and_marks_expired_en
     seen: list = []
     run = session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=9)], on_progress=seen.append)
     wait_until(lambda: any(e.task_id for e in list(seen)))  # the task exists on the service and in the journal
-    run._future.cancel()  # the kernel dies before the result is saved
+    kernel_dies(run)  # before the result is saved
     emulator.advance(3600)
     old = _entry(session.store, GenerationRequest("owl", n=1, seed=3),
                  dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25), "task-too-old")

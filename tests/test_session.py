@@ -29,6 +29,8 @@ from wanx_nb._run import Phase
 from wanx_nb._store import EntryState, Store, read_png_provenance
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
+from kernel_death import kernel_dies
+
 CANARY = "sk-" + "canary_" + "7f3e9b2c_4d5a6e8f"  # built at run time
 
 
@@ -102,7 +104,7 @@ def test_resume_after_a_crash_recovers_without_a_second_submit(tmp_path):
     run = crashed.start([GenerationRequest("fox", model="wanx-v1", n=2, seed=9)],
                         on_progress=lambda p: sent.set() if p.task_id else None)
     assert sent.wait(30), "the task was never created"
-    run._future.cancel()  # the kernel dies: the wait never finishes, nothing is downloaded
+    kernel_dies(run)  # the wait never finishes, nothing is downloaded
     emulator.advance(3600)  # meanwhile the service finishes the task
     (pending,) = Store(store).unfinished()
     assert pending.sent.seed == 9
@@ -255,10 +257,7 @@ def crash_after_sending(store, emulator: Emulator, requests: list[GenerationRequ
     run = crashed.start(requests, on_progress=lambda p: created.release() if p.task_id and p.phase.value == "pending" else None)
     for _ in requests:
         assert created.acquire(timeout=30), "a task was never created"
-    run._future.cancel()
-    done = threading.Event()
-    run.add_done_callback(lambda _: done.set())
-    assert done.wait(30)
+    kernel_dies(run)
 
 
 def test_resume_reports_what_it_saved_and_what_the_service_ended(tmp_path):

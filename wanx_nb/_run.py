@@ -45,6 +45,7 @@ from ._store import EntryState, JournalEntry
 
 if TYPE_CHECKING:
     from ._client import AsyncWanxClient
+    from ._run_locks import RunLock
     from ._store import Store
 
 __all__ = ["Outcome", "Phase", "Progress", "Run", "RunSummary"]
@@ -88,11 +89,15 @@ class Run(RequestQueues):
         self._future: concurrent.futures.Future[None] | None = None
         self._canceled: list[str] = []
         self._still_running: list[str] = []
+        self._locks: list[RunLock] = []  # released once every request has its outcome (`_run_locks`)
 
     # ---- building (Session only) ---------------------------------------------------------------
 
     def _journal(self, prepared: Sequence[tuple[GenerationRequest, list[str]]]) -> None:
         """Write one QUEUED entry per request: durable before anything is sent."""
+        lock = self._store.hold_run(self.run_id)  # first: resume leaves a held run's entries alone
+        assert lock is not None, "a new run id is held by no one"
+        self._locks.append(lock)
         now = utcnow()
         for i, (request, notes) in enumerate(prepared):
             slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
@@ -106,8 +111,9 @@ class Run(RequestQueues):
             )
             self._slots.append(slot)
 
-    def _adopt(self, entries: Sequence[JournalEntry]) -> None:
-        """Resume: take over journal entries an earlier run left unfinished."""
+    def _adopt(self, entries: Sequence[JournalEntry], locks: Sequence[RunLock]) -> None:
+        """Resume: take over journal entries of runs that stopped, holding those runs' locks meanwhile."""
+        self._locks.extend(locks)
         for i, entry in enumerate(entries):
             request = entry.sent or entry.given
             slot = Slot(i, request, (), entry.entry_id, phase=Phase.PENDING, sent=True, task_id=entry.task_id)

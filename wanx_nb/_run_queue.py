@@ -16,6 +16,7 @@ from collections import deque
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._run_events import Phase
+from ._run_locks import RunLock
 from ._run_steps import RequestSteps, Slot
 from ._scheduler import in_flight
 
@@ -25,7 +26,16 @@ __all__ = ["RequestQueues"]
 class RequestQueues(RequestSteps):
     """The turn-taking half of a Run (`Run` derives from it)."""
 
+    _locks: list[RunLock]
+
     async def _main(self, resume: bool) -> None:
+        try:
+            await self._take_turns(resume)
+        finally:  # every request has its outcome, journaled: resume may take over what is unfinished
+            for lock in self._locks:
+                lock.release()
+
+    async def _take_turns(self, resume: bool) -> None:
         if resume:  # tasks the service already has: every one is collected at once
             for slot in self._slots:
                 slot.started = self._clock()

@@ -11,7 +11,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ from ._validation import validate
 if TYPE_CHECKING:
     from ._client import AsyncWanxClient, InProcessService
 
-__all__ = ["MODES", "Phase", "Progress", "ResumeReport", "Run", "Session", "get_session", "set_session"]
+__all__ = ["MODES", "Phase", "Progress", "ResumeReport", "Run", "Session", "Takeover", "get_session", "set_session"]
 
 MODES = ("live", "record", "replay")
 
@@ -43,9 +43,13 @@ class ResumeReport:
     unfinished: list[TaskUnfinishedError]  # still not settled (e.g. the service could not be reached)
     ended: list[BaseException]  # the service ended them without images (FAILED, CANCELED), or no task was made
     expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
+    never_sent: list[JournalEntry] = field(default_factory=list)  # queued by a run that stopped: now withdrawn
+    left_to_live_runs: int = 0  # entries of runs still going (this kernel or another): theirs to finish
 
     def text(self) -> str:
-        if not (self.recovered or self.unfinished or self.ended or self.expired):
+        if not (self.recovered or self.unfinished or self.ended or self.expired or self.never_sent):
+            if self.left_to_live_runs:
+                return f"nothing to resume: {self.left_to_live_runs} request(s) belong to runs still going"
             return "nothing to resume: every task in the journal is finished"
         parts = []
         if self.recovered:
@@ -59,7 +63,24 @@ class ResumeReport:
         if self.expired:
             ids = ", ".join(e.task_id or e.entry_id for e in self.expired)
             parts.append(f"{len(self.expired)} gone for good (older than the service's 24 h): {ids}")
+        if self.never_sent:
+            parts.append(f"{len(self.never_sent)} never sent (their run stopped before sending them; not billed): "
+                         "run them again to have them")
+        if self.left_to_live_runs:
+            parts.append(f"{self.left_to_live_runs} left to runs still going (in this kernel or another)")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What `Session.start_resume()` found besides the entries it took over."""
+
+    expired: list[JournalEntry]  # marked GONE: older than the service keeps tasks
+    never_sent: list[JournalEntry]  # queued by runs that stopped: marked WITHDRAWN
+    left_to_live_runs: int  # entries of runs still going: left alone
+
+
+NEVER_SENT = "never sent: its run stopped (a kernel restart, a crash) before sending it; not billed"
 
 
 class Session:
@@ -263,10 +284,12 @@ class Session:
 
     # ---- resume --------------------------------------------------------------------------------
 
-    def start_resume(self, *, on_progress: ProgressCallback | None = None, on_result: ResultCallback | None = None) -> tuple[Run, list[JournalEntry]]:
-        """Start a Run over every unfinished journal entry still within the service's 24 h.
+    def start_resume(self, *, on_progress: ProgressCallback | None = None, on_result: ResultCallback | None = None) -> tuple[Run, Takeover]:
+        """Start a Run over the unfinished journal entries, within the service's 24 h, of runs that stopped.
 
-        Returns the run and the entries too old to recover (marked GONE in the journal).
+        A run still going (in this kernel or another) keeps its entries: resuming a create it has on the
+        wire would find no task yet and finish the entry as unbilled. Requests a stopped run never sent
+        are withdrawn (not billed). Returns the run and what else was found (`Takeover`).
         """
         self.store.check()
         expired = self.store.expired_unfinished()
@@ -275,29 +298,40 @@ class Session:
                 entry.entry_id, EntryState.GONE, code="Expired",
                 message="older than the service's 24 h: the task and its images can no longer be fetched",
             )
+        waiting = self.store.unfinished() + self.store.queued()
+        locks = {run_id: lock for run_id in dict.fromkeys(e.run_id for e in waiting)
+                 if (lock := self.store.hold_run(run_id)) is not None}  # fmt: skip
+        # Read again under the locks: a run that ended meanwhile has finished its entries.
+        entries = [e for e in self.store.unfinished() if e.run_id in locks]
+        never_sent = [e for e in self.store.queued() if e.run_id in locks]
+        for entry in never_sent:
+            self.store.mark_withdrawn(entry.entry_id, message=NEVER_SENT)
+        left = sum(1 for e in self.store.unfinished() + self.store.queued() if e.run_id not in locks)
         run = self._new_run(on_progress, on_result)
-        run._adopt(self.store.unfinished())
+        run._adopt(entries, list(locks.values()))
         run._launch(resume=True)
-        return run, expired
+        return run, Takeover(expired, never_sent, left)
 
     def resume(self, *, on_result: Callable[[GenerationResult], None] | None = None) -> ResumeReport:
         """Finish every unfinished task of the journal: save billed images, reconcile unknown creates."""
-        run, expired = self.start_resume(
+        run, takeover = self.start_resume(
             on_result=(lambda i, outcome: on_result(outcome) if isinstance(outcome, GenerationResult) else None)
             if on_result else None
         )
-        return self._report(run.result(), run, expired)
+        return self._report(run.result(), takeover)
 
     async def aresume(self) -> ResumeReport:
-        run, expired = self.start_resume()
-        return self._report(await run, run, expired)
+        run, takeover = self.start_resume()
+        return self._report(await run, takeover)
 
     @staticmethod
-    def _report(outcomes: list[Outcome], run: Run, expired: list[JournalEntry]) -> ResumeReport:
+    def _report(outcomes: list[Outcome], takeover: Takeover) -> ResumeReport:
         recovered = [o for o in outcomes if isinstance(o, GenerationResult)]
         unfinished = [o for o in outcomes if isinstance(o, TaskUnfinishedError)]
         ended = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TaskUnfinishedError)]
-        return ResumeReport(recovered, unfinished, ended, expired)
+        return ResumeReport(
+            recovered, unfinished, ended, takeover.expired, takeover.never_sent, takeover.left_to_live_runs
+        )
 
     # ---- internals -----------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ._models import ImageResult
 from ._png import add_provenance, read_provenance
 from ._provenance import Provenance, store_relative
 from ._request import GenerationRequest
+from ._run_locks import LOCKS_DIR, RunLock, hold
 from ._store_db import disk_refused
 from ._store_queries import StoreQueries
 from ._store_read import HistoryRow, read_stored_image, stored_path
@@ -98,13 +99,24 @@ class Store(StoreQueries):
             db.execute("UPDATE entries SET state=?, sent_json=?, sent_at=? WHERE entry_id=?",
                        (EntryState.SENDING.value, request_json(sent), as_utc_iso(sent_at), entry_id))  # fmt: skip
 
-    def mark_withdrawn(self, entry_id: str, *, now: dt.datetime | None = None) -> None:
+    def mark_withdrawn(self, entry_id: str, *, now: dt.datetime | None = None, message: str | None = None) -> None:
         """Final: never sent. Refused once the create may be on the wire (it may be billed)."""
         with self._update(entry_id) as (db, entry):
             if entry.state is not EntryState.QUEUED:
                 raise self._error(f"entry {entry_id} is {entry.state.value}, not queued", "only unsent requests can be withdrawn")
-            db.execute("UPDATE entries SET state=?, finished_at=? WHERE entry_id=?",
-                       (EntryState.WITHDRAWN.value, utc_iso(now), entry_id))  # fmt: skip
+            db.execute("UPDATE entries SET state=?, finished_at=?, message=COALESCE(?, message) WHERE entry_id=?",
+                       (EntryState.WITHDRAWN.value, utc_iso(now), message, entry_id))  # fmt: skip
+
+    def hold_run(self, run_id: str) -> RunLock | None:
+        """The lock a run holds while its requests are in its hands (see `_run_locks`); None while a live
+        run (in this process or another) holds it."""
+        try:
+            return hold(self.root, run_id)
+        except OSError as exc:
+            raise self._error(
+                f"cannot make the lock of run {run_id} in {self.root / LOCKS_DIR} ({exc.strerror or exc})",
+                "make the store's folder writable, or use another store",
+            ) from None
 
     def mark_rejected(self, entry_id: str, code: str | None, message: str, *, now: dt.datetime | None = None) -> None:
         with self._update(entry_id) as (db, _):
@@ -283,6 +295,13 @@ class Store(StoreQueries):
                 f" AND COALESCE(sent_at, created_at) {'>=' if newer else '<'} ? ORDER BY COALESCE(sent_at, created_at), rowid",
                 [*states, cutoff],
             ).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
+
+    def queued(self) -> list[JournalEntry]:
+        """Entries recorded but never sent (their run has them queued, or stopped before sending them)."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM entries WHERE state=? ORDER BY created_at, rowid",
+                              (EntryState.QUEUED.value,)).fetchall()  # fmt: skip
         return [JournalEntry.from_row(r) for r in rows]
 
     def unfinished(self, *, max_age_hours: float = 24.0, now: dt.datetime | None = None) -> list[JournalEntry]:
