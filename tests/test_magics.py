@@ -6,6 +6,7 @@ import threading
 import types
 
 import pytest
+from PIL import Image
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -96,9 +97,12 @@ def test_every_option_lands_in_the_request(captured, shell, line, expected):
 
 def test_local_reference_image_path(captured, shell, tmp_path):
     ref = tmp_path / "sketch.png"
-    ref.write_bytes(b"\x89PNG\r\n\x1a\n")
+    Image.new("RGB", (512, 512), "white").save(ref)
     cell(shell, f"-m wanx-v1 --ref {ref}")
     assert captured[0][1].ref_img == str(ref)
+    ref.write_bytes(b"\x89PNG\r\n\x1a\n")  # a PNG signature and nothing more: refused before the upload
+    with pytest.raises(UsageError, match=re.escape(f"--ref='{ref}': a JPEG, PNG, BMP, TIFF or WebP image")):
+        cell(shell, f"-m wanx-v1 --ref {ref}")
 
 
 def test_flags_reach_the_run_handler(captured, shell):
@@ -221,6 +225,9 @@ def test_a_default_the_model_does_not_take_is_blamed_on_its_setting(captured, sh
     assert "  - %config WanxMagics.default_size='1440*1440': wanx-v1 supports only" in str(info.value)
     with pytest.raises(UsageError, match=re.escape("  - -n=6: an integer from 1 to 4")):
         cell(shell, "-m wanx-v1 -n 6 --size 1024*1024")
+    with pytest.raises(UsageError) as info:  # what a model takes is still listed as options
+        cell(shell, "-m wanx2.1-t2i-turbo --style anime")
+    assert "It takes: the prompt, --negative, --size, -n, --seed, --extend, --watermark" in str(info.value)
     assert captured == []
 
 
@@ -255,10 +262,12 @@ def test_replay_miss_is_a_clean_error(shell, emulator):
 
 
 def test_dry_run_shows_the_estimate_and_sends_nothing(shell, session, emulator):
-    shown = cell(shell, "--dry-run -m wanx2.1-t2i-plus -n 3 --seed 5 -o req")
+    shell.user_ns["animal"] = "fox"
+    shown = cell(shell, "--dry-run -m wanx2.1-t2i-plus -n 3 --seed 5 -o req", "a {animal} in snow")
     data, metadata = shown._repr_mimebundle_()
     assert data["text/plain"].startswith("dry run: nothing was sent.")
     assert "wanx2.1-t2i-plus: 3 image(s) of 1024*1024, seed 5" in data["text/plain"]
+    assert "\n  prompt: 'a fox in snow'\n" in data["text/plain"]  # as it would be sent
     assert "estimated cost: ¥0.60 (¥0.20 per image" in data["text/plain"]
     assert "&quot;seed&quot;: 5" in data["text/html"]  # the body that would be sent
     assert metadata["wanx_nb"]["estimate_yuan"] == pytest.approx(0.6)

@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from PIL import Image
 
 from wanx_nb._exceptions import ValidationError
 from wanx_nb._registry import MODELS
@@ -91,7 +92,7 @@ def test_values_on_the_edge_of_each_range_pass(fields):
 
 def test_a_local_reference_image_that_exists_passes(tmp_path):
     ref = tmp_path / "ref.png"
-    ref.write_bytes(b"png")
+    Image.new("RGB", (4096, 256)).save(ref)
     assert validate(GenerationRequest("a fox", model="wanx-v1", ref_img=str(ref))) == []
     assert validate(GenerationRequest("a fox", model="wanx-v1", ref_img=f"file://{ref}")) == []
 

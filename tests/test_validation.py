@@ -1,6 +1,7 @@
 """Every validation rule of the spec, with the text a user sees. Nothing here sends a request."""
 
 import pytest
+from PIL import Image
 
 from wanx_nb._exceptions import ValidationError
 from wanx_nb._registry import MODELS, V1_SIZES, V1_STYLES, get_model
@@ -140,8 +141,27 @@ def test_ref_img_local_file_must_exist(tmp_path):
     err = problems(model="wanx-v1", ref_img=str(tmp_path / "missing.png"))
     assert "an existing local file" in str(err)
     real = tmp_path / "ref.png"
-    real.write_bytes(b"png")
+    Image.new("RGB", (256, 4096)).save(real)  # within the documented sides
     assert validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(real))) == []
+
+
+def test_a_local_ref_img_that_is_no_image_is_refused_before_the_upload(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    err = problems(model="wanx-v1", ref_img=str(text))
+    assert f"ref_img='{text}': a JPEG, PNG, BMP, TIFF or WebP image (this file is not an image)" in str(err)
+
+
+def test_a_local_ref_img_outside_the_documented_limits_is_a_warning_the_service_decides(tmp_path):
+    small, gif = tmp_path / "small.png", tmp_path / "anim.gif"
+    Image.new("RGB", (255, 300)).save(small)
+    Image.new("RGB", (300, 300)).save(gif)
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(small)))
+    assert warning == (
+        "the reference image is 255x300 px (documented: 256 to 4096 px per side): the service may refuse it (not billed)"
+    )
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_img=f"file://{gif}"))
+    assert warning.startswith("the reference image is a GIF image (documented: JPEG, PNG, BMP, TIFF, WebP):")
 
 
 def test_ref_img_url_without_chinese_characters():

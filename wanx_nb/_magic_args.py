@@ -245,7 +245,7 @@ class CellArgs:
         """
         from ._request import GenerationRequest
 
-        from ._exceptions import ValidationError
+        from ._exceptions import Problem, ValidationError
         from ._magic_settings import DEFAULTED_NAMES
         from ._validation import validate
 
@@ -255,12 +255,13 @@ class CellArgs:
         n = self.n if self.n is not None else default_n
         model = self.model if self.model is not None else default_model  # `-m ''` is an error, not the default
         request = GenerationRequest(prompt=prompt, model=model, n=n, **params)
-        typed = {"model": self.model, "n": self.n, "size": self.size}
-        names = {**OPTION_NAMES, **{k: DEFAULTED_NAMES[k] for k, v in typed.items() if v is None}}
         try:
-            validate(request, names=names)
+            validate(request, names=OPTION_NAMES)
         except ValidationError as exc:  # nothing was sent; the message names the options as typed
-            raise UsageError(str(exc)) from None
+            typed = {"model": self.model, "n": self.n, "size": self.size}
+            setting = {OPTION_NAMES[k]: DEFAULTED_NAMES[k] for k, v in typed.items() if v is None}
+            blamed = [Problem(setting.get(p.param, p.param), p.value, p.allowed) for p in exc.problems]
+            raise UsageError(str(ValidationError(exc.model, blamed))) from None
         return request
 
 

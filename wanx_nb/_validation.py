@@ -1,6 +1,6 @@
 """Check a GenerationRequest against its model's rules before anything is sent.
 
-Pure: no I/O except `os.path.exists` for a local reference image. `validate()` collects every problem
+Pure: no I/O except reading a local reference image's header (is it an image the service reads?). `validate()` collects every problem
 into one ValidationError, and returns the warnings (truncated prompts, no-op parameters) for the caller
 to show. Problems name each parameter as the caller's surface spells it: the API field for Python
 (`prompt_extend`), the option for the magic and the CLI (`--extend`, from `_params.OPTION_NAMES`).
@@ -162,9 +162,43 @@ def _check_v1(request: GenerationRequest, problems: _Problems, warnings: list[st
                 problems.add("ref_img", ref, "a URL without Chinese characters (the service rejects them)")
         elif not os.path.isfile(ref.removeprefix("file://")):
             problems.add("ref_img", ref, "an existing local file, an http(s) URL or an oss:// URL")
+        else:
+            _check_local_ref(ref, problems, warnings)
     elif request.ref_strength is not None or request.ref_mode is not None:
         strength, mode, ref = (problems.name(f) for f in ("ref_strength", "ref_mode", "ref_img"))
         warnings.append(f"{strength} and {mode} have no effect without {ref}")
+
+
+# The reference image's documented limits (t2i protocol §2, input.ref_img). Only a file that is no image
+# at all is refused before the upload; beyond the documented formats and sizes the service has the last
+# word (its refusal is not billed), so those are warnings.
+_REF_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "WEBP"}
+_REF_MAX_BYTES = 10 * 1024 * 1024
+_REF_SIDES = (256, 4096)
+
+
+def _check_local_ref(ref: str, problems: _Problems, warnings: list[str]) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    path = ref.removeprefix("file://")
+    try:
+        with Image.open(path) as img:  # reads the header only
+            kind, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        kind, width, height = None, 0, 0
+    if kind is None:
+        problems.add("ref_img", ref, "a JPEG, PNG, BMP, TIFF or WebP image (this file is not an image)")
+        return
+    outside = []
+    if kind not in _REF_FORMATS:
+        outside.append(f"is a {kind} image (documented: JPEG, PNG, BMP, TIFF, WebP)")
+    if os.path.getsize(path) > _REF_MAX_BYTES:
+        outside.append("is over the documented 10 MB")
+    lo, hi = _REF_SIDES
+    if not (lo <= width <= hi and lo <= height <= hi):
+        outside.append(f"is {width}x{height} px (documented: {lo} to {hi} px per side)")
+    if outside:
+        warnings.append(f"the reference image {' and '.join(outside)}: the service may refuse it (not billed)")
 
 
 def _is_int_in(value: Any, lo: int, hi: int) -> bool:
