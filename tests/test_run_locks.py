@@ -119,3 +119,21 @@ def test_requests_a_stopped_run_never_sent_are_withdrawn_and_said(session, emula
     )
     live.result(on_tick=lambda: emulator.advance(3600))
     assert len(emulator.requests("create")) == 1  # resume never sends
+
+
+def test_a_resume_that_cannot_start_lets_go_of_the_runs_it_took(tmp_path, emulator, monkeypatch):
+    # Kept, those runs would look alive to every later resume of this kernel.
+    from test_session import crash_after_sending
+
+    from wanx_nb._exceptions import ConfigurationError
+
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=1, seed=1)])
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-with a space")
+    with pytest.raises(ConfigurationError, match="has a space"):
+        Session(store=store).start_resume()  # the client cannot be made: nothing was sent
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    resumed, takeover = Session(store=store, client=fast_client(emulator), clock=emulator.now).start_resume()
+    assert len(resumed.requests) == 1 and takeover.left_to_live_runs == 0
+    (result,) = resumed.result(on_tick=lambda: emulator.advance(3600))
+    assert result.saved_images == 1

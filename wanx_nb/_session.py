@@ -301,13 +301,18 @@ class Session:
         waiting = self.store.unfinished() + self.store.queued()
         locks = {run_id: lock for run_id in dict.fromkeys(e.run_id for e in waiting)
                  if (lock := self.store.hold_run(run_id)) is not None}  # fmt: skip
-        # Read again under the locks: a run that ended meanwhile has finished its entries.
-        entries = [e for e in self.store.unfinished() if e.run_id in locks]
-        never_sent = [e for e in self.store.queued() if e.run_id in locks]
-        for entry in never_sent:
-            self.store.mark_withdrawn(entry.entry_id, message=NEVER_SENT)
-        left = sum(1 for e in self.store.unfinished() + self.store.queued() if e.run_id not in locks)
-        run = self._new_run(on_progress, on_result)
+        try:
+            # Read again under the locks: a run that ended meanwhile has finished its entries.
+            entries = [e for e in self.store.unfinished() if e.run_id in locks]
+            never_sent = [e for e in self.store.queued() if e.run_id in locks]
+            for entry in never_sent:
+                self.store.mark_withdrawn(entry.entry_id, message=NEVER_SENT)
+            left = sum(1 for e in self.store.unfinished() + self.store.queued() if e.run_id not in locks)
+            run = self._new_run(on_progress, on_result)
+        except BaseException:  # kept, they would make those runs look alive to every later resume
+            for lock in locks.values():
+                lock.release()
+            raise
         run._adopt(entries, list(locks.values()))
         run._launch(resume=True)
         return run, Takeover(expired, never_sent, left)
