@@ -7,6 +7,7 @@ lets the tests see every request it received. `emulator` is also checked as a re
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -181,6 +182,27 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_sending(emulator
     code, out, err = run(capsys, "generate", "a fox", "-o", str(blocker / "out"))
     assert code == 1
     assert err.startswith(f"error: -o/--out '{blocker / 'out'}': cannot create that folder")
+    assert emulator.request_log == []
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder that exists and takes no new file, for this user (root passes every permission check)."""
+    if os.name == "posix" and os.geteuid() == 0:
+        if not Path("/proc/self").exists():
+            pytest.skip("running as root without /proc: no folder refuses a new file")
+        return Path("/proc")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def test_a_grid_whose_png_cannot_be_written_is_refused_before_sending(emulator, capsys, tmp_path):
+    # It used to run (and bill) the grid, then fail to write the PNG: os.access says yes to root.
+    folder = unwritable_folder(tmp_path)
+    code, out, err = run(capsys, "grid", "a fox", "--x", "seed=1,2", "-o", str(folder / "grid.png"))
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: -o/--out's folder '{folder}': cannot write a file there")
     assert emulator.request_log == []
 
 

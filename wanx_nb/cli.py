@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,8 +90,11 @@ def _check_writable_dir(folder: Path, what: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _CommandError(f"{what} {str(folder)!r}: cannot create that folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK):
-        raise _CommandError(f"{what} {str(folder)!r}: that folder is not writable")
+    try:  # a file really made there: os.access says yes to root everywhere, /proc included
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wanx-nb-probe-"):
+            pass
+    except OSError as exc:
+        raise _CommandError(f"{what} {str(folder)!r}: cannot write a file there ({exc.strerror or exc})") from None
 
 
 def _session(args: argparse.Namespace) -> Session:
