@@ -339,6 +339,23 @@ def test_resume_with_nothing_pending_recovers_nothing(emulator, capsys):
     assert out.splitlines()[-1] == "nothing to resume: every task in the journal is finished"
 
 
+def test_resume_names_what_a_stopped_run_never_sent(emulator, capsys, tmp_path):
+    from wanx_nb._store import EntryState, JournalEntry, Store
+
+    Store(tmp_path / "store").record(JournalEntry(
+        entry_id="never-sent", run_id="a-run-that-stopped", service="emulator", backend="emulator", mode="live",
+        state=EntryState.QUEUED, given=GenerationRequest("an owl at dusk", model="wanx-v1", n=1, seed=2), sent=None,
+        task_id=None, status=None, created_at="2026-11-30T12:00:00.000+00:00", sent_at=None, finished_at=None,
+        request_id=None, code=None, message=None, billed_images=0, saved_images=0, price_yuan=0.16,
+    ))
+    code, out, _ = run(capsys, "resume")
+    assert code == 0 and out.splitlines() == [
+        "  never sent: wanx-v1, n=1, size=1024*1024, seed=2, prompt='an owl at dusk'",
+        "1 never sent (their run stopped before sending them; not billed): run them again to have them",
+    ]
+    assert emulator.request_log == []
+
+
 # ---- export, rerun -----------------------------------------------------------------------------------
 
 

@@ -200,6 +200,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         print(f"recovered task {result.task_id}: {result.saved_images} of {result.billed_images} billed image(s) saved")
     for error in report.unfinished + report.ended:
         print(f"  {error}")
+    for entry in report.never_sent:  # what to run again
+        print(f"  never sent: {entry.given.summary()}")
     print(report.text())
     return 1 if report.unfinished else 0
 
