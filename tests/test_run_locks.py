@@ -137,3 +137,24 @@ def test_a_resume_that_cannot_start_lets_go_of_the_runs_it_took(tmp_path, emulat
     assert len(resumed.requests) == 1 and takeover.left_to_live_runs == 0
     (result,) = resumed.result(on_tick=lambda: emulator.advance(3600))
     assert result.saved_images == 1
+
+
+def test_a_run_the_store_could_not_record_sends_nothing_and_leaves_nothing_queued(session, emulator):
+    from wanx_nb._exceptions import StoreError
+
+    record, written = session.store.record, []
+
+    def record_one_then_fail(entry) -> None:  # the disk fills up after the first entry
+        if written:
+            raise StoreError(str(session.store.root), "cannot write the index (database or disk is full)", "free space")
+        record(entry)
+        written.append(entry.entry_id)
+
+    session.store.record = record_one_then_fail
+    with pytest.raises(StoreError, match="disk is full"):
+        session.start([GenerationRequest("fox", n=1, seed=s) for s in (1, 2, 3)])
+    del session.store.record
+    assert emulator.request_log == []
+    entry = session.store.entry(written[0])
+    assert entry.state is EntryState.WITHDRAWN and entry.message.startswith("not sent")
+    assert session.resume().text() == "nothing to resume: every task in the journal is finished"

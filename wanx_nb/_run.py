@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -99,17 +100,24 @@ class Run(RequestQueues):
         assert lock is not None, "a new run id is held by no one"
         self._locks.append(lock)
         now = utcnow()
-        for i, (request, notes) in enumerate(prepared):
-            slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
-            self._store.record(
-                JournalEntry(
-                    entry_id=slot.entry_id, run_id=self.run_id, service=self._service, backend=self._backend,
-                    mode=self._mode, state=EntryState.QUEUED, given=request, sent=None, task_id=None, status=None,
-                    created_at=now, sent_at=None, finished_at=None, request_id=None, code=None, message=None,
-                    billed_images=0, saved_images=0, price_yuan=_price(request),
+        try:
+            for i, (request, notes) in enumerate(prepared):
+                slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
+                self._store.record(
+                    JournalEntry(
+                        entry_id=slot.entry_id, run_id=self.run_id, service=self._service, backend=self._backend,
+                        mode=self._mode, state=EntryState.QUEUED, given=request, sent=None, task_id=None,
+                        status=None, created_at=now, sent_at=None, finished_at=None, request_id=None, code=None,
+                        message=None, billed_images=0, saved_images=0, price_yuan=_price(request),
+                    )
                 )
-            )
-            self._slots.append(slot)
+                self._slots.append(slot)
+        except BaseException:  # the run will not start: nothing was sent, and no run of ours holds these
+            for slot in self._slots:
+                with contextlib.suppress(WanxError):  # else a later resume withdraws them
+                    self._store.mark_withdrawn(slot.entry_id, message="not sent: the store failed while the run was recorded")
+            lock.release()
+            raise
 
     def _adopt(self, entries: Sequence[JournalEntry], locks: Sequence[RunLock]) -> None:
         """Resume: take over journal entries of runs that stopped, holding those runs' locks meanwhile."""
