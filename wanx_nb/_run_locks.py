@@ -9,13 +9,14 @@ its process ends, so a crashed or restarted kernel's runs are free to resume at 
 
 `flock` locks belong to an open file, not a process: two Runs of one kernel exclude each other too.
 The store's SQLite index in WAL mode is shared by processes of one machine only, and so are these
-locks. Without `fcntl` (Windows) every lock is taken at once: resume then takes every entry, as it did
-before runs had locks.
+locks. Without `fcntl` (Windows), or on a filesystem without locks, every lock is taken at once:
+resume then takes every entry, as it did before runs had locks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -27,24 +28,26 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["LOCKS_DIR", "RunLock", "hold"]
 
 LOCKS_DIR = "runs"
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
 class RunLock:
     """A held run lock; `release()` lets it go (and removes its file)."""
 
     def __init__(self, path: Path, fd: int | None) -> None:
-        self.path, self._fd = path, fd
+        self.path, self._fd, self._released = path, fd, False  # fd None: a lock that excludes no one
 
     def release(self) -> None:
-        if self._fd is None:
+        if self._released:
             return
+        self._released = True
         with contextlib.suppress(OSError):
             self.path.unlink()  # while still held: whoever opens the name next makes a new file
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None:
+            os.close(self._fd)
 
     def __repr__(self) -> str:
-        return f"<RunLock {self.path.stem} {'held' if self._fd is not None else 'released'}>"
+        return f"<RunLock {self.path.stem} {'released' if self._released else 'held'}>"
 
 
 def hold(root: Path, run_id: str) -> RunLock | None:
@@ -64,6 +67,11 @@ def hold(root: Path, run_id: str) -> RunLock | None:
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as exc:  # a filesystem without locks (ENOLCK, EOPNOTSUPP): no exclusion, as on Windows
+            os.close(fd)
+            if exc.errno not in _NO_LOCKS:
+                raise
+            return RunLock(path, None)
         except BaseException:
             os.close(fd)
             raise
