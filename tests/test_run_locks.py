@@ -77,7 +77,9 @@ def test_resume_leaves_a_create_on_the_wire_to_its_run(session, emulator):
     resumed, takeover = session.start_resume()
     assert resumed.requests == () and takeover.left_to_live_runs == 1
     assert emulator.requests("list") == []  # nothing reconciled, nothing concluded
-    resumed.result()
+    assert session._report(resumed.result(), takeover).text() == (
+        "nothing to resume: 1 request(s) belong to runs still going (in this kernel or another), which finish them"
+    )
     (result,) = run.result(on_tick=lambda: emulator.advance(3600))
     assert result.saved_images == 1 and result.warnings == []  # no "the store could not record it"
     (row,) = session.store.history()

@@ -49,7 +49,8 @@ class ResumeReport:
     def text(self) -> str:
         if not (self.recovered or self.unfinished or self.ended or self.expired or self.never_sent):
             if self.left_to_live_runs:
-                return f"nothing to resume: {self.left_to_live_runs} request(s) belong to runs still going"
+                return (f"nothing to resume: {self.left_to_live_runs} request(s) belong to runs still going (in this "
+                        "kernel or another), which finish them")
             return "nothing to resume: every task in the journal is finished"
         parts = []
         if self.recovered:
