@@ -61,7 +61,7 @@ def hold(root: Path, run_id: str) -> RunLock | None:
     if fcntl is None:  # pragma: no cover - Windows
         return RunLock(path, None)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access: another user's file works
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
