@@ -72,7 +72,7 @@ def history_mimebundle(
         text = "no stored generations match"
         html_out = f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">{text}</div>'
     else:
-        text = table_text(["submitted", "model", "prompt", "images", "cost", "seed", "status", "task id"], text_rows)
+        text = table_text(["submitted (UTC)", "model", "prompt", "images", "cost", "seed", "status", "task id"], text_rows)
         table = table_html(headers, html_rows, raw_columns=range(len(headers)))
         html_out = f'<div class="wanx-result" style="{S_RESULT}">{table}</div>'
     return {"text/plain": text, "text/html": html_out}, {"wanx_nb": {"history": [r.task_id for r in rows]}}
