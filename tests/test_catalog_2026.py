@@ -19,6 +19,7 @@ from wanx_nb import cli
 from wanx_nb._catalog_2026 import CATALOG_2026
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
+    APIConnectionError,
     ConfigurationError,
     SyncOutcomeUnknownError,
     TaskUnfinishedError,
@@ -255,6 +256,27 @@ async def test_a_qwen_image_max_grid_keeps_two_submits_per_minute_on_a_fake_cloc
     assert all(offsets[i + 2] - offsets[i] >= 60 for i in range(len(offsets) - 2)), offsets
     assert offsets[-1] < 2 * 60 + 1
     assert len(emu.requests("generate")) == 6  # never throttled, so never re-sent after a 429
+
+
+async def test_a_qwen_image_max_call_that_cannot_connect_gives_up_rather_than_wait_a_minute():
+    # 2 submits a minute: a third try would wait a minute for its turn, for a service it cannot reach.
+    emu = Emulator(EmulatorSettings(clock="fake", time_scale=0.01))
+    emu.script("generate", *[Fault.drop_before()] * 4)  # a refused connection on every try
+    time = FakeTime(emu)
+    client = AsyncWanxClient(canary_key(), emulator=emu)
+    client._clock = client._wall = time.now
+    client._sleep = time.sleep
+    driver = asyncio.create_task(time.drive())
+    start = time.now()
+    try:
+        with pytest.raises(APIConnectionError) as info:
+            await client.generate(GenerationRequest("a fox", model="qwen-image-max", seed=1))
+    finally:
+        driver.cancel()
+        await client.aclose()
+    assert info.value.sent is False  # so the Run records it as never sent, not billed
+    assert time.now() - start < 10  # two tries (the limit's two turns), a backoff between them
+    assert emu.request_log == []
 
 
 def test_the_estimate_reflects_per_minute_and_per_region_limits():

@@ -34,6 +34,7 @@ import httpx
 from ._backoff import Failure, parse_retry_after, retry_delay, should_retry_read, should_retry_submit
 from ._client_errors import Unanswered, classify, connection_error, has_request, short_url
 from ._client_types import Clocks
+from ._constants import RETRY_MAX_DELAY
 from ._exceptions import APIError
 from ._models import Task
 from ._protocol import EMULATOR_HEADER, WireRequest, parse_json, parse_task, status_error
@@ -101,7 +102,10 @@ class Sender:
                 )
             except httpx.HTTPError as exc:
                 failure = classify(exc)
-                if retry_rule(failure=failure) and attempt < self.max_retries:
+                # A submit's retry waits for its own turn: one a minute away (qwen-image-max takes 2 a
+                # minute) is not worth waiting for when the service could not even be reached.
+                far = spec is not None and self.scheduler.turn_wait(spec.name) > RETRY_MAX_DELAY
+                if retry_rule(failure=failure) and attempt < self.max_retries and not far:
                     delay = retry_delay(attempt, rng=self.clocks.random) or 0.0
                     log.debug(
                         "retrying %s after %s (%s) in %.2fs (retry %d of %d)",

@@ -122,14 +122,19 @@ def submit_windows(limits: SubmitLimits, margin: float = SUBMIT_MARGIN) -> list[
     return windows
 
 
-def _reserve_all(windows: list[SlidingWindow], now: float, not_before: float = 0.0) -> float:
-    """The earliest time every window allows one more event; reserved in each of them."""
+def _earliest_all(windows: list[SlidingWindow], now: float, not_before: float = 0.0) -> float:
+    """The earliest time every window allows one more event (nothing reserved)."""
     at = max(now, not_before)
     while True:  # a later start in one window can still fit the others: settle on a common time
         latest = max((w.earliest(at) for w in windows), default=at)
         if latest <= at:
-            break
+            return at
         at = latest
+
+
+def _reserve_all(windows: list[SlidingWindow], now: float, not_before: float = 0.0) -> float:
+    """The earliest time every window allows one more event; reserved in each of them."""
+    at = _earliest_all(windows, now, not_before)
     for window in windows:
         window.reserve(at)
     return at
@@ -217,6 +222,12 @@ class Scheduler:
         at = _reserve_all(windows, now, self._paused_until.get(model, 0.0))
         await self._wait_until(at)
         return max(at - now, 0.0)
+
+    def turn_wait(self, model: str) -> float:
+        """Seconds until one more submit for `model` would keep its limits (0 before its first submit)."""
+        now = self._clock()
+        windows = self._submits.get(model, [])
+        return max(_earliest_all(windows, now, self._paused_until.get(model, 0.0)) - now, 0.0)
 
     def estimate(self, requests: Iterable[GenerationRequest], *, time_scale: float = 1.0) -> float:
         """`estimate_seconds` for this scheduler's region."""
