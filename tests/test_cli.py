@@ -407,6 +407,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_an_emulator_on_a_port_in_use_says_so_and_offers_nothing_to_use(capsys):
+    from wanx_nb.emulator.__main__ import main as emulator_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, out, err = run(capsys, "emulator", "--port", port)
+        assert code == 1 and out == ""  # no "use it: export ..." for a port another program holds
+        assert err == f"error: port {port} is in use (another emulator?); pick another with --port\n"
+        with pytest.raises(SystemExit) as exited:
+            emulator_main(["--port", port])
+        assert exited.value.code == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"error: port {port} is in use (another emulator?); pick another with --port\n"
+
+
 def test_emulator_command_serves_the_api_on_loopback(tmp_path):
     port = free_port()
     log = (tmp_path / "emulator.log").open("wb")

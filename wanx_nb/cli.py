@@ -174,9 +174,14 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import EmulatorSettings, serve
 
-    print(f"wanx_nb emulator on http://127.0.0.1:{args.port}/api/v1 (Ctrl-C stops it)")
-    print(f"  use it: export DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:{args.port}/api/v1 DASHSCOPE_API_KEY=sk-emulator")
-    serve(port=args.port, settings=EmulatorSettings(time_scale=args.time_scale))
+    def ready(base_url: str) -> None:
+        print(f"wanx_nb emulator on {base_url} (Ctrl-C stops it)")
+        print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={base_url} DASHSCOPE_API_KEY=sk-emulator", flush=True)
+
+    try:
+        serve(port=args.port, settings=EmulatorSettings(time_scale=args.time_scale), on_ready=ready)
+    except OSError as exc:  # the port is taken
+        raise _CommandError(exc.strerror or str(exc)) from None
     return 0
 
 

@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> None:
         "--state", metavar="FILE", help="keep the tasks in this SQLite file, so a restarted server still knows them"
     )
     args = parser.parse_args(argv)
-    print(f"DashScope emulator: set DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:{args.port}/api/v1")
     settings = EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region, state_path=args.state)
-    serve(port=args.port, settings=settings)
+    try:
+        serve(port=args.port, settings=settings,
+              on_ready=lambda url: print(f"DashScope emulator: set DASHSCOPE_HTTP_BASE_URL={url}", flush=True))
+    except OSError as exc:  # the port is taken: said in one line, not a traceback
+        parser.exit(1, f"error: {exc.strerror or exc}\n")
 
 
 def _port(text: str) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -14,7 +15,7 @@ import uvicorn
 from ._emulator import Emulator
 from ._settings import EmulatorSettings
 
-__all__ = ["RunningServer", "running_server", "serve"]
+__all__ = ["RunningServer", "loopback_socket", "running_server", "serve"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -28,11 +29,46 @@ class RunningServer:
     emulator: Emulator
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: EmulatorSettings | None = None) -> None:
-    """Run the emulator until interrupted. Only loopback addresses: it has no real authentication."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: EmulatorSettings | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the emulator until interrupted. Only loopback addresses: it has no real authentication.
+
+    `on_ready(base_url)` is called once the port is bound (so a "use it at ..." line is never printed
+    for a port another program holds). A port in use is an OSError that says so.
+    """
     if host not in _LOOPBACK:
         raise ValueError(f"the emulator binds loopback only ({', '.join(_LOOPBACK)}), not {host!r}")
-    uvicorn.run(Emulator(settings).app, host=host, port=port, log_level="info", lifespan="off")
+    sock = loopback_socket(host, port)
+    address = f"[{host}]" if ":" in host else host
+    if on_ready is not None:
+        on_ready(f"http://{address}:{sock.getsockname()[1]}/api/v1")
+    try:
+        uvicorn.Server(uvicorn.Config(Emulator(settings).app, log_level="info", lifespan="off")).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def loopback_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (0: a free port), or an OSError naming the port when it is taken.
+
+    IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets made with it (else ~44 ms per keep-alive request).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"port {port} is in use (another emulator?); pick another with --port") from None
+        raise
+    return sock
 
 
 @contextlib.contextmanager
@@ -46,11 +82,7 @@ def running_server(
             httpx.get(f"{server.base_url}/tasks/abc", headers={"Authorization": "Bearer sk-1"})
     """
     emulator = emulator or Emulator(settings)
-    # Bind first so port 0 resolves to a known port before uvicorn starts.
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets made with it (else ~44 ms per keep-alive request).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock = loopback_socket("127.0.0.1", port)  # bound first: port 0 resolves to a known port before uvicorn starts
     actual_port = sock.getsockname()[1]
     config = uvicorn.Config(emulator.app, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
