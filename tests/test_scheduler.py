@@ -78,6 +78,21 @@ async def test_concurrent_submits_keep_the_rate_of_each_model():
     assert sent["a"] == pytest.approx(sent["b"])
 
 
+async def test_turn_wait_says_how_far_the_next_submit_turn_is_without_taking_it():
+    # What a retry of a create that never connected asks before waiting for a turn (2 a minute: far).
+    vt = VirtualTime()
+    sched = Scheduler(clock=vt.clock, sleep=vt.sleep)
+    per_minute = SubmitLimits(None, 2, 1)
+    assert sched.turn_wait("qwen-image-max") == 0.0  # before its first submit
+    await vt.run(sched.submit_turn("qwen-image-max", per_minute))
+    await vt.run(sched.submit_turn("qwen-image-max", per_minute))
+    assert sched.turn_wait("qwen-image-max") == pytest.approx(60 + SUBMIT_MARGIN)
+    assert sched.turn_wait("qwen-image-max") == pytest.approx(60 + SUBMIT_MARGIN)  # asking took no turn
+    assert sched.turn_wait("wanx-v1") == 0.0  # limits are per model
+    sched.throttled("wanx-v1", 30.0)  # a 429 pauses the model: its next turn is that far too
+    assert sched.turn_wait("wanx-v1") == pytest.approx(30.0)
+
+
 async def test_a_429_pauses_only_that_model():
     vt = VirtualTime()
     sched = Scheduler(clock=vt.clock, sleep=vt.sleep)

@@ -161,7 +161,21 @@ def test_a_local_ref_img_outside_the_documented_limits_is_a_warning_the_service_
         "the reference image is 255x300 px (documented: 256 to 4096 px per side): the service may refuse it (not billed)"
     )
     (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_img=f"file://{gif}"))
-    assert warning.startswith("the reference image is a GIF image (documented: JPEG, PNG, BMP, TIFF, WebP):")
+    assert warning == "the reference image is a GIF image (documented: JPEG, PNG, BMP, TIFF, WebP): the service may refuse it (not billed)"
+    heavy = tmp_path / "heavy.png"  # a PNG reader stops at its end: bytes after it only weigh
+    Image.new("RGB", (2048, 1024)).save(heavy)
+    with heavy.open("ab") as fh:
+        fh.truncate(10 * 1024 * 1024)  # exactly the documented 10 MB: still fine
+    assert validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(heavy))) == []
+    with heavy.open("ab") as fh:
+        fh.write(b"\0")
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(heavy)))
+    assert warning == "the reference image is over the documented 10 MB: the service may refuse it (not billed)"
+    two = tmp_path / "two.gif"  # every way outside at once, said in one sentence
+    Image.new("RGB", (100, 100)).save(two)
+    (warning,) = validate(GenerationRequest("fox", model="wanx-v1", ref_img=str(two)))
+    assert warning == ("the reference image is a GIF image (documented: JPEG, PNG, BMP, TIFF, WebP) and is 100x100 px "
+                       "(documented: 256 to 4096 px per side): the service may refuse it (not billed)")
 
 
 def test_ref_img_url_without_chinese_characters():

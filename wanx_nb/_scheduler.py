@@ -122,7 +122,7 @@ def submit_windows(limits: SubmitLimits, margin: float = SUBMIT_MARGIN) -> list[
     return windows
 
 
-def _earliest_all(windows: list[SlidingWindow], now: float, not_before: float = 0.0) -> float:
+def _earliest_all(windows: list[SlidingWindow], now: float, not_before: float) -> float:
     """The earliest time every window allows one more event (nothing reserved)."""
     at = max(now, not_before)
     while True:  # a later start in one window can still fit the others: settle on a common time

@@ -185,8 +185,6 @@ def _check_local_ref(ref: str, problems: _Problems, warnings: list[str]) -> None
         with Image.open(path) as img:  # reads the header only
             kind, (width, height) = img.format, img.size
     except (UnidentifiedImageError, OSError, ValueError):
-        kind, width, height = None, 0, 0
-    if kind is None:
         problems.add("ref_img", ref, "a JPEG, PNG, BMP, TIFF or WebP image (this file is not an image)")
         return
     outside = []
