@@ -160,3 +160,16 @@ def test_a_run_the_store_could_not_record_sends_nothing_and_leaves_nothing_queue
     entry = session.store.entry(written[0])
     assert entry.state is EntryState.WITHDRAWN and entry.message.startswith("not sent")
     assert session.resume().text() == "nothing to resume: every task in the journal is finished"
+
+
+def test_a_run_id_from_someone_elses_store_cannot_name_a_file_outside_its_runs_folder(tmp_path):
+    victim = tmp_path / "victim.lock"
+    victim.write_text("keep me")
+    store = tmp_path / "store"
+    lock = hold(store, "../../victim")  # a crafted index: the run id is read back from it
+    assert lock is not None and lock.path.parent == store / "runs"
+    lock.release()
+    assert victim.read_text() == "keep me" and list((store / "runs").iterdir()) == []
+    again = hold(store, "../../victim")  # the same id, the same (hashed) file
+    assert again is not None and again.path == lock.path
+    again.release()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 from pathlib import Path
 
 try:
@@ -29,6 +31,7 @@ __all__ = ["LOCKS_DIR", "RunLock", "hold"]
 
 LOCKS_DIR = "runs"
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+_SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 class RunLock:
@@ -50,6 +53,14 @@ class RunLock:
         return f"<RunLock {self.path.stem} {'released' if self._released else 'held'}>"
 
 
+def _file_name(run_id: str) -> str:
+    """Our run ids (uuid4 hex) as they are; any other (a store someone else wrote) hashed, so that no id
+    can name a file outside the store's `runs/` folder."""
+    if _SAFE_ID.fullmatch(run_id):
+        return run_id
+    return "h-" + hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def hold(root: Path, run_id: str) -> RunLock | None:
     """Run `run_id`'s lock in the store at `root`, or None while a live run holds it (here or elsewhere).
 
@@ -57,7 +68,7 @@ def hold(root: Path, run_id: str) -> RunLock | None:
     """
     folder = root / LOCKS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{run_id}.lock"
+    path = folder / f"{_file_name(run_id)}.lock"
     if fcntl is None:  # pragma: no cover - Windows
         return RunLock(path, None)
     while True:
