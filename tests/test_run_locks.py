@@ -161,6 +161,21 @@ def test_a_run_the_store_could_not_record_sends_nothing_and_leaves_nothing_queue
     assert entry.state is EntryState.WITHDRAWN and entry.message.startswith("not sent")
     assert session.resume().text() == "nothing to resume: every task in the journal is finished"
 
+    # The store refuses the withdrawals too: the first error is the one said, and the lock is let go
+    # (a later resume withdraws what is left).
+    written.clear()
+
+    def refuse(entry_id, **kwargs) -> None:
+        raise StoreError(str(session.store.root), "cannot write the index (disk I/O error)", "free space")
+
+    session.store.record, session.store.mark_withdrawn = record_one_then_fail, refuse
+    with pytest.raises(StoreError, match="disk is full"):
+        session.start([GenerationRequest("owl", n=1, seed=s) for s in (1, 2)])
+    del session.store.record, session.store.mark_withdrawn
+    assert list((session.store.root / "runs").iterdir()) == []
+    report = session.resume()
+    assert [e.entry_id for e in report.never_sent] == written and report.left_to_live_runs == 0
+
 
 def test_a_run_id_from_someone_elses_store_cannot_name_a_file_outside_its_runs_folder(tmp_path):
     victim = tmp_path / "victim.lock"
@@ -173,3 +188,16 @@ def test_a_run_id_from_someone_elses_store_cannot_name_a_file_outside_its_runs_f
     again = hold(store, "../../victim")  # the same id, the same (hashed) file
     assert again is not None and again.path == lock.path
     again.release()
+
+
+def test_a_store_where_no_run_lock_can_be_made_refuses_the_run_before_sending(session, emulator):
+    from wanx_nb._exceptions import StoreError
+
+    session.store.check()  # the store itself is fine
+    (session.store.root / "runs").write_text("a file where the locks' folder goes")
+    with pytest.raises(StoreError) as info:
+        session.start([GenerationRequest("fox", n=1, seed=1)])
+    assert info.value.problem.startswith("cannot make the lock of run ")
+    assert info.value.problem.endswith(f" in {session.store.root / 'runs'} (File exists)")
+    assert info.value.remedy == "make the store's folder writable, or use another store"
+    assert emulator.request_log == [] and session.store.history() == []
