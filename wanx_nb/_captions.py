@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._html_style import escape as _e
-from ._request import GenerationRequest
+from ._request import GenerationRequest, excerpt
 
 __all__ = ["CAPTION_PARAMS", "caption_value", "changed_params", "params_caption", "sweep_labels"]
 
@@ -103,8 +103,7 @@ def sweep_labels(items: Sequence[object]) -> list[str]:
         for key in varying:
             value = c.get(key)
             if key == "prompt":
-                text = " ".join(str(value).split())
-                parts.append(text if len(text) <= 40 else text[:39] + "…")
+                parts.append(excerpt(" ".join(str(value).split()), 40))
             elif value is None:
                 parts.append(f"{_SWEEP_LABELS[key]} default".strip())
             else:

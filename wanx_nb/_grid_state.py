@@ -174,13 +174,6 @@ class GridState:
         return out
 
 
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],

@@ -9,6 +9,7 @@ from ._html_style import S_IMG, S_MUTED, S_PATH, S_RESULT
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
 from ._preview import preview as _preview
+from ._request import excerpt
 from ._tables_html import table_html, table_text
 from ._tiles_html import badge_html
 
@@ -58,14 +59,14 @@ def history_mimebundle(
                 thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="" style="{S_IMG}">'
             except ValueError:
                 thumb = ""
-        prompt = r.prompt if len(r.prompt) <= 80 else r.prompt[:79] + "…"
+        prompt = excerpt(r.prompt, 80)
         badge = badge_html(r.backend)
         html_rows.append(
             [thumb, _e(r.submitted_at[:19].replace("T", " ")), _e(r.model), _e(prompt) + badge, _e(r.images),
              _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path" style="{S_PATH}">{_e(r.task_id)}</span>']
         )
         text_rows.append(
-            [r.submitted_at[:19].replace("T", " "), r.model, prompt if len(prompt) <= 40 else prompt[:39] + "…",
+            [r.submitted_at[:19].replace("T", " "), r.model, excerpt(r.prompt, 40),
              r.images, _yuan(r.cost_yuan), r.seed, r.status, r.task_id]
         )
     if not rows:

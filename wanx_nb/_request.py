@@ -15,6 +15,7 @@ __all__ = [
     "GenerationRequest",
     "MAX_SEED",
     "PARAMETERS",
+    "excerpt",
 ]
 
 DEFAULT_MODEL = "wanx2.1-t2i-turbo"
@@ -151,10 +152,15 @@ class GenerationRequest:
 
     def summary(self) -> str:
         """A short description for messages: model, n, size, seed and a prompt excerpt."""
-        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
+        prompt = excerpt(self.prompt, 40)
         return f"{self.model}, n={self.effective_n}, size={self.effective_size}, seed={self.seed}, prompt={prompt!r}"
 
 
 # Read once: `fields()` builds a new tuple per call, and the journal reads requests back on every write
 # (Python then keeps each freed tuple on a free list: memory that grows with the batch).
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GenerationRequest))
+
+
+def excerpt(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, the last one an ellipsis where it was cut (prompts in messages)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -304,11 +304,12 @@ class Session:
                  if (lock := self.store.hold_run(run_id)) is not None}  # fmt: skip
         try:
             # Read again under the locks: a run that ended meanwhile has finished its entries.
-            entries = [e for e in self.store.unfinished() if e.run_id in locks]
-            never_sent = [e for e in self.store.queued() if e.run_id in locks]
+            unfinished, queued = self.store.unfinished(), self.store.queued()
+            entries = [e for e in unfinished if e.run_id in locks]
+            never_sent = [e for e in queued if e.run_id in locks]
             for entry in never_sent:
                 self.store.mark_withdrawn(entry.entry_id, message=NEVER_SENT)
-            left = sum(1 for e in self.store.unfinished() + self.store.queued() if e.run_id not in locks)
+            left = sum(1 for e in unfinished + queued if e.run_id not in locks)
             run = self._new_run(on_progress, on_result)
         except BaseException:  # kept, they would make those runs look alive to every later resume
             for lock in locks.values():

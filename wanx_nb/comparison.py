@@ -29,7 +29,7 @@ from ._models import GenerationResult
 from ._params import OPTION_NAMES
 from ._png import add_provenance
 from ._registry import get_model
-from ._request import PARAMETERS
+from ._request import PARAMETERS, excerpt
 from ._session import Session, get_session
 from ._version import __version__
 
@@ -106,7 +106,7 @@ class Grid(GridState):
     def _where(self, key: Key) -> str:
         z, y, x = key
         parts = [a.labels[i] for a, i in ((self.z, z), (self.y, y), (self.x, x)) if a is not None]
-        return " / ".join(_excerpt(p, 24) for p in parts) or "cell"
+        return " / ".join(excerpt(" ".join(p.split()), 24) for p in parts) or "cell"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
         return self.mimebundle()
@@ -360,8 +360,3 @@ def _refresh(handle: DisplayHandle, built: Grid) -> None:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

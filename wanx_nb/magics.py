@@ -260,6 +260,7 @@ class WanxMagics(LineCommands, Magics):
 
         from ._exceptions import BudgetExceededError, WanxError
         from ._registry import get_model
+        from ._request import excerpt
         from .rendering import CSS, Bundle
 
         session = self.session()
@@ -283,7 +284,7 @@ class WanxMagics(LineCommands, Magics):
         lines = [
             "dry run: nothing was sent.",
             f"  {prepared.model}: {images} image(s) of {prepared.effective_size}, seed {seed}",
-            f"  prompt: {_excerpt(prepared.prompt)!r}",  # as it will be sent, {names} filled in
+            f"  prompt: {excerpt(prepared.prompt, 80)!r}",  # as it will be sent, {names} filled in
             f"  estimated cost: ¥{yuan:.2f} (¥{spec.price_yuan:.2f} per image, if every image succeeds); {budget}",
             f"  {where}",
             *(f"  note: {n}" for n in notes),
@@ -384,7 +385,3 @@ def _sha256(data: bytes) -> str:
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
