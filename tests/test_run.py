@@ -7,7 +7,10 @@ deadline is measured on the same clock, so nothing here depends on how fast the 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -553,3 +556,24 @@ def test_a_request_being_withdrawn_is_neither_withdrawn_nor_counted_twice(fake_s
     assert run.phases() == [Phase.DONE] * sent + [Phase.WITHDRAWN] * (8 - sent)
     for i in range(8):  # each request ended once
         assert sum(p.is_final for p in events.phases(i)) == 1, events.phases(i)
+
+
+def test_a_finished_run_is_freed_once_dropped_without_waiting_for_the_collector(fake_session, fake_emulator):
+    # A batch's run holds a record per request: in a long notebook session, runs left in a reference
+    # cycle would pile up until a full garbage collection.
+    events = Recorder()
+    reqs = [GenerationRequest("fox", model="wanx2.1-t2i-turbo", seed=k) for k in range(3)]
+    run = fake_session.start(reqs, on_progress=events)
+    events.wait_for(lambda got: all(has(Phase.PENDING, k)(got) for k in range(3)))
+    fake_emulator.advance(3600)
+    assert all(isinstance(o, GenerationResult) for o in run.result())
+    gone = weakref.ref(run)
+    gc.disable()
+    try:
+        del run
+        deadline = time.monotonic() + 10  # the done-callbacks run on the background thread, just after
+        while gone() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -174,7 +174,7 @@ class Run(RequestQueues):
     def add_done_callback(self, callback: Callable[[Run], None]) -> None:
         """Call `callback(run)` once every request has its outcome (on the background thread)."""
         assert self._future is not None, "the run was not started"
-        self._future.add_done_callback(lambda _: callback(self))
+        self._future.add_done_callback(_CallOnce(callback, self))
 
     def result(
         self,
@@ -320,3 +320,21 @@ class Run(RequestQueues):
 def _price(request: GenerationRequest) -> float:
     """Per image, as billed: z-image-turbo costs more with prompt rewriting on (2026 §8)."""
     return price_yuan(get_model(request.model), prompt_extend=request.effective_prompt_extend)
+
+
+class _CallOnce:
+    """`callback(run)` as a done-callback that lets go of both once called. A done future keeps its
+    callbacks, and one holding the run would make run -> future -> callback -> run a cycle: a finished
+    run (a record per request) would then wait for the garbage collector instead of going at once."""
+
+    __slots__ = ("_callback", "_run")
+
+    def __init__(self, callback: Callable[[Run], None], run: Run) -> None:
+        self._callback: Callable[[Run], None] | None = callback
+        self._run: Run | None = run
+
+    def __call__(self, _: object) -> None:
+        callback, run = self._callback, self._run
+        self._callback = self._run = None
+        if callback is not None and run is not None:
+            callback(run)
