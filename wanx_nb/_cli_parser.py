@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     emu = command("emulator", "serve the offline DashScope emulator on 127.0.0.1")
     emu.add_argument("--port", type=_read_port, default=8000, help="TCP port, 1-65535")
     emu.add_argument("--time-scale", type=_read_positive, default=0.05, help="task durations x this (1.0 = realistic)")
+    emu.add_argument("--image-weight", choices=("light", "service"), default="light",
+                     help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders (default)")
 
     command("models", "list the models, prices and limits")
     command("resume", "recover tasks submitted but never saved (within 24 h)")

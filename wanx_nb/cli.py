@@ -179,7 +179,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={base_url} DASHSCOPE_API_KEY=sk-emulator", flush=True)
 
     try:
-        serve(port=args.port, settings=EmulatorSettings(time_scale=args.time_scale), on_ready=ready)
+        settings = EmulatorSettings(time_scale=args.time_scale, image_weight=args.image_weight)
+        serve(port=args.port, settings=settings, on_ready=ready)
     except OSError as exc:  # the port is taken
         raise _CommandError(exc.strerror or str(exc)) from None
     return 0

@@ -161,6 +161,7 @@ def test_script_rejects_unknown_routes():
         ({"drop_mode": "sometimes"}, "drop_mode"),
         ({"time_scale": -1}, "time_scale"),
         ({"error_status": 200}, "error_status"),
+        ({"image_weight": "heavy"}, "image_weight must be 'light' or 'service'"),
     ],
 )
 def test_settings_reject_nonsense(kwargs, match):

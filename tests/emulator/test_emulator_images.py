@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageStat
 
 from wanx_nb._registry import V1_STYLES
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings
@@ -70,6 +70,22 @@ async def test_images_are_deterministic_and_image_i_uses_seed_plus_i(submit, que
         fresh.advance(60)
         again = (await http.get(f"/tasks/{task_id}")).json()["output"]["results"][0]["url"]
         assert (await raw.get(again)).content == a
+
+
+@pytest.mark.parametrize("settings", [EmulatorSettings(clock="fake", time_scale=1.0, image_weight="service")])
+async def test_service_weight_serves_the_same_picture_at_a_photographs_weight(submit, query, emulator, plain):
+    # For sizing downloads, stores and memory offline: the service's 1024x1024 PNGs weigh about 2 MB.
+    params = {"model": "wanx2.1-t2i-plus", "prompt": "a red fox", "seed": 7}
+    (url,) = await urls_of(submit, query, emulator, **params, n=1, size="1024*1024")
+    served = (await plain.get(url)).content
+    light = render_png(**params, width=1024, height=1024)
+
+    assert 1_500_000 < len(served) < 3_000_000 and len(light) < 300_000
+    grained, plain_picture = png(served), png(light)
+    assert grained.size == plain_picture.size == (1024, 1024)
+    difference = ImageStat.Stat(ImageChops.difference(grained, plain_picture)).mean
+    assert all(0 < level <= 8 for level in difference)  # grain over the same picture, not another one
+    assert render_png(**params, width=1024, height=1024, grain=True) == served  # and as deterministic
 
 
 def render(**overrides) -> Image.Image:

@@ -1,5 +1,5 @@
-"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05] [--region beijing] [--state FILE]`:
-serve on 127.0.0.1."""
+"""`python -m wanx_nb.emulator [--port 8000] [--seed 0] [--time-scale 0.05] [--region beijing]
+[--image-weight light] [--state FILE]`: serve on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ def main(argv: list[str] | None = None) -> None:
         "--region", choices=REGIONS, default="beijing", help="the region to play: which models exist, their limits"
     )
     parser.add_argument(
+        "--image-weight", choices=("light", "service"), default="light",
+        help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders (default)",
+    )
+    parser.add_argument(
         "--state", metavar="FILE", help="keep the tasks in this SQLite file, so a restarted server still knows them"
     )
     args = parser.parse_args(argv)
-    settings = EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region, state_path=args.state)
+    settings = EmulatorSettings(seed=args.seed, time_scale=args.time_scale, region=args.region, state_path=args.state,
+                                 image_weight=args.image_weight)
     try:
         serve(port=args.port, settings=settings,
               on_ready=lambda url: print(f"DashScope emulator: set DASHSCOPE_HTTP_BASE_URL={url}", flush=True))

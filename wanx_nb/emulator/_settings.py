@@ -60,6 +60,9 @@ class EmulatorSettings:
         region: the region this emulated host plays ("beijing", "singapore", "virginia",
             "frankfurt"): models the region does not serve answer "Model not exist.", and
             per-region submit limits apply (wan2.6-t2i: 1/s in Beijing, 5/s elsewhere).
+        image_weight: "light" (placeholders that compress well: a 1024x1024 PNG is 60-150 kB, fast to
+            make) or "service" (the same pictures with per-pixel grain, so a PNG weighs what the
+            service's do, about 2 MB at 1024x1024: for sizing downloads, stores and memory offline).
         state_path: a SQLite file keeping the tasks (see `_persist`), so another emulator on the same
             file (a restarted kernel) knows them, as the service does for 24 h. None: memory only.
             The keyless default emulator uses `$WANX_NB_EMULATOR_STATE` or the user's cache folder.
@@ -94,6 +97,7 @@ class EmulatorSettings:
     drop_rates: Mapping[str, float] = field(default_factory=dict)
     drop_mode: Literal["before", "after"] = "before"
     region: str = "beijing"
+    image_weight: Literal["light", "service"] = "light"
     state_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -104,6 +108,8 @@ class EmulatorSettings:
         if self.state_path is not None and self.clock == "fake":
             # A fake clock starts over in every process: tasks kept from another one would be in its future.
             raise ValueError("state_path needs the real clock (clock='real'): fake-clock times do not carry over")
+        if self.image_weight not in ("light", "service"):
+            raise ValueError(f"image_weight must be 'light' or 'service', got {self.image_weight!r}")
         if self.region not in REGIONS:
             raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         if not (400 <= self.error_status <= 599):

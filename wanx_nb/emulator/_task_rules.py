@@ -97,4 +97,5 @@ def new_task(
         failure=failure,
         failed_items=failed,
         corrupt=corrupt,
+        grain=settings.image_weight == "service",
     )

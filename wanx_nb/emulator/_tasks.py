@@ -60,6 +60,7 @@ class Task:
     size_label: str = ""  # the size the usage reports ("2048*2048" for a "2K" tier)
     thinking_mode: bool = False
     corrupt: bool = False
+    grain: bool = False  # served at the service's weight (EmulatorSettings.image_weight)
     start_time: float | None = None
     cancel_time: float | None = None
 
@@ -98,6 +99,7 @@ class Task:
             ref_strength=self.ref_strength,
             ref_mode=self.ref_mode,
             watermark=self.watermark,
+            grain=self.grain,
         )
         # A corrupt image is cut short, as a broken transfer or a bad object would be.
         return data[: len(data) // 2] if self.corrupt else data
