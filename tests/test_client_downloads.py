@@ -6,6 +6,7 @@ no-op sleep that records the backoff delays.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import zlib
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from wanx_nb._client import AsyncWanxClient
+from wanx_nb._constants import DOWNLOADS_AT_ONCE
 from wanx_nb._exceptions import DownloadError, ImageExpiredError, InvalidImageError, PermissionDeniedError
 from wanx_nb._models import ImageResult
 
@@ -165,3 +167,24 @@ async def test_fetch_records_a_failure_on_the_image_and_a_later_fetch_clears_it(
 def test_a_service_failure_is_neither_billed_nor_missing():
     failed = ImageResult(index=1, seed=8, size="16*12", code="InternalError", message="x")
     assert not failed.ok and not failed.billed and not failed.missing
+
+
+async def test_a_client_receives_at_most_a_few_images_at_once_whatever_the_batch():
+    # Each image is held two or three times while it arrives (a 4K PNG is 20 MB or more): the number
+    # received at once bounds a batch's memory. The bound is also reached: downloads still overlap.
+    inside, most = 0, 0
+
+    async def host(request: httpx.Request) -> httpx.Response:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        for _ in range(20):  # let every other download that may start, start
+            await asyncio.sleep(0)
+        inside -= 1
+        return httpx.Response(200, content=PNG)
+
+    client = AsyncWanxClient("sk-test", transport=httpx.MockTransport(host))
+    got = await asyncio.gather(*(client.download(f"{URL}&n={k}") for k in range(3 * DOWNLOADS_AT_ONCE)))
+    assert got == [PNG] * (3 * DOWNLOADS_AT_ONCE)
+    assert most == DOWNLOADS_AT_ONCE
+    await client.aclose()

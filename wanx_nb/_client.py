@@ -220,7 +220,7 @@ class AsyncWanxClient(BaseClient):
         (a decompression bomb) is refused. Raises ImageExpiredError when the URL expired (they live
         24 h), InvalidImageError for bytes that are not the promised image, DownloadError otherwise.
         """
-        return await download(self._sender(self._files), url, expect=expect)
+        return await download(self._sender(self._files), url, expect=expect, place=self._downloads)
 
     async def fetch(self, image: ImageResult, *, expect: tuple[int, int] | None = None) -> None:
         """Download a billed image into `image.data`; on failure set `download_error`/`download_code`.

@@ -22,7 +22,13 @@ from ._client_config import InProcessService, resolve_endpoint
 from ._client_http import Sender
 from ._client_poll import Expectations
 from ._client_types import Clocks
-from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
+from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    DOWNLOADS_AT_ONCE,
+)
 from ._exceptions import ConfigurationError
 from ._scheduler import Scheduler
 from ._version import __version__
@@ -86,6 +92,7 @@ class BaseClient:
             timeout=timeouts, transport=endpoint.transport, headers=headers, follow_redirects=True, verify=verify
         )
         self._closed = False
+        self._downloads = asyncio.Semaphore(DOWNLOADS_AT_ONCE)  # memory: see the constant
 
         # Injection points for tests: a monotonic clock, an async sleep, wall time, randomness. The
         # parts read them through `_clocks`, so a test may replace them at any time.

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_STORE",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
+    "DOWNLOADS_AT_ONCE",
     "ENV_API_KEY",
     "ENV_BASE_URL",
     "ENV_BUDGET",
@@ -60,6 +61,10 @@ RETRY_AFTER_CAP = 60.0  # a Retry-After longer than this is not worth waiting fo
 
 # GET /tasks/{id} is limited to 20 QPS per account, shared by all its users; we keep well below it.
 QUERY_QPS = 10.0
+# Images a client receives at once. Each is held two or three times while it arrives and is checked
+# (a 1024x1024 PNG is about 2 MB, a 4K one 20 MB or more), so this bounds a batch's memory whatever
+# its size; four downloads still outpace the tasks they follow.
+DOWNLOADS_AT_ONCE = 4
 POLL_MIN_DELAY = 0.25
 POLL_MAX_DELAY = 10.0  # the docs recommend polling every 10 s
 
