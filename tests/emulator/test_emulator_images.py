@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import httpx
@@ -172,12 +171,6 @@ def test_reference_image_is_blended_by_strength():
     assert r > 200 and g < 40 and b < 40
     assert not differs(none, render(model="wanx-v1"))
     assert differs(render(model="wanx-v1", ref="https://example.com/a.png"), render(model="wanx-v1"))
-
-
-def test_rendering_1024_square_is_fast():
-    start = time.perf_counter()
-    render_png(model="wanx2.1-t2i-plus", prompt="speed check", width=1024, height=1024, seed=12345)
-    assert time.perf_counter() - start < 1.0  # measured ~40-80 ms; generous for slow CI machines
 
 
 async def test_result_url_expires_24_hours_after_the_task_ends(submit, query, emulator, plain):

@@ -8,13 +8,14 @@ and counts limits, `_oss` signs URLs and keeps uploads, `_rewrite` rewrites prom
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from .._registry import Protocol, catalog_model, submit_limits
@@ -42,8 +43,14 @@ _REGION_IDS = {
 class Backend:
     """All emulator state. Thread-safe: the served app and the test thread may use it at once."""
 
-    def __init__(self, settings: EmulatorSettings | None = None, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        settings: EmulatorSettings | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.settings = settings or EmulatorSettings()
+        self.sleep = sleep  # how an answer waits out `latency` and delay faults (tests record it)
         if clock is None:
             clock = FakeClock(self.settings.fake_clock_start) if self.settings.clock == "fake" else time.time
         self.clock = clock

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -29,6 +30,7 @@ class Emulator:
     Parameters:
         settings: the knobs (see `EmulatorSettings`); defaults play the real service, faster.
         clock: a callable giving epoch seconds; overrides `settings.clock`.
+        sleep: how an answer waits out `settings.latency` and delay faults (asyncio.sleep).
 
     Example:
         emu = Emulator(EmulatorSettings(clock="fake"))
@@ -37,8 +39,14 @@ class Emulator:
         emu.advance(60)
     """
 
-    def __init__(self, settings: EmulatorSettings | None = None, *, clock: Callable[[], float] | None = None) -> None:
-        self.backend = Backend(settings, clock)
+    def __init__(
+        self,
+        settings: EmulatorSettings | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.backend = Backend(settings, clock, sleep)
         self.settings = self.backend.settings
         self.app: Starlette = create_app(backend=self.backend)
 

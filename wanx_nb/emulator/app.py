@@ -126,7 +126,7 @@ def _endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Res
         fault = backend.take_fault(route, in_process=IN_PROCESS_HEADER.lower() in request.headers)
         delay = backend.settings.latency + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await backend.sleep(delay)
         if fault is not None and not fault.after:
             early = fault_before(fault, route, backend.clock())
             if early is not None:
