@@ -12,11 +12,12 @@ import threading
 import time
 import weakref
 
+import httpx
 import pytest
 
 from wanx_nb import _loop
 from wanx_nb._client import AsyncWanxClient
-from wanx_nb._constants import DEFAULT_MAX_RETRIES
+from wanx_nb._constants import DEFAULT_MAX_RETRIES, DOWNLOADS_AT_ONCE
 from wanx_nb._error_card import error_text
 from wanx_nb._exceptions import (
     APIConnectionError,
@@ -30,7 +31,7 @@ from wanx_nb._models import GenerationResult
 from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
 from wanx_nb._session import Session
-from wanx_nb._store import EntryState
+from wanx_nb._store import EntryState, Store
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
 from kernel_death import kernel_dies
@@ -577,3 +578,60 @@ def test_a_finished_run_is_freed_once_dropped_without_waiting_for_the_collector(
         assert gone() is None
     finally:
         gc.enable()
+
+
+class ImageGets(httpx.AsyncBaseTransport):
+    """Counts the image downloads that go through to the emulator."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.count = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith(".png"):
+            self.count += 1
+        return await self.inner.handle_async_request(request)
+
+
+class SlowDisk(Store):
+    """The real store, whose image writes wait until `open` is set."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.open, self.writing = threading.Event(), threading.Semaphore(0)
+
+    def save_image(self, *args, **kwargs):
+        self.writing.release()
+        assert self.open.wait(20)
+        return super().save_image(*args, **kwargs)
+
+
+def test_requests_ending_together_wait_for_room_before_downloading_while_the_disk_is_slow(tmp_path, fake_emulator):
+    # Each downloaded image waits in memory until it is written: however many tasks end together, a
+    # run holds the images of at most DOWNLOADS_AT_ONCE requests (a 4K PNG is 20 MB or more).
+    gets = ImageGets(fake_emulator.transport())
+    client = AsyncWanxClient(emulator=fake_emulator, transport=gets)
+    client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
+    disk = SlowDisk(tmp_path / "store")
+    session = Session(store=disk, client=client, clock=fake_emulator.now)
+    count = 3 * DOWNLOADS_AT_ONCE
+    events = Recorder()
+    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=k) for k in range(count)],
+                        on_progress=events)
+    deadline = time.monotonic() + 20
+    for _ in range(DOWNLOADS_AT_ONCE):  # the first requests' images reach the slow disk
+        while not disk.writing.acquire(timeout=0.05):
+            assert time.monotonic() < deadline
+            fake_emulator.advance(3600)
+    for _ in range(10):  # more tasks end meanwhile: their images wait for room, not downloaded yet
+        fake_emulator.advance(3600)
+        time.sleep(0.03)
+    ended = sum(has(Phase.DOWNLOADING, k)(events.events) for k in range(count))
+    assert ended > DOWNLOADS_AT_ONCE and gets.count == DOWNLOADS_AT_ONCE
+
+    disk.open.set()
+    while not run.done():  # the requests still queued go out now, and end as the clock moves
+        assert time.monotonic() < deadline + 20
+        fake_emulator.advance(3600)
+        time.sleep(0.02)
+    assert all(isinstance(o, GenerationResult) and o.paths for o in run.result())
+    assert gets.count == count

@@ -40,7 +40,7 @@ from ._client_download import download, fetch_into
 from ._client_http import response_json, response_task
 from ._client_poll import poll_until_done, raise_unless_succeeded
 from ._client_reconcile import find_created
-from ._client_types import OnSending, OnStatus, OnSubmitted, Submission, call_back, task_id_of
+from ._client_types import BeforeDownload, OnSending, OnStatus, OnSubmitted, Submission, call_back, task_id_of
 from ._client_upload import upload
 from ._exceptions import ConfigurationError
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
@@ -264,6 +264,7 @@ class AsyncWanxClient(BaseClient):
         on_submitted: OnSubmitted | None = None,
         on_status: OnStatus | None = None,
         on_sending: OnSending | None = None,
+        before_download: BeforeDownload | None = None,
     ) -> GenerationResult:
         """Submit, wait and download every image. Raises when the task did not produce images.
 
@@ -271,7 +272,8 @@ class AsyncWanxClient(BaseClient):
         the task ends). `on_sending(prepared_request)` runs right before the create is sent (seed
         picked, reference uploaded): the place to write the request down; raising there aborts with
         nothing sent. `on_submitted(task, sent_request)` runs the moment the task exists;
-        `on_status(task)` after every poll. A FAILED task raises TaskFailedError (the server's code
+        `on_status(task)` after every poll; `before_download(task)` once the task succeeded, before
+        its images are fetched (a caller that stores them can wait there for room). A FAILED task raises TaskFailedError (the server's code
         and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError; a create that may have
         reached the service unanswered raises SubmitOutcomeUnknownError (with the prepared request).
         Images that failed on the service keep its `code` and `message`; a billed image whose
@@ -291,7 +293,7 @@ class AsyncWanxClient(BaseClient):
                 final = await call_sync(
                     self._sender(), prepared, spec, protocol, workspace=self.workspace, expectations=self._expectations
                 )
-            return await self._finish(final, prepared, warnings, start)
+            return await self._finish(final, prepared, warnings, start, before_download)
         async with self._scheduler.slot(spec.name, spec.concurrency) as slot:
             await self._scheduler.submit_turn(spec.name, limits)
             await call_back(on_sending, prepared)
@@ -303,7 +305,7 @@ class AsyncWanxClient(BaseClient):
                 expected = self._expectations.expected(expectation)
                 slot.submitted(submission.task_id, expectation.submitted_at, expected)
             final = await self.wait(submission.task, timeout=timeout, on_status=on_status)
-        result = await self._finish(final, prepared, warnings, start)
+        result = await self._finish(final, prepared, warnings, start, before_download)
         result.create_request_id = submission.request_id  # the last poll's id is in result.task
         return result
 
@@ -326,6 +328,7 @@ class AsyncWanxClient(BaseClient):
         *,
         timeout: float | None = None,
         on_status: OnStatus | None = None,
+        before_download: BeforeDownload | None = None,
     ) -> GenerationResult:
         """Wait for an existing task (e.g. one written ahead before a restart) and download its images.
 
@@ -334,7 +337,7 @@ class AsyncWanxClient(BaseClient):
         start = self._clock()
         self._expectations.resumed(task_id_of(task), request, start)
         final = await self.wait(task, timeout=timeout, on_status=on_status)
-        return await self._finish(final, request, [], start)
+        return await self._finish(final, request, [], start, before_download)
 
     async def generate_many(
         self,
@@ -382,10 +385,17 @@ class AsyncWanxClient(BaseClient):
         )
 
     async def _finish(
-        self, final: Task, request: GenerationRequest, warnings: list[str], start: float
+        self,
+        final: Task,
+        request: GenerationRequest,
+        warnings: list[str],
+        start: float,
+        before_download: BeforeDownload | None = None,
     ) -> GenerationResult:
         raise_unless_succeeded(final)
         images = image_results(final, request)
+        if any(im.ok and im.url for im in images):
+            await call_back(before_download, final)
         await asyncio.gather(*(self.fetch(im, expect=parse_size(im.size)) for im in images if im.ok and im.url))
         backend = "emulator" if (self.backend == "emulator" or final.emulator) else self.backend
         return GenerationResult(

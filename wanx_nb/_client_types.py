@@ -13,11 +13,12 @@ from typing import Any
 from ._models import Task, TaskStatus
 from ._request import GenerationRequest
 
-__all__ = ["Clocks", "OnSending", "OnStatus", "OnSubmitted", "Submission", "call_back", "task_id_of"]
+__all__ = ["BeforeDownload", "Clocks", "OnSending", "OnStatus", "OnSubmitted", "Submission", "call_back", "task_id_of"]
 
 OnStatus = Callable[[Task], Any]
 OnSubmitted = Callable[[Task, GenerationRequest], Any]
 OnSending = Callable[[GenerationRequest], Any]
+BeforeDownload = Callable[[Task], Any]
 
 
 @dataclass(frozen=True)

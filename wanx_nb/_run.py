@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _loop
+from ._constants import DOWNLOADS_AT_ONCE
 from ._exceptions import (
     RunInterruptedError,
     RunTimeoutError,
@@ -87,6 +88,7 @@ class Run(RequestQueues):
         self._on_billed = on_billed
         self._clock = clock
         self._slots: list[Slot] = []
+        self._image_room = asyncio.Semaphore(DOWNLOADS_AT_ONCE)  # memory: see the constant
         self._future: concurrent.futures.Future[None] | None = None
         self._canceled: list[str] = []
         self._still_running: list[str] = []

@@ -81,6 +81,7 @@ class RequestSteps:
     _on_progress: Callable[[Progress], None] | None
     _on_result: Callable[[int, Outcome], None] | None
     _on_billed: Callable[[float], None] | None
+    _image_room: asyncio.Semaphore  # places for requests whose images are in memory (see `_Place`)
 
     async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
         """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
@@ -134,23 +135,24 @@ class RequestSteps:
             )
             self._emit(slot, Phase.PENDING)
 
-        try:
-            result = await self._client.generate(
-                slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
-                timeout=float("inf"),
-            )
-        except SyncOutcomeUnknownError as exc:
-            # No task id to look up and no task list holds sync calls: say so, never send it again.
-            self._write(slot, self._store.mark_outcome_unknown, exc.code, str(exc))
-            self._set_outcome(slot, Phase.UNFINISHED, exc)
-            return
-        except SubmitOutcomeUnknownError as exc:
-            await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - every error becomes this request's outcome
-            self._failed(slot, exc)
-            return
-        await self._save(slot, result)
+        async with _Place(self._image_room) as place:
+            try:
+                result = await self._client.generate(
+                    slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
+                    timeout=float("inf"), before_download=place.take,
+                )
+            except SyncOutcomeUnknownError as exc:
+                # No task id to look up and no task list holds sync calls: say so, never send it again.
+                self._write(slot, self._store.mark_outcome_unknown, exc.code, str(exc))
+                self._set_outcome(slot, Phase.UNFINISHED, exc)
+                return
+            except SubmitOutcomeUnknownError as exc:
+                await self._reconcile(slot, exc.request, (exc.sent_after, exc.sent_before), exc.code, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - every error becomes this request's outcome
+                self._failed(slot, exc)
+                return
+            await self._save(slot, result)
 
     async def _resume_one(self, slot: Slot) -> None:
         """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
@@ -175,14 +177,16 @@ class RequestSteps:
     async def _collect(self, slot: Slot, sent: GenerationRequest) -> None:
         assert self._client is not None and slot.task_id is not None
         self._emit(slot, Phase.PENDING)
-        try:
-            result = await self._client.collect(
-                slot.task_id, sent, on_status=lambda t: self._polled(slot, t), timeout=float("inf")
-            )
-        except Exception as exc:  # noqa: BLE001
-            self._failed(slot, exc)
-            return
-        await self._save(slot, result)
+        async with _Place(self._image_room) as place:
+            try:
+                result = await self._client.collect(
+                    slot.task_id, sent, on_status=lambda t: self._polled(slot, t), timeout=float("inf"),
+                    before_download=place.take,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self._failed(slot, exc)
+                return
+            await self._save(slot, result)
 
     async def _reconcile(
         self, slot: Slot, sent: GenerationRequest, window: tuple[dt.datetime, dt.datetime], code: str | None, why: str
@@ -239,18 +243,20 @@ class RequestSteps:
             self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
             return
         self._emit(slot, Phase.DOWNLOADING)
-        for image in images:
-            if image.url and not image.path and image.code is None:
-                await self._client.fetch(image)
-        assert record is not None  # it held the URLs fetched above
-        task = Task(
-            task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.request_id, usage=record.usage,
-            results=tuple({"url": im.url} for im in images if im.url),
-        )  # fmt: skip
-        result = GenerationResult(
-            request=sent, task=task, images=images, backend=record.backend, created_at=record.created_at,
-        )  # fmt: skip
-        await self._save(slot, result)
+        async with _Place(self._image_room) as place:
+            await place.take(None)
+            for image in images:
+                if image.url and not image.path and image.code is None:
+                    await self._client.fetch(image)
+            assert record is not None  # it held the URLs fetched above
+            task = Task(
+                task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.request_id, usage=record.usage,
+                results=tuple({"url": im.url} for im in images if im.url),
+            )  # fmt: skip
+            result = GenerationResult(
+                request=sent, task=task, images=images, backend=record.backend, created_at=record.created_at,
+            )  # fmt: skip
+            await self._save(slot, result)
 
     def _polled(self, slot: Slot, task: Task) -> None:
         self._write(slot, self._store.update_status, task.status.value)
@@ -413,3 +419,25 @@ def _parse_utc(value: str | None) -> dt.datetime | None:
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
+
+class _Place:
+    """A request's place among those whose images are in memory, so that however many requests end
+    together a run holds at most DOWNLOADS_AT_ONCE results' images: taken before the downloads
+    (`take`), given back once the images are saved or the request ends otherwise."""
+
+    __slots__ = ("_room", "_held")
+
+    def __init__(self, room: asyncio.Semaphore) -> None:
+        self._room, self._held = room, False
+
+    async def take(self, _: Task | None) -> None:
+        await self._room.acquire()
+        self._held = True
+
+    async def __aenter__(self) -> _Place:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._held:
+            self._held = False
+            self._room.release()
