@@ -97,6 +97,8 @@ def test_save_writes_content_named_pngs_with_full_provenance(tmp_path):
     result = journal_result(store, make_result())
     first = result.images[0]
     assert first.path.endswith(f"{first.sha256}.png")
+    with open(first.path, "rb") as fh:  # the served bytes, byte for byte, plus our chunk
+        assert strip_provenance(fh.read()) == make_result().images[0].data
     prov = read_png_provenance(first.path)
     assert prov["task_id"] == "t-1" and prov["request_id"] == "r-create"  # the create's id, not the poll's "r-1"
     (image,) = prov["images"]  # the record narrowed to this image

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_STORED_BYTES",
     "MAX_STORED_PIXELS",
     "add_provenance",
+    "provenance_parts",
     "check_png",
     "png_dimensions",
     "read_file_provenance",
@@ -61,6 +62,12 @@ def _is_ours(ctype: bytes, payload: bytes | memoryview) -> bool:
 
 def add_provenance(data: bytes, provenance: dict[str, Any]) -> bytes:
     """`data` with our iTXt chunk (replacing an earlier one) right after IHDR."""
+    return b"".join(provenance_parts(data, provenance))
+
+
+def provenance_parts(data: bytes, provenance: dict[str, Any]) -> list[bytes | memoryview]:
+    """`add_provenance` as pieces to write one after the other: views into `data` and our chunk, so
+    a stored image is not copied whole once more (a 4K PNG is 20 MB or more)."""
     text = json.dumps(provenance, ensure_ascii=False, sort_keys=True).encode()
     payload = KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + text  # keyword, no compression, no language
     chunk = struct.pack(">I", len(payload)) + b"iTXt" + payload
@@ -72,7 +79,7 @@ def add_provenance(data: bytes, provenance: dict[str, Any]) -> bytes:
         parts.append(raw)
         if ctype == b"IHDR":
             parts.append(chunk)
-    return b"".join(parts)
+    return parts
 
 
 def strip_provenance(data: bytes) -> bytes:

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 from ._journal import UNFINISHED_STATES, EntryState, JournalEntry, as_utc_iso, request_json, search_text, utc_iso
 from ._models import ImageResult
-from ._png import add_provenance, read_provenance
+from ._png import provenance_parts, read_provenance
 from ._provenance import Provenance, store_relative
 from ._request import GenerationRequest
 from ._run_locks import LOCKS_DIR, RunLock, hold
@@ -207,7 +207,9 @@ class Store(StoreQueries):
         image.release()  # on disk now: read back on use, so a long batch does not hold every image in memory
         return str(path)
 
-    def _stamp(self, image: ImageResult, sha: str, entry: JournalEntry, record: Provenance) -> bytes:
+    def _stamp(
+        self, image: ImageResult, sha: str, entry: JournalEntry, record: Provenance
+    ) -> Sequence[bytes | memoryview]:
         # The record narrowed to this image, with the journal's facts rebuild() needs to bring the entry back.
         mine = replace(image.provenance(), sha256=sha, path=store_relative(f"{sha}.png"))
         chunk = replace(
@@ -216,18 +218,18 @@ class Store(StoreQueries):
             entry_id=entry.entry_id, run_id=entry.run_id, mode=entry.mode, recorded_at=entry.created_at,
         )  # fmt: skip
         try:
-            return add_provenance(image.data or b"", chunk.for_image(image.index).to_dict())
+            return provenance_parts(image.data or b"", chunk.for_image(image.index).to_dict())
         except ValueError:
-            return image.data or b""  # not a PNG we can annotate: keep what was paid for, as served
+            return [image.data or b""]  # not a PNG we can annotate: keep what was paid for, as served
 
-    def _write_file(self, path: Path, data: bytes) -> None:
+    def _write_file(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         """Atomic: a temp file in the same directory, fsync, rename; nothing half-written is left behind."""
         tmp = None
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.images_dir, prefix=".tmp-", suffix=".png")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fh.writelines(parts)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
