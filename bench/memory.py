@@ -14,6 +14,10 @@ stamped copy add the image two or three times), and how many downloads overlap a
 is chance: one trial's peak at 16 requests ranged 1.19-1.80 MB over three runs. So each size runs
 `--trials` times (default 5) and the summary compares the medians, and the largest peaks.
 
+Two image weights, each a summary line: the emulator's light placeholders (60-150 kB a 1024x1024 PNG,
+so the in-flight part is small and the kept results weigh most) and images at the service's weight
+(`--image-weight service`: about 2 MB, as users download them).
+
 Goal (issue 10): peak at 200 <= 1.2x the peak at 16.  Run: `.venv/bin/python bench/memory.py`
 (`--top 25`: also the biggest allocation sites near each peak, on stderr).
 """
@@ -39,12 +43,13 @@ GOAL = 1.2
 
 
 @contextlib.contextmanager
-def emulator_process(time_scale: float) -> Iterator[str]:
+def emulator_process(time_scale: float, image_weight: str = "light") -> Iterator[str]:
     with socket.socket() as probe:  # a free port (released just before the server binds it)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wanx_nb.emulator", "--port", str(port), "--time-scale", str(time_scale)],
+        [sys.executable, "-m", "wanx_nb.emulator", "--port", str(port), "--time-scale", str(time_scale),
+         "--image-weight", image_weight],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base_url = f"http://127.0.0.1:{port}/api/v1"
@@ -107,14 +112,14 @@ def snapshot_total(snapshot: tracemalloc.Snapshot) -> int:
     return sum(trace.size for trace in snapshot.traces)
 
 
-def peak_bytes(count: int, time_scale: float, top: int = 0) -> tuple[int, int]:
+def peak_bytes(count: int, time_scale: float, image_weight: str, top: int = 0) -> tuple[int, int]:
     """(peak, still allocated once the batch returned, its results kept) traced bytes of one batch."""
     from batch import requests
 
     import wanx_nb._client  # noqa: F401  - imported before tracing: module code is not batch memory
     from wanx_nb._session import Session
 
-    with emulator_process(time_scale) as base_url, tempfile.TemporaryDirectory() as tmp:
+    with emulator_process(time_scale, image_weight) as base_url, tempfile.TemporaryDirectory() as tmp:
         # One request first, untraced: the modules a batch imports on first use and its one-time setup
         # are not batch memory, and left in they would pad both peaks alike (flattering the ratio).
         warm = Session(api_key="sk-bench-memory-warmup", base_url=base_url, store=f"{tmp}/warmup")
@@ -140,6 +145,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-scale", type=float, default=0.01)
     parser.add_argument("--count", type=int, help="measure one size in this process and print its peak")
+    parser.add_argument("--image-weight", choices=("light", "service"), default="light", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--image-weights", nargs="+", choices=("light", "service"), default=["light", "service"],
+        help="the emulator's image weights to measure (default both)",
+    )
     parser.add_argument("--trials", type=int, default=5, help="fresh processes per size (default 5)")
     parser.add_argument(
         "--top", type=int, default=0, metavar="N",
@@ -148,15 +158,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.pop("DASHSCOPE_API_KEY", None)
     if args.count:
-        print(*peak_bytes(args.count, args.time_scale, args.top))
+        print(*peak_bytes(args.count, args.time_scale, args.image_weight, args.top))
         return
+    for weight in args.image_weights:
+        summarize(weight, args)
+
+
+def summarize(image_weight: str, args: argparse.Namespace) -> None:
+    """Run `args.trials` fresh processes per size, interleaved, and print the comparison."""
+    print(f"images of {image_weight} weight:", flush=True)
     peaks: dict[int, list[int]] = {16: [], 200: []}
     kept: dict[int, list[int]] = {16: [], 200: []}
     for _ in range(args.trials):
         for count in (16, 200):  # interleaved, so a change in the machine's load touches both sizes alike
             out = subprocess.run(
                 [sys.executable, __file__, "--count", str(count), "--time-scale", str(args.time_scale),
-                 "--top", str(args.top)],
+                 "--image-weight", image_weight, "--top", str(args.top)],
                 check=True, stdout=subprocess.PIPE, text=True,
             ).stdout
             peak, left = (int(n) for n in out.split()[-2:])
@@ -169,8 +186,9 @@ def main() -> None:
     median = statistics.median(peaks[200]) / statistics.median(peaks[16])
     worst = max(peaks[200]) / max(peaks[16])
     per_result = (statistics.median(kept[200]) - statistics.median(kept[16])) / (200 - 16)
-    print(f"summary: peak memory 200 vs 16 requests: {median:.2f} x by the median of {args.trials}, {worst:.2f} x by the "
-          f"largest (goal <= {GOAL}); a kept result {per_result / 1e3:.1f} kB")
+    print(f"summary ({image_weight} images): peak memory 200 vs 16 requests: {median:.2f} x by the median of "
+          f"{args.trials}, {worst:.2f} x by the largest (goal <= {GOAL}); a kept result {per_result / 1e3:.1f} kB",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ BENCHMARKS: list[tuple[str, list[str], tuple[str, ...]]] = [
     # (name, arguments, substrings that mark the lines to repeat in the summary)
     ("batch", ["batch.py", "--real-time"], ("x bound", "x its time")),
     ("notebook_bytes", ["notebook_bytes.py"], ("summary:",)),
-    ("memory", ["memory.py"], ("summary:",)),
+    ("memory", ["memory.py"], ("summary (",)),
     ("load_ext", ["load_ext.py"], ("summary:",)),
     ("load_ext --cold", ["load_ext.py", "--cold"], ("summary:",)),
     ("history", ["history.py"], ("summary:",)),
