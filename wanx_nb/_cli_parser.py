@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--port", type=_read_port, default=8000, help="TCP port, 1-65535")
     emu.add_argument("--time-scale", type=_read_positive, default=0.05, help="task durations x this (1.0 = realistic)")
     emu.add_argument("--image-weight", choices=("light", "service"), default="light",
-                     help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders (default)")
+                     help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders")
 
     command("models", "list the models, prices and limits")
     command("resume", "recover tasks submitted but never saved (within 24 h)")

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--image-weight", choices=("light", "service"), default="light",
-        help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders (default)",
+        help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders (default light)",
     )
     parser.add_argument(
         "--state", metavar="FILE", help="keep the tasks in this SQLite file, so a restarted server still knows them"
