@@ -3,16 +3,17 @@ requests, keeping every result (as a notebook does).
 
 The emulator is served by a separate process (`python -m wanx_nb.emulator`), so only the client's
 memory is traced: the session, its client, the store, and the results. Each size runs in a fresh
-process. Image bytes are released once stored and read back on use, so the peak should not grow with
-the number of images.
+process. Image bytes are released once stored and read back on use, a run holds the images of at
+most DOWNLOADS_AT_ONCE requests and a client receives at most that many at once, so the images in
+memory are bounded whatever the number of requests.
 
 One request runs first, untraced (modules imported on first use are not batch memory). Also printed:
 what stays allocated with the results, and so the cost of one kept result.
 
-A peak is mostly images in flight (a socket read reserves 256 kB; a download, its check and its
-stamped copy add the image two or three times), and how many downloads overlap at the worst moment
-is chance: one trial's peak at 16 requests ranged 1.19-1.80 MB over three runs. So each size runs
-`--trials` times (default 5) and the summary compares the medians, and the largest peaks.
+A peak is mostly images in flight (a socket read reserves 256 kB; a download and its check hold the
+image twice), and how many overlap at the worst moment is chance: a batch of 200 comes to the bound
+more often than one of 16. So each size runs `--trials` times (default 5) and the summary compares
+the medians, and the largest peaks.
 
 Two image weights, each a summary line: the emulator's light placeholders (60-150 kB a 1024x1024 PNG,
 so the in-flight part is small and the kept results weigh most) and images at the service's weight

@@ -2,7 +2,7 @@
 
 Each benchmark runs as its own process (`batch.py` at 16 and 200 requests plus one real-time run,
 then `notebook_bytes.py`, `memory.py`, `load_ext.py` with cached bytecode and again with `--cold`, `history.py` on stores of 1k/10k/50k entries, and `catalog.py`: 4 prompts x the 2026 catalog),
-so none of them inherits another's imports or event loop. The whole run takes about 18 minutes (the
+so none of them inherits another's imports or event loop. The whole run takes about 22 minutes (the
 batches run at a tenth of the real task durations, the real-time one at full length). Their output
 is shown as it comes, and the key lines are collected at the end.
 
