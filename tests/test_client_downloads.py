@@ -188,3 +188,18 @@ async def test_a_client_receives_at_most_a_few_images_at_once_whatever_the_batch
     assert got == [PNG] * (3 * DOWNLOADS_AT_ONCE)
     assert most == DOWNLOADS_AT_ONCE
     await client.aclose()
+
+
+async def test_a_download_waiting_to_try_again_leaves_its_place_to_others():
+    host = Host(httpx.Response(200, content=PNG[:-12]), httpx.Response(200, content=PNG))  # cut off, then whole
+    client, _ = client_for(host)
+    client._downloads = asyncio.Semaphore(1)
+    place_taken_while_waiting: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        place_taken_while_waiting.append(client._downloads.locked())
+
+    client._sleep = sleep
+    assert await client.download(URL) == PNG
+    assert place_taken_while_waiting == [False]
+    await client.aclose()
