@@ -42,6 +42,7 @@ from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress, RunSummary
 from ._run_queue import RequestQueues
+from ._run_room import ImageRoom
 from ._run_steps import Slot, utcnow
 from ._store import EntryState, JournalEntry
 
@@ -88,7 +89,7 @@ class Run(RequestQueues):
         self._on_billed = on_billed
         self._clock = clock
         self._slots: list[Slot] = []
-        self._image_room = asyncio.Semaphore(DOWNLOADS_AT_ONCE)  # memory: see the constant
+        self._image_room = ImageRoom(DOWNLOADS_AT_ONCE)
         self._future: concurrent.futures.Future[None] | None = None
         self._canceled: list[str] = []
         self._still_running: list[str] = []

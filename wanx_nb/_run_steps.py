@@ -28,6 +28,7 @@ from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._registry import get_model, preferred_protocol
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress
+from ._run_room import ImageRoom
 from ._store import EntryState
 from ._store_read import stored_path
 
@@ -81,7 +82,7 @@ class RequestSteps:
     _on_progress: Callable[[Progress], None] | None
     _on_result: Callable[[int, Outcome], None] | None
     _on_billed: Callable[[float], None] | None
-    _image_room: asyncio.Semaphore  # places for requests whose images are in memory (see `_Place`)
+    _image_room: ImageRoom
 
     async def _guarded(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
         """Whatever goes wrong in here, the request still gets an outcome that says what to do."""
@@ -135,7 +136,7 @@ class RequestSteps:
             )
             self._emit(slot, Phase.PENDING)
 
-        async with _Place(self._image_room) as place:
+        async with self._image_room.place() as place:
             try:
                 result = await self._client.generate(
                     slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
@@ -177,7 +178,7 @@ class RequestSteps:
     async def _collect(self, slot: Slot, sent: GenerationRequest) -> None:
         assert self._client is not None and slot.task_id is not None
         self._emit(slot, Phase.PENDING)
-        async with _Place(self._image_room) as place:
+        async with self._image_room.place() as place:
             try:
                 result = await self._client.collect(
                     slot.task_id, sent, on_status=lambda t: self._polled(slot, t), timeout=float("inf"),
@@ -243,8 +244,8 @@ class RequestSteps:
             self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
             return
         self._emit(slot, Phase.DOWNLOADING)
-        async with _Place(self._image_room) as place:
-            await place.take(None)
+        async with self._image_room.place() as place:
+            await place.take()
             for image in images:
                 if image.url and not image.path and image.code is None:
                     await self._client.fetch(image)
@@ -419,25 +420,3 @@ def _parse_utc(value: str | None) -> dt.datetime | None:
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
-
-class _Place:
-    """A request's place among those whose images are in memory, so that however many requests end
-    together a run holds at most DOWNLOADS_AT_ONCE results' images: taken before the downloads
-    (`take`), given back once the images are saved or the request ends otherwise."""
-
-    __slots__ = ("_room", "_held")
-
-    def __init__(self, room: asyncio.Semaphore) -> None:
-        self._room, self._held = room, False
-
-    async def take(self, _: Task | None) -> None:
-        await self._room.acquire()
-        self._held = True
-
-    async def __aenter__(self) -> _Place:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._held:
-            self._held = False
-            self._room.release()
