@@ -635,3 +635,33 @@ def test_requests_ending_together_wait_for_room_before_downloading_while_the_dis
         time.sleep(0.02)
     assert all(isinstance(o, GenerationResult) and o.paths for o in run.result())
     assert gets.count == count
+
+
+def test_a_run_stopped_while_requests_wait_for_room_leaves_every_billed_image_to_resume(tmp_path, fake_emulator):
+    client = fast_client(fake_emulator)
+    disk = SlowDisk(tmp_path / "store")
+    session = Session(store=disk, client=client, clock=fake_emulator.now)
+    count = 3 * DOWNLOADS_AT_ONCE
+    events = Recorder()
+    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=k) for k in range(count)],
+                        on_progress=events)
+    deadline = time.monotonic() + 20
+    for _ in range(DOWNLOADS_AT_ONCE):  # the first requests' images reach the slow disk
+        while not disk.writing.acquire(timeout=0.05):
+            assert time.monotonic() < deadline
+            fake_emulator.advance(3600)
+    for _ in range(10):  # more tasks end: succeeded and billed, waiting for room
+        fake_emulator.advance(3600)
+        time.sleep(0.03)
+    assert sum(has(Phase.DOWNLOADING, k)(events.events) for k in range(count)) > DOWNLOADS_AT_ONCE
+
+    with pytest.raises(RunTimeoutError):
+        run.result(timeout=0)
+    creates = len(fake_emulator.requests("create"))
+    disk.open.set()
+    report = session.resume()
+
+    assert len(fake_emulator.requests("create")) == creates  # nothing sent again
+    billed = {t.task_id for t in fake_emulator.tasks.values() if t.status_at(fake_emulator.now()) == "SUCCEEDED"}
+    saved = {row.task_id for row in session.store.history() if row.saved == 1}
+    assert billed and saved == billed, report.text()
