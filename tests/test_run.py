@@ -605,56 +605,48 @@ class SlowDisk(Store):
         return super().save_image(*args, **kwargs)
 
 
+def start_with_a_full_room(fake_emulator, client: AsyncWanxClient, tmp_path):
+    """A run of 3 x DOWNLOADS_AT_ONCE requests on a slow disk, driven until DOWNLOADS_AT_ONCE of them
+    are writing their images and more tasks have ended since (they wait for room)."""
+    disk = SlowDisk(tmp_path / "store")
+    session = Session(store=disk, client=client, clock=fake_emulator.now)
+    count = 3 * DOWNLOADS_AT_ONCE
+    events = Recorder()
+    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=k) for k in range(count)],
+                        on_progress=events)
+    deadline = time.monotonic() + 20
+    for _ in range(DOWNLOADS_AT_ONCE):  # the first requests' images reach the slow disk
+        while not disk.writing.acquire(timeout=0.05):
+            assert time.monotonic() < deadline
+            fake_emulator.advance(3600)
+    for _ in range(10):  # more tasks end meanwhile: succeeded and billed, waiting for room
+        fake_emulator.advance(3600)
+        time.sleep(0.03)
+    assert sum(has(Phase.DOWNLOADING, k)(events.events) for k in range(count)) > DOWNLOADS_AT_ONCE
+    return session, disk, run
+
+
 def test_requests_ending_together_wait_for_room_before_downloading_while_the_disk_is_slow(tmp_path, fake_emulator):
     # Each downloaded image waits in memory until it is written: however many tasks end together, a
     # run holds the images of at most DOWNLOADS_AT_ONCE requests (a 4K PNG is 20 MB or more).
     gets = ImageGets(fake_emulator.transport())
     client = AsyncWanxClient(emulator=fake_emulator, transport=gets)
     client._sleep = lambda seconds: asyncio.sleep(seconds / 1000)
-    disk = SlowDisk(tmp_path / "store")
-    session = Session(store=disk, client=client, clock=fake_emulator.now)
-    count = 3 * DOWNLOADS_AT_ONCE
-    events = Recorder()
-    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=k) for k in range(count)],
-                        on_progress=events)
-    deadline = time.monotonic() + 20
-    for _ in range(DOWNLOADS_AT_ONCE):  # the first requests' images reach the slow disk
-        while not disk.writing.acquire(timeout=0.05):
-            assert time.monotonic() < deadline
-            fake_emulator.advance(3600)
-    for _ in range(10):  # more tasks end meanwhile: their images wait for room, not downloaded yet
-        fake_emulator.advance(3600)
-        time.sleep(0.03)
-    ended = sum(has(Phase.DOWNLOADING, k)(events.events) for k in range(count))
-    assert ended > DOWNLOADS_AT_ONCE and gets.count == DOWNLOADS_AT_ONCE
+    session, disk, run = start_with_a_full_room(fake_emulator, client, tmp_path)
+    assert gets.count == DOWNLOADS_AT_ONCE  # the others wait for room, not downloaded yet
 
     disk.open.set()
+    deadline = time.monotonic() + 20
     while not run.done():  # the requests still queued go out now, and end as the clock moves
-        assert time.monotonic() < deadline + 20
+        assert time.monotonic() < deadline
         fake_emulator.advance(3600)
         time.sleep(0.02)
     assert all(isinstance(o, GenerationResult) and o.paths for o in run.result())
-    assert gets.count == count
+    assert gets.count == 3 * DOWNLOADS_AT_ONCE
 
 
 def test_a_run_stopped_while_requests_wait_for_room_leaves_every_billed_image_to_resume(tmp_path, fake_emulator):
-    client = fast_client(fake_emulator)
-    disk = SlowDisk(tmp_path / "store")
-    session = Session(store=disk, client=client, clock=fake_emulator.now)
-    count = 3 * DOWNLOADS_AT_ONCE
-    events = Recorder()
-    run = session.start([GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=k) for k in range(count)],
-                        on_progress=events)
-    deadline = time.monotonic() + 20
-    for _ in range(DOWNLOADS_AT_ONCE):  # the first requests' images reach the slow disk
-        while not disk.writing.acquire(timeout=0.05):
-            assert time.monotonic() < deadline
-            fake_emulator.advance(3600)
-    for _ in range(10):  # more tasks end: succeeded and billed, waiting for room
-        fake_emulator.advance(3600)
-        time.sleep(0.03)
-    assert sum(has(Phase.DOWNLOADING, k)(events.events) for k in range(count)) > DOWNLOADS_AT_ONCE
-
+    session, disk, run = start_with_a_full_room(fake_emulator, fast_client(fake_emulator), tmp_path)
     with pytest.raises(RunTimeoutError):
         run.result(timeout=0)
     creates = len(fake_emulator.requests("create"))
