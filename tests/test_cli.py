@@ -113,6 +113,21 @@ def test_a_served_emulator_is_named_as_such_not_as_a_missing_key(emulator, capsy
     )
 
 
+def test_a_grid_from_a_served_emulator_says_so_in_its_manifest_legend_and_output(capsys, tmp_path, monkeypatch):
+    # A grid is what gets published: placeholder images must not be credited to the real service.
+    from wanx_nb.emulator import running_server
+
+    with running_server(EmulatorSettings(time_scale=0.001)) as server:
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-0000000")
+        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", server.base_url)
+        code, out, err = run(capsys, "grid", "a fox", "--x", "seed=1,2", "-m", "wanx-v1", "-n", "1",
+                             "-o", str(tmp_path / "grid.png"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "grid.json").read_text(encoding="utf-8"))
+    assert manifest["backend"] == "emulator" and {c["backend"] for c in manifest["cells"]} == {"emulator"}
+    assert out.splitlines()[-1].startswith("note: made by a wanx_nb emulator at the base URL")
+
+
 def test_store_option_wins_over_the_environment(emulator, capsys, tmp_path):
     code, out, err = run(capsys, "--store", str(tmp_path / "mine"), "generate", "a fox", "--seed", "1")
     assert code == 0, err

@@ -225,7 +225,7 @@ class _Painter:
                 text = f"{letter}: {axis.name} = " + " | ".join(values)
                 lines += [(s, "#111") for s in self._wrap(text, width, 6)]
         shared = ", ".join(f"{k}={v}" for k, v in g.fixed_text().items())
-        summary = f"Same in every cell: {shared or 'model defaults'}. Backend: {g.plan.backend}. "
+        summary = f"Same in every cell: {shared or 'model defaults'}. Backend: {', '.join(g.backends)}. "
         summary += f"Estimated {f.yuan(g.plan.yuan)}, billed {f.yuan(g.cost_yuan)}."
         lines += [(s, "#333") for s in self._wrap(summary, width, 3)]
         for note in g.notes[:6]:

@@ -73,6 +73,13 @@ class GridState:
         return all(c.finished for c in self._cells.values())
 
     @property
+    def backends(self) -> list[str]:
+        """Where the images came from, by their results (a served emulator behind a base URL says
+        "emulator", where the session would say "dashscope"); the session's before any result."""
+        found = {c.result.backend for c in list(self._cells.values()) if c.result is not None}
+        return sorted(found) or [self.plan.backend]
+
+    @property
     def cost_yuan(self) -> float:
         """What the service billed (a request shared by several cells counts once)."""
         return round(sum(c.result.cost_yuan for c in self._cells.values() if c.result is not None and c.shares is None), 4)
@@ -133,7 +140,7 @@ class GridState:
             "seed": self.seed,
             "seed_chosen": self.plan.seed_chosen,
             "notes": list(self.notes),
-            "backend": self.plan.backend,
+            "backend": ", ".join(self.backends),
             "dry_run": self.dry_run,
             "plan": {"cells": self.plan.cells, "requests": self.plan.requests, "images": self.plan.images,
                      "estimated_yuan": self.plan.yuan, "estimated_seconds": round(self.plan.seconds, 1)},

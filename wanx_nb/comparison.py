@@ -118,8 +118,7 @@ class Grid(GridState):
     def html(self) -> str:
         """The grid as HTML tables (one per Z value) that fit their output area."""
         with self._lock:
-            backends = {c.result.backend for c in self._cells.values() if c.result is not None} or {self.plan.backend}
-            return xyz_grid_html(self, backends=backends, plan=str(self.plan), done=self.done)
+            return xyz_grid_html(self, backends=self.backends, plan=str(self.plan), done=self.done)
 
     def _metadata(self) -> dict[str, Any]:
         with self._lock:
