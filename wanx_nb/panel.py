@@ -334,8 +334,7 @@ class Panel(PanelForm):
             sweeps = list(self._sweeps)
         data, metadata = rendering.Gallery(plain)._repr_mimebundle_() if plain else ({"text/plain": "", "text/html": ""}, {})
         for sweep in sweeps:
-            backends = {c.result.backend for c in sweep.cells if c.result is not None} or {sweep.plan.backend}
-            data["text/html"] += xyz_grid_html(sweep, backends=backends, done=sweep.done)
+            data["text/html"] += xyz_grid_html(sweep, backends=sweep.backends, done=sweep.done)
             data["text/plain"] += ("\n" if data["text/plain"] else "") + f"sweep: {sweep.plan}"
         if not self._static_output:
             return
