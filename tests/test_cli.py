@@ -25,7 +25,7 @@ from wanx_nb._params import OPTION_NAMES
 from wanx_nb._provenance import Provenance
 from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
-from wanx_nb._store import read_png_provenance
+from wanx_nb._store import Store, read_png_provenance
 from wanx_nb._validation import validate
 from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
 
@@ -111,6 +111,8 @@ def test_a_served_emulator_is_named_as_such_not_as_a_missing_key(emulator, capsy
     assert code == 0 and out.splitlines()[-1] == (
         "note: made by a wanx_nb emulator at the base URL, not the real service: placeholder images, not model output"
     )
+    (row,) = Store(tmp_path / "store").history()
+    assert row.backend == "emulator"  # the history says so too, not the session's "dashscope"
 
 
 def test_a_grid_from_a_served_emulator_says_so_in_its_manifest_legend_and_output(capsys, tmp_path, monkeypatch):

@@ -265,9 +265,13 @@ class Store(StoreQueries):
                 state = EntryState.COLLECTING
             db.execute(
                 "UPDATE entries SET state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
-                " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json) WHERE entry_id=?",
+                " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json),"
+                " backend=COALESCE(?, backend) WHERE entry_id=?",
+                # The result knows where its images came from: a served emulator at a base URL was
+                # journaled as the session's "dashscope" before its first answer said otherwise.
                 (state.value, status, code, message, utc_iso(now) if state.is_final else None,
-                 result.to_json() if result is not None else None, entry_id),
+                 result.to_json() if result is not None else None, result.backend if result is not None else None,
+                 entry_id),
             )  # fmt: skip
 
     # ---- the journal: reading ------------------------------------------------------------------
