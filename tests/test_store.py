@@ -44,10 +44,10 @@ def make_result(task_id="t-1", prompt="一只红狐狸", model="wanx2.1-t2i-turb
     return GenerationResult(request, task, images, backend="emulator", elapsed=1.5, created_at=utc_iso())
 
 
-def write_ahead(store, task_id, sent, *, given=None, service="emulator"):
+def write_ahead(store, task_id, sent, *, given=None, service="emulator", backend="emulator"):
     """Record a request, mark it sent and attach its task, as a Run does before and after the create."""
     entry = JournalEntry(
-        entry_id=uuid.uuid4().hex, run_id="run-1", service=service, backend="emulator", mode="live",
+        entry_id=uuid.uuid4().hex, run_id="run-1", service=service, backend=backend, mode="live",
         state=EntryState.QUEUED, given=given or sent, sent=None, task_id=None, status=None, created_at=utc_iso(),
         sent_at=None, finished_at=None, request_id=None, code=None, message=None, billed_images=0, saved_images=0,
         price_yuan=get_model(sent.model).price_yuan,
@@ -71,6 +71,15 @@ def journal_result(store, result, *, entry_id=None, given=None):
             store.record_image_failure(entry_id, im.index, im.code, im.message)
     store.finish(entry_id, EntryState.DONE, status=result.task.status.value, result=result.provenance())
     return result
+
+
+def test_a_finished_entry_says_where_its_images_came_from_by_its_result(tmp_path):
+    # A served emulator at a base URL is journaled as the session's "dashscope" before it answers.
+    store = Store(tmp_path)
+    result = make_result()  # the emulator's, as its answers said
+    journal_result(store, result, entry_id=write_ahead(store, "t-1", result.request, backend="dashscope"))
+    (row,) = store.history()
+    assert row.backend == "emulator"
 
 
 def test_png_provenance_round_trip_keeps_the_served_bytes():
