@@ -273,8 +273,8 @@ class AsyncWanxClient(BaseClient):
         picked, reference uploaded): the place to write the request down; raising there aborts with
         nothing sent. `on_submitted(task, sent_request)` runs the moment the task exists;
         `on_status(task)` after every poll; `before_download(task)` once the task succeeded, before
-        its images are fetched (a caller that stores them can wait there for room). A FAILED task raises TaskFailedError (the server's code
-        and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError; a create that may have
+        its images are fetched (a caller that stores them can wait there for room). A FAILED task
+        raises TaskFailedError (the server's code and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError; a create that may have
         reached the service unanswered raises SubmitOutcomeUnknownError (with the prepared request).
         Images that failed on the service keep its `code` and `message`; a billed image whose
         download failed keeps its URL and gets `download_error`/`download_code` (see `fetch`).
@@ -394,9 +394,10 @@ class AsyncWanxClient(BaseClient):
     ) -> GenerationResult:
         raise_unless_succeeded(final)
         images = image_results(final, request)
-        if any(im.ok and im.url for im in images):
+        billed = [im for im in images if im.ok and im.url]
+        if billed:
             await call_back(before_download, final)
-        await asyncio.gather(*(self.fetch(im, expect=parse_size(im.size)) for im in images if im.ok and im.url))
+        await asyncio.gather(*(self.fetch(im, expect=parse_size(im.size)) for im in billed))
         backend = "emulator" if (self.backend == "emulator" or final.emulator) else self.backend
         return GenerationResult(
             request=request,

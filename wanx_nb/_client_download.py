@@ -6,7 +6,6 @@ Downloads go through the image hosts' client, which has no auth: the API key is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,7 +23,7 @@ log = logging.getLogger("wanx_nb")
 
 
 async def download(
-    sender: Sender, url: str, *, expect: tuple[int, int] | None = None, place: asyncio.Semaphore | None = None
+    sender: Sender, url: str, *, place: asyncio.Semaphore, expect: tuple[int, int] | None = None
 ) -> bytes:
     """The checked image at `url` (see `AsyncWanxClient.download`); a cut-off body is fetched again.
 
@@ -34,7 +33,7 @@ async def download(
     where = short_url(url)
     attempt = 0
     while True:
-        async with place or contextlib.nullcontext():
+        async with place:
             data, status, problem = await _try(sender, url, where, expect)
         if data is not None:
             return data

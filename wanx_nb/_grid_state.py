@@ -76,7 +76,7 @@ class GridState:
     def backends(self) -> list[str]:
         """Where the images came from, by their results (a served emulator behind a base URL says
         "emulator", where the session would say "dashscope"); the session's before any result."""
-        found = {c.result.backend for c in list(self._cells.values()) if c.result is not None}
+        found = {c.result.backend for c in self._cells.values() if c.result is not None}
         return sorted(found) or [self.plan.backend]
 
     @property
@@ -179,8 +179,6 @@ class GridState:
             out["error"] = {"type": type(cell.error).__name__, "code": cell.status_text().removeprefix("failed "),
                             "message": getattr(cell.error, "server_message", None) or str(cell.error)}
         return out
-
-
 
 
 def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],

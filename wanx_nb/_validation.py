@@ -1,9 +1,10 @@
 """Check a GenerationRequest against its model's rules before anything is sent.
 
-Pure: no I/O except reading a local reference image's header (is it an image the service reads?). `validate()` collects every problem
-into one ValidationError, and returns the warnings (truncated prompts, no-op parameters) for the caller
-to show. Problems name each parameter as the caller's surface spells it: the API field for Python
-(`prompt_extend`), the option for the magic and the CLI (`--extend`, from `_params.OPTION_NAMES`).
+Pure: no I/O except reading a local reference image's header (is it an image the service reads?).
+`validate()` collects every problem into one ValidationError, and returns the warnings (truncated
+prompts, no-op parameters) for the caller to show. Problems name each parameter as the caller's
+surface spells it: the API field for Python (`prompt_extend`), the option for the magic and the CLI
+(`--extend`, from `_params.OPTION_NAMES`).
 """
 
 from __future__ import annotations
