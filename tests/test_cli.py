@@ -130,6 +130,20 @@ def test_a_grid_from_a_served_emulator_says_so_in_its_manifest_legend_and_output
     assert out.splitlines()[-1].startswith("note: made by a wanx_nb emulator at the base URL")
 
 
+@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/api/v1", "127.0.0.1:8000/api/v1", "http://"])
+def test_a_base_url_that_cannot_be_sent_to_is_refused_before_anything_is_journaled(
+    emulator, capsys, tmp_path, monkeypatch, base_url
+):
+    # It used to fail as the create went out, which counts as possibly billed: "run resume".
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-0000000")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", base_url)
+    code, out, err = run(capsys, "generate", "a fox", "-m", "wanx-v1")
+    assert code != 0 and out == ""
+    assert err.startswith(f"error: DASHSCOPE_HTTP_BASE_URL {base_url!r} is not a base URL: use http(s)://")
+    assert "resume" not in err and "Traceback" not in err
+    assert Store(tmp_path / "store").history() == []  # nothing journaled, so nothing to resume
+
+
 def test_store_option_wins_over_the_environment(emulator, capsys, tmp_path):
     code, out, err = run(capsys, "--store", str(tmp_path / "mine"), "generate", "a fox", "--seed", "1")
     assert code == 0, err

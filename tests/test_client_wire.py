@@ -154,6 +154,11 @@ def test_config_errors(monkeypatch):
         AsyncWanxClient(KEY, region="mars")
     with pytest.raises(ConfigurationError, match="max_retries"):
         AsyncWanxClient(KEY, max_retries=-1)
+    with pytest.raises(ConfigurationError, match=r"^base_url= 'http://x/api/v1\?a=1' is not a base URL"):
+        AsyncWanxClient(KEY, base_url="http://x/api/v1?a=1")
+    with pytest.raises(ConfigurationError, match=r"^base_url= 'http://a b/api/v1' is not a base URL"):
+        AsyncWanxClient(KEY, base_url="http://a b/api/v1")
+    assert AsyncWanxClient(KEY, base_url=" https://[::1]:8000/api/v1/ ").base_url == "https://[::1]:8000/api/v1"
 
 
 async def test_repr_shows_at_most_the_last_four_characters_of_the_key():

@@ -69,7 +69,7 @@ def resolve_endpoint(
         auth = _key_from_environment()
     if auth is not None:
         auth.check()
-    base = base_url or _setting(ENV_BASE_URL)
+    base = _base_url(base_url, "base_url=") or _base_url(_setting(ENV_BASE_URL), ENV_BASE_URL)
     region, shared_host = _region_name(region or _setting(ENV_REGION) or DEFAULT_REGION)
     workspace = _workspace_id(workspace or _setting(ENV_WORKSPACE))
     workspace_domain = workspace_domain or not shared_host
@@ -110,6 +110,24 @@ def _key_from_environment() -> APIKeyAuth | None:
 
 def _setting(name: str) -> str | None:
     return os.environ.get(name) or None
+
+
+def _base_url(value: str | None, source: str) -> str | None:
+    """`value` when the client can send to it: http(s), a host, no query. Refused before any call (sent,
+    it would fail as the create goes out, which must count as possibly billed)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        url = None if any(c.isspace() for c in text) else httpx.URL(text)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise ConfigurationError(
+            f"{source} {value!r} is not a base URL: use http(s)://host[:port]/api/v1, e.g. "
+            f"https://dashscope.aliyuncs.com/api/v1 or a served emulator's http://127.0.0.1:8000/api/v1"
+        )
+    return text
 
 
 def _workspace_id(value: str | None) -> str | None:
