@@ -6,6 +6,7 @@ lets the tests see every request it received. `emulator` is also checked as a re
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -293,6 +294,7 @@ def test_show_of_an_unknown_task_is_a_clean_error(emulator, capsys):
 BAD_ARGUMENTS = {
     "port too big": (["emulator", "--port", "99999"], 2, "argument --port: '99999' is not a port"),
     "negative time scale": (["emulator", "--time-scale", "-1"], 2, "argument --time-scale: '-1' is not allowed"),
+    "unknown emulator region": (["emulator", "--region", "mars"], 2, "argument --region: invalid choice: 'mars'"),
     "huge history limit": (
         ["history", "--limit", "99999999999999999999"], 2, "argument --limit: '99999999999999999999' is not allowed"
     ),
@@ -453,6 +455,23 @@ def test_an_emulator_on_a_port_in_use_says_so_and_offers_nothing_to_use(capsys):
         assert exited.value.code == 1
         out, err = capsys.readouterr()
         assert out == "" and err == f"error: port {port} is in use (another emulator?); pick another with --port\n"
+
+
+def test_both_emulator_commands_take_the_same_options_to_the_same_settings(tmp_path):
+    # `wanx-nb emulator` had only --port, --time-scale and --image-weight, while the README's
+    # `--state FILE` (tasks kept over a restart) worked only with `python -m wanx_nb.emulator`.
+    from wanx_nb._cli_parser import _parser
+    from wanx_nb.emulator._serve_options import add_serve_options, serve_settings
+
+    argv = ["--seed", "3", "--time-scale", "0", "--region", "singapore", "--image-weight", "service",
+            "--state", str(tmp_path / "tasks.sqlite"), "--port", "8123"]
+    module = argparse.ArgumentParser()
+    add_serve_options(module)  # what `python -m wanx_nb.emulator` parses
+    from_module, from_cli = module.parse_args(argv), _parser().parse_args(["emulator", *argv])
+    assert serve_settings(from_cli) == serve_settings(from_module) == EmulatorSettings(
+        seed=3, time_scale=0.0, region="singapore", image_weight="service", state_path=str(tmp_path / "tasks.sqlite")
+    )
+    assert from_cli.port == from_module.port == 8123
 
 
 def test_emulator_command_serves_the_api_on_loopback(tmp_path):

@@ -203,9 +203,9 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
     if group(imported) == "emulator":
         if not imp.lazy:
             return "imports the emulator at module level (starlette/uvicorn/PIL must load only when it is used)"
-        if importer in ("_client_config", "cli"):
+        if importer in ("_client_config", "cli", "_cli_parser"):
             return None
-        return "only _client_config (the client's keyless default) and cli use the emulator"
+        return "only _client_config (the client's keyless default), cli and its parser use the emulator"
     mine, theirs = LAYERS[importer], LAYERS[imported]
     if mine <= 4:
         return None if theirs <= mine else f"L{mine} may import only L0-L{mine}, and {imported} is L{theirs}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -41,19 +40,8 @@ def _whole_number(low: int, high: int | None, allowed: str) -> Callable[[str], i
     return read
 
 
-_read_port = _whole_number(1, 65535, "is not a port; use a whole number from 1 to 65535")
 _read_seconds = _whole_number(1, None, "is not allowed; use a whole number of seconds, at least 1")
 _read_cell_px = _whole_number(32, 1024, "is not allowed; use a whole number of pixels from 32 to 1024")
-
-
-def _read_positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a number above 0, e.g. 0.05 or 1")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,10 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--reproducible", action="store_true", help="no prompt rewriting (or re-send a recorded one)")
 
     emu = command("emulator", "serve the offline DashScope emulator on 127.0.0.1")
-    emu.add_argument("--port", type=_read_port, default=8000, help="TCP port, 1-65535")
-    emu.add_argument("--time-scale", type=_read_positive, default=0.05, help="task durations x this (1.0 = realistic)")
-    emu.add_argument("--image-weight", choices=("light", "service"), default="light",
-                     help="images at the service's weight (about 2 MB a 1024x1024 PNG) or light placeholders")
+    from .emulator._serve_options import add_serve_options  # light; the emulator itself loads only to serve
+
+    add_serve_options(emu)
 
     command("models", "list the models, prices and limits")
     command("resume", "recover tasks submitted but never saved (within 24 h)")

@@ -172,15 +172,15 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorSettings, serve
+    from .emulator import serve
+    from .emulator._serve_options import serve_settings
 
     def ready(base_url: str) -> None:
         print(f"wanx_nb emulator on {base_url} (Ctrl-C stops it)")
         print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={base_url} DASHSCOPE_API_KEY=sk-emulator", flush=True)
 
     try:
-        settings = EmulatorSettings(time_scale=args.time_scale, image_weight=args.image_weight)
-        serve(port=args.port, settings=settings, on_ready=ready)
+        serve(port=args.port, settings=serve_settings(args), on_ready=ready)
     except OSError as exc:  # the port is taken
         raise _CommandError(exc.strerror or str(exc)) from None
     return 0

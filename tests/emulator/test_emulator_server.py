@@ -172,9 +172,9 @@ def test_guide_curl_examples_work_verbatim(server, body):
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--port", "99999"], "a TCP port is a whole number from 1 to 65535, not '99999'"),
-        (["--time-scale", "-1"], "the time scale is a number >= 0"),
-        (["--time-scale", "nan"], "the time scale is a number >= 0"),
+        (["--port", "99999"], "argument --port: '99999' is not a port; use a whole number from 1 to 65535"),
+        (["--time-scale", "-1"], "argument --time-scale: '-1' is not allowed; use a number >= 0"),
+        (["--time-scale", "nan"], "argument --time-scale: 'nan' is not allowed; use a number >= 0"),
         (["--region", "mars"], "invalid choice: 'mars'"),
     ],
 )

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from ._routes import ROUTES
+from ._serve_options import REGIONS
 
 __all__ = ["ENV_EMULATOR_TIME_SCALE", "EmulatorSettings", "REGIONS", "time_scale_from_environment"]
 
@@ -18,8 +19,6 @@ ENV_EMULATOR_TIME_SCALE = "WANX_NB_EMULATOR_TIME_SCALE"
 # 2025-01-08 16:00:00 in Beijing (UTC+8), the day of the documentation samples. A fixed start makes
 # fake-clock runs produce the same timestamps and dates in result URLs on every machine.
 _FAKE_CLOCK_START = 1_736_323_200.0
-# The regions an emulated host can play (2026 §2.2).
-REGIONS = ("beijing", "singapore", "virginia", "frankfurt")
 
 
 @dataclass(frozen=True)
