@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import time
 import weakref
@@ -351,6 +352,16 @@ def test_the_summary_counts_each_phase_and_prices_what_was_billed(fake_session, 
     assert summary.phases == {"done": 3} and summary.requests == 3
     assert summary.billed_images == 4
     assert summary.cost_yuan == round(sum(r.cost_yuan for r in results), 4) > 0
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "10", True])
+def test_a_mistyped_timeout_is_refused_and_the_run_goes_on(fake_session, fake_emulator, timeout):
+    # -1 used to stop the run at once: withdrawn, canceled, kept for resume, for a typo.
+    run = fake_session.start([GenerationRequest("fox", model="wanx-v1", n=1, seed=1)])
+    with pytest.raises(ValueError, match=rf"^timeout={re.escape(repr(timeout))}: a number of seconds, 0 or more"):
+        run.result(timeout=timeout)
+    (outcome,) = run.result(on_tick=lambda: fake_emulator.advance(60))
+    assert isinstance(outcome, GenerationResult) and outcome.saved_images == 1
 
 
 def test_the_timeout_counts_on_the_runs_clock_from_the_call(fake_session, fake_emulator):

@@ -75,6 +75,23 @@ def test_validation_fails_before_any_request(session, emulator):
     assert emulator.request_log == []
 
 
+@pytest.mark.parametrize(
+    ("requests", "says"),
+    [
+        (["a fox"], "requests[0]='a fox': a GenerationRequest, not a str; e.g. [GenerationRequest("),
+        ("a fox", "requests='a fox': a list of GenerationRequest, not a str"),
+        (GenerationRequest("a fox"), "requests=GenerationRequest(prompt='a fox', "),
+        ([GenerationRequest("a fox"), None], "requests[1]=None: a GenerationRequest, not a NoneType"),
+    ],
+)
+def test_what_is_not_a_list_of_requests_is_named_before_anything_is_sent(session, emulator, requests, says):
+    # It was an AttributeError ('str' object has no attribute 'model') from deep inside validation.
+    with pytest.raises(TypeError) as info:
+        session.generate_many(requests)
+    assert str(info.value).startswith(says)
+    assert emulator.request_log == [] and session.store.history() == []
+
+
 def test_replay_serves_recorded_bytes_and_never_sends(tmp_path, emulator):
     store = tmp_path / "store"
     recorded = Session(store=store, emulator=emulator, mode="record").generate(GenerationRequest("fox", n=1))

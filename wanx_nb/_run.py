@@ -194,6 +194,9 @@ class Run(RequestQueues):
         interrupt) does the same and raises RunInterruptedError (a KeyboardInterrupt).
         """
         assert self._future is not None, "the run was not started"
+        if timeout is not None and not (type(timeout) in (int, float) and timeout >= 0):  # NaN fails `>= 0`
+            # Checked before waiting: a mistyped timeout must not stop the run.
+            raise ValueError(f"timeout={timeout!r}: a number of seconds, 0 or more, or None to wait for every outcome")
         deadline = None if timeout is None else self._clock() + timeout
         try:
             while not self._future.done():

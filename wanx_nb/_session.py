@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -214,7 +214,7 @@ class Session:
         request's rules, the budget, the store (writable, index healthy, space), a replay miss.
         Then each request is written to the journal, and only then sent.
         """
-        prepared = [self.prepare(r, reproducible=reproducible) for r in requests]
+        prepared = [self.prepare(r, reproducible=reproducible) for r in _request_list(requests)]
         if self.mode == "replay":
             # Look every request up first: a miss fails loudly before anything is shown.
             replayed = [self._replay(r) for r, _ in prepared]
@@ -375,6 +375,18 @@ class Session:
             raise ReplayMissError(key, request.summary())
         self._replay_counts[key] = nth + 1
         return outcome
+
+
+def _request_list(requests: object) -> list[GenerationRequest]:
+    """The requests of a run, or a TypeError saying what was passed instead (before anything is sent)."""
+    example = "e.g. [GenerationRequest('a red fox', model='wanx-v1')]"
+    if isinstance(requests, (str, bytes, GenerationRequest)) or not isinstance(requests, Iterable):
+        raise TypeError(f"requests={requests!r:.80}: a list of GenerationRequest, not a {type(requests).__name__}; {example}")
+    listed = list(requests)
+    for i, request in enumerate(listed):
+        if not isinstance(request, GenerationRequest):
+            raise TypeError(f"requests[{i}]={request!r:.80}: a GenerationRequest, not a {type(request).__name__}; {example}")
+    return listed
 
 
 def _close_client(client: AsyncWanxClient) -> None:
