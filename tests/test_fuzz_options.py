@@ -152,7 +152,7 @@ def test_malformed_line_magics_are_clean_usage_errors(shell, emulator, line):
 
 CLI_BAD_ARGS = [
     ["emulator", "--port", "99999"], ["emulator", "--port", "0"], ["emulator", "--port", "http"],
-    ["emulator", "--port", "-1"], ["emulator", "--time-scale", "-1"], ["emulator", "--time-scale", "0"],
+    ["emulator", "--port", "-1"], ["emulator", "--time-scale", "-1"],
     ["emulator", "--time-scale", "nan"], ["emulator", "--time-scale", "inf"], ["emulator", "--time-scale", "x"],
     ["history", "--limit", "99999999999999999999"], ["history", "--limit", "0"], ["history", "--limit", "-3"],
     ["history", "--limit", "ten"], ["history", "--model", "wanx-v9"], ["history", "--since", "yesterday"],

@@ -92,6 +92,16 @@ def test_what_is_not_a_list_of_requests_is_named_before_anything_is_sent(session
     assert emulator.request_log == [] and session.store.history() == []
 
 
+def test_reuse_looks_in_the_store_for_this_sessions_service_and_not_in_replay_mode(tmp_path, emulator):
+    request = GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=3)
+    live = Session(store=tmp_path / "s", emulator=emulator)
+    made = live.generate(request)
+    assert live.reusable(request).task_id == made.task_id
+    assert live.reusable(request.replace(seed=4)) is None
+    # Replay serves only the store anyway, each repeat in recorded order: reuse stays out of its way.
+    assert Session(store=tmp_path / "s", mode="replay").reusable(request) is None
+
+
 def test_replay_serves_recorded_bytes_and_never_sends(tmp_path, emulator):
     store = tmp_path / "store"
     recorded = Session(store=store, emulator=emulator, mode="record").generate(GenerationRequest("fox", n=1))

@@ -9,7 +9,9 @@ from dataclasses import replace
 from wanx_nb._exceptions import TaskFailedError, TaskUnknownError
 from wanx_nb._journal import EntryState
 from wanx_nb._request import GenerationRequest
+from wanx_nb._session import Session
 from wanx_nb._store import Store
+from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
 from test_journal import T0, image, new_entry, sent_entry
 
@@ -111,3 +113,38 @@ def test_the_result_record_is_none_for_an_unknown_entry_and_for_one_never_finish
     assert store.result_record("no-such-entry") is None
     entry = recorded(store, "a red fox")
     assert store.result_record(entry.entry_id) is None
+
+
+# ---- reuse: what a grid run again shows instead of paying ------------------------------------------
+
+
+def test_reusable_is_the_newest_result_whose_every_billed_image_is_saved_and_sound_by_the_same_service(tmp_path):
+    session = Session(store=tmp_path / "store", emulator=Emulator(EmulatorSettings(time_scale=0.001)))
+    request = GenerationRequest("a fox", model="wanx2.1-t2i-turbo", n=2, seed=9)
+    session.generate(request)
+    newest = session.generate(request)
+    store = session.store
+    found = store.reusable(request, session.service)
+    assert found.task_id == newest.task_id and found.saved_images == 2
+    assert all(im.path and not im.missing for im in found.images)
+    # Another service's result (the emulator's placeholders, once a key is set) never stands in.
+    assert store.reusable(request, "dashscope.aliyuncs.com") is None
+    assert store.reusable(request.replace(seed=10), session.service) is None
+    # A stored file damaged since is not saved any more (both results' second image: the store keeps
+    # one file per content): the request must be made again.
+    with open(newest.images[1].path, "r+b") as fh:
+        fh.seek(60)
+        fh.write(b"garbage")
+    assert store.reusable(request, session.service) is None
+
+
+def test_a_result_with_a_billed_image_not_saved_is_not_reusable_until_resume_saves_it(tmp_path):
+    emulator = Emulator(EmulatorSettings(time_scale=0.001))
+    session = Session(store=tmp_path / "store", emulator=emulator)
+    emulator.script("image", Fault.body(b"<html>busy</html>"))  # not an image: not tried again
+    request = GenerationRequest("a fox", model="wanx2.1-t2i-turbo", n=2, seed=11)
+    made = session.generate(request)
+    assert (made.billed_images, made.saved_images) == (2, 1)
+    assert session.store.reusable(request, session.service) is None
+    session.resume()
+    assert session.store.reusable(request, session.service).saved_images == 2

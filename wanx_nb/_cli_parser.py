@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     grd.add_argument("-o", "--out", default="grid.png", help="the PNG to write (the manifest goes next to it, .json)")
     grd.add_argument("--cell-px", type=_read_cell_px, default=256, help="pixels per cell in the PNG, 32-1024")
     grd.add_argument("--dry-run", action="store_true", help="state the cells, images, cost and time; send nothing")
+    grd.add_argument("--reuse", action="store_true",
+                     help="show what an earlier run made (every image saved, same service) from the store, not paid "
+                          "again: after an interrupt and `wanx-nb resume`, only what is missing is sent")
 
     rerun = command("rerun", "run a manifest's generations again and report which images differ")
     rerun.add_argument("manifest", help="a manifest written by `wanx-nb export`")

@@ -32,6 +32,7 @@ __all__ = [
     "GUIDE_MODELS",
     "GridCell",
     "GridPlan",
+    "REUSED",
     "parse_axis",
     "plan_cells",
     "summary_notes",
@@ -182,6 +183,9 @@ def _models(letter: str, texts: Sequence[Any]) -> list[str]:
     return names
 
 
+REUSED = "from the store"  # a cell's phase when an earlier run made its request (grid(reuse=True))
+
+
 @dataclass
 class GridCell:
     """One cell: where it sits, what the user asked, the request as sent, and the outcome.
@@ -215,10 +219,16 @@ class GridCell:
     def finished(self) -> bool:
         return self.result is not None or self.error is not None
 
+    @property
+    def from_store(self) -> bool:
+        """Its request was made by an earlier run and is shown from the store (grid(reuse=True))."""
+        return self.phase == REUSED
+
     def status_text(self) -> str:
         if self.result is not None:
             ok, total = len(self.result.succeeded), len(self.result.images)
-            return f"ok {ok}/{total}" if ok == total else f"partial {ok}/{total}"
+            text = f"ok {ok}/{total}" if ok == total else f"partial {ok}/{total}"
+            return f"{text}, {REUSED}" if self.from_store else text
         if self.error is not None:
             return f"failed {getattr(self.error, 'code', None) or type(self.error).__name__}"
         return self.phase
@@ -323,6 +333,7 @@ class GridPlan:
     seed_chosen: bool
     backend: str
     budget_note: str | None = None
+    reused: int = 0  # distinct requests already made, shown from the store (`images`, `yuan`: the rest)
 
     def __str__(self) -> str:
         z, y, x = self.shape
@@ -331,8 +342,15 @@ class GridPlan:
         text = f"{dims} = {self.cells} cell{_s(self.cells)}"
         if shared:
             text += f" ({self.requests} request{_s(self.requests)}; {shared} cell{_s(shared)} {'repeats' if shared == 1 else 'repeat'} another cell's request, sent once)"
-        text += f", {self.images} image{_s(self.images)}, estimated ¥{self.yuan:.2f} if every image succeeds"
-        text += f", about {_duration(self.seconds)}"
+        if self.reused == self.requests:
+            text += "; every request already made, shown from the store: nothing to send"
+        else:
+            if self.reused:
+                text += (f"; {self.reused} of {self.requests} requests already made, shown from the store (not "
+                         f"paid again); {self.images} image{_s(self.images)} to make")
+            else:
+                text += f", {self.images} image{_s(self.images)}"
+            text += f", estimated ¥{self.yuan:.2f} if every image succeeds, about {_duration(self.seconds)}"
         if self.seed is not None:
             text += f"; seed {self.seed} in every cell"
             if self.seed_chosen:

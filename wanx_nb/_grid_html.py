@@ -58,6 +58,8 @@ class CellView(Protocol):
     def result(self) -> GenerationResult | None: ...
     @property
     def error(self) -> BaseException | None: ...
+    @property
+    def from_store(self) -> bool: ...
     def status_text(self) -> str: ...
 
 
@@ -96,6 +98,8 @@ class GridView(Protocol):
     @property
     def backends(self) -> list[str]: ...
     def cell_at(self, z: int, y: int, x: int) -> CellView: ...
+    def reuse_text(self) -> str: ...
+    def after_resume(self) -> str: ...
     def fixed_text(self) -> dict[str, Any]: ...
     def title_text(self) -> str: ...
 
@@ -160,7 +164,8 @@ def compare_cell_html(cell: CellView, *, dry_run: bool = False, preview_px: int 
                                             result.task.message or f"task status {result.task.status.value}",
                                             compact=True))
         seeds = ", ".join(_unbroken(im.seed) for im in result.images)
-        cap = " · ".join(x for x in (f"seed {seeds}", params, _e(_yuan(result.cost_yuan))) if x)
+        stored = "from the store" if cell.from_store else ""  # made by an earlier run (reuse)
+        cap = " · ".join(x for x in (f"seed {seeds}", params, _e(_yuan(result.cost_yuan)), stored) if x)
         rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
         if rewritten and rewritten[0] != cell.request.prompt:
             cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
@@ -336,9 +341,13 @@ def xyz_grid_html(grid: GridView, *, backends: Iterable[str] = (), plan: str | N
         blocks.append(title + _block_html(grid, zi))
     foot = ""
     if done and not grid.dry_run:
-        foot = f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} (what was billed)</div>'
+        reused = f"; {grid.reuse_text()}" if grid.reuse_text() else ""
+        foot = (f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} '
+                f"(what was billed){_e(reused)}</div>")
     if grid.interrupted:
         foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(grid.interrupted)}</div>'
+    if grid.after_resume():
+        foot += f'<div class="wanx-hint" style="margin:4px 0;font-style:italic">next: {_e(grid.after_resume())}</div>'
     if grid.notes:
         foot += _warn_list(grid.notes)
     return f'<div class="wanx-result" style="{S_RESULT}">{head}{"".join(blocks)}{foot}</div>'

@@ -10,8 +10,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import WanxError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, plan_cells, summary_notes
+from ._exceptions import TaskUnfinishedError, WanxError
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, REUSED, Axis, GridCell, GridPlan, plan_cells, summary_notes
 from ._scheduler import estimate_seconds  # the one estimate: the limits' exact schedule
 from ._models import GenerationResult
 from ._run_events import Progress
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from ._session import Session
 
 __all__ = ["GridState", "build_state"]
+
+AGAIN_WITH_REUSE = (
+    "once `%wanx resume` (`wanx-nb resume`) has saved the unfinished requests' images, run the grid again "
+    "with --reuse (reuse=True): what is saved is shown from the store, only what is missing is sent"
+)
 
 Key = tuple[int, int, int]
 
@@ -44,6 +49,7 @@ class GridState:
         self.dry_run = dry_run
         self.preview_px = preview_px
         self.interrupted: str | None = None
+        self.reused = frozenset(c.key for c in cells.values() if c.from_store and c.shares is None)
         self._cells = dict(cells)
         self._lock = threading.Lock()
         self._changed = threading.Event()
@@ -84,6 +90,22 @@ class GridState:
         """What the service billed (a request shared by several cells counts once)."""
         return round(sum(c.result.cost_yuan for c in self._cells.values() if c.result is not None and c.shares is None), 4)
 
+    def after_resume(self) -> str:
+        """When a request was stopped or left unfinished (its images wait for resume), how to get the
+        whole grid without paying twice for what was made; "" otherwise."""
+        for cell in self._cells.values():
+            missing = cell.result is not None and any(im.missing and not im.gone for im in cell.result.images)
+            if missing or isinstance(cell.error, TaskUnfinishedError):
+                return AGAIN_WITH_REUSE
+        return AGAIN_WITH_REUSE if self.interrupted else ""
+
+    def reuse_text(self) -> str:
+        """Which requests an earlier run made ("" when none): their cost is in `cost_yuan`, paid then."""
+        if not self.reused:
+            return ""
+        count, of = len(self.reused), self.plan.requests
+        return f"{count} of {of} request{_s(of)} made by an earlier run, shown from the store (billed then, not again)"
+
     def fixed_text(self) -> dict[str, Any]:
         """The parameters every cell shares, for legends (what the axes do not vary)."""
         on_axes = {a.name for a in (self.x, self.y, self.z) if a is not None}
@@ -116,8 +138,8 @@ class GridState:
         self._changed.set()
 
     def unique_keys(self) -> list[Key]:
-        """The cells whose requests are sent (the others repeat one of them), in order."""
-        return [c.key for c in self._cells.values() if c.shares is None]
+        """The cells whose requests are sent (the others repeat one of them or were made before), in order."""
+        return [c.key for c in self._cells.values() if c.shares is None and not c.finished]
 
     def _sharing(self, key: Key) -> list[GridCell]:
         return [c for c in self._cells.values() if c.key == key or c.shares == key]
@@ -142,7 +164,8 @@ class GridState:
             "notes": list(self.notes),
             "backend": ", ".join(self.backends),
             "dry_run": self.dry_run,
-            "plan": {"cells": self.plan.cells, "requests": self.plan.requests, "images": self.plan.images,
+            "plan": {"cells": self.plan.cells, "requests": self.plan.requests, "reused": self.plan.reused,
+                     "images": self.plan.images,
                      "estimated_yuan": self.plan.yuan, "estimated_seconds": round(self.plan.seconds, 1)},
             "cost_yuan": self.cost_yuan,
             "interrupted": self.interrupted,
@@ -158,6 +181,7 @@ class GridState:
             "effective": cell.request.canonical(),
             "notes": list(cell.notes),
             "shares_request_of": list(cell.shares) if cell.shares is not None else None,
+            "from_store": cell.from_store,  # made by an earlier run, not paid again by this one
             "status": cell.status_text(),
             "task_id": None,
             "cost_yuan": 0.0,
@@ -182,13 +206,14 @@ class GridState:
 
 
 def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],
-                session: Session, *, dry_run: bool = False, preview_px: int = 200) -> GridState:  # fmt: skip
+                session: Session, *, dry_run: bool = False, preview_px: int = 200, reuse: bool = False) -> GridState:  # fmt: skip
     """Plan a grid and state what it will cost, before anything is sent.
 
     Fills the defaults every cell shares (n=1, one seed `DEFAULT_SEED` unless seeds are an axis or
     given, the default model unless models are an axis), plans the cells, and asks `session` for the
     cost of the distinct requests and its budget (over budget raises, except for a dry run, whose
-    plan says it).
+    plan says it). With `reuse`, a request already made (every billed image saved, same service) is
+    shown from the store and neither sent nor counted in the cost.
     """
     on_axes = {a.name for a in axes if a is not None}
     shared = {k: v for k, v in fixed.items() if v is not None}
@@ -199,7 +224,8 @@ def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | 
     if "model" not in on_axes:
         shared.setdefault("model", GUIDE_MODELS[1])
     cells = plan_cells(prompts, axes, shared)
-    unique = [c.request for c in cells.values() if c.shares is None]
+    reused = _show_stored(cells, session) if reuse else 0
+    unique = [c.request for c in cells.values() if c.shares is None and not c.finished]
     images, yuan = session.estimate_cost(unique)
     budget_note = None
     try:
@@ -210,9 +236,28 @@ def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | 
         budget_note = f"over budget: {exc}"
     x, y, z = (list(axes) + [None, None, None])[:3]
     plan = GridPlan(
-        shape=(len(z) if z else 1, len(y) if y else 1, len(x) if x else 1), cells=len(cells), requests=len(unique),
+        shape=(len(z) if z else 1, len(y) if y else 1, len(x) if x else 1), cells=len(cells),
+        requests=len(unique) + reused, reused=reused,
         images=images, yuan=yuan, seconds=estimate_seconds(unique), seed=None if "seed" in on_axes else shared["seed"],
         seed_chosen=seed_chosen, backend=getattr(session, "backend", "dashscope"), budget_note=budget_note,
     )
     return cls(prompts, (x, y, z), cells, plan=plan, fixed=shared, notes=summary_notes(cells), dry_run=dry_run,
                preview_px=preview_px)  # fmt: skip
+
+
+def _show_stored(cells: Mapping[Key, GridCell], session: Session) -> int:
+    """Fill the cells of each distinct request already made from the store; returns how many were."""
+    found = 0
+    for cell in cells.values():
+        result = session.reusable(cell.request) if cell.shares is None else None
+        if result is None:
+            continue
+        found += 1
+        for sharing in (c for c in cells.values() if c.key == cell.key or c.shares == cell.key):
+            sharing.result, sharing.phase = result, REUSED
+            sharing.notes.extend(w for w in result.warnings if w not in sharing.notes)
+    return found
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

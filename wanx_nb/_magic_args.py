@@ -76,6 +76,10 @@ AXIS_HELP = (
     "style=anime,sketch, size=1024*1024,1280*720, extend=on,off; prompts separated by |); Z draws one grid per value"
 )
 DRY_RUN_HELP = "validate and show the cost estimate; send nothing"
+REUSE_HELP = (
+    "grids (--x/--y/--z, --compare): show what an earlier run made (every image saved) from the store, "
+    "not paid again; after an interrupt and %wanx resume, only what is missing is sent"
+)
 NO_DISPLAY_HELP = "do not display the result (use with -o)"
 HELP_HELP = "show this help"
 
@@ -123,6 +127,7 @@ def _build_cell_parser() -> MagicArgumentParser:
     for letter in ("x", "y", "z"):
         p.add_argument(f"--{letter}", default=None, metavar="NAME=V1,V2", help=AXIS_HELP)
     p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+    p.add_argument("--reuse", action="store_true", help=REUSE_HELP)
     p.add_argument("--no-display", action="store_true", help=NO_DISPLAY_HELP)
     p.add_argument("-h", "--help", action="store_true", help=HELP_HELP)
     return p
@@ -199,6 +204,7 @@ class CellArgs:
     y: str | None = None
     z: str | None = None
     dry_run: bool = False
+    reuse: bool = False
     no_display: bool = False
     help: bool = False
 
@@ -220,6 +226,7 @@ class CellArgs:
             y=ns.y,
             z=ns.z,
             dry_run=ns.dry_run,
+            reuse=ns.reuse,
             no_display=ns.no_display,
             help=ns.help,
         )
@@ -274,6 +281,8 @@ def parse_cell_line(line: str) -> CellArgs:
         raise UsageError("use either -m MODEL or --compare MODEL ..., not both")
     if args.compare is not None and args.axes:
         raise UsageError("use either --compare (prompt x models) or --x/--y/--z axes, not both")
+    if args.reuse and args.compare is None and not args.axes:
+        raise UsageError("--reuse is for grids: add --x/--y/--z axes or --compare (`%wanx show TASK_ID` shows one result)")
     return args
 
 

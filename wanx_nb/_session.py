@@ -163,6 +163,12 @@ class Session:
         client = self.client()
         return "emulator" if client.backend == "emulator" and client._emulator is not None else urlsplit(client.base_url).netloc
 
+    def reusable(self, request: GenerationRequest) -> GenerationResult | None:
+        """This request (as given) as an earlier run made it, from the store, when every billed image is
+        saved and this session's service made it; None otherwise, and in replay mode (which serves
+        only the store anyway)."""
+        return None if self.mode == "replay" else self.store.reusable(request, self.service)
+
     # ---- cost ----------------------------------------------------------------------------------
 
     @staticmethod

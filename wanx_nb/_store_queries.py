@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._exceptions import TaskCanceledError, TaskError, TaskFailedError, TaskUnknownError
-from ._journal import as_utc_iso, replay_key
+from ._journal import EntryState, as_utc_iso, replay_key
 from ._models import GenerationResult
 from ._provenance import Provenance
 from ._registry import get_model
@@ -81,6 +81,28 @@ class StoreQueries(StoreConnection):
             result = self._result(db, row)
         result.replayed = True
         return result
+
+    def reusable(self, request: GenerationRequest, service: str) -> GenerationResult | None:
+        """The newest result of this request (as given) made by `service` whose every billed image is
+        saved and sound, or None: what a re-run with `reuse` shows instead of paying again.
+
+        Only the same service: an emulator's placeholder never stands in for the real service's image.
+        Its bytes are left on disk (read back on use), so a large grid's reuse does not hold them all.
+        """
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM entries WHERE replay_key=? AND service=? AND state=? AND result_json IS NOT NULL"
+                " ORDER BY created_at DESC, rowid DESC",
+                (self.replay_key(request), service, EntryState.DONE.value),
+            ).fetchall()
+            for row in rows:
+                result = self._result(db, row)
+                # A stored file found damaged now comes back without its path, so it counts as not saved.
+                if result.billed_images and result.saved_images >= result.billed_images:
+                    for image in result.images:
+                        image.release()
+                    return result
+        return None
 
     def recorded_actual_prompt(self, request: GenerationRequest) -> str | None:
         """The rewritten prompt the server used the last time this request (as given) ran."""

@@ -157,12 +157,14 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     fixed = namespace_params(args)
     built = grid(args.prompt if len(args.prompt) > 1 else args.prompt[0], x=args.x, y=args.y, z=args.z,
-                 dry_run=args.dry_run, session=_session(args), display=False, **fixed)  # fmt: skip
+                 dry_run=args.dry_run, reuse=args.reuse, session=_session(args), display=False, **fixed)  # fmt: skip
     print(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(built.plan))
     path = built.save(args.out, cell_px=args.cell_px)
     failed = [c for c in built.cells if c.error is not None]
     if not args.dry_run:
         print(f"{len(built.cells)} cells, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
+        if built.reused:
+            print(built.reuse_text())
     if built.interrupted:
         print(f"interrupted: {built.interrupted}", file=sys.stderr)
     print(f"wrote {path} and {path.with_suffix('.json')}")

@@ -96,8 +96,12 @@ class Grid(GridState):
             ok = sum(len(c.result.succeeded) for c in self._cells.values() if c.result is not None and c.shares is None)
             failed = sum(1 for c in self._cells.values() if c.error is not None)
             lines.append(f"done: {ok} image{_s(ok)}, {failed} failed cell{_s(failed)}, ¥{self.cost_yuan:.2f}")
+            if self.reused:
+                lines.append(f"  {self.reuse_text()}")
         if self.interrupted:
             lines.append(f"interrupted: {self.interrupted}")
+        if self.after_resume():
+            lines.append(f"next: {self.after_resume()}")
         if self.notes:
             lines.append("notes:")
             lines.extend(f"  - {note}" for note in self.notes)
@@ -207,6 +211,7 @@ def grid(
     session: Session | None = None,
     display: bool | None = None,
     preview_px: int = 200,
+    reuse: bool = False,
     **fixed: Any,
 ) -> Grid:
     """Run a grid of images: up to three axes over the prompt, the model and any request parameter.
@@ -220,6 +225,9 @@ def grid(
         session: the Session to generate through (default `get_session()`).
         display: show the plan and the grid live while it runs (default: inside a kernel).
         preview_px: preview size of the tiles in the HTML grid.
+        reuse: show a request an earlier run already made (every billed image saved in the store, by
+            the same service) from the store instead of paying for it again: run an interrupted grid
+            again, after `%wanx resume`, and only what is missing is sent.
         **fixed: parameters every cell shares (model, n, seed, size, style, negative_prompt, ...).
             A value a cell's model does not take is left out of that cell and said in it; a size is
             fitted to each model (the registry's rule) and the fitted size is shown.
@@ -234,7 +242,8 @@ def grid(
         if free is None:
             raise ValidationError("grid", [Problem("prompts", len(prompts), "one prompt when X, Y and Z are all used")])
         axes[free] = Axis("prompt", tuple(prompts))
-    return _build(Grid, prompts, axes, fixed, dry_run=dry_run, session=session, display=display, preview_px=preview_px)
+    return _build(Grid, prompts, axes, fixed, dry_run=dry_run, session=session, display=display, preview_px=preview_px,
+                  reuse=reuse)  # fmt: skip
 
 
 def compare(
@@ -247,12 +256,13 @@ def compare(
     session: Session | None = None,
     display: bool | None = None,
     preview_px: int = 200,
+    reuse: bool = False,
     **params: Any,
 ) -> CompareGrid:
     """Every prompt on every model with one shared seed: `grid(prompts, x="model=...", y="prompt")`.
 
     `models` default to the user guide's four (`GUIDE_MODELS`); `**params` are shared by every cell
-    (each model gets the ones it takes, and every difference is noted per cell).
+    (each model gets the ones it takes, and every difference is noted per cell). `reuse` as in `grid`.
     """
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompt_list:
@@ -265,13 +275,13 @@ def compare(
     axes: list[Axis | None] = [parse_axis(("model", names), "models"), Axis("prompt", tuple(prompt_list)), None]
     fixed = {"n": n, "seed": seed, **params}
     built = _build(CompareGrid, prompt_list, axes, fixed, dry_run=dry_run, session=session, display=display,
-                   preview_px=preview_px)  # fmt: skip
+                   preview_px=preview_px, reuse=reuse)  # fmt: skip
     assert isinstance(built, CompareGrid)
     return built
 
 
-def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: dict[str, Any], *,
-           dry_run: bool, session: Session | None, display: bool | None, preview_px: int) -> Grid:  # fmt: skip
+def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: dict[str, Any], *, dry_run: bool,
+           session: Session | None, display: bool | None, preview_px: int, reuse: bool = False) -> Grid:  # fmt: skip
     session = session if session is not None else get_session()
     unknown = sorted(set(fixed) - set(_FIXED_PARAMS))
     if unknown:
@@ -282,14 +292,17 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
     if both:  # an axis would silently override the fixed value
         raise ValidationError("grid", [Problem(OPTION_NAMES.get(k, k), fixed[k], "either fixed or an axis, not both")
                                        for k in both])  # fmt: skip
-    built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px)
+    built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px, reuse=reuse)
     assert isinstance(built, Grid)
     log.info("wanx grid: %s", built.plan)
     if dry_run:
         return built
+    keys = built.unique_keys()
+    if not keys:  # every request was made before (reuse): nothing to send or to watch
+        return built
     shell = _shell()
     handle = _show_live(built, shell) if (display or (display is None and _in_kernel(shell))) else None
-    _run(built, session, built.unique_keys(), handle)
+    _run(built, session, keys, handle)
     return built
 
 

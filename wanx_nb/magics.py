@@ -325,7 +325,8 @@ class WanxMagics(LineCommands, Magics):
         try:
             if models:
                 parse_axis(("model", models), "--compare")  # so that a bad name is blamed on the option typed
-            grid = compare(prompts=[prompt], models=models or None, n=n, seed=seed, dry_run=args.dry_run, **params)
+            grid = compare(prompts=[prompt], models=models or None, n=n, seed=seed, dry_run=args.dry_run,
+                           reuse=args.reuse, **params)  # fmt: skip
         except (ValidationError, WanxError) as exc:
             raise UsageError(str(exc)) from None
         return self._finish(args, grid, grid)
@@ -355,7 +356,7 @@ class WanxMagics(LineCommands, Magics):
         elif args.n is not None:
             fixed["n"] = args.n  # grid() says it is both fixed and an axis
         try:
-            built = grid(prompt, x=x, y=y, z=z, dry_run=args.dry_run, **fixed)
+            built = grid(prompt, x=x, y=y, z=z, dry_run=args.dry_run, reuse=args.reuse, **fixed)
         except (ValidationError, WanxError) as exc:
             raise UsageError(str(exc)) from None
         return self._finish(args, built, built)
