@@ -338,6 +338,24 @@ def test_a_seed_and_style_sweep_renders_as_one_labelled_grid(session, emulator):
     assert (args.x, args.y, args.seed) == ("seed=1,2", "style=anime,sketch,watercolor", None)
 
 
+def test_a_sweep_with_reuse_saved_sends_only_what_no_earlier_run_made(session, emulator):
+    panel = Panel(session=session, model="wanx2.1-t2i-turbo", prompt="a lighthouse")
+    panel._n.value = 1
+    panel._sweep_seeds.value = "1,2"
+    panel._generate.click()
+    panel.wait(30)
+    panel._sweep_seeds.value, panel._sweep_reuse.value = "1,2,3", True
+    panel._generate.click()
+    (made,) = panel.wait(30)
+    assert made.request.seed == 3 and len(emulator.requests("create")) == 3
+    page = panel._out.outputs[0]["data"]["text/html"]
+    assert page.count("from the store") >= 2 and "2 of 3 requests made by an earlier run" in page
+    assert panel.code_text.split("\n", 1)[0].endswith(" --reuse")
+    panel._generate.click()  # everything made before: nothing is sent, and the panel is ready again
+    assert panel.wait(30) == [] and len(emulator.requests("create")) == 3 and not panel.running
+    assert "every request already made" in panel._message.value
+
+
 def test_a_bad_sweep_value_is_shown_and_nothing_is_sent(session, emulator):
     panel = Panel(session=session, model="wanx-v1", prompt="a fox")
     panel._sweep_seeds.value = "1, two"

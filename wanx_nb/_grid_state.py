@@ -24,7 +24,8 @@ __all__ = ["GridState", "build_state"]
 
 AGAIN_WITH_REUSE = (
     "once `%wanx resume` (`wanx-nb resume`) has saved the unfinished requests' images, run the grid again "
-    "with --reuse (reuse=True): what is saved is shown from the store, only what is missing is sent"
+    "with --reuse (reuse=True; the panel's \"reuse saved\"): what is saved is shown from the store, only "
+    "what is missing is sent"
 )
 
 Key = tuple[int, int, int]

@@ -58,6 +58,7 @@ class _Click:
     def __init__(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
         self.request = request
         self.sweep = sweep
+        self.keys = sweep.unique_keys() if sweep is not None else []  # the sweep's cells sent, by run index
         self.results: list[GenerationResult] = []
         self.errors: list[BaseException] = []
         self.progress: dict[int, tuple[Progress, float]] = {}
@@ -179,6 +180,7 @@ class Panel(PanelForm):
         if sweep is not None:
             self._message.value = html.escape(f"Sweep: {sweep.plan}")
         click = _Click(request, sweep)
+        keys = click.keys
         with self._lock:
             self._click = click
         self._done.clear()
@@ -186,7 +188,6 @@ class Panel(PanelForm):
         self._cancel.disabled = False
         self._status.value = rendering.status_html([Progress(i, r.model, Phase.QUEUED) for i, r in enumerate(requests)])
         self._set_code(request, sweep)
-        keys = sweep.unique_keys() if sweep is not None else []
         try:
             click.run = self._session.start(
                 requests,
@@ -215,7 +216,7 @@ class Panel(PanelForm):
             return None
         fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
         return build_state(GridState, [request.prompt], axes, fixed, self._session,
-                           preview_px=rendering.options.preview_px // 2)  # fmt: skip
+                           preview_px=rendering.options.preview_px // 2, reuse=self._sweep_reuse.value)  # fmt: skip
 
     def _on_cancel_click(self, button: Button) -> None:
         click = self._click
@@ -346,8 +347,6 @@ class Panel(PanelForm):
 
 def outcome_model(click: _Click, index: int) -> str:
     """The model of request `index` of a click (a sweep has several requests)."""
-    if click.sweep is not None:
-        unique = [c for c in click.sweep.cells if c.shares is None]
-        if 0 <= index < len(unique):
-            return unique[index].model
+    if click.sweep is not None and 0 <= index < len(click.keys):
+        return click.sweep.cell_at(*click.keys[index]).model
     return click.request.model
