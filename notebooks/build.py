@@ -388,6 +388,20 @@ On wanx-v1 every style is a different request. The magic spells the same grid wi
 """),
     code("%%wanx -m wanx-v1 --x seed=1,2,3 --y style=anime,watercolor,sketch -o seeds_styles\na fox in a birch forest"),
     md("""
+## Run it again: what was made is not paid twice
+
+A grid stopped part way (an interrupt, poll errors) leaves its unfinished requests to `%wanx resume`;
+then run the cell again with `--reuse` (`reuse=True`). Each request an earlier run made, every image
+saved, is shown from the store and only the rest is sent. Here a fourth seed costs one more column:
+"""),
+    code("%%wanx -m wanx-v1 --x seed=1,2,3,4 --y style=anime,watercolor,sketch --reuse --no-display -o again\n"
+         "a fox in a birch forest"),
+    code("""
+print(again.plan)
+print(again.reuse_text())
+print(sum(c.from_store for c in again.cells), "of", len(again.cells), "cells from the store")
+"""),
+    md("""
 ## Size x model: sizes fitted per model
 
 wanx-v1 takes four fixed sizes; the V2 models take any 512-1440 px side. Each cell shows the size it

@@ -10,22 +10,12 @@ import pytest
 from IPython.core.error import UsageError
 
 from wanx_nb._exceptions import TaskUnfinishedError
-from wanx_nb._session import Session, set_session
+from wanx_nb._session import set_session
 from wanx_nb.cli import main
 from wanx_nb.comparison import compare, grid
-from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
+from wanx_nb.emulator import Emulator, Fault
 
 TURBO = {"model": "wanx2.1-t2i-turbo", "n": 1}
-
-
-@pytest.fixture
-def emulator():
-    return Emulator(EmulatorSettings(time_scale=0.001))
-
-
-@pytest.fixture
-def session(tmp_path, emulator):
-    return Session(store=tmp_path / "store", emulator=emulator)
 
 
 def creates(emulator: Emulator) -> int:

@@ -92,14 +92,38 @@ def test_what_is_not_a_list_of_requests_is_named_before_anything_is_sent(session
     assert emulator.request_log == [] and session.store.history() == []
 
 
-def test_reuse_looks_in_the_store_for_this_sessions_service_and_not_in_replay_mode(tmp_path, emulator):
+def test_reuse_looks_in_the_store_for_this_sessions_service(tmp_path, emulator):
     request = GenerationRequest("fox", model="wanx2.1-t2i-turbo", n=1, seed=3)
     live = Session(store=tmp_path / "s", emulator=emulator)
     made = live.generate(request)
     assert live.reusable(request).task_id == made.task_id
     assert live.reusable(request.replace(seed=4)) is None
-    # Replay serves only the store anyway, each repeat in recorded order: reuse stays out of its way.
-    assert Session(store=tmp_path / "s", mode="replay").reusable(request) is None
+
+
+def test_a_recorded_grid_that_reused_an_earlier_cells_images_replays_the_same(tmp_path, emulator):
+    from wanx_nb.comparison import grid
+
+    def notebook(session, before_seed_4=lambda: None):
+        """Cells: a grid; one request made again; both with reuse; made again; a new seed with reuse;
+        then seed 4, whose first make fails (when recording), and seed 4 with reuse."""
+        def cell(seeds, **kw):
+            g = grid("fox", x=f"seed={seeds}", session=session, display=False, model="wanx-v1", n=1, **kw)
+            return g.text(), [c.result.task_id if c.result else getattr(c.error, "task_id", None) for c in g.cells]
+
+        cells = [cell("1,2"), cell("1"), cell("1,2", reuse=True), cell("1"), cell("2,3", reuse=True)]
+        before_seed_4()
+        return [*cells, cell("4"), cell("4", reuse=True)]
+
+    recorded = notebook(Session(store=tmp_path / "s", emulator=emulator, mode="record"),
+                        lambda: emulator.script("create", Fault.outcome("FAILED")))  # fmt: skip
+    assert "2 of 2 requests made by an earlier run" in recorded[2][0] and len(emulator.requests("create")) == 7
+    assert recorded[2][1] == [recorded[1][1][0], recorded[0][1][1]]  # the newest make of each request
+    assert "failed" in recorded[5][0] and "from the store" not in recorded[6][0]  # a failure is not reused
+    replayed = notebook(Session(store=tmp_path / "s", mode="replay"))
+    assert replayed == recorded and len(emulator.requests("create")) == 7
+    # Replay looks up nothing a cell of this replay has not served yet.
+    fresh = Session(store=tmp_path / "s", mode="replay")
+    assert fresh.reusable(GenerationRequest("fox", model="wanx-v1", n=1, seed=1)) is None
 
 
 def test_replay_serves_recorded_bytes_and_never_sends(tmp_path, emulator):

@@ -165,9 +165,17 @@ class Session:
 
     def reusable(self, request: GenerationRequest) -> GenerationResult | None:
         """This request (as given) as an earlier run made it, from the store, when every billed image is
-        saved and this session's service made it; None otherwise, and in replay mode (which serves
-        only the store anyway)."""
-        return None if self.mode == "replay" else self.store.reusable(request, self.service)
+        saved and this session's service made it; None otherwise.
+
+        In replay mode: the outcome last replayed for it, when an earlier cell replayed one. A
+        recording's reuse found what an earlier cell of the notebook made, and recorded nothing new;
+        so the replay shows the same, marked the same way, without moving on to the next repeat.
+        """
+        if self.mode != "replay":
+            return self.store.reusable(request, self.service)
+        served = self._replay_counts.get(self.store.replay_key(request), 0)
+        outcome = self.store.replay(request, served - 1) if served else None
+        return outcome if isinstance(outcome, GenerationResult) else None
 
     # ---- cost ----------------------------------------------------------------------------------
 
