@@ -27,7 +27,7 @@ def test_a_grid_left_unfinished_is_resumed_then_completed_without_paying_twice(s
     first = grid("a fox", x="seed=1,2", session=session, display=False, **TURBO)
     unfinished = [c for c in first.cells if isinstance(c.error, TaskUnfinishedError)]
     assert len(unfinished) == 1 and creates(emulator) == 2
-    assert "run the grid again with --reuse (reuse=True)" in first.text()  # said where the user looks
+    assert "run the grid again with --reuse (reuse=True; the panel" in first.text()  # said where the user looks
     assert "run the grid again with --reuse" in first.html()
 
     report = session.resume()
