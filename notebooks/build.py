@@ -369,9 +369,17 @@ prompts separated by `|`). Before anything is sent it states the cells, images, 
 cell is fitted to its model and says how (an adapted size, a value its family does not take);
 identical requests are sent once. `.save("grid.png")` draws one PNG with the axis legend and every
 prompt, and writes a manifest of every cell.
+
+This walk-through uses its own store, emptied first (the section on `--reuse` counts what it finds).
 """),
     SETUP,
-    code("import wanx_nb"),
+    code("""
+import shutil
+import wanx_nb
+
+shutil.rmtree("grids_store", ignore_errors=True)
+%config WanxMagics.store_dir = "grids_store"
+"""),
     md("## Prompt x model\n\nSeveral prompts become the Y axis; `model=guide` is the user guide's four models:"),
     code("""
 prompts = ["一只戴着红围巾的柴犬坐在雪地里", "a lighthouse on a cliff at dusk, oil painting"]
@@ -397,9 +405,9 @@ saved, is shown from the store and only the rest is sent. Here a fourth seed cos
     code("%%wanx -m wanx-v1 --x seed=1,2,3,4 --y style=anime,watercolor,sketch --reuse --no-display -o again\n"
          "a fox in a birch forest"),
     code("""
-print(again.plan)
 print(again.reuse_text())
-print(sum(c.from_store for c in again.cells), "of", len(again.cells), "cells from the store")
+print(sum(c.from_store for c in again.cells), "of", len(again.cells), "cells from the store;", again.plan.images,
+      "images made now")
 """),
     md("""
 ## Size x model: sizes fitted per model
