@@ -270,23 +270,34 @@ def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(tmp_p
     main = threading.main_thread().ident
 
     def blocked_in_the_runs_wait() -> bool:
+        """The main thread waits for the run's future right inside Run.result (not in its handling)."""
         frame = sys._current_frames().get(main)
         while frame is not None:
-            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("_run.py"):
+            caller = frame.f_back
+            if (frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith("_base.py") and caller is not None
+                    and caller.f_code.co_name == "result" and caller.f_code.co_filename.endswith("_run.py")):
                 return True
-            frame = frame.f_back
+            frame = caller
         return False
 
     def interrupt_when_pending() -> None:  # what a kernel interrupt does to the blocked cell
-        # Both tasks exist (PENDING for ever) and compare() is in Run.result(): it stays there until
-        # interrupted, so the signal lands in the wait whatever the machine's speed.
+        # Both tasks exist (PENDING for ever) and compare() waits in Run.result(): it stays there until
+        # interrupted, so the signal lands in the wait whatever the machine's speed. A KeyboardInterrupt
+        # that lands in a finalizer run by the collector is swallowed there ("Exception ignored"), so
+        # the signal is sent again while the wait goes on (as a user presses Ctrl-C again).
         deadline = time.monotonic() + 30  # a watchdog only: on a broken run the test fails, not hangs
         while not (len(emulator.tasks) == 2 and blocked_in_the_runs_wait()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        signal.pthread_kill(main, signal.SIGINT)
+        while time.monotonic() < deadline + 30:
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.5)
+            if not blocked_in_the_runs_wait():
+                return
 
-    threading.Thread(target=interrupt_when_pending, daemon=True).start()
+    watcher = threading.Thread(target=interrupt_when_pending, daemon=True)
+    watcher.start()
     grid = compare(["a fox"], models=["wanx2.0-t2i-turbo", "wanx-v1"], session=session, display=False)
+    watcher.join(60)  # it stops once the wait has ended: no signal can reach a later test
     assert grid.interrupted.startswith("2 request(s)") and "canceled PENDING" in grid.interrupted
     assert {t.status_at(emulator.now()) for t in emulator.tasks.values()} == {"CANCELED"}
     assert all(isinstance(grid[0, m], TaskCanceledError) for m in (0, 1))
