@@ -89,18 +89,20 @@ def shell(wanx_shell, session):
     return wanx_shell
 
 
-def test_the_magic_takes_reuse_for_grids_only(shell, emulator):
+def test_the_magic_takes_reuse_for_grids_and_single_cells(shell, emulator):
     shell.run_cell_magic("wanx", "--x seed=1,2 -m wanx2.1-t2i-turbo", "a fox")
     again = shell.run_cell_magic("wanx", "--x seed=1,2,3 -m wanx2.1-t2i-turbo --reuse", "a fox")
     assert creates(emulator) == 3 and again.plan.reused == 2
     compared = shell.run_cell_magic("wanx", "--compare wanx2.1-t2i-turbo --seed 1 --reuse", "a fox")
     assert compared.plan.reused == 1 and creates(emulator) == 3
-    with pytest.raises(UsageError, match=r"^--reuse is for grids: add --x/--y/--z axes or --compare"):
-        shell.run_cell_magic("wanx", "-m wanx2.1-t2i-turbo --reuse", "a fox")
-    assert creates(emulator) == 3
+    # One cell: the grid's seed-2 request as the magic sends it alone is another request (n, size unset).
+    first = shell.run_cell_magic("wanx", "-m wanx2.1-t2i-turbo --seed 2", "a fox")
+    again = shell.run_cell_magic("wanx", "-m wanx2.1-t2i-turbo --seed 2 --reuse", "a fox")
+    assert creates(emulator) == 4 and again.task_id == first.task_id
+    assert "made by an earlier run, shown from the store: not paid again" in again.warnings[-1]
 
 
-def test_the_grid_command_takes_reuse(tmp_path, capsys, monkeypatch, emulator):
+def test_the_grid_and_generate_commands_take_reuse(tmp_path, capsys, monkeypatch, emulator):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     monkeypatch.delenv("DASHSCOPE_HTTP_BASE_URL", raising=False)
     monkeypatch.setattr("wanx_nb.emulator._emulator._default", emulator)
@@ -113,3 +115,9 @@ def test_the_grid_command_takes_reuse(tmp_path, capsys, monkeypatch, emulator):
     assert "2 of 2 requests made by an earlier run, shown from the store (billed then, not again)" in out
     manifest = json.loads((tmp_path / "grid.json").read_text(encoding="utf-8"))
     assert [c["from_store"] for c in manifest["cells"]] == [True, True]
+    one = ["--store", str(tmp_path / "store"), "generate", "a fox", "-m", "wanx-v1", "--seed", "7", "-o",
+           str(tmp_path / "out")]  # fmt: skip
+    assert main(one) == 0 and main([*one, "--reuse"]) == 0
+    out = capsys.readouterr().out
+    assert creates(emulator) == 3 and "warning: made by an earlier run, shown from the store: not paid again" in out
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1  # the same image, written again from the store

@@ -344,7 +344,7 @@ def test_a_sweep_with_reuse_saved_sends_only_what_no_earlier_run_made(session, e
     panel._sweep_seeds.value = "1,2"
     panel._generate.click()
     panel.wait(30)
-    panel._sweep_seeds.value, panel._sweep_reuse.value = "1,2,3", True
+    panel._sweep_seeds.value, panel._reuse.value = "1,2,3", True
     panel._generate.click()
     (made,) = panel.wait(30)
     assert made.request.seed == 3 and len(emulator.requests("create")) == 3
@@ -354,6 +354,19 @@ def test_a_sweep_with_reuse_saved_sends_only_what_no_earlier_run_made(session, e
     panel._generate.click()  # everything made before: nothing is sent, and the panel is ready again
     assert panel.wait(30) == [] and len(emulator.requests("create")) == 3 and not panel.running
     assert "every request already made" in panel._message.value
+
+
+def test_one_request_with_reuse_saved_is_shown_from_the_store_and_not_counted_as_paid(session, emulator):
+    panel = Panel(session=session, model="wanx2.1-t2i-turbo", prompt="a lighthouse")
+    panel._n.value, panel._seed.value, panel._seed_fixed.value = 1, 77, True
+    panel._generate.click()
+    (first,) = panel.wait(30)
+    panel._reuse.value = True
+    panel._generate.click()
+    (again,) = panel.wait(30)
+    assert again.task_id == first.task_id and len(emulator.requests("create")) == 1
+    assert "Done: 1 image, ¥0.00 (1 request from the store, not paid again)" in panel._message.value
+    assert "reused" in panel._status.value and panel.code_text.split("\n", 1)[0].endswith(" --reuse")
 
 
 def test_a_bad_sweep_value_is_shown_and_nothing_is_sent(session, emulator):

@@ -100,6 +100,31 @@ def test_reuse_looks_in_the_store_for_this_sessions_service(tmp_path, emulator):
     assert live.reusable(request.replace(seed=4)) is None
 
 
+def test_reuse_settles_what_an_earlier_run_made_and_sends_only_the_rest(tmp_path, emulator):
+    made = GenerationRequest("fox", model="wanx2.1-t2i-plus", n=2, seed=5)
+    new = GenerationRequest("owl", model="wanx2.1-t2i-plus", n=1, seed=6)
+    earlier = Session(store=tmp_path / "s", emulator=emulator).generate(made)
+    # ¥0.20 left: enough for the new request only, since the made one is not sent again.
+    session = Session(store=tmp_path / "s", emulator=emulator, budget_yuan=0.2)
+    phases, told = [], []
+    run = session.start([made, new], reuse=True, on_progress=lambda p: phases.append((p.index, p.phase)),
+                        on_result=lambda i, outcome: told.append(i))  # fmt: skip
+    first, second = run.result()
+    assert len(emulator.requests("create")) == 2  # one earlier, one now
+    assert first.task_id == earlier.task_id and first.saved_images == 2
+    assert first.warnings[-1] == "made by an earlier run, shown from the store: not paid again (reuse)"
+    assert second.saved_images == 1 and not second.warnings
+    assert (0, Phase.REUSED) in phases and sorted(told) == [0, 1]
+    summary = run.summary()
+    assert summary.phases == {"reused": 1, "done": 1} and summary.billed_images == 1 and summary.cost_yuan == 0.2
+    assert len(session.store.history()) == 2  # the reused request is not journaled again
+    # Everything made before: nothing is sent, and the run is done at once.
+    (only,) = session.generate_many([made], reuse=True)
+    assert only.task_id == earlier.task_id and len(emulator.requests("create")) == 2
+    with pytest.raises(BudgetExceededError):  # without reuse it would be sent, and it does not fit
+        session.generate_many([made])
+
+
 def test_a_recorded_grid_that_reused_an_earlier_cells_images_replays_the_same(tmp_path, emulator):
     from wanx_nb.comparison import grid
 

@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     _request_args(gen)
     gen.add_argument("-o", "--out", default="wanx_output", help="output directory")
     gen.add_argument("--reproducible", action="store_true", help="no prompt rewriting (or re-send a recorded one)")
+    gen.add_argument("--reuse", action="store_true",
+                     help="if an earlier run made this request (every image saved, same service), write that, not paid again")
 
     emu = command("emulator", "serve the offline DashScope emulator on 127.0.0.1")
     from .emulator._serve_options import add_serve_options  # light; the emulator itself loads only to serve

@@ -67,6 +67,7 @@ PHASE_TINTS = {
     "failed": "background-color:rgba(217,83,79,0.18)",
     "done": "background-color:rgba(40,167,69,0.18)",
     "replayed": "background-color:rgba(40,167,69,0.18)",
+    "reused": "background-color:rgba(40,167,69,0.18)",
 }
 
 BADGE_TEXTS = {

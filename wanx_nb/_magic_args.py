@@ -77,8 +77,8 @@ AXIS_HELP = (
 )
 DRY_RUN_HELP = "validate and show the cost estimate; send nothing"
 REUSE_HELP = (
-    "grids (--x/--y/--z, --compare): show what an earlier run made (every image saved) from the store, "
-    "not paid again; after an interrupt and %wanx resume, only what is missing is sent"
+    "show what an earlier run made of this request (every image saved, same service) from the store, "
+    "not paid again; a grid sends only what is missing (after an interrupt and %wanx resume)"
 )
 NO_DISPLAY_HELP = "do not display the result (use with -o)"
 HELP_HELP = "show this help"
@@ -281,8 +281,6 @@ def parse_cell_line(line: str) -> CellArgs:
         raise UsageError("use either -m MODEL or --compare MODEL ..., not both")
     if args.compare is not None and args.axes:
         raise UsageError("use either --compare (prompt x models) or --x/--y/--z axes, not both")
-    if args.reuse and args.compare is None and not args.axes:
-        raise UsageError("--reuse is for grids: add --x/--y/--z axes or --compare (`%wanx show TASK_ID` shows one result)")
     return args
 
 

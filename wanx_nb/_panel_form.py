@@ -190,9 +190,9 @@ class PanelForm(VBox):
             placeholder="e.g. anime, sketch, watercolor", description="Sweep styles", style=_NARROW,
             layout=Layout(width="40%"), tooltip="wanx-v1: several styles, a row per style",
         )
-        self._sweep_reuse = Checkbox(
+        self._reuse = Checkbox(
             value=False, description="reuse saved", indent=False, layout=Layout(width="auto"),
-            tooltip="sweeps: show what an earlier run made (every image saved) from the store, not paid again",
+            tooltip="show what an earlier run made of a request (every image saved) from the store, not paid again",
         )
         self._generate = Button(description="Generate", button_style="primary", icon="play")
         self._cancel = Button(description="Cancel", icon="stop", disabled=True)
@@ -211,7 +211,7 @@ class PanelForm(VBox):
             self._v1_box,
             self._v2_box,
             HBox([self._n, self._seed, self._seed_fixed]),
-            HBox([self._sweep_seeds, self._sweep_styles, self._sweep_reuse]),
+            HBox([self._sweep_seeds, self._sweep_styles, self._reuse]),
             HBox([self._generate, self._cancel, self._cost]),
             self._status,
             self._message,
@@ -332,8 +332,10 @@ class PanelForm(VBox):
             first, body = code.split("\n", 1)
             axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]
             first += "".join(f" --{letter} {shlex.quote(_axis_text(a))}" for letter, a in axes)
-            first += " --reuse" if self._sweep_reuse.value else ""
             code = f"{first}\n{body}"
+        if self._reuse.value:
+            first, body = code.split("\n", 1)
+            code = f"{first} --reuse\n{body}"
         self._code_text = code
         self._code.value = (
             "<details open><summary>Equivalent cell</summary>"

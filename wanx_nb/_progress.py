@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DisplayHandle", "LiveStatus", "StatusRow"]
 
-_TERMINAL = frozenset({"done", "failed", "replayed", "succeeded", "canceled", "unknown"})
+_TERMINAL = frozenset({"done", "failed", "replayed", "reused", "succeeded", "canceled", "unknown"})
 
 
 @dataclass(frozen=True)

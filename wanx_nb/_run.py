@@ -5,7 +5,8 @@ the one place that waits, ticks, times out and handles an interrupt. Its rules, 
 of one request:
 
 1. `Session.start()` validates and budget-checks every request and checks the store, then writes a
-   journal entry per request (QUEUED) *before anything is sent*.
+   journal entry per request (QUEUED) *before anything is sent*. With `reuse`, a request an earlier
+   run made (every billed image saved) is settled from the store instead: no entry, nothing sent.
 2. Right before the create goes out the entry becomes SENDING; the task id is attached the moment the
    service returns it (SUBMITTED). A create whose outcome is unknown is reconciled against the
    service's task list; if that cannot decide, the entry stays OUTCOME_UNKNOWN for resume. It is never
@@ -24,7 +25,7 @@ import concurrent.futures
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _loop
@@ -97,14 +98,21 @@ class Run(RequestQueues):
 
     # ---- building (Session only) ---------------------------------------------------------------
 
-    def _journal(self, prepared: Sequence[tuple[GenerationRequest, list[str]]]) -> None:
-        """Write one QUEUED entry per request: durable before anything is sent."""
+    def _journal(
+        self, prepared: Sequence[tuple[GenerationRequest, list[str]]], reused: Mapping[int, GenerationResult] = {}
+    ) -> None:
+        """Write one QUEUED entry per request: durable before anything is sent. A `reused` request (an
+        earlier run's result, by index) is settled at once instead: nothing to journal or send."""
         lock = self._store.hold_run(self.run_id)  # first: resume leaves a held run's entries alone
         assert lock is not None, "a new run id is held by no one"
         self._locks.append(lock)
         now = utcnow()
         try:
             for i, (request, notes) in enumerate(prepared):
+                if i in reused:
+                    self._slots.append(Slot(i, request, tuple(notes), "", phase=Phase.REUSED,
+                                            task_id=reused[i].task_id, outcome=reused[i]))  # fmt: skip
+                    continue
                 slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
                 self._store.record(
                     JournalEntry(

@@ -26,6 +26,7 @@ class Phase(str, enum.Enum):
     WITHDRAWN = "withdrawn"  # never sent, never billed
     UNFINISHED = "unfinished"  # a client-side error: journaled, `%wanx resume` saves it later
     REPLAYED = "replayed"
+    REUSED = "reused"  # an earlier run made it: settled from the store, not sent (`reuse`)
 
     def __str__(self) -> str:
         return self.value
@@ -35,7 +36,9 @@ class Phase(str, enum.Enum):
         return self in FINAL_PHASES
 
 
-FINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.CANCELED, Phase.WITHDRAWN, Phase.UNFINISHED, Phase.REPLAYED})
+FINAL_PHASES = frozenset(
+    {Phase.DONE, Phase.FAILED, Phase.CANCELED, Phase.WITHDRAWN, Phase.UNFINISHED, Phase.REPLAYED, Phase.REUSED}
+)
 
 
 @dataclass(frozen=True)

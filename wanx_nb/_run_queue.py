@@ -44,6 +44,9 @@ class RequestQueues(RequestSteps):
             return
         queues: dict[str, deque[Slot]] = {}
         for slot in self._slots:
+            if slot.outcome is not None:  # settled before the run began (reuse): said first, never sent
+                await self._guarded(slot, self._tell_settled(slot))
+                continue
             slot.started = self._clock()
             self._emit(slot, Phase.QUEUED)
             queues.setdefault(_model_name(slot.request), deque()).append(slot)
@@ -58,6 +61,13 @@ class RequestQueues(RequestSteps):
             for slot in self._slots:
                 self._cancelled(slot)  # what no worker took is withdrawn (a settled request is left alone)
             raise
+
+    async def _tell_settled(self, slot: Slot) -> None:
+        """The views learn of a request settled before the run began as of any other (a failing
+        callback is `_guarded`'s, as in the run's own steps)."""
+        self._emit(slot, slot.phase, elapsed=0.0)
+        if self._on_result is not None and slot.outcome is not None:
+            self._on_result(slot.index, slot.outcome)
 
     async def _work(self, queue: deque[Slot]) -> None:
         """Drive the queue's requests one after another, in order; a withdrawn one is skipped.

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["MODES", "Phase", "Progress", "ResumeReport", "Run", "Session", "Takeover", "get_session", "set_session"]
 
 MODES = ("live", "record", "replay")
+# Said with a result `reuse` took from the store (a grid says it per cell instead).
+REUSED_NOTE = "made by an earlier run, shown from the store: not paid again (reuse)"
 
 ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[int, Outcome], None]
@@ -219,6 +221,7 @@ class Session:
         requests: Sequence[GenerationRequest],
         *,
         reproducible: bool = False,
+        reuse: bool = False,
         on_progress: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
     ) -> Run:
@@ -226,45 +229,58 @@ class Session:
 
         Everything that can be checked is checked first, and raises before anything is sent: every
         request's rules, the budget, the store (writable, index healthy, space), a replay miss.
-        Then each request is written to the journal, and only then sent.
+        Then each request is written to the journal, and only then sent. With `reuse`, a request an
+        earlier run made (`reusable`) is settled from the store: not journaled, sent or paid again.
         """
         prepared = [self.prepare(r, reproducible=reproducible) for r in _request_list(requests)]
+        reused = self._reused(prepared) if reuse else {}
         if self.mode == "replay":
             # Look every request up first: a miss fails loudly before anything is shown.
-            replayed = [self._replay(r) for r, _ in prepared]
+            replayed = [reused[i] if i in reused else self._replay(r) for i, (r, _) in enumerate(prepared)]
             run = self._new_run(on_progress, on_result)
             run._finish_replayed([r for r, _ in prepared], replayed)
             return run
-        self.check_budget([r for r, _ in prepared])
+        sent = [r for i, (r, _) in enumerate(prepared) if i not in reused]
+        self.check_budget(sent)
         self.store.check()
         run = self._new_run(on_progress, on_result)
-        run._journal(prepared)
+        run._journal(prepared, reused)
         run._launch()
-        self._reserve(run, self.estimate_cost([r for r, _ in prepared])[1])
+        self._reserve(run, self.estimate_cost(sent)[1])
         return run
+
+    def _reused(self, prepared: Sequence[tuple[GenerationRequest, list[str]]]) -> dict[int, GenerationResult]:
+        """The requests (by index) an earlier run made, each result saying so where it is shown."""
+        found = {i: result for i, (request, _) in enumerate(prepared) if (result := self.reusable(request)) is not None}
+        for result in found.values():
+            result.warnings.append(REUSED_NOTE)
+        return found
 
     async def agenerate_many(
         self,
         requests: Sequence[GenerationRequest],
         *,
         reproducible: bool = False,
+        reuse: bool = False,
         on_progress: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
     ) -> list[Outcome]:
         """Run every request concurrently within the limits; failures come back as exceptions in place."""
-        return await self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result)
+        return await self.start(requests, reproducible=reproducible, reuse=reuse, on_progress=on_progress,
+                                on_result=on_result)  # fmt: skip
 
     async def agenerate(
         self,
         request: GenerationRequest,
         *,
         reproducible: bool = False,
+        reuse: bool = False,
         on_progress: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
     ) -> GenerationResult:
         """Generate one request; raises on failure. Works with top-level `await` in a notebook."""
         (result,) = await self.agenerate_many(
-            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+            [request], reproducible=reproducible, reuse=reuse, on_progress=on_progress, on_result=on_result
         )
         if isinstance(result, BaseException):
             raise result
@@ -275,23 +291,26 @@ class Session:
         requests: Sequence[GenerationRequest],
         *,
         reproducible: bool = False,
+        reuse: bool = False,
         on_progress: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
     ) -> list[Outcome]:
         """Blocking form: Ctrl-C cancels this run's PENDING tasks and keeps running ones for resume."""
-        return self.start(requests, reproducible=reproducible, on_progress=on_progress, on_result=on_result).result()
+        run = self.start(requests, reproducible=reproducible, reuse=reuse, on_progress=on_progress, on_result=on_result)
+        return run.result()
 
     def generate(
         self,
         request: GenerationRequest,
         *,
         reproducible: bool = False,
+        reuse: bool = False,
         on_progress: ProgressCallback | None = None,
         on_result: ResultCallback | None = None,
     ) -> GenerationResult:
         """Blocking form of `agenerate`: raises on failure."""
         (result,) = self.generate_many(
-            [request], reproducible=reproducible, on_progress=on_progress, on_result=on_result
+            [request], reproducible=reproducible, reuse=reuse, on_progress=on_progress, on_result=on_result
         )
         if isinstance(result, BaseException):
             raise result

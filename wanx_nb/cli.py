@@ -109,7 +109,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     request = request_from_args(args)  # checked by _preflight, with the -o folder, before anything is sent
     out = Path(args.out)
     session = _session(args)
-    run = session.start([request], reproducible=args.reproducible)
+    run = session.start([request], reproducible=args.reproducible, reuse=args.reuse)
     try:
         (result,) = run.result()
     except RunInterruptedError as exc:

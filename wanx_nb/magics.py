@@ -171,7 +171,8 @@ class WanxMagics(LineCommands, Magics):
         session = self.session()
         status = LiveStatus(enabled=self._live_status_enabled())
         try:
-            run = session.start([request], reproducible=args.reproducible, on_progress=status.on_progress)
+            run = session.start([request], reproducible=args.reproducible, reuse=args.reuse,
+                                on_progress=status.on_progress)  # fmt: skip
         except WanxError as exc:  # refused before anything was sent: budget, store, replay miss, rules
             raise UsageError(str(exc)) from None
         status.start()

@@ -60,6 +60,7 @@ class _Click:
         self.sweep = sweep
         self.keys = sweep.unique_keys() if sweep is not None else []  # the sweep's cells sent, by run index
         self.results: list[GenerationResult] = []
+        self.reused: list[GenerationResult] = []  # settled from the store (reuse): not paid by this click
         self.errors: list[BaseException] = []
         self.progress: dict[int, tuple[Progress, float]] = {}
         self.run: Run | None = None
@@ -191,6 +192,7 @@ class Panel(PanelForm):
         try:
             click.run = self._session.start(
                 requests,
+                reuse=self._reuse.value,
                 on_progress=lambda p: self._on_session_progress(click, p, keys),
                 on_result=lambda i, outcome: self._on_session_result(click, i, outcome, keys),
             )
@@ -216,7 +218,7 @@ class Panel(PanelForm):
             return None
         fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
         return build_state(GridState, [request.prompt], axes, fixed, self._session,
-                           preview_px=rendering.options.preview_px // 2, reuse=self._sweep_reuse.value)  # fmt: skip
+                           preview_px=rendering.options.preview_px // 2, reuse=self._reuse.value)  # fmt: skip
 
     def _on_cancel_click(self, button: Button) -> None:
         click = self._click
@@ -252,6 +254,9 @@ class Panel(PanelForm):
             if isinstance(outcome, GenerationResult):
                 with self._lock:
                     click.results.append(outcome)
+                    seen = click.progress.get(index)
+                    if seen is not None and seen[0].phase is Phase.REUSED:
+                        click.reused.append(outcome)
                     if click.sweep is None:
                         self._results.append(outcome)
                 if click.sweep is None:
@@ -280,9 +285,12 @@ class Panel(PanelForm):
         self._render_status(click)
         with self._lock:
             ok = sum(len(r.succeeded) for r in click.results)
-            cost = sum(r.cost_yuan for r in click.results)
+            cost = sum(r.cost_yuan for r in click.results if not any(r is o for o in click.reused))
+            reused = len(click.reused)
         if click.results or click.errors:
             note = f"Done: {ok} image{'s' if ok != 1 else ''}, ¥{cost:.2f}"
+            if reused:
+                note += f" ({reused} request{'s' if reused != 1 else ''} from the store, not paid again)"
             if click.results and click.results[0].from_emulator:
                 note += " (emulator: nothing was billed)"
             self._message.value = (self._message.value + "<br>" if self._message.value else "") + html.escape(note)
