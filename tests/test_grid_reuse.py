@@ -100,6 +100,10 @@ def test_the_magic_takes_reuse_for_grids_and_single_cells(shell, emulator):
     again = shell.run_cell_magic("wanx", "-m wanx2.1-t2i-turbo --seed 2 --reuse", "a fox")
     assert creates(emulator) == 4 and again.task_id == first.task_id
     assert "made by an earlier run, shown from the store: not paid again" in again.warnings[-1]
+    planned = shell.run_cell_magic("wanx", "-m wanx2.1-t2i-turbo --seed 2 --reuse --dry-run", "a fox")
+    assert f"--reuse: an earlier run made it (task {first.task_id}): it would be shown from the store" in (
+        planned.data["text/plain"]
+    )
 
 
 def test_the_grid_and_generate_commands_take_reuse(tmp_path, capsys, monkeypatch, emulator):

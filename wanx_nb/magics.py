@@ -290,6 +290,10 @@ class WanxMagics(LineCommands, Magics):
             f"  {where}",
             *(f"  note: {n}" for n in notes),
         ]
+        stored = session.reusable(prepared) if args.reuse else None
+        if stored is not None:
+            lines.append(f"  --reuse: an earlier run made it (task {stored.task_id}): it would be shown from the store, "
+                         "nothing sent or paid")  # fmt: skip
         body = json.dumps(prepared.to_body(), ensure_ascii=False, indent=2)
         text = "\n".join(lines)
         import html as _html
