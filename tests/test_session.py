@@ -107,14 +107,14 @@ def test_reuse_settles_what_an_earlier_run_made_and_sends_only_the_rest(tmp_path
     # ¥0.20 left: enough for the new request only, since the made one is not sent again.
     session = Session(store=tmp_path / "s", emulator=emulator, budget_yuan=0.2)
     phases, told = [], []
-    run = session.start([made, new], reuse=True, on_progress=lambda p: phases.append((p.index, p.phase)),
+    run = session.start([made, new], reuse=True, on_progress=lambda p: phases.append((p.index, p.phase, p.task_id)),
                         on_result=lambda i, outcome: told.append(i))  # fmt: skip
     first, second = run.result()
     assert len(emulator.requests("create")) == 2  # one earlier, one now
     assert first.task_id == earlier.task_id and first.saved_images == 2
     assert first.warnings[-1] == "made by an earlier run, shown from the store: not paid again (reuse)"
     assert second.saved_images == 1 and not second.warnings
-    assert (0, Phase.REUSED) in phases and sorted(told) == [0, 1]
+    assert (0, Phase.REUSED, earlier.task_id) in phases and sorted(told) == [0, 1]
     summary = run.summary()
     assert summary.phases == {"reused": 1, "done": 1} and summary.billed_images == 1 and summary.cost_yuan == 0.2
     assert len(session.store.history()) == 2  # the reused request is not journaled again
@@ -123,6 +123,30 @@ def test_reuse_settles_what_an_earlier_run_made_and_sends_only_the_rest(tmp_path
     assert only.task_id == earlier.task_id and len(emulator.requests("create")) == 2
     with pytest.raises(BudgetExceededError):  # without reuse it would be sent, and it does not fit
         session.generate_many([made])
+
+
+async def test_every_generate_form_passes_reuse_through_and_none_reuses_unasked(tmp_path, emulator):
+    request = GenerationRequest("fox", model="wanx-v1", n=1, seed=8)
+    session = Session(store=tmp_path / "s", emulator=emulator)
+    made = session.generate(request)
+    assert session.generate(request).task_id != made.task_id  # not asked: sent again
+    assert len(emulator.requests("create")) == 2
+    newest = session.store.reusable(request, session.service).task_id
+    forms = [session.generate(request, reuse=True), (await session.agenerate_many([request], reuse=True))[0],
+             await session.agenerate(request, reuse=True), session.generate_many([request], reuse=True)[0]]
+    assert [r.task_id for r in forms] == [newest] * 4 and len(emulator.requests("create")) == 2
+
+
+def test_a_recorded_reuse_of_one_request_replays_the_same_task(tmp_path, emulator):
+    request = GenerationRequest("fox", model="wanx-v1", n=1, seed=9)
+
+    def notebook(session):  # made, reused, made again: the replay must not move on at the reuse
+        return [session.generate(request).task_id, session.generate(request, reuse=True).task_id,
+                session.generate(request).task_id]
+
+    recorded = notebook(Session(store=tmp_path / "s", emulator=emulator, mode="record"))
+    assert recorded[0] == recorded[1] != recorded[2]
+    assert notebook(Session(store=tmp_path / "s", mode="replay")) == recorded
 
 
 def test_a_recorded_grid_that_reused_an_earlier_cells_images_replays_the_same(tmp_path, emulator):

@@ -109,9 +109,9 @@ class Run(RequestQueues):
         now = utcnow()
         try:
             for i, (request, notes) in enumerate(prepared):
-                if i in reused:
-                    self._slots.append(Slot(i, request, tuple(notes), "", phase=Phase.REUSED,
-                                            task_id=reused[i].task_id, outcome=reused[i]))  # fmt: skip
+                if i in reused:  # no entry (""); its notes were said when it was made
+                    self._slots.append(Slot(i, request, (), "", phase=Phase.REUSED, task_id=reused[i].task_id,
+                                            outcome=reused[i]))  # fmt: skip
                     continue
                 slot = Slot(i, request, tuple(notes), uuid.uuid4().hex)  # most have none: one shared ()
                 self._store.record(
