@@ -177,6 +177,32 @@ def test_a_run_the_store_could_not_record_sends_nothing_and_leaves_nothing_queue
     assert [e.entry_id for e in report.never_sent] == written and report.left_to_live_runs == 0
 
 
+def test_a_reused_request_before_a_store_failure_leaves_the_journaled_ones_withdrawn(session, emulator):
+    from wanx_nb._exceptions import StoreError
+
+    made = GenerationRequest("fox", n=1, seed=9)
+    session.start([made]).result(on_tick=lambda: emulator.advance(3600))  # made before: reuse settles it
+    record, written, withdrawn = session.store.record, [], []
+    mark_withdrawn = session.store.mark_withdrawn
+
+    def record_one_then_fail(entry) -> None:
+        if written:
+            raise StoreError(str(session.store.root), "cannot write the index (database or disk is full)", "free space")
+        record(entry)
+        written.append(entry.entry_id)
+
+    def noting(entry_id, **kwargs) -> None:
+        withdrawn.append(entry_id)
+        mark_withdrawn(entry_id, **kwargs)
+
+    session.store.record, session.store.mark_withdrawn = record_one_then_fail, noting
+    with pytest.raises(StoreError, match="disk is full"):
+        session.start([made, GenerationRequest("owl", n=1, seed=1), GenerationRequest("cat", n=1, seed=2)], reuse=True)
+    del session.store.record, session.store.mark_withdrawn
+    assert withdrawn == written and session.store.entry(written[0]).state is EntryState.WITHDRAWN
+    assert len(emulator.requests("create")) == 1  # the earlier run's only
+
+
 def test_a_run_id_from_someone_elses_store_cannot_name_a_file_outside_its_runs_folder(tmp_path):
     victim = tmp_path / "victim.lock"
     victim.write_text("keep me")

@@ -115,6 +115,7 @@ def test_reuse_settles_what_an_earlier_run_made_and_sends_only_the_rest(tmp_path
     assert first.warnings[-1] == "made by an earlier run, shown from the store: not paid again (reuse)"
     assert second.saved_images == 1 and not second.warnings
     assert (0, Phase.REUSED, earlier.task_id) in phases and sorted(told) == [0, 1]
+    assert run.notes == [[], []] and run.phases() == [Phase.REUSED, Phase.DONE]
     summary = run.summary()
     assert summary.phases == {"reused": 1, "done": 1} and summary.billed_images == 1 and summary.cost_yuan == 0.2
     assert len(session.store.history()) == 2  # the reused request is not journaled again

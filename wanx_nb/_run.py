@@ -125,6 +125,8 @@ class Run(RequestQueues):
                 self._slots.append(slot)
         except BaseException:  # the run will not start: nothing was sent, and no run of ours holds these
             for slot in self._slots:
+                if slot.outcome is not None:
+                    continue  # settled from the store (reuse): it has no entry
                 with contextlib.suppress(WanxError):  # else a later resume withdraws them
                     self._store.mark_withdrawn(slot.entry_id, message="not sent: the store failed while the run was recorded")
             lock.release()
