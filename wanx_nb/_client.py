@@ -274,8 +274,9 @@ class AsyncWanxClient(BaseClient):
         nothing sent. `on_submitted(task, sent_request)` runs the moment the task exists;
         `on_status(task)` after every poll; `before_download(task)` once the task succeeded, before
         its images are fetched (a caller that stores them can wait there for room). A FAILED task
-        raises TaskFailedError (the server's code and message), CANCELED TaskCanceledError, UNKNOWN TaskUnknownError; a create that may have
-        reached the service unanswered raises SubmitOutcomeUnknownError (with the prepared request).
+        raises TaskFailedError (the server's code and message), CANCELED TaskCanceledError, UNKNOWN
+        TaskUnknownError; a create that may have reached the service unanswered raises
+        SubmitOutcomeUnknownError (with the prepared request).
         Images that failed on the service keep its `code` and `message`; a billed image whose
         download failed keeps its URL and gets `download_error`/`download_code` (see `fetch`).
         """

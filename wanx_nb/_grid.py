@@ -342,15 +342,14 @@ class GridPlan:
         text = f"{dims} = {self.cells} cell{_s(self.cells)}"
         if shared:
             text += f" ({self.requests} request{_s(self.requests)}; {shared} cell{_s(shared)} {'repeats' if shared == 1 else 'repeat'} another cell's request, sent once)"
+        estimate = f", estimated ¥{self.yuan:.2f} if every image succeeds, about {_duration(self.seconds)}"
         if self.reused == self.requests:
             text += "; every request already made, shown from the store: nothing to send"
+        elif self.reused:
+            text += (f"; {self.reused} of {self.requests} requests already made, shown from the store (not paid "
+                     f"again); {self.images} image{_s(self.images)} to make{estimate}")
         else:
-            if self.reused:
-                text += (f"; {self.reused} of {self.requests} requests already made, shown from the store (not "
-                         f"paid again); {self.images} image{_s(self.images)} to make")
-            else:
-                text += f", {self.images} image{_s(self.images)}"
-            text += f", estimated ¥{self.yuan:.2f} if every image succeeds, about {_duration(self.seconds)}"
+            text += f", {self.images} image{_s(self.images)}{estimate}"
         if self.seed is not None:
             text += f"; seed {self.seed} in every cell"
             if self.seed_chosen:

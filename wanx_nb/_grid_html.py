@@ -341,13 +341,15 @@ def xyz_grid_html(grid: GridView, *, backends: Iterable[str] = (), plan: str | N
         blocks.append(title + _block_html(grid, zi))
     foot = ""
     if done and not grid.dry_run:
-        reused = f"; {grid.reuse_text()}" if grid.reuse_text() else ""
+        reused = grid.reuse_text()
+        reused = f"; {reused}" if reused else ""
         foot = (f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} '
                 f"(what was billed){_e(reused)}</div>")
     if grid.interrupted:
         foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(grid.interrupted)}</div>'
-    if grid.after_resume():
-        foot += f'<div class="wanx-hint" style="margin:4px 0;font-style:italic">next: {_e(grid.after_resume())}</div>'
+    after = grid.after_resume()
+    if after:
+        foot += f'<div class="wanx-hint" style="margin:4px 0;font-style:italic">next: {_e(after)}</div>'
     if grid.notes:
         foot += _warn_list(grid.notes)
     return f'<div class="wanx-result" style="{S_RESULT}">{head}{"".join(blocks)}{foot}</div>'

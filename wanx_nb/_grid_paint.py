@@ -227,8 +227,9 @@ class _Painter:
         shared = ", ".join(f"{k}={v}" for k, v in g.fixed_text().items())
         summary = f"Same in every cell: {shared or 'model defaults'}. Backend: {', '.join(g.backends)}. "
         summary += f"Estimated {f.yuan(g.plan.yuan)}, billed {f.yuan(g.cost_yuan)}."
-        if g.reuse_text():  # starts with a count: no capital needed
-            summary += f" {g.reuse_text()}."
+        reused = g.reuse_text()
+        if reused:  # starts with a count: no capital needed
+            summary += f" {reused}."
         lines += [(s, "#333") for s in self._wrap(summary, width, 3)]
         for note in g.notes[:6]:
             lines += [(s, "#8a4b00") for s in self._wrap("* " + note, width, 2)]

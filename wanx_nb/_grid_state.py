@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import TaskUnfinishedError, WanxError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, REUSED, Axis, GridCell, GridPlan, plan_cells, summary_notes
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, REUSED, Axis, GridCell, GridPlan, _s, plan_cells, summary_notes
 from ._scheduler import estimate_seconds  # the one estimate: the limits' exact schedule
 from ._models import GenerationResult
 from ._run_events import Progress
@@ -50,7 +50,6 @@ class GridState:
         self.dry_run = dry_run
         self.preview_px = preview_px
         self.interrupted: str | None = None
-        self.reused = frozenset(c.key for c in cells.values() if c.from_store and c.shares is None)
         self._cells = dict(cells)
         self._lock = threading.Lock()
         self._changed = threading.Event()
@@ -102,9 +101,9 @@ class GridState:
 
     def reuse_text(self) -> str:
         """Which requests an earlier run made ("" when none): their cost is in `cost_yuan`, paid then."""
-        if not self.reused:
+        count, of = self.plan.reused, self.plan.requests
+        if not count:
             return ""
-        count, of = len(self.reused), self.plan.requests
         return f"{count} of {of} request{_s(of)} made by an earlier run, shown from the store (billed then, not again)"
 
     def fixed_text(self) -> dict[str, Any]:
@@ -258,7 +257,3 @@ def _show_stored(cells: Mapping[Key, GridCell], session: Session) -> int:
             sharing.result, sharing.phase = result, REUSED
             sharing.notes.extend(w for w in result.warnings if w not in sharing.notes)
     return found
-
-
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"

@@ -163,7 +163,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     failed = [c for c in built.cells if c.error is not None]
     if not args.dry_run:
         print(f"{len(built.cells)} cells, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
-        if built.reused:
+        if built.reuse_text():
             print(built.reuse_text())
     if built.interrupted:
         print(f"interrupted: {built.interrupted}", file=sys.stderr)

@@ -96,12 +96,14 @@ class Grid(GridState):
             ok = sum(len(c.result.succeeded) for c in self._cells.values() if c.result is not None and c.shares is None)
             failed = sum(1 for c in self._cells.values() if c.error is not None)
             lines.append(f"done: {ok} image{_s(ok)}, {failed} failed cell{_s(failed)}, ¥{self.cost_yuan:.2f}")
-            if self.reused:
-                lines.append(f"  {self.reuse_text()}")
+            reused = self.reuse_text()
+            if reused:
+                lines.append(f"  {reused}")
         if self.interrupted:
             lines.append(f"interrupted: {self.interrupted}")
-        if self.after_resume():
-            lines.append(f"next: {self.after_resume()}")
+        after = self.after_resume()
+        if after:
+            lines.append(f"next: {after}")
         if self.notes:
             lines.append("notes:")
             lines.extend(f"  - {note}" for note in self.notes)

@@ -55,10 +55,12 @@ class _Click:
     row can add the time since (elapsed ticks while a task waits). `sweep` is the grid of a sweep.
     """
 
-    def __init__(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
+    def __init__(
+        self, request: GenerationRequest, sweep: GridState | None = None, keys: list[Key] | None = None
+    ) -> None:
         self.request = request
         self.sweep = sweep
-        self.keys = sweep.unique_keys() if sweep is not None else []  # the sweep's cells sent, by run index
+        self.keys = keys or []  # the sweep's cells sent, by run index
         self.results: list[GenerationResult] = []
         self.reused: list[GenerationResult] = []  # settled from the store (reuse): not paid by this click
         self.errors: list[BaseException] = []
@@ -170,7 +172,8 @@ class Panel(PanelForm):
         request = self.request()
         try:
             sweep = self._plan_sweep(request)
-            requests = [request] if sweep is None else [sweep.cell_at(*k).request for k in sweep.unique_keys()]
+            keys = sweep.unique_keys() if sweep is not None else []
+            requests = [request] if sweep is None else [sweep.cell_at(*k).request for k in keys]
             warnings = validate(request) if sweep is None else []
             self._session.check_budget(requests)
         except WanxError as exc:  # ValidationError, BudgetExceededError: nothing was sent
@@ -180,8 +183,7 @@ class Panel(PanelForm):
             self._message.value = "<br>".join(f"⚠ {html.escape(w)}" for w in warnings)
         if sweep is not None:
             self._message.value = html.escape(f"Sweep: {sweep.plan}")
-        click = _Click(request, sweep)
-        keys = click.keys
+        click = _Click(request, sweep, keys)
         with self._lock:
             self._click = click
         self._done.clear()
@@ -285,7 +287,8 @@ class Panel(PanelForm):
         self._render_status(click)
         with self._lock:
             ok = sum(len(r.succeeded) for r in click.results)
-            cost = sum(r.cost_yuan for r in click.results if not any(r is o for o in click.reused))
+            reused_ids = {id(r) for r in click.reused}
+            cost = sum(r.cost_yuan for r in click.results if id(r) not in reused_ids)
             reused = len(click.reused)
         if click.results or click.errors:
             note = f"Done: {ok} image{'s' if ok != 1 else ''}, ¥{cost:.2f}"
