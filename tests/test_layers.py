@@ -19,7 +19,7 @@ test, so a new module has to be given a row.
         _upload, _reconcile, _errors, _sync)
     L4  _run, _run_events, _run_steps, _run_queue,  L0-L4 (_session -> _run, never the reverse)
         _run_room, _grid_state,
-        _session, _history, rerun
+        _resume, _session, _history, rerun
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
         _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
         _tables_html, _interrupt_card, _render_options,
@@ -61,7 +61,7 @@ LAYERS: dict[str, int] = {
     "_client_http": 3, "_client_create": 3, "_client_poll": 3, "_client_download": 3, "_client_upload": 3,
     "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_run_locks": 3, "_loop": 3,
     "_journal": 3, "_store_db": 3, "_store_read": 3, "_store_queries": 3, "_store_repair": 3,
-    "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_run_room": 4, "_run_queue": 4, "_session": 4, "_history": 4, "rerun": 4,
+    "_run": 4, "_run_events": 4, "_grid_state": 4, "_run_steps": 4, "_run_room": 4, "_run_queue": 4, "_resume": 4, "_session": 4, "_history": 4, "rerun": 4,
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,

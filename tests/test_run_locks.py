@@ -14,7 +14,8 @@ import pytest
 from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
 from wanx_nb._run_locks import hold
-from wanx_nb._session import NEVER_SENT, Session
+from wanx_nb._resume import NEVER_SENT, resume_report
+from wanx_nb._session import Session
 from wanx_nb._store import EntryState, JournalEntry, Store
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 
@@ -77,7 +78,7 @@ def test_resume_leaves_a_create_on_the_wire_to_its_run(session, emulator):
     resumed, takeover = session.start_resume()
     assert resumed.requests == () and takeover.left_to_live_runs == 1
     assert emulator.requests("list") == []  # nothing reconciled, nothing concluded
-    assert session._report(resumed.result(), takeover).text() == (
+    assert resume_report(resumed.result(), takeover).text() == (
         "nothing to resume: 1 request(s) belong to runs still going (in this kernel or another), which finish them"
     )
     (result,) = run.result(on_tick=lambda: emulator.advance(3600))
@@ -114,7 +115,7 @@ def test_requests_a_stopped_run_never_sent_are_withdrawn_and_said(session, emula
     assert [e.entry_id for e in takeover.never_sent] == ["never-sent"] and takeover.left_to_live_runs == 1
     entry = session.store.entry("never-sent")
     assert entry.state is EntryState.WITHDRAWN and entry.message == NEVER_SENT
-    report = session._report(resumed.result(), takeover)
+    report = resume_report(resumed.result(), takeover)
     assert report.text() == (
         "1 never sent (their run stopped before sending them; not billed): run them again to have them; "
         "1 left to runs still going (in this kernel or another)"

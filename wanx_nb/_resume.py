@@ -1,0 +1,72 @@
+"""What a resume found: the entries it took over, and its report (what was recovered, what is left, what
+is gone for good). `Session.start_resume()` and `Session.resume()` make them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._exceptions import TaskUnfinishedError
+from ._models import GenerationResult
+from ._run import Outcome
+from ._store import JournalEntry
+
+__all__ = ["NEVER_SENT", "ResumeReport", "Takeover", "resume_report"]
+
+
+@dataclass(frozen=True)
+class ResumeReport:
+    """What `Session.resume()` recovered, what is left and what is gone for good."""
+
+    recovered: list[GenerationResult]
+    unfinished: list[TaskUnfinishedError]  # still not settled (e.g. the service could not be reached)
+    ended: list[BaseException]  # the service ended them without images (FAILED, CANCELED), or no task was made
+    expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
+    never_sent: list[JournalEntry] = field(default_factory=list)  # queued by a run that stopped: now withdrawn
+    left_to_live_runs: int = 0  # entries of runs still going (this kernel or another): theirs to finish
+
+    def text(self) -> str:
+        if not (self.recovered or self.unfinished or self.ended or self.expired or self.never_sent):
+            if self.left_to_live_runs:
+                return (f"nothing to resume: {self.left_to_live_runs} request(s) belong to runs still going (in this "
+                        "kernel or another), which finish them")
+            return "nothing to resume: every task in the journal is finished"
+        parts = []
+        if self.recovered:
+            images = sum(r.saved_images for r in self.recovered)
+            parts.append(f"recovered {len(self.recovered)} task(s), {images} image(s) saved")
+        if self.ended:
+            parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
+        if self.unfinished:
+            why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in self.unfinished))
+            parts.append(f"{len(self.unfinished)} still unfinished ({why}: run `%wanx resume` again later)")
+        if self.expired:
+            ids = ", ".join(e.task_id or e.entry_id for e in self.expired)
+            parts.append(f"{len(self.expired)} gone for good (older than the service's 24 h): {ids}")
+        if self.never_sent:
+            parts.append(f"{len(self.never_sent)} never sent (their run stopped before sending them; not billed): "
+                         "run them again to have them")
+        if self.left_to_live_runs:
+            parts.append(f"{self.left_to_live_runs} left to runs still going (in this kernel or another)")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What `Session.start_resume()` found besides the entries it took over."""
+
+    expired: list[JournalEntry]  # marked GONE: older than the service keeps tasks
+    never_sent: list[JournalEntry]  # queued by runs that stopped: marked WITHDRAWN
+    left_to_live_runs: int  # entries of runs still going: left alone
+
+
+NEVER_SENT = "never sent: its run stopped (a kernel restart, a crash) before sending it; not billed"
+
+
+def resume_report(outcomes: list[Outcome], takeover: Takeover) -> ResumeReport:
+    """Sort a resume run's outcomes into the report."""
+    recovered = [o for o in outcomes if isinstance(o, GenerationResult)]
+    unfinished = [o for o in outcomes if isinstance(o, TaskUnfinishedError)]
+    ended = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TaskUnfinishedError)]
+    return ResumeReport(
+        recovered, unfinished, ended, takeover.expired, takeover.never_sent, takeover.left_to_live_runs
+    )
