@@ -173,6 +173,16 @@ def test_names_and_attributes_are_filled_from_the_namespace(captured, shell):
     assert captured[0][1].prompt == "a red fox in a pine forest at dawn, {literal} {not a field}"
 
 
+@pytest.mark.parametrize("field", ["{mood!r}", "{mood:>10}", "{items[0]}", "{table[k]}", "{nomood!s}"])
+def test_a_format_field_beyond_a_name_is_refused_not_sent_as_written(captured, shell, field):
+    shell.user_ns.update(mood="dark", items=["a"], table={"k": "v"})
+    with pytest.raises(UsageError, match=r"only \{name\} and \{obj.attr\} are filled") as refused:
+        cell(shell, "", f"a {field} fox")
+    assert field in str(refused.value) and captured == []
+    cell(shell, "", "a {{mood!r}} fox, {style: watercolor}")  # escaped, and braces around plain words, stay
+    assert captured[0][1].prompt == "a {mood!r} fox, {style: watercolor}"
+
+
 def test_an_undefined_name_is_a_usage_error_naming_it(captured, shell):
     with pytest.raises(UsageError, match="'colour' is not defined"):
         cell(shell, "", "a {colour} fox")

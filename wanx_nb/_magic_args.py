@@ -101,8 +101,11 @@ LINE_HELP = (
 )
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# `{{`, `}}` or `{name}` / `{name.attr.attr}`; other braces stay as they are.
-_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+# `{{`, `}}` or `{name}` / `{name.attr.attr}`, with any format-string tail (`[0]`, `!r`, `:>10`) caught in
+# group 2 so it is refused rather than sent as written; other braces stay as they are.
+_FIELD = re.compile(
+    r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)((?:\[[^\[\]{}]*\])*(?:![a-z])?(?::[^{}\s]*)?)\}"
+)
 
 
 class _Parser(MagicArgumentParser):
@@ -326,7 +329,8 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
     """Fill `{name}` and `{obj.attr}` from `namespace`; `{{`/`}}` are literal braces.
 
     Other braces (`{a b}`, `{0}`) are left as written. An undefined name or attribute is a UsageError
-    naming it; nothing is evaluated beyond attribute lookup.
+    naming it, and so is a field with an index, a conversion or a format spec (`{x[0]}`, `{x!r}`,
+    `{x:>5}`): it would otherwise be sent as written. Nothing is evaluated beyond attribute lookup.
     """
 
     def fill(m: re.Match[str]) -> str:
@@ -336,6 +340,12 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
         if token == "}}":
             return "}"
         dotted = m.group(1)
+        if m.group(2):
+            raise UsageError(
+                f"{token} in the prompt: only {{name}} and {{obj.attr}} are filled, without indexes, conversions or "
+                "format specs. Put the text in a variable first (e.g. label = f\"...\"), or write {{ and }} for "
+                "literal braces."
+            )
         head, *attrs = dotted.split(".")
         if head not in namespace:
             raise UsageError(
