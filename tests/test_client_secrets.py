@@ -158,3 +158,13 @@ async def test_only_api_requests_carry_the_key(canary):
         await client.download("https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1")
     assert seen == {"dashscope.aliyuncs.com": "Bearer " + canary, "dashscope-result-bj.oss-cn-beijing.aliyuncs.com": None}
     await client.aclose()
+
+
+@pytest.mark.parametrize("where", ["http://{key}@127.0.0.1:8000/api/v1", "https://user:{key}@dashscope.aliyuncs.com/api/v1"])
+def test_a_key_put_in_the_base_url_is_refused_and_not_shown(shell, canary, monkeypatch, where):
+    # Accepted, it became the service's name, kept with every result and in each PNG's provenance.
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", where.format(key=canary))
+    calls = []
+    text = run_verbose(shell, CELL, transport=httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500)))
+    assert "has a user or password before '@': the key goes in DASHSCOPE_API_KEY" in text and calls == []
+    assert_no_key(text, canary)

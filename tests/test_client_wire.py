@@ -158,6 +158,11 @@ def test_config_errors(monkeypatch):
         AsyncWanxClient(KEY, base_url="http://x/api/v1?a=1")
     with pytest.raises(ConfigurationError, match=r"^base_url= 'http://a b/api/v1' is not a base URL"):
         AsyncWanxClient(KEY, base_url="http://a b/api/v1")
+    for port in (0, 65536, 99999):  # httpx takes any number; the connect would fail as the create goes out
+        with pytest.raises(ConfigurationError, match=rf"^base_url= 'http://127.0.0.1:{port}/api/v1': port {port} is "
+                                                     "out of range: use 1 to 65535"):
+            AsyncWanxClient(KEY, base_url=f"http://127.0.0.1:{port}/api/v1")
+    assert AsyncWanxClient(KEY, base_url="http://127.0.0.1:65535/api/v1").base_url == "http://127.0.0.1:65535/api/v1"
     assert AsyncWanxClient(KEY, base_url=" https://[::1]:8000/api/v1/ ").base_url == "https://[::1]:8000/api/v1"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 from typing import Protocol as Structural  # `Protocol` in the client's modules is the wire protocol
@@ -113,8 +114,10 @@ def _setting(name: str) -> str | None:
 
 
 def _base_url(value: str | None, source: str) -> str | None:
-    """`value` when the client can send to it: http(s), a host, no query. Refused before any call (sent,
-    it would fail as the create goes out, which must count as possibly billed)."""
+    """`value` when the client can send to it: http(s), a host, a port in range, no query, no user:password.
+    Refused before any call (sent, it would fail as the create goes out, which must count as possibly
+    billed). A user or password in the URL is refused, and never repeated: it may be the key itself,
+    which would otherwise be kept with every result as the service's name."""
     if value is None:
         return None
     text = value.strip()
@@ -122,12 +125,27 @@ def _base_url(value: str | None, source: str) -> str | None:
         url = None if any(c.isspace() for c in text) else httpx.URL(text)
     except httpx.InvalidURL:
         url = None
+    if url is not None and url.userinfo or _USERINFO.match(text):
+        # Rebound before raising: a verbose traceback prints this frame's locals, and they may hold a key.
+        value = text = _USERINFO.sub(r"\1…@", value)
+        url = None
+        raise ConfigurationError(
+            f"{source} {value!r} has a user or password before '@': the key goes in {ENV_API_KEY} (or api_key=), "
+            "never in the URL"
+        )
+    shown = repr(value)
+    if url is not None and url.port is not None and not 0 < url.port < 65536:
+        raise ConfigurationError(f"{source} {shown}: port {url.port} is out of range: use 1 to 65535")
     if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
         raise ConfigurationError(
-            f"{source} {value!r} is not a base URL: use http(s)://host[:port]/api/v1, e.g. "
+            f"{source} {shown} is not a base URL: use http(s)://host[:port]/api/v1, e.g. "
             f"https://dashscope.aliyuncs.com/api/v1 or a served emulator's http://127.0.0.1:8000/api/v1"
         )
     return text
+
+
+# "scheme://user:password@" at the start of a URL, whether or not the rest parses.
+_USERINFO = re.compile(r"^(\s*[A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def _workspace_id(value: str | None) -> str | None:
