@@ -276,3 +276,17 @@ def test_a_region_that_serves_no_model_suggests_none():
     # Tokyo is reachable through a workspace domain only, and no catalog model is documented there.
     problem = only_problem(GenerationRequest("fox", model="qwen-image-3.0"), region="tokyo")
     assert problem.allowed == "a model the tokyo region serves: qwen-image-3.0 is offered in beijing only"
+
+
+@pytest.mark.parametrize(("field", "text", "why"), [
+    ("prompt", "\udcff\udcfe fox", "character 1 is '\\udcff' (the byte 0xff, not UTF-8)"),  # argv read from Latin-1
+    ("prompt", "a fox \udc80", "character 7 is '\\udc80' (the byte 0x80, not UTF-8)"),
+    ("negative_prompt", "x\ud800", "character 2 is '\\ud800';"),  # a lone high surrogate: no byte to name
+])
+def test_text_that_cannot_be_sent_as_utf8_is_refused_naming_the_character(field, text, why):
+    # It used to pass validation and fail as the journal encoded it: a traceback, from the CLI too.
+    request = GenerationRequest("a fox", model="wanx-v1").replace(**{field: text})
+    with pytest.raises(ValidationError) as refused:
+        validate(request)
+    assert f"{field}={text!r}: text in UTF-8: {why}" in str(refused.value)
+    assert validate(GenerationRequest("狐狸 🦊 in snow", model="wanx-v1", negative_prompt="模糊")) == []

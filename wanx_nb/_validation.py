@@ -112,6 +112,8 @@ def validate(
 def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Problems, warnings: list[str]) -> None:
     if not isinstance(request.prompt, str) or not request.prompt.strip():
         problems.add("prompt", request.prompt, "a non-empty text (Chinese or English)")
+    elif (broken := _unencodable(request.prompt)) is not None:
+        problems.add("prompt", request.prompt, broken)
     elif len(request.prompt) > spec.prompt_limit:
         warnings.append(
             f"prompt is {len(request.prompt)} characters; {spec.name} keeps the first {spec.prompt_limit} "
@@ -121,10 +123,22 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
     if neg is not None:
         if not isinstance(neg, str):
             problems.add("negative_prompt", neg, "a text")
+        elif (broken := _unencodable(neg)) is not None:
+            problems.add("negative_prompt", neg, broken)
         elif len(neg) > spec.negative_prompt_limit:
             warnings.append(
                 f"negative_prompt is {len(neg)} characters; the server keeps the first {spec.negative_prompt_limit}"
             )
+
+
+def _unencodable(text: str) -> str | None:
+    """Why `text` cannot be sent as UTF-8 (the request body's encoding), or None. Python reads a byte of a
+    command line or file that is not UTF-8 as a lone surrogate ("\\udcff" for 0xff)."""
+    for position, char in enumerate(text, 1):
+        if "\ud800" <= char <= "\udfff":
+            byte = f" (the byte 0x{ord(char) - 0xDC00:02x}, not UTF-8)" if "\udc80" <= char <= "\udcff" else ""
+            return f"text in UTF-8: character {position} is {char!r}{byte}; was it written in another encoding?"
+    return None
 
 
 def _check_size(size: Any, spec: ModelSpec, problems: _Problems) -> None:
