@@ -445,6 +445,36 @@ async def test_reconcile_says_when_no_task_was_created_and_when_it_cannot_tell(m
         await h.client.reconcile(err.request, sent_after=err.sent_after.replace(tzinfo=None), sent_before=err.sent_before)
 
 
+@pytest.mark.parametrize(("model", "theirs"), [
+    ("wanx2.1-t2i-turbo", dict(n=1)),  # a V2 record names its prompt once the task has finished
+    ("wanx-v1", dict(n=2)),  # a V1 record never does; its number of images does
+])
+async def test_reconcile_waits_for_a_running_candidate_and_leaves_another_requests_task(make, model, theirs):
+    # The key is shared: another process's task of the same model lands in the window of a create
+    # that never reached the service. Still running, its record named nothing, and it was adopted.
+    h = await make()
+    h.emu.script("create", Fault.status(500))  # refused: nothing was created
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await h.client.submit(GenerationRequest("a lighthouse", model=model, n=1))
+    err = info.value
+    foreign = await h.client.submit(GenerationRequest("a private family photo", model=model, **theirs))
+    assert not (await h.client.get_task(foreign.task_id)).status.is_terminal
+    found = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert found.decided and found.task is None and "other requests'" in found.reason
+
+
+async def test_reconcile_adopts_the_one_task_of_a_v1_request_and_says_its_prompt_was_not_named(make):
+    h = await make()
+    h.emu.script("create", Fault.drop_after())  # created, the answer lost
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await h.client.submit(GenerationRequest("a lighthouse", model="wanx-v1", n=1))
+    err = info.value
+    found = await h.client.reconcile(err.request, sent_after=err.sent_after, sent_before=err.sent_before)
+    assert found.decided and found.task is not None and found.task.task_id == next(iter(h.emu.tasks))
+    assert found.task.status.value == "SUCCEEDED"  # waited for: its record is complete
+    assert not found.prompt_named and "does not name the prompt" in found.reason
+
+
 async def test_wait_timeout(make):
     h = await make(time_scale=1.0)
     sub = await h.client.submit(GenerationRequest("slow", model="wanx2.1-t2i-plus", n=1))

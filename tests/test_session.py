@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -553,3 +554,44 @@ def test_the_interpreters_exit_leaves_the_client_open_for_a_run_still_polling(tm
     child = subprocess.run([sys.executable, "-c", _POLLING_AT_EXIT, str(tmp_path / "store")], env=env,
                            capture_output=True, text=True, timeout=120, check=False)
     assert child.returncode == 0 and child.stdout.split() == ["running", "None"], child.stdout + child.stderr
+
+
+def test_two_lost_creates_never_adopt_the_same_task(tmp_path):
+    # Two requests alike (model, prompt, n) whose creates' answers were lost, and one task on the
+    # service: it was billed once, so it is adopted once, by one of them; the other made none.
+    # The service's clock starts at the wall time the journal is written in (the store ages entries by it).
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False, fake_clock_start=time.time()))
+    crash_after_sending(tmp_path / "elsewhere", emulator, [GenerationRequest("fox", model="wanx-v1", n=1, seed=1)])
+    (made,) = Store(tmp_path / "elsewhere").unfinished()
+    # Sent when the service made its task, by the service's (fake) clock, which the client reads too.
+    sent_at = dt.datetime.fromtimestamp(emulator.tasks[made.task_id].submit_time, dt.timezone.utc).isoformat()
+    store = Store(tmp_path / "store")
+    for entry_id in ("lost-1", "lost-2"):
+        store.record(dataclasses.replace(made, entry_id=entry_id, task_id=None, state=EntryState.OUTCOME_UNKNOWN,
+                                         sent_at=sent_at))  # fmt: skip
+    emulator.advance(600)
+    client = fast_client(emulator)
+    client._wall = emulator.now
+    report = Session(store=store, client=client, clock=emulator.now).resume()
+    (adopted,) = report.recovered
+    (none,) = report.ended
+    assert adopted.task_id == made.task_id and "does not name the prompt" in " ".join(adopted.warnings)
+    assert "nothing was billed" in str(none)
+    assert store.known_task_ids(made.service) == {made.task_id} and len(emulator.requests("create")) == 1
+
+
+def test_resume_leaves_tasks_sent_to_another_service_alone_and_says_where(tmp_path):
+    # Asked of this service, another one's task would be "not found", and its billed images lost.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=1, seed=1)])
+    (entry,) = Store(store).unfinished()
+    Store(store).record(dataclasses.replace(entry, entry_id="theirs", task_id="their-task", service="other.example:8000"))
+    emulator.advance(3600)
+    report = Session(store=store, client=fast_client(emulator), clock=emulator.now).resume()
+    assert len(report.recovered) == 1 and report.left_to_other_services == 1
+    assert report.text().endswith(
+        "1 sent to another service (other.example:8000): resume them with its base URL (DASHSCOPE_HTTP_BASE_URL) and key"
+    )
+    assert [e.entry_id for e in Store(store).unfinished()] == ["theirs"]
+    assert all("their-task" not in r.path for r in emulator.requests("query"))

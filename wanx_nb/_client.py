@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -242,8 +243,9 @@ class AsyncWanxClient(BaseClient):
 
         Lists the account's tasks for the request's model created in [sent_after, sent_before] (every
         page; aware datetimes, converted to the server's clock), drops the ids in `exclude` (tasks the
-        journal already knows), and matches what the service reports: the creation time and, where a
-        task's record names it, the prompt (see `_reconcile`). Nothing is created or cancelled.
+        journal already knows), waits for the candidates still running, and matches what their records
+        report: the creation time, the number of images and, where a record names it, the prompt (see
+        `_reconcile`). Nothing is created or cancelled.
         Returns a Reconciliation: the task to adopt, certainly none, or "cannot tell" (try again later).
         """
         return await find_created(
@@ -254,6 +256,7 @@ class AsyncWanxClient(BaseClient):
             now=dt.datetime.fromtimestamp(self._wall(), dt.timezone.utc),
             list_tasks=self.list_tasks,
             get_task=self.get_task,
+            wait=lambda task: self.wait(task, timeout=math.inf),
         )
 
     async def generate(

@@ -44,8 +44,10 @@ async def find_created(
     now: dt.datetime,
     list_tasks: ListTasks,
     get_task: Callable[[str], Awaitable[Task]],
+    wait: Callable[[Task], Awaitable[Task]],
 ) -> Reconciliation:
-    """See `AsyncWanxClient.reconcile`; `now` is the client's wall time, aware."""
+    """See `AsyncWanxClient.reconcile`; `now` is the client's wall time, aware. `wait` polls a task until
+    it ends: a running candidate's record names neither its prompt nor its images yet."""
     for name, value in (("sent_after", sent_after), ("sent_before", sent_before)):
         if not isinstance(value, dt.datetime) or value.tzinfo is None:
             raise ValueError(f"{name} must be an aware datetime (e.g. in UTC), got {value!r}")
@@ -69,7 +71,10 @@ async def find_created(
         ids = in_window(rows, model, sent_after=sent_after, sent_before=sent_before, exclude=exclude)
         if len(ids) > _MAX_CANDIDATES:
             return Reconciliation(None, False, tuple(ids), f"{len(ids)} tasks of {model} were created {window}")
-        tasks = [await get_task(task_id) for task_id in ids]
+        tasks = []
+        for task_id in ids:  # one after another: while one is waited for, the others run on
+            task = await get_task(task_id)
+            tasks.append(task if task.status.is_terminal else await wait(task))
     except WanxError as exc:
         return Reconciliation(None, False, (), f"the account's tasks could not be read ({exc.message}); try later")
     return decide(request, tasks, window=window)

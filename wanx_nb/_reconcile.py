@@ -4,9 +4,12 @@ A create that may have reached the service (SubmitOutcomeUnknownError) is looked
 account's tasks: the list endpoint (§1.5) gives, per task, its model, status and `gmt_create` (epoch
 ms) but neither the prompt nor the parameters. So the window [sent_after, sent_before] (widened by
 CLOCK_SLACK for the difference between our clock and the server's) and the model select the
-candidates; ids the journal already knows are dropped; and where a candidate's own record
-(`GET /tasks/{id}`) names its prompt (V2 models, once finished: `orig_prompt`), the prompt must match.
-Seeds are not reported by the service, so they cannot be matched.
+candidates; ids the journal already knows are dropped; and each candidate's own finished record
+(`GET /tasks/{id}`) must agree: the prompt where it names one (V2 models: `orig_prompt`), and the
+number of images. A candidate still running is waited for first (`_client_reconcile`): its record
+names nothing yet, and the key may be shared with another process that made it. Seeds are not
+reported by the service, so they cannot be matched; a task adopted without its prompt named (wanx-v1
+records never name it) says so.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._models import ListedTask, Task
+from ._models import ListedTask, Task, TaskStatus
 from ._registry import get_model
 from ._request import GenerationRequest
 
@@ -39,6 +42,7 @@ class Reconciliation:
     decided: bool
     candidates: tuple[str, ...]
     reason: str
+    prompt_named: bool = False  # the adopted task's record names this request's prompt
 
 
 def list_window(sent_after: dt.datetime, sent_before: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -76,20 +80,26 @@ def in_window(
 
 
 def decide(request: GenerationRequest, tasks: Sequence[Task], *, window: str) -> Reconciliation:
-    """Pick the task among the candidates' records, matching the prompt where a record names it."""
+    """Pick the task among the candidates' finished records: the prompt where a record names it, and the
+    number of images, must be this request's."""
     ids = tuple(t.task_id for t in tasks)
-    evidence = {t.task_id: _prompt_evidence(t, request.prompt) for t in tasks}
+    evidence = {t.task_id: _evidence(t, request) for t in tasks}
     left = [t for t in tasks if evidence[t.task_id] is not False]
     if not tasks:
         return Reconciliation(None, True, (), f"no task of {request.model} was created {window}: nothing was billed")
     if not left:
         return Reconciliation(
-            None, True, (), f"the {len(tasks)} task(s) of {request.model} created {window} have other prompts"
-        )
+            None, True, (), f"the {len(tasks)} task(s) of {request.model} created {window} are other requests' "
+            "(another prompt or number of images)",
+        )  # fmt: skip
     if len(left) == 1:
-        only = f"the only task of {request.model} created {window}"
-        how = "its prompt matches" if evidence[left[0].task_id] else only
-        return Reconciliation(left[0], True, tuple(t.task_id for t in left if t.task_id), f"task {left[0].task_id}: {how}")
+        named = bool(evidence[left[0].task_id])
+        how = "its prompt matches" if named else (
+            f"the only task of {request.model} created {window} with this number of images (its record does not "
+            "name the prompt)"
+        )  # fmt: skip
+        return Reconciliation(left[0], True, tuple(t.task_id for t in left if t.task_id), f"task {left[0].task_id}: {how}",
+                              prompt_named=named)  # fmt: skip
     return Reconciliation(
         None,
         False,
@@ -99,12 +109,16 @@ def decide(request: GenerationRequest, tasks: Sequence[Task], *, window: str) ->
     )
 
 
-def _prompt_evidence(task: Task, prompt: str) -> bool | None:
-    """True: the record names this prompt; False: it names another; None: it names none."""
+def _evidence(task: Task, request: GenerationRequest) -> bool | None:
+    """True: the record names this prompt; False: it is another request's (another prompt, or a finished
+    task with another number of images); None: it names neither."""
     named = {r.get("orig_prompt") for r in task.results if r.get("orig_prompt")}
-    if not named:
-        return None
-    return prompt in named
+    if named and request.prompt not in named:
+        return False
+    # A succeeded task lists one result per image asked for, made or failed.
+    if task.status is TaskStatus.SUCCEEDED and task.results and len(task.results) != request.effective_n:
+        return False
+    return True if named else None
 
 
 def _model_of(name: str) -> str:

@@ -23,9 +23,12 @@ class ResumeReport:
     expired: list[JournalEntry]  # older than the service's 24 h: their images cannot be fetched any more
     never_sent: list[JournalEntry] = field(default_factory=list)  # queued by a run that stopped: now withdrawn
     left_to_live_runs: int = 0  # entries of runs still going (this kernel or another): theirs to finish
+    left_to_other_services: int = 0  # sent to another service (base URL) than this session's: left alone
+    other_services: tuple[str, ...] = ()
 
     def text(self) -> str:
-        if not (self.recovered or self.unfinished or self.ended or self.expired or self.never_sent):
+        if not (self.recovered or self.unfinished or self.ended or self.expired or self.never_sent
+                or self.left_to_other_services):  # fmt: skip
             if self.left_to_live_runs:
                 return (f"nothing to resume: {self.left_to_live_runs} request(s) belong to runs still going (in this "
                         "kernel or another), which finish them")
@@ -47,6 +50,9 @@ class ResumeReport:
                          "run them again to have them")
         if self.left_to_live_runs:
             parts.append(f"{self.left_to_live_runs} left to runs still going (in this kernel or another)")
+        if self.left_to_other_services:
+            parts.append(f"{self.left_to_other_services} sent to another service ({', '.join(self.other_services)}): "
+                         "resume them with its base URL (DASHSCOPE_HTTP_BASE_URL) and key")
         return "; ".join(parts)
 
 
@@ -57,6 +63,8 @@ class Takeover:
     expired: list[JournalEntry]  # marked GONE: older than the service keeps tasks
     never_sent: list[JournalEntry]  # queued by runs that stopped: marked WITHDRAWN
     left_to_live_runs: int  # entries of runs still going: left alone
+    left_to_other_services: int = 0  # entries sent to another service: left alone
+    other_services: tuple[str, ...] = ()
 
 
 NEVER_SENT = "never sent: its run stopped (a kernel restart, a crash) before sending it; not billed"
@@ -68,5 +76,6 @@ def resume_report(outcomes: list[Outcome], takeover: Takeover) -> ResumeReport:
     unfinished = [o for o in outcomes if isinstance(o, TaskUnfinishedError)]
     ended = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TaskUnfinishedError)]
     return ResumeReport(
-        recovered, unfinished, ended, takeover.expired, takeover.never_sent, takeover.left_to_live_runs
+        recovered, unfinished, ended, takeover.expired, takeover.never_sent, takeover.left_to_live_runs,
+        takeover.left_to_other_services, takeover.other_services,
     )

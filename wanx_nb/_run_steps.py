@@ -195,17 +195,11 @@ class RequestSteps:
         """A create that may have made a task: find it in the service's list, never re-send it."""
         assert self._client is not None
         self._write(slot, self._store.mark_outcome_unknown, code, why)
-        found: Reconciliation | None = None
-        try:
-            reconciled = await self._client.reconcile(
-                sent, sent_after=window[0], sent_before=window[1], exclude=self._known_task_ids()
-            )
-        except WanxError as exc:
-            reason = f"the task list could not be read ({exc.code or type(exc).__name__})"
-        else:
-            found, reason = reconciled, reconciled.reason
+        found, reason = await self._find_created(sent, window)
         if found is not None and found.decided and found.task is not None and found.task.task_id is not None:
             slot.task_id = found.task.task_id
+            if not found.prompt_named:  # the provenance says how little ties this task to the request
+                slot.notes = (*slot.notes, f"adopted after the create's answer was lost: {reason}")
             self._write(
                 slot, self._store.attach_task, found.task.task_id, status=found.task.status.value,
                 request_id=found.task.request_id,
@@ -219,6 +213,23 @@ class RequestSteps:
             return
         error = TaskUnfinishedError(None, f"{why} The task list could not settle whether a task exists: {reason}.")
         self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    async def _find_created(
+        self, sent: GenerationRequest, window: tuple[dt.datetime, dt.datetime]
+    ) -> tuple[Reconciliation | None, str]:
+        """The service's answer on what a lost create made, and why. Tasks the journal knows are not
+        candidates; one another request took while this one waited on its candidates is not either."""
+        assert self._client is not None
+        for _ in range(2):
+            try:
+                found = await self._client.reconcile(
+                    sent, sent_after=window[0], sent_before=window[1], exclude=self._known_task_ids()
+                )
+            except WanxError as exc:
+                return None, f"the task list could not be read ({exc.code or type(exc).__name__})"
+            if found.task is None or found.task.task_id not in self._known_task_ids():
+                return found, found.reason
+        return None, "another request of this store took its one candidate task meanwhile"
 
     def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
         """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported

@@ -289,11 +289,15 @@ class Session:
         try:
             # Read again under the locks: a run that ended meanwhile has finished its entries.
             unfinished, queued = self.store.unfinished(), self.store.queued()
-            entries = [e for e in unfinished if e.run_id in locks]
+            # A task lives on the service it was sent to: asked elsewhere, it would be "not found".
+            service = self.service
+            elsewhere = sorted({e.service for e in unfinished if e.run_id in locks and e.service != service})
+            entries = [e for e in unfinished if e.run_id in locks and e.service == service]
             never_sent = [e for e in queued if e.run_id in locks]
             for entry in never_sent:
                 self.store.mark_withdrawn(entry.entry_id, message=NEVER_SENT)
             left = sum(1 for e in unfinished + queued if e.run_id not in locks)
+            other = sum(1 for e in unfinished if e.run_id in locks and e.service != service)
             run = self._new_run(on_progress, on_result)
         except BaseException:  # kept, they would make those runs look alive to every later resume
             for lock in locks.values():
@@ -301,7 +305,7 @@ class Session:
             raise
         run._adopt(entries, list(locks.values()))
         run._launch(resume=True)
-        return run, Takeover(expired, never_sent, left)
+        return run, Takeover(expired, never_sent, left, other, tuple(elsewhere))
 
     def resume(self, *, on_result: Callable[[GenerationResult], None] | None = None) -> ResumeReport:
         """Finish every unfinished task of the journal: save billed images, reconcile unknown creates."""
