@@ -32,6 +32,7 @@ CASES: dict[type[WanxError], tuple[WanxError, tuple[object, object, bool, bool |
     ex.ConfigurationError: (ex.ConfigurationError("no key"), (None, None, False, False)),
     ex.BudgetExceededError: (ex.BudgetExceededError(1.0, 0.5, 2.0), (None, None, False, False)),
     ex.ReplayMissError: (ex.ReplayMissError("k" * 20, "summary"), (None, None, False, False)),
+    ex.ReuseUnfinishedError: (ex.ReuseUnfinishedError("wanx-v1, n=1", "t-9"), (None, "t-9", False, False)),
     ex.APIError: (ex.APIError("odd answer", code="InvalidResponse"), (None, None, True, False)),
     ex.APIConnectionError: (ex.APIConnectionError("refused", sent=False), (None, None, False, False)),
     ex.APITimeoutError: (ex.APITimeoutError("timed out", task_id="t-1"), (None, "t-1", True, None)),

@@ -20,6 +20,7 @@ from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
     BudgetExceededError,
     ReplayMissError,
+    ReuseUnfinishedError,
     TaskFailedError,
     TaskUnfinishedError,
     ValidationError,
@@ -595,3 +596,21 @@ def test_resume_leaves_tasks_sent_to_another_service_alone_and_says_where(tmp_pa
     )
     assert [e.entry_id for e in Store(store).unfinished()] == ["theirs"]
     assert all("their-task" not in r.path for r in emulator.requests("query"))
+
+
+def test_reuse_of_a_request_an_earlier_run_left_unfinished_sends_nothing_until_resumed(tmp_path):
+    # Its task may be billed and its images not saved: sent again, it would be paid twice.
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    request = GenerationRequest("reuse me", model="wanx-v1", n=2, seed=800)
+    crash_after_sending(store, emulator, [request])
+    session = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    with pytest.raises(ReuseUnfinishedError) as refused:
+        session.start([request], reuse=True)
+    (entry,) = Store(store).unfinished()
+    assert refused.value.task_id == entry.task_id and not refused.value.sent and refused.value.billed is False
+    assert "nothing was sent. Resume first" in str(refused.value) and len(emulator.requests("create")) == 1
+    emulator.advance(3600)
+    assert len(session.resume().recovered) == 1
+    (again,) = session.generate_many([request], reuse=True)
+    assert again.task_id == entry.task_id and again.saved_images == 2 and len(emulator.requests("create")) == 1

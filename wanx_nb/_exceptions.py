@@ -65,6 +65,7 @@ __all__ = [
     "Problem",
     "RateLimitError",
     "ReplayMissError",
+    "ReuseUnfinishedError",
     "RunInterruptedError",
     "RunTimeoutError",
     "ServerError",
@@ -179,6 +180,23 @@ class BudgetExceededError(WanxError):
             f"this run would cost about ¥{estimate:.2f}, but only ¥{remaining:.2f} of the ¥{budget:.2f} budget "
             "is left; nothing was sent. Raise it with `%config WanxMagics.budget_yuan = ...` or "
             "WANX_NB_BUDGET_YUAN, or set it to 0 to turn the budget off."
+        )
+
+
+class ReuseUnfinishedError(WanxError):
+    """`reuse` found this request sent by an earlier run and not finished: its task may be billed and
+    its images not saved yet. Sent again it would be paid twice, so nothing was sent."""
+
+    code = "ReuseUnfinished"
+    billed = False
+
+    def __init__(self, summary: str, task_id: str | None) -> None:
+        self.task_id = task_id
+        which = f"task {task_id}" if task_id else "its create, whose answer was lost,"
+        super().__init__(
+            f"an earlier run sent this request ({summary}) and {which} is not finished in the store's journal; "
+            "nothing was sent. Resume first (`%wanx resume`, `wanx-nb resume` or `Session.resume()`), then run it "
+            "again with reuse: it is shown from the store without paying again"
         )
 
 

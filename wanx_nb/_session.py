@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._constants import ENV_API_KEY, env_budget_yuan, env_mode, env_store, uses_emulator
-from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError
+from ._exceptions import BudgetExceededError, ConfigurationError, ReplayMissError, ReuseUnfinishedError
 from ._models import GenerationResult
 from ._registry import get_model
 from ._request import GenerationRequest
@@ -118,14 +118,18 @@ class Session:
 
     def reusable(self, request: GenerationRequest) -> GenerationResult | None:
         """This request (as given) as an earlier run made it, from the store, when every billed image is
-        saved and this session's service made it; None otherwise.
+        saved and this session's service made it; None otherwise. Raises ReuseUnfinishedError when an
+        earlier run sent it and did not finish it (sent again, it would be paid twice).
 
         In replay mode: the outcome last replayed for it, when an earlier cell replayed one. A
         recording's reuse found what an earlier cell of the notebook made, and recorded nothing new;
         so the replay shows the same, marked the same way, without moving on to the next repeat.
         """
         if self.mode != "replay":
-            return self.store.reusable(request, self.service)
+            found = self.store.reusable(request, self.service)
+            if found is None and (pending := self.store.unfinished_send(request, self.service)) is not None:
+                raise ReuseUnfinishedError(request.summary(), pending.task_id)
+            return found
         served = self._replay_counts.get(self.store.replay_key(request), 0)
         outcome = self.store.replay(request, served - 1) if served else None
         return outcome if isinstance(outcome, GenerationResult) else None

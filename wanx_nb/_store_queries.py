@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._exceptions import TaskCanceledError, TaskError, TaskFailedError, TaskUnknownError
-from ._journal import EntryState, as_utc_iso, replay_key
+from ._journal import UNFINISHED_STATES, EntryState, JournalEntry, as_utc_iso, replay_key
 from ._models import GenerationResult
 from ._provenance import Provenance
 from ._registry import get_model
@@ -103,6 +103,19 @@ class StoreQueries(StoreConnection):
                         image.release()
                     return result
         return None
+
+    def unfinished_send(self, request: GenerationRequest, service: str) -> JournalEntry | None:
+        """The newest entry of this request (as given) sent to `service` and not finished within the
+        service's 24 h: its task may be billed, its images not saved. `reuse` must not pay for it again."""
+        cutoff = as_utc_iso(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24))
+        states = [s.value for s in UNFINISHED_STATES]
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT * FROM entries WHERE replay_key=? AND service=? AND state IN ({','.join('?' * len(states))})"
+                " AND COALESCE(sent_at, created_at) >= ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (self.replay_key(request), service, *states, cutoff),
+            ).fetchone()
+        return JournalEntry.from_row(row) if row is not None else None
 
     def recorded_actual_prompt(self, request: GenerationRequest) -> str | None:
         """The rewritten prompt the server used the last time this request (as given) ran."""
