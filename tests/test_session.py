@@ -614,3 +614,17 @@ def test_reuse_of_a_request_an_earlier_run_left_unfinished_sends_nothing_until_r
     assert len(session.resume().recovered) == 1
     (again,) = session.generate_many([request], reuse=True)
     assert again.task_id == entry.task_id and again.saved_images == 2 and len(emulator.requests("create")) == 1
+
+
+def test_a_sync_calls_result_is_found_by_its_request_id_the_id_history_shows(session):
+    # A synchronous call has no task: its request id is its only id, and history showed none.
+    from wanx_nb._history_html import history_mimebundle
+
+    result = session.generate(GenerationRequest("a fox", model="z-image-turbo", seed=3))
+    assert result.task_id is None and result.request_id
+    (row,) = session.store.history()
+    assert row.task_id is None and row.request_id == result.request_id
+    shown = session.store.get(result.request_id)
+    assert shown is not None and shown.request_id == result.request_id and shown.saved_images == 1
+    bundle, metadata = history_mimebundle([row])
+    assert result.request_id in bundle["text/plain"] and metadata["wanx_nb"]["history"] == [result.request_id]

@@ -128,7 +128,7 @@ def test_history_rows_say_what_the_journal_knows(tmp_path):
         "task_id": "task-h", "model": "wanx2.1-t2i-turbo", "prompt": "a red fox", "status": "PENDING",
         "submitted_at": store.entry(done.entry_id).sent_at, "images": 1, "cost_yuan": 0.14, "seed": 42, "size": "1024*1024",
         "backend": "emulator", "actual_prompt": "rendered in detail 0", "thumbnail": saved.path, "state": "collecting",
-        "billed": 1, "saved": 1, "entry_id": done.entry_id, "service": "emulator",
+        "billed": 1, "saved": 1, "entry_id": done.entry_id, "service": "emulator", "request_id": "req-h",
     }  # fmt: skip
     assert rows[done.entry_id]["submitted_at"].startswith("2026-03-01T08:00:30")  # sent, not recorded
     wolf = rows[queued.entry_id]

@@ -13,7 +13,7 @@ from ._request import excerpt
 from ._tables_html import table_html, table_text
 from ._tiles_html import badge_html
 
-__all__ = ["HistoryRowView", "history_mimebundle"]
+__all__ = ["ID_HEADER", "HistoryRowView", "history_mimebundle", "row_id"]
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
@@ -23,6 +23,8 @@ class HistoryRowView(Protocol):
 
     @property
     def task_id(self) -> str | None: ...
+    @property
+    def request_id(self) -> str | None: ...
     @property
     def submitted_at(self) -> str: ...
     @property
@@ -43,16 +45,26 @@ class HistoryRowView(Protocol):
     def status(self) -> str: ...
 
 
+# A sync call has no task: its request id is its only id, and `show` takes either.
+ID_HEADER = "task (or request) id"
+
+
+def row_id(row: HistoryRowView) -> str | None:
+    """The id `%wanx show` / `wanx-nb show` takes for this row."""
+    return row.task_id or row.request_id
+
+
 def history_mimebundle(
     rows: Sequence[HistoryRowView], *, thumbnails: Mapping[str, bytes] | None = None, thumb_px: int = 96
 ) -> MetaBundle:
-    """Stored tasks (`Store.history()` rows) as a table with thumbnails (bytes keyed by task id)."""
+    """Stored tasks (`Store.history()` rows) as a table with thumbnails (bytes keyed by `row_id`)."""
     thumbnails = thumbnails or {}
-    headers = ["", "submitted (UTC)", "model", "prompt", "images", "cost", "seed", "size", "status", "task id"]
+    headers = ["", "submitted (UTC)", "model", "prompt", "images", "cost", "seed", "size", "status", ID_HEADER]
     html_rows, text_rows = [], []
     for r in rows:
         thumb = ""
-        data = thumbnails.get(r.task_id) if r.task_id is not None else None
+        ident = row_id(r)
+        data = thumbnails.get(ident) if ident is not None else None
         if data:
             try:
                 pv = _preview(data, thumb_px)
@@ -63,17 +75,17 @@ def history_mimebundle(
         badge = badge_html(r.backend)
         html_rows.append(
             [thumb, _e(r.submitted_at[:19].replace("T", " ")), _e(r.model), _e(prompt) + badge, _e(r.images),
-             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path" style="{S_PATH}">{_e(r.task_id)}</span>']
+             _e(_yuan(r.cost_yuan)), _e(r.seed), _e(r.size), _e(r.status), f'<span class="wanx-path" style="{S_PATH}">{_e(ident)}</span>']
         )
         text_rows.append(
             [r.submitted_at[:19].replace("T", " "), r.model, excerpt(r.prompt, 40),
-             r.images, _yuan(r.cost_yuan), r.seed, r.status, r.task_id]
+             r.images, _yuan(r.cost_yuan), r.seed, r.status, ident]
         )
     if not rows:
         text = "no stored generations match"
         html_out = f'<div class="wanx-result wanx-note" style="{S_RESULT};{S_MUTED}">{text}</div>'
     else:
-        text = table_text(["submitted (UTC)", "model", "prompt", "images", "cost", "seed", "status", "task id"], text_rows)
+        text = table_text(["submitted (UTC)", "model", "prompt", "images", "cost", "seed", "status", ID_HEADER], text_rows)
         table = table_html(headers, html_rows, raw_columns=range(len(headers)))
         html_out = f'<div class="wanx-result" style="{S_RESULT}">{table}</div>'
-    return {"text/plain": text, "text/html": html_out}, {"wanx_nb": {"history": [r.task_id for r in rows]}}
+    return {"text/plain": text, "text/html": html_out}, {"wanx_nb": {"history": [row_id(r) for r in rows]}}

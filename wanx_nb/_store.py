@@ -266,12 +266,13 @@ class Store(StoreQueries):
             db.execute(
                 "UPDATE entries SET state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
                 " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json),"
-                " backend=COALESCE(?, backend) WHERE entry_id=?",
+                " backend=COALESCE(?, backend), request_id=COALESCE(request_id, ?) WHERE entry_id=?",
                 # The result knows where its images came from: a served emulator at a base URL was
-                # journaled as the session's "dashscope" before its first answer said otherwise.
+                # journaled as the session's "dashscope" before its first answer said otherwise. A sync
+                # call's request id, its only id, is known only now (`get` finds it by it).
                 (state.value, status, code, message, utc_iso(now) if state.is_final else None,
                  result.to_json() if result is not None else None, result.backend if result is not None else None,
-                 entry_id),
+                 result.request_id if result is not None else None, entry_id),
             )  # fmt: skip
 
     # ---- the journal: reading ------------------------------------------------------------------

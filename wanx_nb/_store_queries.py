@@ -37,9 +37,11 @@ class StoreQueries(StoreConnection):
         return result_from_rows(row, images, self.images_dir)
 
     def get(self, task_id: str, service: str | None = None) -> GenerationResult | None:
-        """A saved result by task id (or entry id); a bad stored file comes back as `data=None` with a code."""
-        sql = "SELECT * FROM entries WHERE (task_id=? OR entry_id=?) AND result_json IS NOT NULL"
-        args: list[Any] = [task_id, task_id]
+        """A saved result by task id (or entry id, or a sync call's request id: it has no task); a bad stored
+        file comes back as `data=None` with a code."""
+        sql = ("SELECT * FROM entries WHERE (task_id=? OR entry_id=? OR (task_id IS NULL AND request_id=?))"
+               " AND result_json IS NOT NULL")
+        args: list[Any] = [task_id, task_id, task_id]
         if service is not None:
             sql, args = sql + " AND service=?", [*args, service]
         with self._read() as db:

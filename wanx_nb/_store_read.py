@@ -119,6 +119,7 @@ class HistoryRow:
     saved: int = 0
     entry_id: str = ""
     service: str = ""
+    request_id: str | None = None  # a sync call's only id (it has no task): `show` takes it
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -132,5 +133,5 @@ class HistoryRow:
             cost_yuan=round(r["billed_images"] * r["price_yuan"], 4), seed=req.get("seed"),
             size=req.get("size") or default_size, backend=r["backend"], actual_prompt=r["actual_prompt"],
             thumbnail=stored_path(images_dir, r["thumbnail"]), state=r["state"], billed=r["billed_images"], saved=r["saved_images"],
-            entry_id=r["entry_id"], service=r["service"],
+            entry_id=r["entry_id"], service=r["service"], request_id=r["request_id"],
         )  # fmt: skip
