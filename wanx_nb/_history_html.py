@@ -13,7 +13,7 @@ from ._request import excerpt
 from ._tables_html import table_html, table_text
 from ._tiles_html import badge_html
 
-__all__ = ["ID_HEADER", "HistoryRowView", "history_mimebundle", "row_id"]
+__all__ = ["HistoryRowView", "ID_HEADER", "history_mimebundle", "row_id"]
 
 MetaBundle = tuple[dict[str, Any], dict[str, Any]]
 
