@@ -272,7 +272,7 @@ def test_history_show_and_cost_read_the_store(emulator, capsys):
 
     code, out, _ = run(capsys, "cost")
     assert code == 0
-    assert "¥0.44 for 3 image(s)" in out  # 2 x ¥0.14 + 1 x ¥0.16
+    assert "¥0.44 for 3 images" in out  # 2 x ¥0.14 + 1 x ¥0.16
     assert len(emulator.requests("create")) == 2  # reading the store sends nothing
 
 
@@ -401,7 +401,7 @@ def exported(emulator, capsys, tmp_path):
     manifest = tmp_path / "manifest.json"
     code, out, _ = run(capsys, "export", str(manifest))
     assert code == 0
-    assert out.strip() == f"wrote 2 generation(s) to {manifest}"
+    assert out.strip() == f"wrote 2 generations to {manifest}"
     return manifest
 
 

@@ -23,7 +23,7 @@ test, so a new module has to be given a row.
     L5  rendering, _progress, _preview, _html_style, L0-L1 and each other; rendering never imports IPython or
         _next_steps, _captions, _grid_html, _grid_paint, _panel_status,
         _tables_html, _interrupt_card, _render_options,
-        _tiles_html, _error_card, _history_html
+        _tiles_html, _error_card, _history_html, _cli_text
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, _magic_line, panel,     anything below; panel and comparison never import each
         _panel_form, comparison, cli, _cli_parser    other or magics; magics imports panel/comparison lazily,
@@ -65,7 +65,7 @@ LAYERS: dict[str, int] = {
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
-    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6,
+    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6, "_cli_text": 5,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")

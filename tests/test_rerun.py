@@ -92,6 +92,15 @@ def test_an_image_that_had_failed_is_reported_as_differs(session, manifest):
     assert report.rows[2]["detail"] == "the recorded image had failed"
 
 
+def test_a_generation_with_nothing_to_compare_is_refused_before_anything_is_sent(session, manifest):
+    # It used to send every request, then fail on the generation without "images": paid, and no report.
+    broken = copy.deepcopy(manifest)
+    del broken["generations"][1]["images"]
+    with pytest.raises(ValueError, match='^generation 2 has no "images" to compare with'):
+        rerun_manifest(broken, session=session)
+    assert session.store.history() == []  # nothing journaled, so nothing was sent
+
+
 def test_an_empty_manifest_reruns_nothing(session):
     report = rerun_manifest({"generations": []}, session=session)
     assert report.rows == []

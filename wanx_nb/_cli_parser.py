@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ._exceptions import redact
-from ._params import add_history_options, add_request_options, namespace_params
+from ._params import add_history_options, add_request_options, namespace_params, param_for
 from ._request import DEFAULT_MODEL, GenerationRequest
 
 __all__ = ["request_from_args"]
 
 
 def _request_args(p: argparse.ArgumentParser) -> None:
-    """The request options, from the one parameter table (the magic's options, spelled the same)."""
+    """The request options, from the one parameter table (the magic's options, spelled the same).
+
+    -n stays None when not typed: the grid tells a typed -n (fixed) from an n axis; generate fills in 1.
+    """
     add_request_options(p, {"model": DEFAULT_MODEL, "n": "1; the API's own default is 4"})
-    p.set_defaults(n=1)
 
 
 def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     """The GenerationRequest that `generate`'s options describe (prompt included), not yet checked."""
-    return GenerationRequest(args.prompt, **namespace_params(args))
+    return GenerationRequest(args.prompt, **{"n": 1, **namespace_params(args)})
 
 
 def _whole_number(low: int, high: int | None, allowed: str) -> Callable[[str], int]:
@@ -40,22 +43,54 @@ def _whole_number(low: int, high: int | None, allowed: str) -> Callable[[str], i
     return read
 
 
+def _is_size(flag: str) -> bool:
+    try:
+        return param_for(flag).name == "size"
+    except KeyError:  # --x, --out...: not a request parameter
+        return False
+
+
 _read_seconds = _whole_number(1, None, "is not allowed; use a whole number of seconds, at least 1")
 _read_cell_px = _whole_number(32, 1024, "is not allowed; use a whole number of pixels from 32 to 1024")
 
 
+_NO_VALUE = re.compile(r"argument (\S+): expected one argument")
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`)."""
+    """An ArgumentParser whose help texts may hold a literal `%` (the table's help mentions `%wanx`),
+    and which explains a value starting with '-' (argparse reads it as an option)."""
+
+    _argv: list[str] = []
 
     def add_argument(self, *args: Any, **kwargs: Any) -> Any:
         if "help" in kwargs and kwargs["help"]:
             kwargs["help"] = kwargs["help"].replace("%", "%%")
         return super().add_argument(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._argv = list(sys.argv[1:] if args is None else args)  # each subparser is given its own part
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
+        self.exit(2, f"{self.prog}: error: {redact(self._explain_dash_value(message))}\n")
+
+    def _explain_dash_value(self, message: str) -> str:
+        """argparse's "expected one argument" for `--size -1024*1024`: say what was typed and what to do."""
+        match = _NO_VALUE.fullmatch(message)
+        if match is None:
+            return message
+        flags = match.group(1).split("/")
+        for flag, value in zip(self._argv, self._argv[1:]):
+            if flag not in flags or not value.startswith("-") or value.split("=")[0] in self._option_string_actions:
+                continue
+            if _is_size(flag):  # no size starts with '-': the value itself is wrong
+                return f"argument {flag}: {value!r} is not a size: use W*H in whole pixels above 0, e.g. 1024*1024"
+            return (f"argument {flag}: {value!r} starts with '-', so it was read as an option; "
+                    f"if it is the value, write {flag}={value}")  # fmt: skip
+        return message
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -120,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     _request_args(grd)
     grd.add_argument("-o", "--out", default="grid.png", help="the PNG to write (the manifest goes next to it, .json)")
     grd.add_argument("--cell-px", type=_read_cell_px, default=256, help="pixels per cell in the PNG, 32-1024")
-    grd.add_argument("--dry-run", action="store_true", help="state the cells, images, cost and time; send nothing")
+    grd.add_argument("--dry-run", action="store_true",
+                     help="state the cells, images, cost, time and adaptations; send and write nothing")
     grd.add_argument("--reuse", action="store_true",
                      help="show what an earlier run made (every image saved, same service) from the store, not paid "
                           "again: after an interrupt and `wanx-nb resume`, only what is missing is sent")

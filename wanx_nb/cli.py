@@ -9,15 +9,16 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._cli_parser import _parser, request_from_args
+from ._cli_text import counted, emulator_notice, terminal_safe
 from ._constants import ENV_STORE, env_store
-from ._exceptions import ValidationError, WanxError
+from ._exceptions import RunInterruptedError, ValidationError, WanxError
 from ._params import OPTION_NAMES, namespace_params
 from ._registry import CATALOG
-from ._request import GenerationRequest
 from ._validation import validate
 
 if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands that use it
@@ -25,32 +26,50 @@ if TYPE_CHECKING:  # the session (httpx, the store) loads only for the commands 
 
 __all__ = ["main", "request_from_args"]
 
-def emulator_notice() -> str:
-    """Said under anything the emulator made: why it answered (no key), or that a served one did."""
-    from ._constants import ENV_API_KEY
-
-    which = f"the offline emulator (no {ENV_API_KEY} set)" if not os.environ.get(ENV_API_KEY) else (
-        "a wanx_nb emulator at the base URL, not the real service"
-    )
-    return f"note: made by {which}: placeholder images, not model output"
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status (2: bad arguments, 1: refused or failed, 0: done)."""
+    """Run one command; returns the exit status (2: bad arguments, 1: refused or failed, 130: Ctrl-C,
+    141: its output pipe was closed, 0: done)."""
     try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse has printed the usage and the error (or the help)
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # argparse has printed the usage and the error (or the help)
+            return exc.code if isinstance(exc.code, int) else 2
         _preflight(args)
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not as Python's warning at exit
+        return code
+    except BrokenPipeError:
+        return _output_closed()
+    except RunInterruptedError as exc:  # Ctrl-C while a run waits: what it canceled, what resume keeps
+        _say(f"error: {exc.args[0]}", err=True)
+        return 130
+    except KeyboardInterrupt:
+        _say("error: interrupted", err=True)
+        return 130
     except (WanxError, _CommandError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", err=True)
         return 1
     except OSError as exc:  # a folder or file the command needs (the store, an output) is unusable
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        _say(f"error: cannot use{where}: {exc.strerror or exc}", err=True)
         return 1
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print for a person at a terminal: a prompt's ESC sequences are shown, not obeyed."""
+    print(terminal_safe(text), file=sys.stderr if err else sys.stdout)
+
+
+def _output_closed() -> int:
+    """The reader went away (`wanx-nb history | head -1`): stop quietly, as other commands do."""
+    try:  # Python flushes stdout once more at exit, and would warn: point it at nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (captured): nothing is flushed at exit
+        pass
+    return 141  # 128 + SIGPIPE: what a shell reports for a command a closed pipe stopped
 
 
 class _CommandError(Exception):
@@ -59,7 +78,8 @@ class _CommandError(Exception):
 
 def _preflight(args: argparse.Namespace) -> None:
     """Everything that can be checked before a request is sent, so no error comes after paying."""
-    if args.command in ("generate", "rerun", "resume", "grid"):
+    dry_run = getattr(args, "dry_run", False)  # writes nothing: no store, no output folder
+    if args.command in ("generate", "rerun", "resume", "grid") and not dry_run:
         # The store takes the task id the moment a task is created: it must be usable before that.
         store = args.store or env_store()
         _check_writable_dir(Path(store), "--store" if args.store else ENV_STORE)
@@ -71,9 +91,10 @@ def _preflight(args: argparse.Namespace) -> None:
             raise _CommandError(f"{exc}\nnothing was sent") from None
         _check_writable_dir(Path(args.out), "-o/--out")
     elif args.command == "grid":
-        _check_writable_dir(Path(args.out).parent, "-o/--out's folder")
         if Path(args.out).is_dir():
             raise _CommandError(f"-o {args.out} is a folder; give the path of the PNG to write")
+        if not dry_run:
+            _check_writable_dir(Path(args.out).parent, "-o/--out's folder")
     elif args.command == "export":
         _check_writable_dir(Path(args.manifest).parent, "the manifest's folder")
         if Path(args.manifest).is_dir():
@@ -104,23 +125,17 @@ def _session(args: argparse.Namespace) -> Session:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from ._exceptions import RunInterruptedError
-
     request = request_from_args(args)  # checked by _preflight, with the -o folder, before anything is sent
     out = Path(args.out)
     session = _session(args)
     run = session.start([request], reproducible=args.reproducible, reuse=args.reuse)
-    try:
-        (result,) = run.result()
-    except RunInterruptedError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 130
+    (result,) = run.result()  # Ctrl-C: RunInterruptedError, said by main
     if isinstance(result, BaseException):
         from ._error_card import error_fields
         from ._exceptions import TaskUnfinishedError
 
         step = "" if isinstance(result, TaskUnfinishedError) else f"\nnext step: {error_fields(result)['next_step']}"
-        print(f"error: {result}{step}", file=sys.stderr)  # an unfinished request's message names its resume
+        _say(f"error: {result}{step}", err=True)  # an unfinished request's message names its resume
         return 1
     written = []
     # A sync call (sync-only models) has no task id: its request id names the files instead.
@@ -134,43 +149,62 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             written.append(out / f"{stem}.png")
         (out / f"{stem}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
     billed = f"billed {result.billed_images}, saved {result.saved_images}" if result.saved_images != result.billed_images else f"{result.saved_images}/{len(result.images)} images"
-    print(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, "
-          + (f"task {result.task_id}" if result.task_id else f"sync call, request {result.task.request_id}"))
+    _say(f"{result.model}: {billed}, ¥{result.cost_yuan:.2f}, "
+         + (f"task {result.task_id}" if result.task_id else f"sync call, request {result.task.request_id}"))
     for im in result.images:
         if im.path:
-            print(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
+            _say(f"  seed {im.seed}  {im.size}  actual prompt: {im.actual_prompt or im.orig_prompt or request.prompt}")
         elif im.billed:
-            print(f"  seed {im.seed}  not saved yet: {im.download_error}")
+            _say(f"  seed {im.seed}  not saved yet: {im.download_error}")
         else:
-            print(f"  seed {im.seed}  failed: {im.code}: {im.message}")
+            _say(f"  seed {im.seed}  failed: {im.code}: {im.message}")
     for warning in result.warnings:
-        print(f"  warning: {warning}")
-    print(f"wrote {len(written)} image(s) and their JSON records to {out}/ (store: {session.store.root}/)")
+        _say(f"  warning: {warning}")
+    records = "its JSON record" if len(written) == 1 else "their JSON records"
+    _say(f"wrote {counted(len(written), 'image')} and {records} to {out}/ (store: {session.store.root}/)")
     if result.from_emulator:
-        print(emulator_notice())
+        _say(emulator_notice())
     return 0 if result.saved_images else 1
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    """Plan (and unless --dry-run, run) the grid; write the PNG and the manifest either way."""
+    """State the plan and what it adapts before anything is sent; unless --dry-run, run the grid and
+    write its PNG and manifest (a dry run writes nothing)."""
     from .comparison import grid
 
-    fixed = namespace_params(args)
-    built = grid(args.prompt if len(args.prompt) > 1 else args.prompt[0], x=args.x, y=args.y, z=args.z,
-                 dry_run=args.dry_run, reuse=args.reuse, session=_session(args), display=False, **fixed)  # fmt: skip
-    print(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(built.plan))
-    path = built.save(args.out, cell_px=args.cell_px)
+    prompts = args.prompt if len(args.prompt) > 1 else args.prompt[0]
+    build = partial(grid, prompts, x=args.x, y=args.y, z=args.z, reuse=args.reuse, session=_session(args),
+                    display=False, **namespace_params(args))  # fmt: skip
+    planned = build(dry_run=True)  # planned twice: grid() plans and runs in one call, and sends right away
+    _say(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(planned.plan))
+    if planned.notes:  # what the notebook shows under the grid: adapted sizes, values a model drops
+        _say("\n".join(["notes:", *(f"  - {note}" for note in planned.notes)]))
+    png = _grid_png(args.out)
+    if args.dry_run:
+        there = " and ".join(str(p) for p in (png, png.with_suffix(".json")) if p.exists())
+        replaced = f" (a run replaces the {there} there)" if there else ""
+        _say(f"would write {png} and {png.with_suffix('.json')}{replaced}")
+        if "emulator" in planned.backends:
+            _say(emulator_notice())
+        return 0
+    built = build(dry_run=False)
+    path = built.save(png, cell_px=args.cell_px)
     failed = [c for c in built.cells if c.error is not None]
-    if not args.dry_run:
-        print(f"{len(built.cells)} cells, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
-        if built.reuse_text():
-            print(built.reuse_text())
+    _say(f"{counted(len(built.cells), 'cell')}, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
+    if built.reuse_text():
+        _say(built.reuse_text())
     if built.interrupted:
-        print(f"interrupted: {built.interrupted}", file=sys.stderr)
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+        _say(f"interrupted: {built.interrupted}", err=True)
+    _say(f"wrote {path} and {path.with_suffix('.json')}")
     if "emulator" in built.backends:  # by its results: a served emulator answers at a base URL too
-        print(emulator_notice())
+        _say(emulator_notice())
     return 130 if built.interrupted else 1 if failed else 0
+
+
+def _grid_png(out: str) -> Path:
+    """The PNG `Grid.save(out)` writes: `out`, with .png added unless it ends so."""
+    path = Path(out)
+    return path if path.suffix.lower() == ".png" else path.with_name(path.name + ".png")
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -205,37 +239,43 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     report = _session(args).resume()
     for result in report.recovered:
-        print(f"recovered task {result.task_id}: {result.saved_images} of {result.billed_images} billed image(s) saved")
+        billed = counted(result.billed_images, "billed image")
+        _say(f"recovered task {result.task_id}: {result.saved_images} of {billed} saved")
     for error in report.unfinished + report.ended:
-        print(f"  {error}")
+        _say(f"  {error}")
     for entry in report.never_sent:  # what to run again
-        print(f"  never sent: {entry.given.summary()}")
-    print(report.text())
+        _say(f"  never sent: {entry.given.summary()}")
+    _say(report.text())
     return 1 if report.unfinished else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     manifest = _session(args).store.manifest()
-    try:
-        Path(args.manifest).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    target = Path(args.manifest)
+    partial_file = target.with_name(f".{target.name}.partial")
+    try:  # whole or not at all: Ctrl-C while writing never leaves half a manifest
+        partial_file.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        partial_file.replace(target)
     except OSError as exc:
         raise _CommandError(f"cannot write {args.manifest}: {exc.strerror or exc}") from None
-    print(f"wrote {len(manifest['generations'])} generation(s) to {args.manifest}")
+    finally:
+        partial_file.unlink(missing_ok=True)
+    _say(f"wrote {counted(len(manifest['generations']), 'generation')} to {args.manifest}")
     return 0
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .rerun import rerun_manifest
 
-    manifest = _read_manifest(args.manifest)  # every request checked before any is sent
+    manifest = _read_manifest(args.manifest)  # every generation checked whole before any is sent
     report = rerun_manifest(manifest, session=_session(args))
-    print(report.text())
+    _say(report.text())
     return 0 if report.all_same else 1
 
 
 def _read_manifest(path: str) -> dict[str, Any]:
-    """A manifest from `wanx-nb export`, with every request in it valid; a _CommandError otherwise."""
-    from .rerun import check_manifest_format
+    """A manifest with all that re-running and comparing each generation needs; a _CommandError otherwise."""
+    from .rerun import check_manifest
 
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -243,22 +283,12 @@ def _read_manifest(path: str) -> dict[str, Any]:
         raise _CommandError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _CommandError(f"the manifest {path} is not JSON ({exc}); write one with `wanx-nb export`") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("generations"), list):
-        raise _CommandError(f"the manifest {path} has no \"generations\" list; write one with `wanx-nb export`")
     try:
-        check_manifest_format(manifest)
+        check_manifest(manifest)
     except ValueError as exc:
-        raise _CommandError(f"the manifest {path} {exc}\nnothing was sent") from None
-    generations = manifest["generations"]
-    for i, entry in enumerate(generations):
-        where = f"the manifest {path}, generation {i + 1}"
-        request = entry.get("request") if isinstance(entry, dict) else None
-        if not isinstance(request, dict) or not isinstance(request.get("prompt"), str):
-            raise _CommandError(f"{where} has no \"request\" with a \"prompt\"")
-        try:
-            validate(GenerationRequest.from_dict(request))
-        except (ValidationError, TypeError) as exc:
-            raise _CommandError(f"{where}: {exc}\nnothing was sent") from None
+        comma = "," if str(exc).startswith("generation") else ""  # "the manifest m.json, generation 2: ..."
+        raise _CommandError(f"the manifest {path}{comma} {exc}\nnothing was sent; `wanx-nb export` writes one") from None
+    assert isinstance(manifest, dict)  # check_manifest made sure
     return manifest
 
 
@@ -275,7 +305,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         raise _CommandError(f"--model: {exc.args[0]}") from None
     except ValueError as exc:  # a --since/--until that is not ISO 8601
         raise _CommandError(f"--since/--until take an ISO 8601 time such as 2025-01-31T08:00 ({exc})") from None
-    print(history_mimebundle(rows)[0]["text/plain"])
+    _say(history_mimebundle(rows)[0]["text/plain"])
     return 0
 
 
@@ -286,20 +316,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
     result = store.get(args.task_id)
     if result is None:
         raise _CommandError(f"no saved result for task {args.task_id!r} in {store.root}; list them with `wanx-nb history`")
-    print(result_text(result))
+    _say(result_text(result))
     for im in result.images:
         where = im.path or "(not saved)"
-        print(f"  image {im.index + 1}: seed {im.seed}  {im.size or ''}  {where}")
+        _say(f"  image {im.index + 1}: seed {im.seed}  {im.size or ''}  {where}")
         if im.ok:
-            print(f"    actual prompt: {im.actual_prompt or im.orig_prompt or result.request.prompt}")
+            _say(f"    actual prompt: {im.actual_prompt or im.orig_prompt or result.request.prompt}")
     return 0
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
     store = _session(args).store
     images, yuan = store.total_cost()
-    print(f"store {store.root}: ¥{yuan:.2f} for {images} image(s)")
-    print("at list prices; emulator and replayed results cost nothing on the real service")
+    _say(f"store {store.root}: ¥{yuan:.2f} for {counted(images, 'image')}")
+    _say("at list prices; emulator and replayed results cost nothing on the real service")
     return 0
 
 
@@ -311,15 +341,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     source = Path(args.notebook)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(source, as_version=4)
+    try:
+        nb = nbformat.read(source, as_version=4)
+        nbformat.validate(nb)
+    except OSError:
+        raise  # main names the file
+    except Exception as exc:  # nbformat raises many kinds (not JSON, schema, type) for what is no notebook
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _CommandError(f"--notebook {source}: not a Jupyter notebook ({first}); nothing was run") from None
     # The notebook runs with the report directory as its working directory, so what it saves lands there.
     NotebookClient(nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
     html, _ = HTMLExporter().from_notebook_node(nb)
     target = out / (source.stem.split("_", 1)[-1] + ".html")
     target.write_text(html, encoding="utf-8")
-    print(f"executed {source} -> {target}")
+    _say(f"executed {source} -> {target}")
     for extra in sorted(out.glob("*.png")):
-        print(f"  also wrote {extra}")
+        _say(f"  also wrote {extra}")
     return 0
 
 
@@ -329,15 +366,15 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
     store = Store(args.dir or args.store or env_store())
     if args.action == "rebuild":
-        print(store.rebuild().text())
+        _say(store.rebuild().text())
         return 0
     report = store.integrity()
-    print(report.text())
+    _say(report.text())
     if report.quick_check == "ok":
         try:
             store.check()  # writable and enough free space, as before a paid run
         except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            _say(f"error: {exc}", err=True)
             return 1
     return 0 if report.ok else 1
 
