@@ -1,12 +1,14 @@
 """What every SQLite file of the package (the store's index, the emulator's kept tasks) needs from SQLite
-beyond the sqlite3 module: entering WAL mode when another process may be creating the same file."""
+beyond the sqlite3 module: entering WAL mode when another process may be creating the same file, telling
+a file of ours from another program's."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping, Set
 
-__all__ = ["enter_wal"]
+__all__ = ["enter_wal", "foreign_tables"]
 
 
 def enter_wal(conn: sqlite3.Connection, *, wait_seconds: float) -> None:
@@ -25,3 +27,16 @@ def enter_wal(conn: sqlite3.Connection, *, wait_seconds: float) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def foreign_tables(conn: sqlite3.Connection, ours: Mapping[str, Set[str]]) -> list[str]:
+    """The tables (sorted) that are not among `ours` (table name -> columns it has at least); SQLite's
+    own (sqlite_sequence, sqlite_stat1...) aside. Empty for a file with no tables yet."""
+    foreign = []
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").fetchall():
+        if name.startswith("sqlite_"):
+            continue
+        columns = {c for (c,) in conn.execute("SELECT name FROM pragma_table_info(?)", (name,))}
+        if name not in ours or not ours[name] <= columns:
+            foreign.append(name)
+    return foreign

@@ -20,11 +20,10 @@ from ._exceptions import StoreError
 from ._journal import SCHEMA_VERSION, EntryState, JournalEntry, create_schema, replay_key, request_json, search_text, utc_iso
 from ._registry import get_model
 from ._sqlite import enter_wal
-from ._store_repair import migrate_v1, populate_from_pngs
+from ._store_repair import REBUILD_HINT, index_version, migrate_v1, populate_from_pngs
 
 __all__ = ["REBUILD_HINT", "StoreConnection", "disk_refused"]
 
-REBUILD_HINT = "run `wanx-nb store rebuild {root}` (or `Store({root!r}).rebuild()`) to rebuild it from the images' provenance"
 _CHECK_CACHE_SECONDS = 5.0  # quick_check reads the whole index; once per few seconds per process is enough
 
 
@@ -102,35 +101,35 @@ class StoreConnection:
             conn.row_factory = sqlite3.Row
             try:
                 conn.execute("PRAGMA busy_timeout=30000")
+                # Before anything is written (WAL mode included): a newer wanx_nb's index, or a file that is
+                # not an index of ours, is refused as it is.
+                version = index_version(conn, str(self.root), self.db_path)
                 enter_wal(conn, wait_seconds=30.0)  # as long as the busy timeout above
                 conn.execute("PRAGMA synchronous=FULL")  # a recorded entry survives a power cut, not just a crash
-                version = _schema_version(conn)
-                if version is not None and version > SCHEMA_VERSION:
-                    conn.close()  # another kernel's newer wanx_nb wrote it: stamping it back would break that one
-                    raise self._error(
-                        f"the index was written by a newer wanx_nb (store format {version}; this version reads up "
-                        f"to {SCHEMA_VERSION})",
-                        "upgrade wanx_nb where you opened it (pip install -U wanx_nb), then restart the kernel; "
-                        "the store is left as it was",
-                    )
                 fresh = self._prepare(conn, version)
                 if fresh and any(self.images_dir.glob("*.png")):
                     populate_from_pngs(conn, self.images_dir)  # an index lost but the images kept: rebuild
             except sqlite3.Error as exc:
                 conn.close()
                 raise self._db_error(exc) from None
+            except BaseException:
+                conn.close()
+                raise
             self._conn, self._identity = conn, self._current_identity()
             if recreated:
                 self._restore_mine(conn)
         return self._conn
 
-    @staticmethod
-    def _prepare(conn: sqlite3.Connection, version: int | None) -> bool:
+    def _prepare(self, conn: sqlite3.Connection, version: int | None) -> bool:
         """Create the schema, migrating a previous one; True when the index had no tables at all."""
         if version == SCHEMA_VERSION:
             return False  # current already: opening takes no write lock
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Again under the write lock: another process may have created (or upgraded) it meanwhile.
+            if index_version(conn, str(self.root), self.db_path) == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return False
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "tasks" in tables and "entries" not in tables:
                 migrate_v1(conn)  # the previous schema is migrated in place, rows kept (see _store_repair)
@@ -247,10 +246,3 @@ class StoreConnection:
             raise self._error(f"no journal entry {entry_id!r}", "record() the entry before updating it")
         return JournalEntry.from_row(row)
 
-
-def _schema_version(conn: sqlite3.Connection) -> int | None:
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.OperationalError:  # no meta table: a new or a v1 index
-        return None
-    return int(row[0]) if row else None

@@ -17,17 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._exceptions import StoreError
-from ._journal import EntryState, create_schema, replay_key, search_text, utc_iso
+from ._journal import SCHEMA_VERSION, EntryState, create_schema, replay_key, search_text, utc_iso
 from ._png import read_file_provenance
 from ._provenance import Provenance
 from ._registry import get_model
+from ._sqlite import foreign_tables
 from ._request import GenerationRequest
 from ._store_read import read_stored_image, stored_path
 
 if TYPE_CHECKING:
     from ._store import Store
 
-__all__ = ["RebuildReport", "StoreReport", "integrity", "migrate_v1", "populate_from_pngs", "rebuild"]
+__all__ = ["REBUILD_HINT", "RebuildReport", "StoreReport", "index_version", "integrity", "migrate_v1",
+           "populate_from_pngs", "rebuild"]  # fmt: skip
+
+REBUILD_HINT = "run `wanx-nb store rebuild {root}` (or `Store({root!r}).rebuild()`) to rebuild it from the images' provenance"
 
 _V1_STATES = {"SUCCEEDED": EntryState.DONE, "FAILED": EntryState.FAILED, "CANCELED": EntryState.CANCELED,
               "UNKNOWN": EntryState.GONE}  # fmt: skip  (anything else was still on its way: SUBMITTED)
@@ -63,12 +67,15 @@ class StoreReport:
     missing_images: list[str] = field(default_factory=list)  # indexed, not on disk
     corrupt_images: list[str] = field(default_factory=list)  # on disk, but not a sound PNG
     unindexed_files: list[str] = field(default_factory=list)  # on disk, not indexed
+    remedy: str | None = None  # what to do when the index was refused rather than found damaged (newer, foreign)
 
     @property
     def ok(self) -> bool:
         return self.quick_check == "ok" and not (self.missing_images or self.corrupt_images or self.unindexed_files)
 
     def text(self) -> str:
+        if self.remedy is not None:  # not read at all: counting, listing or rebuilding would mislead
+            return f"index: {self.quick_check}\nfix: {self.remedy}"
         lines = [f"index: {self.quick_check}; {self.entries} entries, {self.images} images,"
                  f" {self.unfinished} unfinished (recover with `wanx-nb resume`)"]  # fmt: skip
         lines += [f"missing on disk: {p}" for p in self.missing_images]
@@ -84,6 +91,49 @@ def _price(model: str) -> float:
         return get_model(model).price_yuan
     except KeyError:
         return 0.0
+
+
+# ---- what an index is ----------------------------------------------------------------------------
+
+# The columns that make a table of these names ours (v1: `tasks` and `images` keyed by task id).
+_OURS = {"meta": {"key", "value"}, "entries": {"entry_id", "state", "replay_key", "given_json"},
+         "images": {"entry_id", "idx"}}  # fmt: skip
+_OURS_V1 = {"tasks": {"task_id", "replay_key", "given_json", "submitted_at"}, "images": {"task_id", "idx"}}
+
+
+def index_version(conn: sqlite3.Connection, root: str, db_path: Path) -> int | None:
+    """The schema version of the index open on `conn` (read only): SCHEMA_VERSION, or None for one to create
+    or migrate (no tables yet, v1, its version row lost). StoreError for one to leave as it is (a newer
+    wanx_nb's, or not wanx_nb's at all); sqlite3.DatabaseError for a damaged one (its version no number,
+    its journal table not as this version writes it: a rebuild is the way out)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: a new, a v1, or a foreign index
+        row = None
+    if row is not None:
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise sqlite3.DatabaseError(f"its schema version {row[0]!r} is not a number") from None
+        if version > SCHEMA_VERSION:  # another kernel's newer wanx_nb wrote it: stamping it back would break that one
+            raise StoreError(
+                root, f"the index was written by a newer wanx_nb (store format {version}; this version reads up "
+                f"to {SCHEMA_VERSION})", "upgrade wanx_nb where you opened it (pip install -U wanx_nb), then restart "
+                "the kernel; the store is left as it was",
+            )  # fmt: skip
+        if version == SCHEMA_VERSION:
+            return version
+    foreign = min(foreign_tables(conn, _OURS), foreign_tables(conn, _OURS_V1), key=len)  # ours: all v2's or all v1's
+    if foreign:
+        listed = f"table{'s' if len(foreign) > 1 else ''} {', '.join(foreign)}"
+        if conn.execute("SELECT 1 FROM pragma_table_info('entries') WHERE name='entry_id' UNION ALL"
+                        " SELECT 1 FROM pragma_table_info('tasks') WHERE name='task_id'").fetchone():
+            raise sqlite3.DatabaseError(f"{listed} not as wanx_nb writes them")  # a journal of another shape
+        raise StoreError(
+            root, f"{db_path} is not a wanx_nb index (it holds {listed})", "move that file out of the store "
+            "directory, or use another store (Session(store=...) or WANX_NB_STORE); it is left as it was",
+        )  # fmt: skip
+    return None
 
 
 # ---- the previous schema -------------------------------------------------------------------------
@@ -278,7 +328,9 @@ def _copy_rows(conn: sqlite3.Connection, old: Path) -> int:
 
 
 def rebuild(root: Path, images_dir: Path, db_path: Path) -> RebuildReport:
-    """Build a new index beside the old one, move the old one aside, put the new one in place."""
+    """Build a new index beside the old one, move the old one aside, put the new one in place.
+    StoreError, nothing touched, for an index a newer wanx_nb wrote or one that is not wanx_nb's."""
+    _refuse_what_is_not_ours(root, db_path)
     images_dir.mkdir(parents=True, exist_ok=True)
     tmp = root / f"index.sqlite.rebuild-{os.getpid()}"
     for leftover in (tmp, Path(f"{tmp}-journal")):
@@ -313,6 +365,16 @@ def rebuild(root: Path, images_dir: Path, db_path: Path) -> RebuildReport:
     return RebuildReport(str(moved) if moved else None, entries, images, salvaged, unreadable)
 
 
+def _refuse_what_is_not_ours(root: Path, db_path: Path) -> None:
+    if not db_path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(db_path)) as old:  # only read: the last to close removes its -wal
+            index_version(old, str(root), db_path)
+    except sqlite3.Error:
+        pass  # unreadable, or its version no number: damaged, which is what a rebuild is for
+
+
 # ---- checking ------------------------------------------------------------------------------------
 
 
@@ -327,6 +389,8 @@ def integrity(store: Store) -> StoreReport:
                                 "'collecting')),0) FROM entries").fetchone()  # fmt: skip
             paths = [r[0] for r in db.execute("SELECT DISTINCT path FROM images WHERE path IS NOT NULL")]
     except StoreError as exc:
+        if exc.remedy != REBUILD_HINT.format(root=str(store.root)):  # refused (newer, foreign, busy...): say its way out
+            return StoreReport(quick_check=exc.problem, remedy=exc.remedy)
         return StoreReport(quick_check=exc.problem, unindexed_files=sorted(files))
     indexed = {s for s in (stored_path(store.images_dir, p) for p in paths) if s is not None}
     missing = sorted(p for p in indexed if p not in files)
