@@ -103,24 +103,29 @@ def test_no_note_when_nothing_changes(session):
 
 
 @pytest.mark.parametrize(
-    ("model", "size", "expected"),
+    ("model", "size", "expected", "taker"),  # `taker`: a model of the grid that takes the size as given
     [
-        ("wanx-v1", "1024*768", "1280*720"),  # landscape stays landscape
-        ("wanx-v1", "768*1024", "768*1152"),  # closest portrait ratio
-        ("wanx-v1", "512*512", "1024*1024"),
-        ("wanx-v1", "720*1280", "720*1280"),
-        ("wanx2.1-t2i-plus", "2048*1024", "1440*720"),  # scaled into 512-1440, ratio kept
-        ("wanx2.1-t2i-plus", "400*400", "512*512"),
-        ("wanx2.1-t2i-plus", "1024*768", "1024*768"),
-        ("wan2.5-t2i-preview", "512*512", "768*768"),  # area rule
+        ("wanx-v1", "1024*768", "1280*720", "wanx2.1-t2i-turbo"),  # landscape stays landscape
+        ("wanx-v1", "768*1024", "768*1152", "wanx2.1-t2i-turbo"),  # closest portrait ratio
+        ("wanx-v1", "512*512", "1024*1024", "wanx2.1-t2i-turbo"),
+        ("wanx-v1", "720*1280", "720*1280", "wanx2.1-t2i-turbo"),
+        ("wanx2.1-t2i-plus", "2048*1024", "1440*720", "wan2.7-image-pro"),  # scaled into 512-1440, ratio kept
+        ("wanx2.1-t2i-plus", "1024*768", "1024*768", "wanx2.1-t2i-turbo"),
+        ("wan2.5-t2i-preview", "512*512", "768*768", "wanx2.1-t2i-turbo"),  # area rule
     ],
 )
-def test_sizes_become_the_nearest_the_model_takes(model, size, expected, session):
-    cell = compare("a fox", models=[model], size=size, dry_run=True, session=session).cell(0, model)
+def test_sizes_become_the_nearest_the_model_takes(model, size, expected, taker, session):
+    cell = compare("a fox", models=[model, taker], size=size, dry_run=True, session=session).cell(0, model)
     assert cell.request.size == expected
     assert any(n.startswith(f"size {size} → {expected}") for n in cell.notes) == (size != expected)
     if model == "wanx-v1":
         assert expected in V1_SIZES
+
+
+def test_a_size_no_model_of_the_grid_takes_is_refused_not_fitted(session, emulator):
+    with pytest.raises(ValidationError, match=r"400\*400"):
+        compare("a fox", models=["wanx2.1-t2i-plus"], size="400*400", dry_run=True, session=session)
+    assert emulator.request_log == []
 
 
 def test_requests_that_break_the_rules_are_refused_before_sending(session, emulator):

@@ -8,8 +8,8 @@ test, so a new module has to be given a row.
     L0  _version, _constants, _exceptions, _sqlite   each other only
     L1  _registry, _params, _request, _models, _png  L0-L1  (_provenance: the record, below _models)  (_models -> rendering lazily in _repr_mimebundle_ only)
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
-    L2  _validation, _grid, _protocol, _backoff,     L0-L2
-        _auth, _imagecheck, _reconcile,
+    L2  _validation, _grid, _grid_plan, _protocol,   L0-L2
+        _backoff, _auth, _imagecheck, _reconcile,
         _protocol_image
     L3  _client, _scheduler, _store, _run_locks,     L0-L3  (_client and its parts: never _store, IPython,
         _loop, _journal, _store_db, _store_read,            ipywidgets; _client_config imports the emulator
@@ -26,12 +26,15 @@ test, so a new module has to be given a row.
         _tiles_html, _error_card, _history_html, _cli_text
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, _magic_line, panel,     anything below; panel and comparison never import each
-        _panel_form, comparison, cli, _cli_parser    other or magics; magics imports panel/comparison lazily,
+        _magic_grid, _panel_form, comparison, cli,   other or magics; magics imports panel/comparison lazily,
+        _cli_parser
                                                      cli imports comparison lazily (`wanx-nb grid`); panel
                                                      imports _panel_form (its form), nothing else does; cli
                                                      imports _cli_parser (its arguments), nothing else does;
                                                      magics imports _magic_line (its `%wanx` subcommands),
-                                                     which imports _magic_args and panel (lazily) only;
+                                                     which imports _magic_args and panel (lazily) only, and
+                                                     _magic_grid (its grids), which imports _magic_args and
+                                                     comparison (lazily) only;
                                                      _magic_settings (the `%config` checks) is imported
                                                      by magics and _magic_args only
     emulator/*                                       only _registry, _version and _sqlite from the package
@@ -56,7 +59,7 @@ LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0, "_sqlite": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1, "_provenance": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
-    "_validation": 2, "_grid": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
+    "_validation": 2, "_grid": 2, "_grid_plan": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_client_base": 3, "_client_config": 3, "_client_types": 3,
     "_client_http": 3, "_client_create": 3, "_client_poll": 3, "_client_download": 3, "_client_upload": 3,
     "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_run_locks": 3, "_loop": 3,
@@ -65,7 +68,7 @@ LAYERS: dict[str, int] = {
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
-    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6, "_cli_text": 5,
+    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_grid": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6, "_cli_text": 5,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")
@@ -217,7 +220,7 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
     if imported == "_magic_settings" and importer in ("magics", "_magic_args"):  # the `%config` settings' checks
         return None
     if importer == "magics":
-        if imported in ("_magic_args", "_magic_line"):
+        if imported in ("_magic_args", "_magic_line", "_magic_grid"):
             return None
         if imported in ("panel", "comparison"):
             return None if imp.lazy else f"magics may import {imported} only inside a function"
@@ -226,6 +229,11 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
             return None
         if imported == "panel":  # `%wanx panel`
             return None if imp.lazy else "_magic_line may import panel only inside a function"
+    if importer == "_magic_grid":  # `%%wanx --x/--y/--z` and `--compare`, which magics inherits
+        if imported == "_magic_args":
+            return None
+        if imported == "comparison":
+            return None if imp.lazy else "_magic_grid may import comparison only inside a function"
     if importer == "panel" and imported == "_panel_form":  # the panel's widgets, which it extends
         return None
     if importer == "cli" and imported == "_cli_parser":  # the command line's parser, which it runs
@@ -276,8 +284,9 @@ def test_nothing_imports_cli_or_magic_args_except_magics():
         for imp in imports_of(name)
         if (internal(imp.target) == "cli" and name != "cli")
         or (internal(imp.target) == "_cli_parser" and name not in ("cli", "_cli_parser"))
-        or (internal(imp.target) == "_magic_args" and name not in ("magics", "_magic_line", "_magic_args"))
+        or (internal(imp.target) == "_magic_args" and name not in ("magics", "_magic_line", "_magic_grid", "_magic_args"))
         or (internal(imp.target) == "_magic_line" and name not in ("magics", "_magic_line"))
+        or (internal(imp.target) == "_magic_grid" and name not in ("magics", "_magic_grid"))
     ]
     assert bad == []
 

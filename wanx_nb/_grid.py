@@ -1,4 +1,4 @@
-"""The grid model: axes, cells, each cell's effective request, and the pre-flight estimate. Pure: no I/O.
+"""The grid model: axes, cells and each cell's effective request (the plan: `_grid_plan`). Pure: no I/O.
 
 An axis puts one thing on X, Y or Z: the prompt, the model, or any request parameter of the table in
 `_params` (`seed=1,2,3`, `style=anime,sketch`, `size=1024*1024,1280*720`, `extend=on,off`). Every
@@ -11,16 +11,17 @@ would otherwise pay for the same image ten times).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import Problem, ValidationError
+from ._grid_plan import GridPlan
 from ._params import BY_NAME, OPTION_NAMES, PARAMS, canonical_size, canonical_style, param_for, parse_size, read_value
 from ._registry import MODELS, adapt_size, get_model
 from ._request import GenerationRequest
-from ._validation import validate
+from ._validation import _unknown_model, validate
 
 if TYPE_CHECKING:
     from ._models import GenerationResult
@@ -34,8 +35,9 @@ __all__ = [
     "GridPlan",
     "REUSED",
     "parse_axis",
+    "place_prompts",
     "plan_cells",
-    "summary_notes",
+    "prompt_list",
 ]
 
 # The four models of the user guide's comparison, in its order (2.1 professional first).
@@ -290,7 +292,11 @@ def plan_cells(
         for axis, index in ((x, xi), (y, yi), (z, zi)):
             if axis is not None:
                 asked[axis.name] = axis.values[index]
-        sent, notes = _fit(asked)
+        try:
+            sent, notes = _fit(asked)
+        except (KeyError, TypeError) as exc:  # an Axis or fixed value that names no model
+            problems.append(Problem("model", asked.get("model"), _unknown_model(exc)))
+            continue
         request = GenerationRequest(**sent)
         where = _where((x, y, z), (xi, yi, zi))
         for key, value in asked.items():  # a value no model takes is an error even where it is not sent
@@ -309,9 +315,40 @@ def plan_cells(
         else:
             seen[fingerprint] = cell.key
         cells[cell.key] = cell
+    if not problems:
+        problems = _sizes_no_model_takes(cells, (x, y, z), fixed)
     if problems:
         raise ValidationError("grid", list(dict.fromkeys(problems)))
     return cells
+
+
+def _sizes_no_model_takes(cells: Mapping[tuple[int, int, int], GridCell], axes: Sequence[Axis | None],
+                          fixed: Mapping[str, Any]) -> list[Problem]:  # fmt: skip
+    """A size (fixed, or each value of a size axis) that none of the grid's models takes as given.
+
+    Fitting is for a size one model takes and another does not; a size no model takes would be fitted
+    everywhere, and every cell would be paid for at a size nobody asked for ("size 9*9" sent as 512*512).
+    """
+    specs = list({c.model: get_model(c.model) for c in cells.values()}.values())
+    axis = next(((letter, a) for letter, a in zip(_LETTERS, axes) if a is not None and a.name == "size"), None)
+    if axis is not None:
+        asked = [(f"--{axis[0]}", f"size={v}", v) for v in axis[1].values]
+    else:
+        asked = [(OPTION_NAMES["size"], fixed["size"], fixed["size"])] if fixed.get("size") is not None else []
+    rules: dict[str, list[str]] = {}
+    for spec in specs:
+        rules.setdefault(spec.size_rule(), []).append(spec.name)
+    takes = "; ".join(f"{', '.join(names)}: {rule}" for rule, names in rules.items())
+    problems = []
+    for where, shown, size in asked:
+        if not isinstance(size, str) or parse_size(size) is None and all(
+            size.strip().upper() not in spec.sizing.tier_names for spec in specs
+        ):
+            continue  # not a size at all ("0*0"): validation names it in each cell
+        if all(spec.sizing.problem(size) is not None for spec in specs):
+            problems.append(Problem(where, shown, "a size at least one of the grid's models takes as given (the "
+                                    f"others are then fitted to it): {takes}"))  # fmt: skip
+    return problems
 
 
 def _where(axes: Sequence[Axis | None], index: Sequence[int]) -> str:
@@ -319,74 +356,42 @@ def _where(axes: Sequence[Axis | None], index: Sequence[int]) -> str:
     return ", ".join(parts) or "the cell"
 
 
-@dataclass(frozen=True)
-class GridPlan:
-    """What a grid will send, before anything is: cells, requests, images, cost and time."""
+def place_prompts(given: Any, axes: list[Axis | None]) -> tuple[list[str], list[Axis | None]]:
+    """The prompts of a grid and its axes, the prompts coming from ONE place: `given` (one prompt, or
+    several, which become an axis: Y unless it is used) or a prompt axis, `given` being None, "" or [].
 
-    shape: tuple[int, int, int]  # (z, y, x)
-    cells: int
-    requests: int
-    images: int
-    yuan: float
-    seconds: float
-    seed: int | None
-    seed_chosen: bool
-    backend: str
-    budget_note: str | None = None
-    reused: int = 0  # distinct requests already made, shown from the store (`images`, `yuan`: the rest)
-
-    def __str__(self) -> str:
-        z, y, x = self.shape
-        dims = " x ".join(str(d) for d in (x, y, z) if d > 1) or "1"
-        shared = self.cells - self.requests
-        text = f"{dims} = {self.cells} cell{_s(self.cells)}"
-        if shared:
-            text += f" ({self.requests} request{_s(self.requests)}; {shared} cell{_s(shared)} {'repeats' if shared == 1 else 'repeat'} another cell's request, sent once)"
-        estimate = f", estimated ¥{self.yuan:.2f} if every image succeeds, about {_duration(self.seconds)}"
-        if self.reused == self.requests:
-            text += "; every request already made, shown from the store: nothing to send"
-        elif self.reused:
-            text += (f"; {self.reused} of {self.requests} requests already made, shown from the store (not paid "
-                     f"again); {self.images} image{_s(self.images)} to make{estimate}")
-        else:
-            text += f", {self.images} image{_s(self.images)}{estimate}"
-        if self.seed is not None:
-            text += f"; seed {self.seed} in every cell"
-            if self.seed_chosen:
-                text += " (chosen for you; pass seed= to change it)"
-        if self.budget_note:
-            text += f"; {self.budget_note}"
-        return text
+    Raises ValidationError for prompts in both places or in neither, TypeError for what is no text.
+    """
+    prompts = prompt_list("prompt_or_prompts", given)
+    on_axis = next((a for a in axes if a is not None and a.name == "prompt"), None)
+    if on_axis is not None:
+        if prompts:  # the axis would silently drop them
+            raise ValidationError("grid", [Problem("prompt_or_prompts", given, "either the prompt(s) or a prompt "
+                                                   "axis, not both: pass None when an axis holds the prompts")])
+        return list(on_axis.values), axes
+    if not prompts:
+        raise ValidationError("grid", [Problem("prompt_or_prompts", given,
+                                               'a prompt, a list of prompts, or None with a prompt axis (x="prompt=a|b")')])
+    axes = list(axes)
+    if len(prompts) > 1:
+        free = 1 if axes[1] is None else 0 if axes[0] is None else 2 if axes[2] is None else None
+        if free is None:
+            raise ValidationError("grid", [Problem("prompts", len(prompts), "one prompt when X, Y and Z are all used")])
+        axes[free] = Axis("prompt", tuple(prompts))
+    return prompts, axes
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(round(seconds), 1)} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
-
-
-def summary_notes(cells: Mapping[tuple[int, int, int], GridCell]) -> list[str]:
-    """Each adaptation once, with the models it applies to."""
-    by_note: dict[str, list[str]] = {}
-    for cell in cells.values():
-        for note in cell.notes:
-            models = by_note.setdefault(note, [])
-            if cell.model not in models:
-                models.append(cell.model)
-    notes = [f"{', '.join(models)}: {note}" if "n/a" in note else note
-             for note, models in by_note.items() if "n/a" in note or note.startswith("size ")]  # fmt: skip
-    families = {get_model(c.model).family for c in cells.values()}
-    if families >= {"V1", "V2"} and not any(
-        "prompt_extend" in c.asked for c in cells.values()
-    ):
-        notes.append("prompt_extend not set: the V2 models rewrite the prompt (server default on), wanx-v1 does not")
-    shared = sum(1 for c in cells.values() if c.shares is not None)
-    if shared:
-        notes.append(f"{shared} cell(s) have the same effective request as another cell: sent once, shown in each")
-    return notes
+def prompt_list(keyword: str, given: Any) -> list[str]:
+    """The prompts `given` as a list: [] for None, "" or blank texts; a TypeError naming `keyword` for what
+    is no text or list of texts."""
+    if given is None:
+        return []
+    if isinstance(given, str):
+        return [given] if given.strip() else []
+    if isinstance(given, (bytes, Mapping)) or not isinstance(given, Iterable):
+        raise TypeError(f"{keyword}={given!r}: a prompt (str) or a list of prompts, not {type(given).__name__}")
+    prompts = list(given)
+    wrong = [p for p in prompts if not isinstance(p, str)]
+    if wrong:
+        raise TypeError(f"{keyword}: each prompt is a str, not {type(wrong[0]).__name__} ({wrong[0]!r})")
+    return prompts if any(p.strip() for p in prompts) else []

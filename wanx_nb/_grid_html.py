@@ -99,6 +99,8 @@ class GridView(Protocol):
     def backends(self) -> list[str]: ...
     def cell_at(self, z: int, y: int, x: int) -> CellView: ...
     def reuse_text(self) -> str: ...
+    def reused_cost_text(self) -> str: ...
+    def done_cost_text(self) -> str: ...
     def after_resume(self) -> str: ...
     def fixed_text(self) -> dict[str, Any]: ...
     def title_text(self) -> str: ...
@@ -164,8 +166,10 @@ def compare_cell_html(cell: CellView, *, dry_run: bool = False, preview_px: int 
                                             result.task.message or f"task status {result.task.status.value}",
                                             compact=True))
         seeds = ", ".join(_unbroken(im.seed) for im in result.images)
-        stored = "from the store" if cell.from_store else ""  # made by an earlier run (reuse)
-        cap = " · ".join(x for x in (f"seed {seeds}", params, _e(_yuan(result.cost_yuan)), stored) if x)
+        cost = _e(_yuan(result.cost_yuan))
+        if cell.from_store:  # made by an earlier run (reuse): paid then, not now
+            cost = f"from the store (billed {cost} then)"
+        cap = " · ".join(x for x in (f"seed {seeds}", params, cost) if x)
         rewritten = [im.actual_prompt for im in result.succeeded if im.actual_prompt]
         if rewritten and rewritten[0] != cell.request.prompt:
             cap += f'<details><summary style="cursor:pointer">rewritten prompt</summary>{_e(rewritten[0])}</details>'
@@ -341,10 +345,9 @@ def xyz_grid_html(grid: GridView, *, backends: Iterable[str] = (), plan: str | N
         blocks.append(title + _block_html(grid, zi))
     foot = ""
     if done and not grid.dry_run:
-        reused = grid.reuse_text()
-        reused = f"; {reused}" if reused else ""
-        foot = (f'<div class="wanx-note" style="margin:4px 0">done · actual cost {_e(_yuan(grid.cost_yuan))} '
-                f"(what was billed){_e(reused)}</div>")
+        reused = grid.reused_cost_text()  # then the footer says what this run paid, not what the cells cost then
+        cost = f"{grid.done_cost_text()}; {reused}" if reused else f"actual cost {_yuan(grid.cost_yuan)} (what was billed)"
+        foot = f'<div class="wanx-note" style="margin:4px 0">done · {_e(cost)}</div>'
     if grid.interrupted:
         foot += f'<div class="wanx-note" style="margin:4px 0">interrupted: {_e(grid.interrupted)}</div>'
     after = grid.after_resume()

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import TaskUnfinishedError, WanxError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, REUSED, Axis, GridCell, GridPlan, _s, plan_cells, summary_notes
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, REUSED, Axis, GridCell, plan_cells
+from ._grid_plan import GridPlan, summary_notes
+from ._grid_plan import plural as _s
 from ._scheduler import estimate_seconds  # the one estimate: the limits' exact schedule
 from ._models import GenerationResult
 from ._run_events import Progress
@@ -90,6 +92,18 @@ class GridState:
         """What the service billed (a request shared by several cells counts once)."""
         return round(sum(c.result.cost_yuan for c in self._cells.values() if c.result is not None and c.shares is None), 4)
 
+    @property
+    def paid_yuan(self) -> float:
+        """What this run was billed: `cost_yuan` without the cells an earlier run made (reuse)."""
+        return round(sum(c.result.cost_yuan for c in self._cells.values()
+                         if c.result is not None and c.shares is None and not c.from_store), 4)  # fmt: skip
+
+    def done_cost_text(self) -> str:
+        """What a finished run cost, never reading as paid now what an earlier run paid for (reuse)."""
+        if not self.plan.reused:
+            return f"¥{self.cost_yuan:.2f}"
+        return f"this run paid ¥{self.paid_yuan:.2f}"
+
     def after_resume(self) -> str:
         """When a request was stopped or left unfinished (its images wait for resume), how to get the
         whole grid without paying twice for what was made; "" otherwise."""
@@ -105,6 +119,11 @@ class GridState:
         if not count:
             return ""
         return f"{count} of {of} request{_s(of)} made by an earlier run, shown from the store (billed then, not again)"
+
+    def reused_cost_text(self) -> str:
+        """`reuse_text()` and what those requests cost when they were made ("" when none)."""
+        text = self.reuse_text()
+        return f"{text}; they cost ¥{self.cost_yuan - self.paid_yuan:.2f}" if text else ""
 
     def fixed_text(self) -> dict[str, Any]:
         """The parameters every cell shares, for legends (what the axes do not vary)."""

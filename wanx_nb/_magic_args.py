@@ -20,28 +20,29 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 
-from ._exceptions import redact
-from ._params import OPTION_NAMES, add_history_options, add_request_options, canonical_size, canonical_style
+from ._exceptions import Problem, ValidationError, redact
+from ._params import BY_NAME, OPTION_NAMES, add_request_options, canonical_size, canonical_style
 from ._params import namespace_params
 
 __all__ = [
     "CELL_HELP",
     "CellArgs",
-    "HistoryArgs",
     "LINE_HELP",
+    "OptionParser",
     "SUBCOMMANDS",
     "cell_parser",
-    "history_parser",
+    "check_line_fields",
     "interpolate",
     "normalize_size",
     "normalize_style",
     "parse_cell_line",
-    "parse_history_line",
+    "parse_options",
     "usage",
 ]
 
 CELL_DESCRIPTION = """\
-Generate images with Tongyi Wanxiang. The cell body is the prompt (all of it, stripped).
+Generate images with Tongyi Wanxiang. The cell body is the prompt (all of it, stripped); with a prompt
+axis (--x "prompt=a fox|a cat") the body is left empty, or write it on one line: %wanx --x "prompt=...".
 
 `{name}` and `{obj.attr}` in the prompt are filled from the notebook's variables; write `{{` and `}}`
 for literal braces. The result is returned (it renders as a gallery) and its full PNGs are saved in the
@@ -73,7 +74,8 @@ REPRODUCIBLE_HELP = "turn prompt rewriting off, re-sending the recorded rewritte
 COMPARE_HELP = "run the comparison grid over these models instead, space- or comma-separated (none: the guide's four)"
 AXIS_HELP = (
     "a grid axis NAME=V1,V2,...: the prompt, the model or any request option (model=all, seed=1,2,3, "
-    "style=anime,sketch, size=1024*1024,1280*720, extend=on,off; prompts separated by |); Z draws one grid per value"
+    "style=anime,sketch, size=1024*1024,1280*720, extend=on,off; prompts separated by |, the cell body then "
+    "left empty); Z draws one grid per value"
 )
 DRY_RUN_HELP = "validate and show the cost estimate; send nothing"
 REUSE_HELP = (
@@ -108,7 +110,22 @@ _FIELD = re.compile(
 )
 
 
-class _Parser(MagicArgumentParser):
+class _SeenConst(argparse.Action):
+    """argparse's store_const that also records each value typed for its dest, so that `--extend
+    --no-extend` is refused instead of the last one silently winning (see `_check_toggles`)."""
+
+    def __init__(self, option_strings: list[str], dest: str, const: Any = None, default: Any = None,
+                 required: bool = False, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest, nargs=0, const=const, default=default, required=required, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        seen: dict[str, set[Any]] = namespace.__dict__.setdefault("_toggles_seen", {})
+        seen.setdefault(self.dest, set()).add(self.const)
+        setattr(namespace, self.dest, self.const)
+
+
+class OptionParser(MagicArgumentParser):
     """MagicArgumentParser whose help strings may contain a literal `%` (as in `%wanx models`)."""
 
     def __init__(self, prog: str, description: str) -> None:
@@ -122,7 +139,8 @@ class _Parser(MagicArgumentParser):
 
 
 def _build_cell_parser() -> MagicArgumentParser:
-    p = _Parser(prog="%wanx", description=CELL_DESCRIPTION)
+    p = OptionParser(prog="%wanx", description=CELL_DESCRIPTION)
+    p.register("action", "store_const", _SeenConst)  # the on/off options (--extend / --no-extend)
     add_request_options(p, _MAGIC_DEFAULTS)
     p.add_argument("-o", "--output", default=None, metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--reproducible", action="store_true", help=REPRODUCIBLE_HELP)
@@ -136,19 +154,11 @@ def _build_cell_parser() -> MagicArgumentParser:
     return p
 
 
-def _build_history_parser() -> MagicArgumentParser:
-    p = _Parser(prog="wanx history", description="Stored generations, newest first.")
-    add_history_options(p)
-    p.add_argument("--no-thumbnails", action="store_true", help="leave the thumbnails out (faster)")
-    return p
-
-
 cell_parser = _build_cell_parser()
-history_parser = _build_history_parser()
 CELL_HELP = cell_parser.format_help()
 
 
-def _parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
+def parse_options(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
     """Parse `line`, turning every failure (bad quotes too) into a UsageError with the usage text."""
     try:
         # posix=True so quotes group and are removed (IPython's own parse_argstring keeps them).
@@ -254,9 +264,6 @@ class CellArgs:
         `%config` setting a value came from when the cell did not give that option.
         """
         from ._request import GenerationRequest
-
-        from ._exceptions import Problem, ValidationError
-        from ._magic_settings import DEFAULTED_NAMES
         from ._validation import validate
 
         params = self.params()
@@ -268,16 +275,29 @@ class CellArgs:
         try:
             validate(request, names=OPTION_NAMES)
         except ValidationError as exc:  # nothing was sent; the message names the options as typed
-            typed = {"model": self.model, "n": self.n, "size": self.size}
-            setting = {OPTION_NAMES[k]: DEFAULTED_NAMES[k] for k, v in typed.items() if v is None}
-            blamed = [Problem(setting.get(p.param, p.param), p.value, p.allowed) for p in exc.problems]
-            raise UsageError(str(ValidationError(exc.model, blamed))) from None
+            raise UsageError(str(self.blame_settings(exc))) from None
         return request
+
+    def blame_settings(self, exc: ValidationError) -> ValidationError:
+        """`exc` with each problem about -m, -n or --size that this cell did not type blamed on the
+        `%config` setting the value came from ("-n (x=seed 1)" keeps its cell)."""
+        from ._magic_settings import DEFAULTED_NAMES
+
+        typed = {"model": self.model, "n": self.n, "size": self.size}
+        settings = {OPTION_NAMES[k]: DEFAULTED_NAMES[k] for k, v in typed.items() if v is None}
+
+        def blamed(param: str) -> str:
+            option, space, where = param.partition(" (")
+            return settings[option] + space + where if option in settings else param
+
+        return ValidationError(exc.model, [Problem(blamed(p.param), p.value, p.allowed) for p in exc.problems])
 
 
 def parse_cell_line(line: str) -> CellArgs:
     """The `%%wanx` option line as CellArgs; a UsageError (with the usage) when it does not parse."""
-    args = CellArgs.from_namespace(_parse(cell_parser, line))
+    ns = parse_options(cell_parser, line)
+    _check_toggles(ns)
+    args = CellArgs.from_namespace(ns)
     if args.output is not None:
         _check_output_name(args.output)
     if args.compare is not None and args.model is not None:
@@ -287,21 +307,12 @@ def parse_cell_line(line: str) -> CellArgs:
     return args
 
 
-@dataclass(frozen=True)
-class HistoryArgs:
-    """The options of `%wanx history`."""
-
-    model: str | None = None
-    text: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int = 20
-    thumbnails: bool = True
-    page: int = 1
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.limit
+def _check_toggles(ns: argparse.Namespace) -> None:
+    """`--extend --no-extend` (or the watermark pair) on one line: refused, not the last one winning."""
+    for dest, values in getattr(ns, "_toggles_seen", {}).items():
+        if len(values) > 1:
+            on, off = BY_NAME[dest].option, BY_NAME[dest].off_flag
+            raise UsageError(f"{on} and {off} both given: use one of {on} / {off}")
 
 
 # Names IPython keeps in the user namespace (its own, and the output and input caches).
@@ -318,11 +329,6 @@ def _check_output_name(name: str) -> None:
             f"-o {name}: that name belongs to Python or IPython, and replacing it would break later cells; "
             "choose another name, e.g. -o result"
         )
-
-
-def parse_history_line(line: str) -> HistoryArgs:
-    ns = _parse(history_parser, line)
-    return HistoryArgs(ns.model, ns.text, ns.since, ns.until, ns.limit, not ns.no_thumbnails, ns.page)
 
 
 def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
@@ -346,19 +352,40 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
                 "format specs. Put the text in a variable first (e.g. label = f\"...\"), or write {{ and }} for "
                 "literal braces."
             )
-        head, *attrs = dotted.split(".")
-        if head not in namespace:
-            raise UsageError(
-                f"{{{dotted}}} in the prompt: the name {head!r} is not defined in the notebook. "
-                "Define it first, or write {{ and }} for literal braces."
-            )
-        value = namespace[head]
-        for i, attr in enumerate(attrs):
-            try:
-                value = getattr(value, attr)
-            except AttributeError:
-                where = ".".join([head, *attrs[:i]])
-                raise UsageError(f"{{{dotted}}} in the prompt: {where} has no attribute {attr!r}") from None
-        return str(value)
+        return str(_lookup(dotted, namespace, "the prompt"))
 
     return _FIELD.sub(fill, template)
+
+
+def _lookup(dotted: str, namespace: Mapping[str, Any], where: str) -> Any:
+    """The value of `name` / `obj.attr` in `namespace`; a UsageError naming the field when there is none."""
+    head, *attrs = dotted.split(".")
+    if head not in namespace:
+        raise UsageError(
+            f"{{{dotted}}} in {where}: the name {head!r} is not defined in the notebook. "
+            "Define it first, or write {{ and }} for literal braces."
+        )
+    value = namespace[head]
+    for i, attr in enumerate(attrs):
+        try:
+            value = getattr(value, attr)
+        except AttributeError:
+            owner = ".".join([head, *attrs[:i]])
+            raise UsageError(f"{{{dotted}}} in {where}: {owner} has no attribute {attr!r}") from None
+    return value
+
+
+def check_line_fields(text: str, namespace: Mapping[str, Any], where: str) -> None:
+    """Refuse a `{name}` / `{obj.attr}` field of `text` (a value on the option line) that `namespace`
+    cannot fill, with `interpolate`'s message naming `where` (the option, e.g. "--x").
+
+    IPython fills `{name}` (and `$name`) on a magic's option line itself, before the magic sees it, with
+    `{{`/`}}` for literal braces; but when any field of the line fails (an undefined name, a missing
+    attribute) it passes the WHOLE line on as typed, without a word. A field left in a value is then
+    one IPython could not fill, and sending it would draw "{nomood} cat". `{{x}}` in such an unexpanded
+    line is still escaped and skipped here; on a line IPython did expand it arrives as `{x}`, which
+    cannot be told from an unfilled field, so it is refused too when `x` is not defined.
+    """
+    for m in _FIELD.finditer(text):
+        if m.group(1):
+            _lookup(m.group(1), namespace, where)

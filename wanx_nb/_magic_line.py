@@ -1,24 +1,63 @@
 """`%wanx SUBCOMMAND`'s commands (help, models, config, panel, history, show, resume, cost).
 
 They are plain methods of a mixin that `magics.WanxMagics` inherits; `WanxMagics.wanx_line` holds the
-one `%wanx` line magic and dispatches to `handle_<subcommand>` by name. Like the magics, this module
-imports only IPython and `_magic_args` at load time: the session, the store and rendering load on use.
+one `%wanx` line magic and dispatches to `handle_<subcommand>` by name; `%wanx history`'s options are
+parsed here. Like the magics, this module imports only IPython, `_magic_args` and the parameter table at
+load time: the session, the store and rendering load on use.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
 
-from ._magic_args import CELL_HELP, LINE_HELP, parse_history_line
+from ._magic_args import CELL_HELP, LINE_HELP, OptionParser, parse_options
+from ._params import add_history_options
 
 if TYPE_CHECKING:  # annotations only
     from traitlets import TraitType
 
     from ._session import Session
 
-__all__ = ["LineCommands"]
+__all__ = ["HistoryArgs", "LineCommands", "history_parser", "parse_history_line"]
+
+
+def _build_history_parser() -> MagicArgumentParser:
+    p = OptionParser(prog="wanx history", description="Stored generations, newest first.")
+    add_history_options(p)
+    p.add_argument("--no-thumbnails", action="store_true", help="leave the thumbnails out (faster)")
+    return p
+
+
+history_parser = _build_history_parser()
+
+
+@dataclass(frozen=True)
+class HistoryArgs:
+    """The options of `%wanx history`."""
+
+    model: str | None = None
+    text: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = 20
+    thumbnails: bool = True
+    page: int = 1
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+    def filters(self) -> dict[str, Any]:
+        return {"model": self.model, "text": self.text, "since": self.since, "until": self.until}
+
+
+def parse_history_line(line: str) -> HistoryArgs:
+    ns = parse_options(history_parser, line)
+    return HistoryArgs(ns.model, ns.text, ns.since, ns.until, ns.limit, not ns.no_thumbnails, ns.page)
 
 
 class _Magics(Protocol):
@@ -86,17 +125,18 @@ class LineCommands:
         from .rendering import Bundle, history_mimebundle
 
         from ._exceptions import WanxError
+        from ._history import check_filters
 
         h = parse_history_line(rest)
+        try:  # the checks of wanx_nb.history(), naming the options: --model='nope': unknown model ...
+            check_filters(**h.filters(), names={k: f"--{k}" for k in h.filters()})
+        except (ValueError, TypeError) as exc:
+            raise UsageError(str(exc)) from None
         session = self.session()
         try:
-            rows = session.store.history(
-                model=h.model, text=h.text, since=h.since, until=h.until, limit=h.limit, offset=h.offset
-            )
-        except KeyError as exc:  # unknown model
-            raise UsageError(str(exc.args[0])) from None
-        except ValueError as exc:  # a --since/--until that is not ISO 8601
-            raise UsageError(f"--since/--until take an ISO 8601 time such as 2025-01-31T08:00: {exc}") from None
+            rows = session.store.history(**h.filters(), limit=h.limit, offset=h.offset)
+            if not rows and h.page > 1:
+                _past_the_end(h, len(session.store.history(**h.filters(), limit=None)))
         except WanxError as exc:  # a damaged index: the error names `wanx-nb store rebuild`
             raise UsageError(str(exc)) from None
         thumbnails = {}
@@ -149,6 +189,16 @@ class LineCommands:
         note = "at list prices; emulator and replayed results cost nothing on the real service"
         html_out = f'{CSS}<div class="wanx-result">{table_html(["", "cost"], rows)}<div class="wanx-note">{note}</div></div>'
         return Bundle({"text/plain": table_text(["", "cost"], rows) + "\n" + note, "text/html": html_out})
+
+
+def _past_the_end(h: HistoryArgs, matching: int) -> None:
+    """A UsageError for a --page after the last one, saying how many pages there are (none: nothing matches)."""
+    if matching:
+        pages = -(-matching // h.limit)
+        raise UsageError(
+            f"--page {h.page}: past the end; {matching} stored generation{'s' if matching != 1 else ''} match, "
+            f"{pages} page{'s' if pages != 1 else ''} of {h.limit} (--page 1 to {pages})"
+        )
 
 
 def _no_args(sub: str, rest: str) -> None:

@@ -56,11 +56,19 @@ def _n(value: int) -> int:
 
 
 def _size(value: str) -> str | None:
+    from ._registry import CATALOG
+
     if not value.strip():
         return None  # "" means "the model's own", as None does
     if parse_size(value) is None:
         raise _refuse("default_size", value, "W*H in whole pixels, e.g. 1024*1024, or None for each model's own")
-    return str(canonical_size(value))
+    size = str(canonical_size(value))
+    # A size that some model takes: a cell on another model is refused naming this setting, and a grid
+    # fits it to each model; a size that no model takes would only fail at the next run.
+    if all(spec.sizing.problem(size) is not None for spec in CATALOG.values()):
+        raise _refuse("default_size", value, "a size some model takes, e.g. 1024*1024 (%wanx models lists each "
+                      "model's sizes), or None for each model's own")  # fmt: skip
+    return size
 
 
 def _preview_px(value: int) -> int:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import rendering
 from ._exceptions import Problem, ValidationError
-from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, parse_axis
+from ._grid import DEFAULT_SEED, GUIDE_MODELS, Axis, GridCell, GridPlan, parse_axis, place_prompts, prompt_list
 from ._grid_state import GridState, build_state
 from ._grid_html import xyz_grid_html
 from ._grid_paint import paint_grid
@@ -95,8 +95,9 @@ class Grid(GridState):
         if self.done and not self.dry_run:
             ok = sum(len(c.result.succeeded) for c in self._cells.values() if c.result is not None and c.shares is None)
             failed = sum(1 for c in self._cells.values() if c.error is not None)
-            lines.append(f"done: {ok} image{_s(ok)}, {failed} failed cell{_s(failed)}, ¥{self.cost_yuan:.2f}")
-            reused = self.reuse_text()
+            cost = self.done_cost_text()  # with reuse: what this run paid, then what the reused cells cost then
+            lines.append(f"done: {ok} image{_s(ok)}, {failed} failed cell{_s(failed)}{'; ' if self.plan.reused else ', '}{cost}")
+            reused = self.reused_cost_text()
             if reused:
                 lines.append(f"  {reused}")
         if self.interrupted:
@@ -204,7 +205,7 @@ class CompareGrid(Grid):
 
 
 def grid(
-    prompt_or_prompts: str | Sequence[str],
+    prompt_or_prompts: str | Sequence[str] | None,
     x: Any = None,
     y: Any = None,
     z: Any = None,
@@ -219,7 +220,9 @@ def grid(
     """Run a grid of images: up to three axes over the prompt, the model and any request parameter.
 
     Parameters:
-        prompt_or_prompts: one prompt, or several (then "prompt" is an axis: Y unless you place it).
+        prompt_or_prompts: one prompt, or several (then "prompt" is an axis: Y unless you place it);
+            None (or "" or []) with a prompt axis (`x="prompt=a fox|a cat"`): the prompts come from
+            one place, the argument or the axis, never both.
         x, y, z: axes, e.g. "model=all", "seed=1,2,3", "style=anime,sketch,watercolor",
             ("size", ["1024*1024", "1280*720"]), "extend=on,off", "prompt=a fox|a cat" (Z draws one
             grid per value). Values are read by the parameter table: a bad one names the option.
@@ -237,13 +240,8 @@ def grid(
     Raises ValidationError (nothing sent) for a bad axis or a cell whose request breaks its model's
     rules, and BudgetExceededError when the estimate exceeds the session's budget.
     """
-    prompts = [prompt_or_prompts] if isinstance(prompt_or_prompts, str) else list(prompt_or_prompts)
     axes = [parse_axis(a, letter) if a is not None else None for a, letter in ((x, "x"), (y, "y"), (z, "z"))]
-    if len(prompts) > 1 and not any(a is not None and a.name == "prompt" for a in axes):
-        free = 1 if axes[1] is None else 0 if axes[0] is None else 2 if axes[2] is None else None
-        if free is None:
-            raise ValidationError("grid", [Problem("prompts", len(prompts), "one prompt when X, Y and Z are all used")])
-        axes[free] = Axis("prompt", tuple(prompts))
+    prompts, axes = place_prompts(prompt_or_prompts, axes)
     return _build(Grid, prompts, axes, fixed, dry_run=dry_run, session=session, display=display, preview_px=preview_px,
                   reuse=reuse)  # fmt: skip
 
@@ -266,17 +264,17 @@ def compare(
     `models` default to the user guide's four (`GUIDE_MODELS`); `**params` are shared by every cell
     (each model gets the ones it takes, and every difference is noted per cell). `reuse` as in `grid`.
     """
-    prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not prompt_list:
+    texts = prompt_list("prompts", prompts)
+    if not texts:
         raise ValidationError("compare", [Problem("prompts", prompts, "at least one prompt")])
     if "model" in params:
         raise TypeError("compare() takes models=[...], not model=")
     names = [models] if isinstance(models, str) else list(models) if models is not None else list(GUIDE_MODELS)
     if not names:
         raise ValidationError("compare", [Problem("models", models, "at least one model")])
-    axes: list[Axis | None] = [parse_axis(("model", names), "models"), Axis("prompt", tuple(prompt_list)), None]
+    axes: list[Axis | None] = [parse_axis(("model", names), "models"), Axis("prompt", tuple(texts)), None]
     fixed = {"n": n, "seed": seed, **params}
-    built = _build(CompareGrid, prompt_list, axes, fixed, dry_run=dry_run, session=session, display=display,
+    built = _build(CompareGrid, texts, axes, fixed, dry_run=dry_run, session=session, display=display,
                    preview_px=preview_px, reuse=reuse)  # fmt: skip
     assert isinstance(built, CompareGrid)
     return built

@@ -4,9 +4,9 @@ The magics are thin: `_magic_args` parses, the Session generates, `rendering` dr
 subcommands' handlers live in `_magic_line`. They return objects that render themselves (a
 GenerationResult, a Gallery, a table) and never print.
 
-Loading the extension stays cheap: this module imports only IPython, traitlets, `_magic_args` and
-`_magic_line` at import time. The session, the client (httpx), the emulator, PIL and the widgets
-load inside the handlers, on first use.
+Loading the extension stays cheap: this module imports only IPython, traitlets, `_magic_args`,
+`_magic_grid` and `_magic_line` at import time. The session, the client (httpx), the emulator, PIL and
+the widgets load inside the handlers, on first use.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import CaselessStrEnum, Float, Int, Unicode, observe, validate
 
-from ._magic_args import CELL_HELP, LINE_HELP, SUBCOMMANDS, CellArgs, interpolate, parse_cell_line
+from ._magic_args import CELL_HELP, LINE_HELP, SUBCOMMANDS, CellArgs, parse_cell_line
+from ._magic_grid import GridCommands, cell_prompt
 from ._magic_line import LineCommands
 
 if TYPE_CHECKING:  # annotations only: these load on first use (see the module docstring)
@@ -34,6 +35,11 @@ if TYPE_CHECKING:  # annotations only: these load on first use (see the module d
 __all__ = ["WanxMagics"]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Session.prepare's notes say what a run does; a dry run sends nothing, so it says what a run would do.
+_DRY_RUN_NOTES = {
+    "reproducible: re-sent the recorded rewritten prompt with prompt_extend off":
+        "reproducible: would re-send the recorded rewritten prompt with prompt_extend off",
+}
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
@@ -44,10 +50,11 @@ def _magic(marker: Callable[[str], object], name: str) -> Callable[[_Handler], _
 
 
 @magics_class
-class WanxMagics(LineCommands, Magics):
+class WanxMagics(LineCommands, GridCommands, Magics):
     """`%%wanx` and `%wanx`. Settings are traitlets: `%config WanxMagics.default_model = "wanx-v1"`.
 
-    The `%wanx` subcommands' handlers come from LineCommands (`_magic_line`); the cell's are here.
+    The `%wanx` subcommands' handlers come from LineCommands (`_magic_line`), the grids' (--x/--y/--z,
+    --compare) from GridCommands (`_magic_grid`); the single request's are here.
     """
 
     default_model = Unicode(
@@ -136,10 +143,7 @@ class WanxMagics(LineCommands, Magics):
         args = parse_cell_line(line)
         if args.help:
             return self.handle_help("")
-        body = cell.strip()
-        if not body:
-            raise UsageError("the cell body is the prompt, and it is empty: write what to draw below %%wanx")
-        prompt = interpolate(body, self.shell.user_ns if self.shell is not None else {}).strip()
+        prompt = cell_prompt(args, cell, self.shell.user_ns if self.shell is not None else {})
         if args.compare is not None:
             return self.handle_compare(args, prompt)
         if args.axes is not None:
@@ -288,7 +292,7 @@ class WanxMagics(LineCommands, Magics):
             f"  prompt: {excerpt(prepared.prompt, 80)!r}",  # as it will be sent, {names} filled in
             f"  estimated cost: ¥{yuan:.2f} (¥{spec.price_yuan:.2f} per image, if every image succeeds); {budget}",
             f"  {where}",
-            *(f"  note: {n}" for n in notes),
+            *(f"  note: {_DRY_RUN_NOTES.get(n, n)}" for n in notes),
         ]
         stored = session.reusable(prepared) if args.reuse else None
         if stored is not None:
@@ -307,65 +311,6 @@ class WanxMagics(LineCommands, Magics):
         meta = {"wanx_nb": {"dry_run": True, "request": prepared.canonical(), "images": images, "estimate_yuan": yuan}}
         return None if args.no_display else Bundle({"text/plain": text, "text/html": html_out}, meta)
 
-    def handle_compare(self, args: CellArgs, prompt: str) -> Any:
-        """`--compare`: the comparison grid (wanx_nb.compare) for this prompt over several models."""
-        from ._exceptions import ValidationError, WanxError
-
-        self.session()
-        try:
-            from ._grid import parse_axis
-            from .comparison import compare
-        except ImportError as exc:
-            raise UsageError(f"--compare is not available: {exc}") from None
-        params = args.params()
-        seed = params.pop("seed", None)
-        if "size" not in params and self.default_size:
-            params["size"] = self.default_size
-        if args.reproducible:
-            # compare() takes request parameters only; reproducible means "no prompt rewriting" there.
-            params.setdefault("prompt_extend", False)
-        n = args.n if args.n is not None else self.default_n
-        # "--compare a b" or "--compare a,b" (as the axes take their values)
-        models = [name for token in args.compare or () for name in token.split(",") if name.strip()]
-        try:
-            if models:
-                parse_axis(("model", models), "--compare")  # so that a bad name is blamed on the option typed
-            grid = compare(prompts=[prompt], models=models or None, n=n, seed=seed, dry_run=args.dry_run,
-                           reuse=args.reuse, **params)  # fmt: skip
-        except (ValidationError, WanxError) as exc:
-            raise UsageError(str(exc)) from None
-        return self._finish(args, grid, grid)
-
-    def handle_grid(self, args: CellArgs, prompt: str) -> Any:
-        """`--x/--y/--z`: an X/Y/Z grid (wanx_nb.grid) of this prompt over the axes; other options are fixed."""
-        from ._exceptions import ValidationError, WanxError
-
-        self.session()
-        try:
-            from .comparison import grid
-        except ImportError as exc:
-            raise UsageError(f"--x/--y/--z are not available: {exc}") from None
-        fixed = args.params()
-        x, y, z = args.axes or (None, None, None)
-        names = {a.partition("=")[0].strip().lstrip("-") for a in (x, y, z) if a}
-        if not names & {"model", "models", "m"}:
-            fixed["model"] = args.model if args.model is not None else self.default_model
-        elif args.model is not None:
-            raise UsageError("-m and a model axis (--x model=...) both choose the model: use one")
-        if "size" not in fixed and self.default_size:
-            fixed["size"] = self.default_size
-        if args.reproducible:
-            fixed.setdefault("prompt_extend", False)
-        if not names & {"n", "-n"}:
-            fixed["n"] = args.n if args.n is not None else self.default_n
-        elif args.n is not None:
-            fixed["n"] = args.n  # grid() says it is both fixed and an axis
-        try:
-            built = grid(prompt, x=x, y=y, z=z, dry_run=args.dry_run, reuse=args.reuse, **fixed)
-        except (ValidationError, WanxError) as exc:
-            raise UsageError(str(exc)) from None
-        return self._finish(args, built, built)
-
     # ---- %wanx SUBCOMMAND ----------------------------------------------------------------------
 
     @_magic(line_magic, "wanx")
@@ -373,6 +318,8 @@ class WanxMagics(LineCommands, Magics):
         sub, _, rest = line.strip().partition(" ")
         if sub in ("", "-h", "--help"):
             sub = "help"
+        elif sub.startswith("-"):  # `%wanx --x "prompt=a|b"`: a cell with no body (IPython refuses %%wanx
+            return self.wanx_cell(line, "")  # with nothing below it, suggesting the line magic)
         if sub not in SUBCOMMANDS:
             close = difflib.get_close_matches(sub, list(SUBCOMMANDS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
