@@ -304,3 +304,22 @@ def test_a_size_starting_with_a_dash_is_named_as_an_invalid_size(emulator, capsy
     code, _, err = run(capsys, "generate", "a fox", "--size", "--seed", "3")  # a value forgotten: argparse's words
     assert code == 2 and "argument --size: expected one argument" in err
     assert emulator.request_log == []
+
+
+def test_a_grids_prompts_come_from_its_arguments_or_a_prompt_axis_not_both(emulator, capsys):
+    code, out, err = run(capsys, "grid", "--x", "prompt=a fox|a cat", "--dry-run")
+    assert code == 0, err
+    assert out.startswith("dry run, nothing sent: 2 = 2 cells")
+    code, out, err = run(capsys, "grid", "a body", "--x", "prompt=a fox|a cat", "--dry-run")
+    assert code == 1 and "the prompts are given twice" in err
+    code, out, err = run(capsys, "grid", "--x", "seed=1,2", "--dry-run")
+    assert code == 1 and "no prompt: give it as an argument" in err
+    assert emulator.request_log == []
+
+
+@pytest.mark.parametrize("pair", [["--extend", "--no-extend"], ["--no-watermark", "--watermark"]])
+def test_an_on_off_option_given_both_ways_is_refused_before_anything_is_sent(emulator, capsys, pair):
+    code, out, err = run(capsys, "generate", "a fox", "-m", "wanx2.1-t2i-turbo", *pair)
+    on = pair[0] if not pair[0].startswith("--no-") else pair[1]
+    assert code == 2 and f"{on} and --no-{on[2:]} both given: use one of {on} / --no-{on[2:]}" in err
+    assert emulator.request_log == []

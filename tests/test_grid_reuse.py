@@ -116,7 +116,8 @@ def test_the_grid_and_generate_commands_take_reuse(tmp_path, capsys, monkeypatch
     assert main([*argv, "--reuse"]) == 0
     out = capsys.readouterr().out
     assert creates(emulator) == 2
-    assert "2 of 2 requests made by an earlier run, shown from the store (billed then, not again)" in out
+    assert "2 of 2 requests made by an earlier run, shown from the store (billed then, not again); they cost ¥0.28" in out
+    assert "2 cells, 0 failed, billed ¥0.00" in out.splitlines()  # this run paid nothing
     manifest = json.loads((tmp_path / "grid.json").read_text(encoding="utf-8"))
     assert [c["from_store"] for c in manifest["cells"]] == [True, True]
     one = ["--store", str(tmp_path / "store"), "generate", "a fox", "-m", "wanx-v1", "--seed", "7", "-o",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ._exceptions import redact
-from ._params import add_history_options, add_request_options, namespace_params, param_for
+from ._params import add_history_options, add_request_options, namespace_params, param_for, toggle_conflict
 from ._request import DEFAULT_MODEL, GenerationRequest
 
 __all__ = ["request_from_args"]
@@ -70,7 +70,11 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         self._argv = list(sys.argv[1:] if args is None else args)  # each subparser is given its own part
-        return super().parse_known_args(args, namespace)
+        parsed, extra = super().parse_known_args(args, namespace)
+        conflict = toggle_conflict(parsed)  # `--extend --no-extend`: refused, not the last one winning
+        if conflict is not None:
+            self.error(conflict)
+        return parsed, extra
 
     def error(self, message: str) -> NoReturn:
         # redact: a key typed by mistake (`--api-key sk-...`) is not echoed back.
@@ -148,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("dir", nargs="?", help="store directory (default: --store, $WANX_NB_STORE or ./wanx_store)")
 
     grd = command("grid", "an X/Y/Z grid: one PNG with its axis legend, and a JSON manifest of every cell")
-    grd.add_argument("prompt", nargs="+", help="the prompt; several prompts become an axis (Y unless placed)")
+    grd.add_argument("prompt", nargs="*",
+                     help="the prompt; several prompts become an axis (Y unless placed); none with a prompt axis "
+                          "(--x 'prompt=A|B')")
     for letter in ("x", "y", "z"):
         grd.add_argument(f"--{letter}", default=None, metavar="NAME=V1,V2",
                          help="an axis: model=all, seed=1,2,3, style=anime,sketch, size=1024*1024,1280*720, extend=on,off")

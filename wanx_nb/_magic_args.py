@@ -21,8 +21,8 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 
 from ._exceptions import Problem, ValidationError, redact
-from ._params import BY_NAME, OPTION_NAMES, add_request_options, canonical_size, canonical_style
-from ._params import namespace_params
+from ._params import OPTION_NAMES, add_request_options, canonical_size, canonical_style
+from ._params import namespace_params, toggle_conflict
 
 __all__ = [
     "CELL_HELP",
@@ -110,21 +110,6 @@ _FIELD = re.compile(
 )
 
 
-class _SeenConst(argparse.Action):
-    """argparse's store_const that also records each value typed for its dest, so that `--extend
-    --no-extend` is refused instead of the last one silently winning (see `_check_toggles`)."""
-
-    def __init__(self, option_strings: list[str], dest: str, const: Any = None, default: Any = None,
-                 required: bool = False, help: str | None = None) -> None:  # fmt: skip
-        super().__init__(option_strings, dest, nargs=0, const=const, default=default, required=required, help=help)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:  # fmt: skip
-        seen: dict[str, set[Any]] = namespace.__dict__.setdefault("_toggles_seen", {})
-        seen.setdefault(self.dest, set()).add(self.const)
-        setattr(namespace, self.dest, self.const)
-
-
 class OptionParser(MagicArgumentParser):
     """MagicArgumentParser whose help strings may contain a literal `%` (as in `%wanx models`)."""
 
@@ -140,7 +125,6 @@ class OptionParser(MagicArgumentParser):
 
 def _build_cell_parser() -> MagicArgumentParser:
     p = OptionParser(prog="%wanx", description=CELL_DESCRIPTION)
-    p.register("action", "store_const", _SeenConst)  # the on/off options (--extend / --no-extend)
     add_request_options(p, _MAGIC_DEFAULTS)
     p.add_argument("-o", "--output", default=None, metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--reproducible", action="store_true", help=REPRODUCIBLE_HELP)
@@ -309,10 +293,9 @@ def parse_cell_line(line: str) -> CellArgs:
 
 def _check_toggles(ns: argparse.Namespace) -> None:
     """`--extend --no-extend` (or the watermark pair) on one line: refused, not the last one winning."""
-    for dest, values in getattr(ns, "_toggles_seen", {}).items():
-        if len(values) > 1:
-            on, off = BY_NAME[dest].option, BY_NAME[dest].off_flag
-            raise UsageError(f"{on} and {off} both given: use one of {on} / {off}")
+    conflict = toggle_conflict(ns)
+    if conflict is not None:
+        raise UsageError(conflict)
 
 
 # Names IPython keeps in the user namespace (its own, and the output and input caches).

@@ -39,6 +39,7 @@ __all__ = [
     "param_for",
     "parse_size",
     "read_value",
+    "toggle_conflict",
 ]
 
 HISTORY_LIMIT_MAX = 100_000  # far more rows than anyone reads, and far below SQLite's integer range
@@ -209,6 +210,30 @@ def _argparse_type(param: Param) -> Callable[[str], Any]:
     return read
 
 
+class _SeenToggle(argparse.Action):
+    """argparse's store_const that also records each value typed for its dest, so that `--extend
+    --no-extend` is refused (`toggle_conflict`) instead of the last one silently winning."""
+
+    def __init__(self, option_strings: list[str], dest: str, const: Any = None, default: Any = None,
+                 required: bool = False, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest, nargs=0, const=const, default=default, required=required, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        seen: dict[str, set[Any]] = namespace.__dict__.setdefault("_toggles_seen", {})
+        seen.setdefault(self.dest, set()).add(self.const)
+        setattr(namespace, self.dest, self.const)
+
+
+def toggle_conflict(ns: argparse.Namespace) -> str | None:
+    """What is wrong when an on/off option was given both ways (`--extend --no-extend`), else None."""
+    for dest, values in getattr(ns, "_toggles_seen", {}).items():
+        if len(values) > 1:
+            on, off = BY_NAME[dest].option, BY_NAME[dest].off_flag
+            return f"{on} and {off} both given: use one of {on} / {off}"
+    return None
+
+
 def add_request_options(parser: argparse.ArgumentParser, defaults: Mapping[str, str] | None = None) -> None:
     """Add every request option to `parser`; dest is the field name, default None ("not given").
 
@@ -218,9 +243,9 @@ def add_request_options(parser: argparse.ArgumentParser, defaults: Mapping[str, 
     for p in PARAMS:
         help_text = p.help_text(defaults.get(p.name))
         if p.read is None:
-            parser.add_argument(*p.flags, dest=p.name, action="store_const", const=True, default=None, help=help_text)
+            parser.add_argument(*p.flags, dest=p.name, action=_SeenToggle, const=True, default=None, help=help_text)
             assert p.off_flag is not None
-            parser.add_argument(p.off_flag, dest=p.name, action="store_const", const=False, help=f"turn {p.option} off")
+            parser.add_argument(p.off_flag, dest=p.name, action=_SeenToggle, const=False, help=f"turn {p.option} off")
         else:
             parser.add_argument(*p.flags, dest=p.name, type=_argparse_type(p), default=None, metavar=p.metavar,
                                 help=help_text)  # fmt: skip

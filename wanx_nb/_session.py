@@ -21,7 +21,7 @@ from ._registry import get_model
 from ._request import GenerationRequest
 from ._resume import NEVER_SENT, ResumeReport, Takeover, resume_report
 from ._run import Outcome, Phase, Progress, Run
-from ._store import EntryState, JournalEntry, Store
+from ._store import EntryState, Store
 from ._validation import validate
 
 if TYPE_CHECKING:

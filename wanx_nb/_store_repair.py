@@ -22,7 +22,6 @@ from ._png import read_file_provenance
 from ._provenance import Provenance
 from ._registry import get_model
 from ._sqlite import foreign_tables
-from ._request import GenerationRequest
 from ._store_read import read_stored_image, stored_path
 
 if TYPE_CHECKING:

@@ -172,7 +172,12 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     write its PNG and manifest (a dry run writes nothing)."""
     from .comparison import grid
 
-    prompts = args.prompt if len(args.prompt) > 1 else args.prompt[0]
+    on_axis = any(a and a.partition("=")[0].strip() in ("prompt", "prompts") for a in (args.x, args.y, args.z))
+    if on_axis and args.prompt:
+        raise _CommandError("the prompts are given twice: as arguments and on a prompt axis; give them in one place")
+    if not on_axis and not args.prompt:
+        raise _CommandError("no prompt: give it as an argument, or several on an axis (--x 'prompt=a fox|a cat')")
+    prompts = args.prompt if len(args.prompt) != 1 else args.prompt[0]  # none: a prompt axis holds them
     build = partial(grid, prompts, x=args.x, y=args.y, z=args.z, reuse=args.reuse, session=_session(args),
                     display=False, **namespace_params(args))  # fmt: skip
     planned = build(dry_run=True)  # planned twice: grid() plans and runs in one call, and sends right away
@@ -190,9 +195,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     built = build(dry_run=False)
     path = built.save(png, cell_px=args.cell_px)
     failed = [c for c in built.cells if c.error is not None]
-    _say(f"{counted(len(built.cells), 'cell')}, {len(failed)} failed, billed ¥{built.cost_yuan:.2f}")
-    if built.reuse_text():
-        _say(built.reuse_text())
+    _say(f"{counted(len(built.cells), 'cell')}, {len(failed)} failed, billed ¥{built.paid_yuan:.2f}")
+    if built.reused_cost_text():  # what earlier runs were billed for the cells shown from the store
+        _say(built.reused_cost_text())
     if built.interrupted:
         _say(f"interrupted: {built.interrupted}", err=True)
     _say(f"wrote {path} and {path.with_suffix('.json')}")

@@ -7,7 +7,6 @@ turns every `EmulatorError` into the real error body (JSON for the API, XML for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
