@@ -42,7 +42,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["test_store", "test_store_faults", "test_journal", "test_errors", "test_regressions",
                "test_regressions_store", "test_store_repair", "test_store_read", "test_store_queries",
                "test_store_writes", "test_store_db", "test_png", "test_provenance", "test_session", "test_run",
-               "test_rerun", "test_result_bytes", "test_run_locks"]),
+               "test_rerun", "test_result_bytes", "test_run_locks", "test_store_hardening"]),
     "session": (["_session", "_resume", "_run"], ["test_session", "test_run", "test_regressions", "test_errors", "test_run_locks"]),
     "protocol": (["_protocol"], ["test_protocol", "test_regressions", "test_regressions_protocol", "test_client_wire",
                                  "test_client_emulator", "test_client_downloads"]),

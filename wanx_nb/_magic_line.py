@@ -143,8 +143,8 @@ class LineCommands:
         if h.thumbnails:
             for row in rows:
                 data = session.store.read_image(row.thumbnail)  # never a bad or oversized file
-                if data is not None and row.task_id:
-                    thumbnails[row.task_id] = data
+                if data is not None and (ident := row.task_id or row.request_id):  # as the table keys it (row_id)
+                    thumbnails[ident] = data
         return Bundle(*history_mimebundle(rows, thumbnails=thumbnails))
 
     def handle_show(self: _Magics, rest: str) -> Any:
