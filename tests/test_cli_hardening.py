@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_waits import blocked_in_a_runs_wait
 
 from wanx_nb import cli
 from wanx_nb._client import AsyncWanxClient
@@ -163,18 +164,6 @@ def test_one_cell_is_one_cell(emulator, capsys):
 
 
 # ---- Ctrl-C: a clean message and exit 130, never a traceback --------------------------------------
-
-
-def blocked_in_a_runs_wait(thread_id: int) -> bool:
-    """The thread waits for a run's future right inside Run.result (not in its handling)."""
-    frame = sys._current_frames().get(thread_id)
-    while frame is not None:
-        caller = frame.f_back
-        if (frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith("_base.py") and caller is not None
-                and caller.f_code.co_name == "result" and caller.f_code.co_filename.endswith("_run.py")):
-            return True
-        frame = caller
-    return False
 
 
 def interrupted(call):

@@ -5,12 +5,12 @@ import importlib
 import io
 import json
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from run_waits import blocked_in_a_runs_wait
 from PIL import Image
 
 from wanx_nb._exceptions import BudgetExceededError, ContentInspectionError, TaskCanceledError, ValidationError
@@ -274,22 +274,11 @@ def test_an_interrupt_cancels_what_is_pending_and_returns_the_partial_grid(tmp_p
     session = Session(store=tmp_path / "store", emulator=emulator)
     main = threading.main_thread().ident
 
-    def blocked_in_the_runs_wait() -> bool:
-        """The main thread waits for the run's future right inside Run.result (not in its handling)."""
-        frame = sys._current_frames().get(main)
-        while frame is not None:
-            caller = frame.f_back
-            if (frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith("_base.py") and caller is not None
-                    and caller.f_code.co_name == "result" and caller.f_code.co_filename.endswith("_run.py")):
-                return True
-            frame = caller
-        return False
-
     def interrupt_when_pending() -> None:  # what a kernel interrupt does to the blocked cell
         # Both tasks exist (PENDING for ever) and compare() waits in Run.result(): it stays there until
         # interrupted, so the signal lands in the wait whatever the machine's speed.
         deadline = time.monotonic() + 30  # a watchdog only: on a broken run the test fails, not hangs
-        while not (len(emulator.tasks) == 2 and blocked_in_the_runs_wait()) and time.monotonic() < deadline:
+        while not (len(emulator.tasks) == 2 and blocked_in_a_runs_wait(main)) and time.monotonic() < deadline:
             time.sleep(0.01)
         signal.pthread_kill(main, signal.SIGINT)
 
