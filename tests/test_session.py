@@ -610,6 +610,7 @@ def test_reuse_of_a_request_an_earlier_run_left_unfinished_sends_nothing_until_r
     (entry,) = Store(store).unfinished()
     assert refused.value.task_id == entry.task_id and not refused.value.sent and refused.value.billed is False
     assert "nothing was sent. Resume first" in str(refused.value) and len(emulator.requests("create")) == 1
+    assert f"an earlier run sent this request ({request.summary()}) and task {entry.task_id}" in str(refused.value)
     emulator.advance(3600)
     assert len(session.resume().recovered) == 1
     (again,) = session.generate_many([request], reuse=True)
@@ -628,3 +629,9 @@ def test_a_sync_calls_result_is_found_by_its_request_id_the_id_history_shows(ses
     assert shown is not None and shown.request_id == result.request_id and shown.saved_images == 1
     bundle, metadata = history_mimebundle([row])
     assert result.request_id in bundle["text/plain"] and metadata["wanx_nb"]["history"] == [result.request_id]
+
+
+def test_a_resume_report_names_every_other_service_it_left_alone():
+    report = ResumeReport([], [], [], [], left_to_other_services=3, other_services=("a.example:8000", "emulator"))
+    assert report.text() == ("3 sent to another service (a.example:8000, emulator): resume them with its base URL "
+                             "(DASHSCOPE_HTTP_BASE_URL) and key")

@@ -282,6 +282,7 @@ def test_a_region_that_serves_no_model_suggests_none():
     ("prompt", "\udcff\udcfe fox", "character 1 is '\\udcff' (the byte 0xff, not UTF-8)"),  # argv read from Latin-1
     ("prompt", "a fox \udc80", "character 7 is '\\udc80' (the byte 0x80, not UTF-8)"),
     ("negative_prompt", "x\ud800", "character 2 is '\\ud800';"),  # a lone high surrogate: no byte to name
+    ("prompt", "fox\udfff", "character 4 is '\\udfff';"),  # the last surrogate
 ])
 def test_text_that_cannot_be_sent_as_utf8_is_refused_naming_the_character(field, text, why):
     # It used to pass validation and fail as the journal encoded it: a traceback, from the CLI too.
