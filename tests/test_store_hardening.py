@@ -106,10 +106,11 @@ def test_rebuild_refuses_a_newer_store_and_leaves_it_as_it_was(tmp_path, capsys)
     entry_id = saved_store(root)
     set_version(root, "99")
     before = snapshot(root)
-    with pytest.raises(StoreError) as info:
-        Store(root).rebuild()
-    assert info.value.problem.startswith("the index was written by a newer wanx_nb (store format 99")
-    assert info.value.remedy == UPGRADE
+    for use in (lambda s: s.rebuild(), lambda s: s.history()):
+        with pytest.raises(StoreError) as info:
+            use(Store(root))
+        assert info.value.problem.startswith("the index was written by a newer wanx_nb (store format 99")
+        assert info.value.remedy == UPGRADE and info.value.root == str(root)  # which store, in every message
     code, out, err = cli(capsys, "--store", str(root), "store", "rebuild")
     assert code != 0 and "newer wanx_nb" in err and "rebuilt" not in out and "Traceback" not in err
     assert snapshot(root) == before  # not moved aside, not downgraded
@@ -137,7 +138,7 @@ def test_another_programs_sqlite_file_is_refused_by_name_and_left_as_it_was(tmp_
     for use in (lambda s: s.history(), lambda s: s.check(), lambda s: s.rebuild()):
         with pytest.raises(StoreError) as info:
             use(Store(root))
-        assert (info.value.problem, info.value.remedy) == (problem, MOVE_IT)
+        assert (info.value.root, info.value.problem, info.value.remedy) == (str(root), problem, MOVE_IT)
     assert Store(root).integrity().text() == f"index: {problem}\nfix: {MOVE_IT}"
     code, out, err = cli(capsys, "--store", str(root), "generate", "a fox")
     assert code != 0 and problem in err and "Traceback" not in err and "wrote" not in out

@@ -148,3 +148,18 @@ def test_a_result_with_a_billed_image_not_saved_is_not_reusable_until_resume_sav
     assert session.store.reusable(request, session.service) is None
     session.resume()
     assert session.store.reusable(request, session.service).saved_images == 2
+
+
+def test_an_unfinished_send_counts_for_reuse_while_the_service_keeps_its_task(tmp_path):
+    # Within the service's 24 h the task may still hold billed images: reuse must not pay again.
+    # Past them nothing can be fetched, so the request is free to be made again.
+    store = Store(tmp_path / "store")
+    now = dt.datetime.now(dt.timezone.utc)
+    young = sent_entry(store, task_id="young", at=now - dt.timedelta(hours=23, minutes=50), prompt="young fox")
+    old = sent_entry(store, task_id="old", at=now - dt.timedelta(hours=24, minutes=30), prompt="old fox")
+    found = store.unfinished_send(young.given, "emulator")
+    assert found is not None and found.task_id == "young"
+    assert store.unfinished_send(young.given, "elsewhere") is None  # another service's task is not this one
+    assert store.unfinished_send(old.given, "emulator") is None
+    store.finish(young.entry_id, EntryState.FAILED, status="FAILED")
+    assert store.unfinished_send(young.given, "emulator") is None
