@@ -41,8 +41,9 @@ def history(
     """
     check_filters(model=model, text=text, since=since, until=until, status=status)
     if limit is not None:
-        _check_count("limit", limit, 1, f"a whole number from 1 to {HISTORY_LIMIT_MAX}, or None for every row")
-    _check_count("offset", offset, 0, "a whole number of rows to skip, 0 or more")
+        every = f"a whole number from 1 to {HISTORY_LIMIT_MAX}, or None for every row"
+        _check_count("limit", limit, 1, HISTORY_LIMIT_MAX, every)
+    _check_count("offset", offset, 0, 2**62, "a whole number of rows to skip, 0 or more")
     store = store or get_session().store
     rows = store.history(model=model, text=text, since=since, until=until, status=status, offset=offset,
                          limit=limit)
@@ -91,8 +92,8 @@ def check_filters(
             raise refuse("status", status, "one of " + ", ".join(STATUSES) + " (in any case)")
 
 
-def _check_count(key: str, value: Any, least: int, allowed: str) -> None:
+def _check_count(key: str, value: Any, least: int, most: int, allowed: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{key}={value!r}: {allowed}")
-    if not least <= value <= (HISTORY_LIMIT_MAX if key == "limit" else 2**62):
+    if not least <= value <= most:
         raise ValueError(f"{key}={value!r}: {allowed}")

@@ -122,7 +122,7 @@ class LineCommands:
         return Panel(model=self.default_model)
 
     def handle_history(self: _Magics, rest: str) -> Any:
-        from .rendering import Bundle, history_mimebundle
+        from .rendering import Bundle, history_mimebundle, row_id
 
         from ._exceptions import WanxError
         from ._history import check_filters
@@ -143,7 +143,7 @@ class LineCommands:
         if h.thumbnails:
             for row in rows:
                 data = session.store.read_image(row.thumbnail)  # never a bad or oversized file
-                if data is not None and (ident := row.task_id or row.request_id):  # as the table keys it (row_id)
+                if data is not None and (ident := row_id(row)):  # a sync call's is its request id
                     thumbnails[ident] = data
         return Bundle(*history_mimebundle(rows, thumbnails=thumbnails))
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._captions import changed_params, params_caption, sweep_labels
 from ._error_card import ErrorReport, error_fields, error_html, error_mimebundle, error_text
-from ._history_html import history_mimebundle
+from ._history_html import history_mimebundle, row_id
 from ._html_style import S_GALLERY, S_HEAD, S_MUTED, S_RESULT
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
@@ -61,6 +61,7 @@ __all__ = [
     "result_html",
     "result_mimebundle",
     "result_text",
+    "row_id",
     "status_html",
     "status_text",
     "sweep_labels",
