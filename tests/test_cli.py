@@ -270,6 +270,12 @@ def test_history_show_and_cost_read_the_store(emulator, capsys):
     assert code == 0
     assert "wanx2.1-t2i-turbo: 2/2 images" in out and "seed 5" in out and "seed 6" in out
 
+    code, out, err = run(capsys, "history", "--page", "3", "--limit", "1")
+    assert code == 1 and out == ""
+    assert err.strip() == "error: --page 3: past the end; 2 stored generations match, 2 pages of 1 (--page 1 to 2)"
+    code, out, _ = run(capsys, "history", "--page", "3", "--text", "no such prompt")
+    assert code == 0 and "no stored generations match" in out  # as on page 1: nothing to page through
+
     code, out, _ = run(capsys, "cost")
     assert code == 0
     assert "¥0.44 for 3 images" in out  # 2 x ¥0.14 + 1 x ¥0.16

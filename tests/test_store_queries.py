@@ -27,7 +27,7 @@ def test_history_pages_fifty_rows_by_default_and_all_on_request(tmp_path):
     for k in range(51):
         recorded(store, f"fox {k}", at=T0 + dt.timedelta(seconds=k))
     assert len(store.history()) == 50 and store.history()[0].prompt == "fox 50"
-    assert len(store.history(limit=None)) == 51
+    assert len(store.history(limit=None)) == 51 == store.history_count()
     assert [r.prompt for r in store.history(limit=2, offset=49)] == ["fox 1", "fox 0"]
 
 
@@ -39,6 +39,7 @@ def test_history_text_search_takes_wildcards_and_backslashes_literally(tmp_path)
     for text, found in (("50%", ["a 50% grey fox"]), ("snake_case", ["snake_case fox"]),
                         ("back\\slash", ["back\\slash fox"])):  # fmt: skip
         assert [r.prompt for r in store.history(text=text)] == found, text
+        assert store.history_count(text=text) == 1, text
 
 
 def test_history_filters_combine_and_time_bounds_are_inclusive(tmp_path):
@@ -52,7 +53,11 @@ def test_history_filters_combine_and_time_bounds_are_inclusive(tmp_path):
     store.set_billed(finished.entry_id, 1)
     store.save_image(finished.entry_id, image(0))
     store.finish(finished.entry_id, EntryState.DONE, status="SUCCEEDED")
-    prompts = lambda **f: sorted(r.prompt for r in store.history(**f))  # noqa: E731
+    def prompts(**f):
+        listed = sorted(r.prompt for r in store.history(**f))
+        assert store.history_count(**f) == len(listed), f  # what %wanx history --page counts pages by
+        return listed
+
     assert prompts(since=times[1], until=times[2]) == ["fox 1", "fox 2"]
     assert prompts(until=times[0]) == ["fox 0"]
     assert prompts(model="wanx2.1-t2i-plus", since=times[2]) == ["fox 3"]

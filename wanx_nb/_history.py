@@ -92,6 +92,15 @@ def check_filters(
             raise refuse("status", status, "one of " + ", ".join(STATUSES) + " (in any case)")
 
 
+def past_the_end(page: int, limit: int, matching: int) -> str:
+    """What to say when page `page` (of `limit` rows) is empty though `matching` rows match."""
+    pages = -(-matching // limit)
+    return (
+        f"--page {page}: past the end; {matching} stored generation{'s' if matching != 1 else ''} match, "
+        f"{pages} page{'s' if pages != 1 else ''} of {limit} (--page 1 to {pages})"
+    )
+
+
 def _check_count(key: str, value: Any, least: int, most: int, allowed: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{key}={value!r}: {allowed}")

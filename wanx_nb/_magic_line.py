@@ -125,7 +125,7 @@ class LineCommands:
         from .rendering import Bundle, history_mimebundle, row_id
 
         from ._exceptions import WanxError
-        from ._history import check_filters
+        from ._history import check_filters, past_the_end
 
         h = parse_history_line(rest)
         try:  # the checks of wanx_nb.history(), naming the options: --model='nope': unknown model ...
@@ -135,8 +135,8 @@ class LineCommands:
         session = self.session()
         try:
             rows = session.store.history(**h.filters(), limit=h.limit, offset=h.offset)
-            if not rows and h.page > 1:
-                _past_the_end(h, len(session.store.history(**h.filters(), limit=None)))
+            if not rows and h.page > 1 and (matching := session.store.history_count(**h.filters())):
+                raise UsageError(past_the_end(h.page, h.limit, matching))
         except WanxError as exc:  # a damaged index: the error names `wanx-nb store rebuild`
             raise UsageError(str(exc)) from None
         thumbnails = {}
@@ -189,16 +189,6 @@ class LineCommands:
         note = "at list prices; emulator and replayed results cost nothing on the real service"
         html_out = f'{CSS}<div class="wanx-result">{table_html(["", "cost"], rows)}<div class="wanx-note">{note}</div></div>'
         return Bundle({"text/plain": table_text(["", "cost"], rows) + "\n" + note, "text/html": html_out})
-
-
-def _past_the_end(h: HistoryArgs, matching: int) -> None:
-    """A UsageError for a --page after the last one, saying how many pages there are (none: nothing matches)."""
-    if matching:
-        pages = -(-matching // h.limit)
-        raise UsageError(
-            f"--page {h.page}: past the end; {matching} stored generation{'s' if matching != 1 else ''} match, "
-            f"{pages} page{'s' if pages != 1 else ''} of {h.limit} (--page 1 to {pages})"
-        )
 
 
 def _no_args(sub: str, rest: str) -> None:

@@ -136,27 +136,19 @@ class StoreQueries(StoreConnection):
 
         Served from indexes (created_at, model) with no per-row subquery, so it stays fast on large stores.
         """
-        where: list[str] = []
-        args: list[str | int] = []
-        if model:
-            where.append("model=?")
-            args.append(get_model(model).name)
-        if text:
-            where.append("search_text LIKE ? ESCAPE '\\'")
-            args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        for op, bound in ((">=", since), ("<=", until)):
-            if bound is not None:
-                where.append(f"created_at{op}?")
-                args.append(as_utc_iso(bound))
-        if status:
-            where.append("(status=? OR state=?)")
-            args += [status.upper(), status.lower()]
-        sql = "SELECT * FROM entries" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
-        args += [int(limit) if limit else -1, max(int(offset), 0)]
+        where, args = _history_filter(model, text, since, until, status)
+        sql = "SELECT * FROM entries" + where + " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
         with self._read() as db:
-            rows = db.execute(sql, args).fetchall()
+            rows = db.execute(sql, [*args, int(limit) if limit else -1, max(int(offset), 0)]).fetchall()
         return [HistoryRow.from_row(r, _default_size(r["model"]), self.images_dir) for r in rows]
+
+    def history_count(self, *, model: str | None = None, text: str | None = None,
+                      since: str | dt.datetime | None = None, until: str | dt.datetime | None = None,
+                      status: str | None = None) -> int:  # fmt: skip
+        """How many entries `history` with these filters lists in all (to say how many pages there are)."""
+        where, args = _history_filter(model, text, since, until, status)
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM entries" + where, args).fetchone()[0])
 
     def total_cost(self, *, since: str | dt.datetime | None = None) -> tuple[int, float]:
         """(images, yuan) billed for everything in the store (or since a UTC time): the bill, not downloads."""
@@ -181,6 +173,27 @@ class StoreQueries(StoreConnection):
             results = [(r, self._result(db, r)) for r in rows]
         entries = [replace(result.provenance(), service=row["service"]).to_dict() for row, result in results]
         return {"wanx_nb_manifest": MANIFEST_FORMAT, "wanx_nb_version": __version__, "generations": entries}
+
+
+def _history_filter(model: str | None, text: str | None, since: str | dt.datetime | None,
+                    until: str | dt.datetime | None, status: str | None) -> tuple[str, list[str]]:
+    """The WHERE clause (empty, or starting with a space) and its arguments for history's filters."""
+    where: list[str] = []
+    args: list[str] = []
+    if model:
+        where.append("model=?")
+        args.append(get_model(model).name)
+    if text:
+        where.append("search_text LIKE ? ESCAPE '\\'")
+        args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    for op, bound in ((">=", since), ("<=", until)):
+        if bound is not None:
+            where.append(f"created_at{op}?")
+            args.append(as_utc_iso(bound))
+    if status:
+        where.append("(status=? OR state=?)")
+        args += [status.upper(), status.lower()]
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 def _default_size(model: str) -> str:

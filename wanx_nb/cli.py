@@ -298,14 +298,15 @@ def _read_manifest(path: str) -> dict[str, Any]:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    from ._history import past_the_end
     from .rendering import history_mimebundle
 
     store = _session(args).store
+    filters = {"model": args.model, "text": args.text, "since": args.since, "until": args.until}
     try:
-        rows = store.history(
-            model=args.model, text=args.text, since=args.since, until=args.until, limit=args.limit,
-            offset=(args.page - 1) * args.limit,
-        )
+        rows = store.history(**filters, limit=args.limit, offset=(args.page - 1) * args.limit)
+        if not rows and args.page > 1 and (matching := store.history_count(**filters)):
+            raise _CommandError(past_the_end(args.page, args.limit, matching))
     except KeyError as exc:  # unknown model
         raise _CommandError(f"--model: {exc.args[0]}") from None
     except ValueError as exc:  # a --since/--until that is not ISO 8601
