@@ -24,6 +24,7 @@ from wanx_nb.comparison import (
     GUIDE_PROMPTS,
     CompareGrid,
     compare,
+    grid,
 )
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
@@ -146,6 +147,21 @@ def test_budget_is_checked_before_sending(tmp_path, emulator):
     assert emulator.request_log == []
     plan = compare(GUIDE_PROMPTS[:2], session=session, dry_run=True).plan
     assert "over budget" in str(plan)
+
+
+def test_on_plan_sees_the_plan_once_before_anything_is_sent(tmp_path, emulator):
+    session = Session(store=tmp_path / "store", emulator=emulator, budget_yuan=0.5)
+    seen = []
+
+    def on_plan(planned):
+        seen.append((str(planned.plan), len(emulator.request_log)))
+
+    made = grid("a fox", x="seed=1,2", session=session, display=False, on_plan=on_plan)
+    assert seen == [(str(made.plan), 0)] and len(emulator.requests("create")) == 2
+    seen.clear()
+    with pytest.raises(BudgetExceededError):  # stated, then refused: the caller can say why
+        grid("a fox", x="model=all", session=session, display=False, on_plan=on_plan)
+    assert len(seen) == 1 and "over budget" in seen[0][0] and len(emulator.requests("create")) == 2
 
 
 # ---- running -----------------------------------------------------------------------------------

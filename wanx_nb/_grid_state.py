@@ -225,13 +225,14 @@ class GridState:
 
 
 def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | None], fixed: Mapping[str, Any],
-                session: Session, *, dry_run: bool = False, preview_px: int = 200, reuse: bool = False) -> GridState:  # fmt: skip
+                session: Session, *, dry_run: bool = False, preview_px: int = 200, reuse: bool = False,
+                refuse_over_budget: bool | None = None) -> GridState:  # fmt: skip
     """Plan a grid and state what it will cost, before anything is sent.
 
     Fills the defaults every cell shares (n=1, one seed `DEFAULT_SEED` unless seeds are an axis or
     given, the default model unless models are an axis), plans the cells, and asks `session` for the
-    cost of the distinct requests and its budget (over budget raises, except for a dry run, whose
-    plan says it). With `reuse`, a request already made (every billed image saved, same service) is
+    cost of the distinct requests and its budget (over budget raises, except for a dry run or
+    `refuse_over_budget=False`: then the plan says it). With `reuse`, a request already made (every billed image saved, same service) is
     shown from the store and neither sent nor counted in the cost.
     """
     on_axes = {a.name for a in axes if a is not None}
@@ -250,7 +251,7 @@ def build_state(cls: type[GridState], prompts: list[str], axes: Sequence[Axis | 
     try:
         session.check_budget(unique)
     except WanxError as exc:
-        if not dry_run:
+        if refuse_over_budget or (refuse_over_budget is None and not dry_run):
             raise
         budget_note = f"over budget: {exc}"
     x, y, z = (list(axes) + [None, None, None])[:3]

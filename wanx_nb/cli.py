@@ -9,7 +9,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +169,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_grid(args: argparse.Namespace) -> int:
     """State the plan and what it adapts before anything is sent; unless --dry-run, run the grid and
     write its PNG and manifest (a dry run writes nothing)."""
-    from .comparison import grid
+    from .comparison import Grid, grid
 
     on_axis = any(a and a.partition("=")[0].strip() in ("prompt", "prompts") for a in (args.x, args.y, args.z))
     if on_axis and args.prompt:
@@ -178,21 +177,22 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     if not on_axis and not args.prompt:
         raise _CommandError("no prompt: give it as an argument, or several on an axis (--x 'prompt=a fox|a cat')")
     prompts = args.prompt if len(args.prompt) != 1 else args.prompt[0]  # none: a prompt axis holds them
-    build = partial(grid, prompts, x=args.x, y=args.y, z=args.z, reuse=args.reuse, session=_session(args),
-                    display=False, **namespace_params(args))  # fmt: skip
-    planned = build(dry_run=True)  # planned twice: grid() plans and runs in one call, and sends right away
-    _say(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(planned.plan))
-    if planned.notes:  # what the notebook shows under the grid: adapted sizes, values a model drops
-        _say("\n".join(["notes:", *(f"  - {note}" for note in planned.notes)]))
     png = _grid_png(args.out)
+
+    def state_plan(planned: Grid) -> None:  # before anything is sent
+        _say(("dry run, nothing sent: " if args.dry_run else "plan: ") + str(planned.plan))
+        if planned.notes:  # what the notebook shows under the grid: adapted sizes, values a model drops
+            _say("\n".join(["notes:", *(f"  - {note}" for note in planned.notes)]))
+
+    built = grid(prompts, x=args.x, y=args.y, z=args.z, reuse=args.reuse, session=_session(args), display=False,
+                 dry_run=args.dry_run, on_plan=state_plan, **namespace_params(args))  # fmt: skip
     if args.dry_run:
         there = " and ".join(str(p) for p in (png, png.with_suffix(".json")) if p.exists())
         replaced = f" (a run replaces the {there} there)" if there else ""
         _say(f"would write {png} and {png.with_suffix('.json')}{replaced}")
-        if "emulator" in planned.backends:
+        if "emulator" in built.backends:
             _say(emulator_notice())
         return 0
-    built = build(dry_run=False)
     path = built.save(png, cell_px=args.cell_px)
     failed = [c for c in built.cells if c.error is not None]
     _say(f"{counted(len(built.cells), 'cell')}, {len(failed)} failed, billed ¥{built.paid_yuan:.2f}")

@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +215,7 @@ def grid(
     display: bool | None = None,
     preview_px: int = 200,
     reuse: bool = False,
+    on_plan: Callable[[Grid], None] | None = None,
     **fixed: Any,
 ) -> Grid:
     """Run a grid of images: up to three axes over the prompt, the model and any request parameter.
@@ -233,6 +234,8 @@ def grid(
         reuse: show a request an earlier run already made (every billed image saved in the store, by
             the same service) from the store instead of paying for it again: run an interrupted grid
             again, after `%wanx resume`, and only what is missing is sent.
+        on_plan: called with the planned grid (its `plan` and `notes`) once it is planned, before
+            anything is sent: a script can state the plan without planning twice.
         **fixed: parameters every cell shares (model, n, seed, size, style, negative_prompt, ...).
             A value a cell's model does not take is left out of that cell and said in it; a size is
             fitted to each model (the registry's rule) and the fitted size is shown.
@@ -243,7 +246,7 @@ def grid(
     axes = [parse_axis(a, letter) if a is not None else None for a, letter in ((x, "x"), (y, "y"), (z, "z"))]
     prompts, axes = place_prompts(prompt_or_prompts, axes)
     return _build(Grid, prompts, axes, fixed, dry_run=dry_run, session=session, display=display, preview_px=preview_px,
-                  reuse=reuse)  # fmt: skip
+                  reuse=reuse, on_plan=on_plan)  # fmt: skip
 
 
 def compare(
@@ -281,7 +284,8 @@ def compare(
 
 
 def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: dict[str, Any], *, dry_run: bool,
-           session: Session | None, display: bool | None, preview_px: int, reuse: bool = False) -> Grid:  # fmt: skip
+           session: Session | None, display: bool | None, preview_px: int, reuse: bool = False,
+           on_plan: Callable[[Grid], None] | None = None) -> Grid:  # fmt: skip
     session = session if session is not None else get_session()
     unknown = sorted(set(fixed) - set(_FIXED_PARAMS))
     if unknown:
@@ -292,12 +296,16 @@ def _build(cls: type[Grid], prompts: list[str], axes: list[Axis | None], fixed: 
     if both:  # an axis would silently override the fixed value
         raise ValidationError("grid", [Problem(OPTION_NAMES.get(k, k), fixed[k], "either fixed or an axis, not both")
                                        for k in both])  # fmt: skip
-    built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px, reuse=reuse)
+    built = build_state(cls, prompts, axes, fixed, session, dry_run=dry_run, preview_px=preview_px, reuse=reuse,
+                        refuse_over_budget=False)  # fmt: skip
     assert isinstance(built, Grid)
     log.info("wanx grid: %s", built.plan)
+    if on_plan is not None:  # the plan is stated even when the budget then refuses it
+        on_plan(built)
     if dry_run:
         return built
     keys = built.unique_keys()
+    session.check_budget([built._cells[k].request for k in keys])
     if not keys:  # every request was made before (reuse): nothing to send or to watch
         return built
     shell = _shell()
