@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ._html_style import S_IMG, S_MUTED, S_PATH, S_RESULT
+from ._html_style import S_MUTED, S_PATH, S_RESULT, S_THUMB
 from ._html_style import escape as _e
 from ._html_style import yuan as _yuan
 from ._preview import preview as _preview
@@ -68,7 +68,10 @@ def history_mimebundle(
         if data:
             try:
                 pv = _preview(data, thumb_px)
-                thumb = f'<img src="{pv.uri}" width="{pv.width}" height="{pv.height}" alt="" style="{S_IMG}">'
+                # Drawn at two thirds of its pixels (sharp on dense screens) and at that size however
+                # narrow the window: a percentage max-width let the column shrink the image to nothing.
+                w, h = round(pv.width * 2 / 3), round(pv.height * 2 / 3)
+                thumb = f'<img src="{pv.uri}" width="{w}" height="{h}" alt="" style="{S_THUMB}">'
             except ValueError:
                 thumb = ""
         prompt = excerpt(r.prompt, 80)

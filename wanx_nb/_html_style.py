@@ -30,6 +30,7 @@ __all__ = [
     "S_PATH",
     "S_RESULT",
     "S_TABLE",
+    "S_THUMB",
     "S_TILE",
     "S_WARN",
     "escape",
@@ -42,6 +43,7 @@ S_HEAD = "margin:2px 0 6px"
 S_GALLERY = "display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start"
 S_TILE = f"margin:0;padding:4px;border:1px solid {_GREY};border-radius:4px;box-sizing:border-box;max-width:100%"
 S_IMG = "display:block;max-width:100%;height:auto;border:0"
+S_THUMB = "display:block;max-width:none;border:0"  # a fixed size, never squeezed by its table column
 S_CAP = "font-size:11px;line-height:1.35;margin-top:4px;overflow-wrap:break-word"
 S_MUTED = "opacity:0.75"
 S_LABEL = "font-weight:bold;margin:0 0 4px;overflow-wrap:break-word"
@@ -58,7 +60,7 @@ S_MSG = "margin:2px 0;white-space:pre-wrap;overflow-wrap:break-word"
 S_WARN = "margin:4px 0;padding-left:18px"
 S_TABLE = "border-collapse:collapse;font-size:12px"
 S_CELL = f"padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid {_GREY}"
-S_BADGE = "display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px;font-weight:normal"
+S_BADGE = "display:inline-block;padding:0 6px;margin-left:6px;border-radius:8px;font-size:11px;font-weight:normal;white-space:nowrap"
 BADGE_TINTS = {
     "emulator": "background-color:rgba(255,193,7,0.25);border:1px solid rgba(224,168,0,0.85)",
     "replay": "background-color:rgba(13,110,253,0.18);border:1px solid rgba(13,110,253,0.7)",

@@ -59,8 +59,18 @@ def committed_comparison(root: Path) -> None:
     nbformat.write(_with_canary(nb), str(root / COMPARISON))
 
 
+def history_bundle(session) -> dict:
+    """`%wanx history`'s table of the session's store, thumbnails and all."""
+    from wanx_nb import rendering
+
+    rows = session.store.history(limit=6)
+    thumbnails = {rendering.row_id(r): session.store.read_image(r.thumbnail) for r in rows}
+    return rendering.history_mimebundle(rows, thumbnails=thumbnails)[0]
+
+
 def write_sweep(root: Path) -> None:
-    """A notebook of outputs rendered here: a labelled style sweep, a result card, the interrupt card."""
+    """A notebook of outputs rendered here: a labelled style sweep, a result card, the interrupt card,
+    the history table with its thumbnails."""
     import nbformat
 
     from wanx_nb import rendering
@@ -86,6 +96,7 @@ def write_sweep(root: Path) -> None:
             xy.mimebundle()[0],
             rendering.result_mimebundle(card)[0],
             rendering.interrupt_mimebundle(canceled=["task-a"], running=["task-b"], unsent=1)[0],
+            history_bundle(session),
         ]
     finally:
         rendering.options.link_base = old_base
@@ -249,11 +260,13 @@ def test_badges_are_separate_styled_elements(lab, page, artifacts) -> None:
     notebook = open_notebook(page, lab, SWEEP)
     badges = notebook.locator(".wanx-badge")
     assert badges.count() >= 2
-    for style in badges.evaluate_all(
-        "bs => bs.map(b => { const s = getComputedStyle(b); return {display: s.display, margin: s.marginLeft,"
-        " bg: s.backgroundColor, border: s.borderTopWidth + ' ' + s.borderTopStyle, radius: s.borderTopLeftRadius,"
-        " text: b.innerText, before: b.previousSibling && b.previousSibling.textContent}; })"
-    ):
+    for i in range(badges.count()):
+        badges.nth(i).scroll_into_view_if_needed()  # cells far off screen are not laid out (no innerText)
+        style = badges.nth(i).evaluate(
+            "b => { const s = getComputedStyle(b); return {display: s.display, margin: s.marginLeft,"
+            " bg: s.backgroundColor, border: s.borderTopWidth + ' ' + s.borderTopStyle, radius: s.borderTopLeftRadius,"
+            " text: b.innerText, before: b.previousSibling && b.previousSibling.textContent}; }"
+        )
         assert style["display"] == "inline-block" and style["margin"] == "6px", style
         assert style["bg"] not in ("rgba(0, 0, 0, 0)", "transparent") and style["border"] == "1px solid", style
         assert style["radius"] == "8px" and style["text"] == "emulator: not the real service", style
@@ -324,6 +337,11 @@ def test_a_narrow_800_px_window_keeps_every_column(lab, page, artifacts) -> None
     notebook = open_notebook(page, lab, SWEEP, width=800)
     settle_images(notebook.locator("img"))
     page.screenshot(path=str(artifacts / "sweep-800-light.png"))
+    history = notebook.locator(".jp-OutputArea-output").filter(has_text="task (or request) id")
+    history.scroll_into_view_if_needed()
+    widths = history.locator("img").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    assert len(widths) == 6 and min(widths) >= 40, widths  # the thumbnails keep their size in a narrow window
+    history.screenshot(path=str(artifacts / "history-800-light.png"))
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
