@@ -8,7 +8,8 @@ most DOWNLOADS_AT_ONCE requests and a client receives at most that many at once,
 memory are bounded whatever the number of requests.
 
 One request runs first, untraced (modules imported on first use are not batch memory). Also printed:
-what stays allocated with the results, and so the cost of one kept result.
+what stays allocated with the results, and so the cost of one kept result; and what the session still
+holds once the caller drops them (bounded caches and the client: it must not grow with the batch).
 
 A peak is mostly images in flight (a socket read reserves 256 kB; a download and its check hold the
 image twice), and how many overlap at the worst moment is chance: a batch of 200 comes to the bound
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import socket
 import statistics
@@ -113,8 +115,9 @@ def snapshot_total(snapshot: tracemalloc.Snapshot) -> int:
     return sum(trace.size for trace in snapshot.traces)
 
 
-def peak_bytes(count: int, time_scale: float, image_weight: str, top: int = 0) -> tuple[int, int]:
-    """(peak, still allocated once the batch returned, its results kept) traced bytes of one batch."""
+def peak_bytes(count: int, time_scale: float, image_weight: str, top: int = 0) -> tuple[int, int, int]:
+    """Traced bytes of one batch: its peak; what is still allocated once it returned, its results kept;
+    and what the session still holds once the results are dropped (none of it may grow with the batch)."""
     from batch import requests
 
     import wanx_nb._client  # noqa: F401  - imported before tracing: module code is not batch memory
@@ -133,13 +136,16 @@ def peak_bytes(count: int, time_scale: float, image_weight: str, top: int = 0) -
             tracemalloc.start()
             results = session.generate_many(reqs)
             kept, peak = tracemalloc.get_traced_memory()
+            failed = [r for r in results if isinstance(r, BaseException)]
+            del results
+            gc.collect()
+            retained = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
-        failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise SystemExit(f"{len(failed)} request(s) failed: {failed[0]}")
     if top and hook.snapshot is not None:
         print_top(hook.snapshot, top)
-    return peak, kept
+    return peak, kept, retained
 
 
 def main() -> None:
@@ -170,6 +176,7 @@ def summarize(image_weight: str, args: argparse.Namespace) -> None:
     print(f"images of {image_weight} weight:", flush=True)
     peaks: dict[int, list[int]] = {16: [], 200: []}
     kept: dict[int, list[int]] = {16: [], 200: []}
+    retained: dict[int, list[int]] = {16: [], 200: []}
     for _ in range(args.trials):
         for count in (16, 200):  # interleaved, so a change in the machine's load touches both sizes alike
             out = subprocess.run(
@@ -177,18 +184,20 @@ def summarize(image_weight: str, args: argparse.Namespace) -> None:
                  "--image-weight", image_weight, "--top", str(args.top)],
                 check=True, stdout=subprocess.PIPE, text=True,
             ).stdout
-            peak, left = (int(n) for n in out.split()[-2:])
+            peak, left, held = (int(n) for n in out.split()[-3:])
             peaks[count].append(peak)
             kept[count].append(left)
+            retained[count].append(held)
     for count in (16, 200):
         mb = ", ".join(f"{p / 1e6:.2f}" for p in sorted(peaks[count]))
-        print(f"  at {count:3d} requests: peaks {mb} MB; kept with the results {statistics.median(kept[count]) / 1e6:.2f} MB",
-              flush=True)
+        print(f"  at {count:3d} requests: peaks {mb} MB; kept with the results {statistics.median(kept[count]) / 1e6:.2f} MB; "
+              f"held once they are dropped {statistics.median(retained[count]) / 1e6:.2f} MB", flush=True)
     median = statistics.median(peaks[200]) / statistics.median(peaks[16])
     worst = max(peaks[200]) / max(peaks[16])
     per_result = (statistics.median(kept[200]) - statistics.median(kept[16])) / (200 - 16)
     print(f"summary ({image_weight} images): peak memory 200 vs 16 requests: {median:.2f} x by the median of "
-          f"{args.trials}, {worst:.2f} x by the largest (goal <= {GOAL}); a kept result {per_result / 1e3:.1f} kB",
+          f"{args.trials}, {worst:.2f} x by the largest (goal <= {GOAL}); a kept result {per_result / 1e3:.1f} kB; "
+          f"held without the results 200 vs 16: {statistics.median(retained[200]) / statistics.median(retained[16]):.2f} x",
           flush=True)
 
 
