@@ -383,6 +383,8 @@ def all_outputs(session):
     result = grid[0, "wanx-v1"]
     err = TaskFailedError("t-2", "FAILED", "InternalError", "An internal error has occured")
     progress = [Progress(0, "wanx-v1", "running", "task-b", 3.25), Progress(1, "wanx-v1", "failed", None, 1.0)]
+    rows = session.store.history()
+    thumbnails = {rendering.row_id(r): session.store.read_image(r.thumbnail) for r in rows}
     return {
         "result": rendering.result_mimebundle(result)[0]["text/html"],
         "failed image": rendering.result_html(make_result(failed={1: ("InternalError.Timeout", "timeout")})),
@@ -393,6 +395,7 @@ def all_outputs(session):
         "grid": grid.html(),
         "dry run": compare("a fox", dry_run=True, session=session).html(),
         "interrupt": rendering.interrupt_mimebundle(canceled=["t-1"], running=["t-2"], unsent=1)[0]["text/html"],
+        "history": rendering.history_mimebundle(rows, thumbnails=thumbnails)[0]["text/html"],
     }
 
 
@@ -424,7 +427,20 @@ def test_the_emulator_badge_is_its_own_tinted_element_apart_from_the_text():
     decls = styles(badges[0][1]["style"])
     assert decls["display"] == "inline-block" and decls["margin-left"] == "6px"
     assert "background-color" in decls and "border" in decls
-    assert re.search(r'9\.2 s<span class="wanx-badge[^>]*>emulator: not the real service</span>', html_text)
+    assert re.search(r'9\.2 s <span class="wanx-badge[^>]*>emulator: not the real service</span>', html_text)
+
+
+def test_the_badge_stays_apart_from_the_text_where_styles_are_stripped(session):
+    # GitHub's notebook view drops style attributes: the badge's margin goes, a space must remain.
+    for name, html_text in all_outputs(session).items():
+        for before in re.findall(r'(.)<span class="wanx-badge', html_text):
+            assert before.isspace(), (name, before)
+    assert "9.2 s emulator: not the real service" in text_of(rendering.result_html(make_result(backend="emulator")))
+
+
+def text_of(html_text):
+    """The text a reader sees with every tag (and so every style) gone, spaces collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", "", html_text).split())
 
 
 def test_galleries_lay_tiles_out_in_a_wrapping_row():

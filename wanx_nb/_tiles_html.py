@@ -212,11 +212,15 @@ def _price(result: GenerationResult) -> float:
 
 
 def badge_html(backend: str) -> str:
-    """A separate, tinted badge for results that are not from the real service ("" otherwise)."""
+    """A separate, tinted badge for results that are not from the real service ("" otherwise).
+
+    The space before it keeps it apart from the text before where styles are stripped (GitHub's
+    notebook view drops style attributes: "0.9 semulator: ...").
+    """
     if backend not in BADGE_TEXTS:
         return ""
     return (
-        f'<span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{BADGE_TINTS[backend]}">'
+        f' <span class="wanx-badge wanx-badge-{_e(backend)}" style="{S_BADGE};{BADGE_TINTS[backend]}">'
         f"{_e(BADGE_TEXTS[backend])}</span>"
     )
 
