@@ -30,7 +30,10 @@ from ._settings import EmulatorSettings
 from ._task_rules import new_task
 from ._tasks import RateWindows, Task, apply_outcome, schedule
 
-__all__ = ["Backend"]
+__all__ = ["API_KEY_HEADER", "Backend"]
+
+# The documented alternative to `Authorization: Bearer` (2026 §3.1), lower-case as Starlette reads it.
+API_KEY_HEADER = "x-dashscope-apikey"
 
 _REGION_IDS = {
     "beijing": "cn-beijing",
@@ -139,7 +142,10 @@ class Backend:
         return None
 
     def log_request(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> None:
-        masked = {k: (_mask(v) if k.lower() == "authorization" else v) for k, v in headers.items()}
+        masked = {
+            k: (_mask(v) if k.lower() == "authorization" else f"...{v[-4:]}" if k.lower() == API_KEY_HEADER else v)
+            for k, v in headers.items()
+        }
         with self._lock:
             self.request_log.append(LoggedRequest(method, path, masked, body))
 
@@ -150,10 +156,18 @@ class Backend:
         """The DashScope id of the region this host plays ("cn-beijing", ...), as task listings show it."""
         return _REGION_IDS[self.settings.region]
 
-    def authenticate(self, authorization: str | None) -> str:
-        """The account (the API key) behind an Authorization header, or 401 InvalidApiKey."""
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> str:
+        """The account (the API key) behind an Authorization header, or 401 InvalidApiKey.
+
+        `api_key`: the `X-DashScope-ApiKey` header, read when there is no Authorization header. One
+        official page documents it as the alternative to `Authorization: Bearer` ("Alternatively,
+        pass it via the X-DashScope-ApiKey request header", 2026 §3.1, M5); the project accepts what
+        any source accepts.
+        """
         scheme, _, key = (authorization or "").strip().partition(" ")
         key = key.strip()
+        if not (authorization or "").strip() and (api_key or "").strip():
+            scheme, key = "bearer", (api_key or "").strip()
         if scheme.lower() != "bearer" or not key:
             raise errors.invalid_api_key(missing=True)
         if key in self.settings.invalid_keys:
@@ -193,11 +207,13 @@ class Backend:
         oss_resolve: bool,
         outcome: Fault | None = None,
         protocol: Protocol = Protocol.T2I,
+        blocking: bool = False,
     ) -> Task:
         """Validate a create body and queue the task, or raise the error the service would answer.
 
         `protocol` is the endpoint the body came to. A sync (MMG) task runs at once, outside the
-        model's queue (sync calls have no documented concurrency cap, 2026 §9).
+        model's queue (sync calls have no documented concurrency cap, 2026 §9); so does a `blocking`
+        one (a legacy create sent without the async header, for the models that allow it).
         """
         if not isinstance(body, dict):
             raise errors.invalid_parameter("The request body must be a JSON object with model, input and parameters.")
@@ -228,7 +244,7 @@ class Backend:
             if self.settings.inspection_word and self.settings.inspection_word in inspected:
                 raise errors.data_inspection_failed()
             group = self._groups.setdefault((account, spec.name), [])
-            if self.settings.reject_over_concurrency and protocol.is_async:
+            if self.settings.reject_over_concurrency and protocol.is_async and not blocking:
                 active = sum(1 for t in group if t.status_at(now) in ("PENDING", "RUNNING"))
                 if active >= spec.concurrency:
                     raise errors.throttling_allocation_quota(self.settings.retry_after)
@@ -248,7 +264,7 @@ class Backend:
             for window in windows:
                 window.append(now)
             self.tasks[task.task_id] = task
-            if not protocol.is_async:
+            if blocking or not protocol.is_async:
                 if not isinstance(self.clock, FakeClock) or task.duration == 0:
                     task.start_time = now
                 else:  # a fake clock cannot pass while the call blocks: the call answers at once

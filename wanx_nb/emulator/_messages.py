@@ -20,7 +20,7 @@ from ._backend import Backend
 from ._clock import FakeClock, format_time
 from ._routes import json_response, origin_of
 from ._tasks import Task
-from ._views import task_head
+from ._views import account_of, task_head
 
 __all__ = ["create_image_task", "generate", "messages_output", "task_status_output"]
 
@@ -46,7 +46,7 @@ def _oss_resolve(request: Request) -> bool:
 
 async def generate(request: Request, backend: Backend) -> Response:
     """POST /services/aigc/multimodal-generation/generation: the image in the answer (2026 §3)."""
-    account = backend.authenticate(request.headers.get("authorization"))
+    account = account_of(request, backend)
     if _async_header(request):
         # Recorded third-party body (2026 §1.1, A7): 403 AccessDenied.
         raise errors.access_denied("current user api does not support asynchronous calls")
@@ -74,7 +74,7 @@ async def generate(request: Request, backend: Backend) -> Response:
 
 async def create_image_task(request: Request, backend: Backend) -> Response:
     """POST /services/aigc/image-generation/generation: a task polled at /tasks/{id} (2026 §4.1)."""
-    account = backend.authenticate(request.headers.get("authorization"))
+    account = account_of(request, backend)
     if not _async_header(request):
         # The message is documented (2026 §4.1); its status and code are inferred (403 AccessDenied).
         raise errors.access_denied("current user api does not support synchronous calls")

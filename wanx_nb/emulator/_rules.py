@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._registry import V1_STYLES, ModelSpec, Protocol, catalog_model
-from .._registry import check_size as check_registry_size
 from . import _errors as errors
 
 __all__ = [
@@ -26,6 +25,10 @@ __all__ = [
 ]
 
 MAX_SEED = 2_147_483_647
+
+# 2026 §3.3, §13.7: wan2.7 makes 1-4 images, "with enable_sequential=true up to 12" (third parties; no
+# source refuses it).
+_SEQUENTIAL_MAX_N = 12
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*\*\s*(\d+)\s*$")
 _REF_MODES = ("repaint", "refonly")
 
@@ -162,13 +165,13 @@ def check_size(spec: ModelSpec, size: str) -> tuple[int, int, str | None]:
         w, h = (int(match.group(1)), int(match.group(2))) if match else (1024, 1024)
         return w, h, f"The size is not match the allowed size {list(rule.fixed)}"
     if not match and rule.tiers:
-        raise errors.invalid_parameter(f"The size {size} is not supported by {spec.name}: use {spec.size_rule()}.")
+        raise errors.invalid_parameter(f"The size {size} is not supported by {spec.name}: use {rule.describe()}.")
     if not match:
         # The service wants "W*H" with a star: "1024x1024" is refused here, as by the real service.
         raise errors.invalid_parameter(f"The parameter size must look like 'W*H', e.g. '{rule.default}', got {size!r}.")
     w, h = int(match.group(1)), int(match.group(2))
-    if check_registry_size(spec, f"{w}*{h}") is not None:
-        raise errors.invalid_parameter(f"The size {size} is not supported by {spec.name}: use {spec.size_rule()}.")
+    if rule.problem(f"{w}*{h}") is not None:
+        raise errors.invalid_parameter(f"The size {size} is not supported by {spec.name}: use {rule.describe()}.")
     return w, h, None
 
 
@@ -176,8 +179,11 @@ def _check_n_and_seed(spec: ModelSpec, params: Mapping[str, Any]) -> tuple[int, 
     n = _param(params, "n", spec.default_n)
     if spec.max_n == 1 and spec.family in ("qwen-image", "z-image") and n != 1:
         raise errors.invalid_parameter("num_images_per_prompt must be 1")  # verbatim (2026 §6, A7)
-    if not _is_int(n) or not 1 <= n <= spec.max_n:
-        raise errors.invalid_parameter(f"The parameter n must be an integer in [1, {spec.max_n}], got {n!r}.")
+    max_n = spec.max_n
+    if "enable_sequential" in spec.params and params.get("enable_sequential") is True:
+        max_n = max(max_n, _SEQUENTIAL_MAX_N)
+    if not _is_int(n) or not 1 <= n <= max_n:
+        raise errors.invalid_parameter(f"The parameter n must be an integer in [1, {max_n}], got {n!r}.")
     seed = params.get("seed")
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
         raise errors.invalid_parameter(f"The parameter seed must be an integer in [0, {MAX_SEED}], got {seed!r}.")

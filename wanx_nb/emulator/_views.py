@@ -4,6 +4,7 @@ in the service's wire shapes (spec §1-§3). The rules live in `Backend` and the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -16,14 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import _errors as errors
-from ._backend import Backend
-from ._clock import UTC8, epoch_ms, format_time
+from ._backend import API_KEY_HEADER, Backend
+from ._clock import UTC8, FakeClock, epoch_ms, format_time
 from ._faults import Fault
 from ._oss import UPLOAD_ACCESS_KEY_ID
 from ._routes import JSON_UTF8, UPLOAD_PATH, json_response, origin_of
 from ._tasks import Task
 
 __all__ = [
+    "account_of",
     "cancel_task",
     "create_task",
     "list_tasks",
@@ -38,20 +40,58 @@ __all__ = [
 _STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 
 
+def account_of(request: Request, backend: Backend) -> str:
+    """The account a request authenticates as (`Authorization: Bearer`, or `X-DashScope-ApiKey`), or 401."""
+    return backend.authenticate(request.headers.get("authorization"), request.headers.get(API_KEY_HEADER))
+
+
 async def create_task(request: Request, backend: Backend) -> Response:
-    account = backend.authenticate(request.headers.get("authorization"))
-    if request.headers.get("x-dashscope-async", "").strip().lower() != "enable":
+    account = account_of(request, backend)
+    is_async = request.headers.get("x-dashscope-async", "").strip().lower() == "enable"
+    body = await _json_body(request)
+    if not is_async and not _takes_sync_calls(body):  # the model decides whether a sync call is allowed
         # §6.6: only the message is documented. 403 AccessDenied mirrors the recorded answer to the
-        # opposite mistake ("...does not support asynchronous calls"). The real service allows
-        # sync calls for wan2.2-t2i-flash/plus; the emulator does not emulate that mode.
+        # opposite mistake ("...does not support asynchronous calls").
         raise errors.access_denied("current user api does not support synchronous calls")
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise errors.invalid_parameter("The request body is not valid JSON.") from None
+    if body is None:
+        raise errors.invalid_parameter("The request body is not valid JSON.")
     oss_resolve = request.headers.get("x-dashscope-ossresourceresolve", "").strip().lower() == "enable"
-    task = backend.create_task(account, body, oss_resolve=oss_resolve, outcome=outcome_of(request))
-    return json_response({"output": {"task_status": "PENDING", "task_id": task.task_id}, "request_id": task.request_id})
+    task = backend.create_task(
+        account, body, oss_resolve=oss_resolve, outcome=outcome_of(request), blocking=not is_async
+    )
+    if is_async:
+        return json_response(
+            {"output": {"task_status": "PENDING", "task_id": task.task_id}, "request_id": task.request_id}
+        )
+    # A sync call blocks until the task has ended and answers it. The shape is undocumented; the
+    # official SDK's `ImageSynthesis.sync_call` reads it as a task answer (output.task_id,
+    # task_status, results; usage), so the finished task is answered as GET /tasks/{id} shows it.
+    assert task.end_time is not None
+    if not isinstance(backend.clock, FakeClock):
+        await asyncio.sleep(max(0.0, task.end_time - backend.clock()))
+    output, usage = task_output(backend, task, max(task.end_time, backend.clock()), origin_of(request))
+    answer: dict[str, Any] = {"output": output}
+    if usage is not None:
+        answer["usage"] = usage
+    answer["request_id"] = task.request_id
+    return json_response(answer, headers={"X-Request-ID": task.request_id})
+
+
+# §1.2: "The 2.0.2 SDK has ImageSynthesis.sync_call, which posts to the same path *without* the async
+# header. It says only wan2.2-t2i-flash and wan2.2-t2i-plus support this [S13]."
+_SYNC_T2I_MODELS = frozenset({"wan2.2-t2i-flash", "wan2.2-t2i-plus"})
+
+
+def _takes_sync_calls(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("model") in _SYNC_T2I_MODELS
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body, or None when it is not JSON (a create then answers 400 InvalidParameter)."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def outcome_of(request: Request) -> Fault | None:
@@ -60,7 +100,7 @@ def outcome_of(request: Request) -> Fault | None:
 
 
 async def query_task(request: Request, backend: Backend) -> Response:
-    account = backend.authenticate(request.headers.get("authorization"))
+    account = account_of(request, backend)
     backend.check_query_rate(account)
     task_id = request.path_params["task_id"]
     request_id = backend.new_request_id()
@@ -131,14 +171,14 @@ def task_output(backend: Backend, task: Task, now: float, origin: str) -> tuple[
 
 
 async def cancel_task(request: Request, backend: Backend) -> Response:
-    account = backend.authenticate(request.headers.get("authorization"))
+    account = account_of(request, backend)
     backend.cancel_task(account, request.path_params["task_id"])
     # The success body is undocumented (§6.8); the request id alone is the likely answer.
     return json_response({"request_id": backend.new_request_id()}, media_type=JSON_UTF8)
 
 
 async def list_tasks(request: Request, backend: Backend) -> Response:
-    account = backend.authenticate(request.headers.get("authorization"))
+    account = account_of(request, backend)
     query = request.query_params
     page_no = _int_query(query.get("page_no"), "page_no", 1, 1, 10**6)
     page_size = _int_query(query.get("page_size"), "page_size", 10, 1, 100)
@@ -212,7 +252,11 @@ def _time_query(value: str | None, name: str) -> float | None:
 
 
 async def upload_policy(request: Request, backend: Backend) -> Response:
-    account = backend.authenticate(request.headers.get("authorization"))
+    if backend.settings.region != "beijing":
+        # "The temporary-file upload exists only in Beijing" (§1.2, §1.6, S9): other hosts do not
+        # serve the route. What they answer is undocumented; the emulator's unknown-path answer is used.
+        raise errors.not_found(request.method, request.url.path)
+    account = account_of(request, backend)
     query = request.query_params
     if query.get("action") != "getPolicy":
         raise errors.invalid_parameter(f"The parameter action must be getPolicy, got {query.get('action')!r}.")
