@@ -215,6 +215,7 @@ def test_parameter_defaults():
         ("wan2.6-t2i", "1280*1280"),
         ("wan2.6-t2i", "960*1696"),  # recommended, though under 1280² (accepted)
         ("wan2.6-t2i", "1440*1440"),
+        ("wan2.6-t2i", "1024*1024"),  # disagreement (2026 §13.1): an older copy takes from 768² pixels
         ("wan2.7-image", "2K"),
         ("wan2.7-image-pro", "4K"),
         ("qwen-image-2.0", "2048*2048"),
@@ -232,7 +233,7 @@ def test_sizes_the_service_takes(name, size):
     ("name", "size", "says"),
     [
         ("qwen-image-plus", "1024*1024", "one of 1664*928, 1472*1104, 1328*1328, 1104*1472, 928*1664"),
-        ("wan2.6-t2i", "1024*1024", "W*H between 1638400 and 2073600 pixels and aspect ratio between 1:4 and 4:1"),
+        ("wan2.6-t2i", "700*700", "W*H between 589824 and 2073600 pixels and aspect ratio between 1:4 and 4:1"),
         ("wan2.7-image", "4K", "1K / 2K"),
         ("qwen-image-2.0", "2049*2048", "W*H between 262144 and 4194304 pixels"),
         ("qwen-image-3.0", "256*2304", "aspect ratio between 1:8 and 8:1"),
@@ -260,7 +261,7 @@ def test_legacy_size_wording_is_unchanged():
         ("qwen-image-plus", "1024*1024", "1328*1328"),
         ("qwen-image-plus", "1280*720", "1664*928"),
         ("qwen-image-plus", "720*1280", "928*1664"),
-        ("wan2.6-t2i", "1024*1024", "1280*1280"),
+        ("wan2.6-t2i", "700*700", "768*768"),
         ("wanx-v1", "1000*1000", "1024*1024"),
         ("wanx-v1", "1920*1080", "1280*720"),
         ("wanx2.1-t2i-turbo", "1328*1328", "1328*1328"),  # allowed: unchanged

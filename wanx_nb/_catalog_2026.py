@@ -30,11 +30,11 @@ CATALOG_2026: tuple[ModelSpec, ...] = (
         concurrency=5,
         prompt_limit=2100,
         # Disagreement (2026 §13.1): [1280², 1440²] (2026 copies) or [768², 1440²] (an older copy).
-        # The newer bound is the server's word today; the emulator accepts the same.
-        pixel_range=(1280 * 1280, 1440 * 1440),
+        # What any source accepts is accepted (the server has the last word: a size it refuses is a
+        # 400 at create, not billed); the emulator serves the same rule.
+        pixel_range=(768 * 768, 1440 * 1440),
         aspect_range=(1 / 4, 4.0),
-        # Disagreement: four of the five recommended sizes (M3) are a little under 1280² pixels;
-        # the docs recommend them, so they are accepted too.
+        # The recommended sizes (M3); four of them are a little under 1280² pixels.
         sizes=("1280*1280", "1104*1472", "1472*1104", "960*1696", "1696*960"),
         default_size="1280*1280",
         params=_MESSAGES_PARAMS,
