@@ -111,6 +111,15 @@ def test_image_results_carry_prompts_seeds_and_say_why_an_item_has_no_image():
     assert [im.seed for im in extra] == [3, 4]  # more items than asked: the seeds go on
 
 
+def test_images_left_out_of_an_answer_leave_every_seed_unknown_rather_than_shifted():
+    # The `choices` answers (2026 §4.2) list the images made only: with one of four missing, which
+    # one is not said, so no image may claim seed + i in its provenance.
+    made = Task("t", TaskStatus.SUCCEEDED, results=({"url": "u0"}, {"url": "u2"}, {"url": "u3"}))
+    assert [im.seed for im in image_results(made, GenerationRequest("f", n=4, seed=3))] == [None, None, None]
+    every = Task("t", TaskStatus.SUCCEEDED, results=({"url": "u0"}, {"url": "u1"}))
+    assert [im.seed for im in image_results(every, GenerationRequest("f", n=2, seed=3))] == [3, 4]
+
+
 # ---- the scheduler's bookkeeping -------------------------------------------------------------------
 
 

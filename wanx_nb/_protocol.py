@@ -266,8 +266,16 @@ def parse_server_time(value: str | None) -> dt.datetime | None:
 
 
 def image_results(task: Task, request: GenerationRequest) -> list[ImageResult]:
-    """One ImageResult per result item: image i has seed + i and the request's effective size."""
+    """One ImageResult per result item: image i has seed + i and the request's effective size.
+
+    When fewer items came back than images were asked for, and none of them is a reported failure,
+    the service left some out (the `choices` answers list only images made, 2026 §4.2) and which ones
+    is not said: no image is given a seed then, rather than a wrong one in its provenance.
+    """
     seeds = request.seeds
+    first = request.seed
+    if len(task.results) < request.effective_n and not any(item.get("code") for item in task.results):
+        seeds, first = (), None
     size = sys.intern(request.effective_size.replace("x", "*"))  # one string for a batch's images
     if parse_size(size) is None or request.size is None:
         # A tier ("2K") or a size the model chose: the service's usage says what it made (2026 §3.4).
@@ -279,7 +287,7 @@ def image_results(task: Task, request: GenerationRequest) -> list[ImageResult]:
         images.append(
             ImageResult(
                 index=i,
-                seed=seeds[i] if i < len(seeds) else (request.seed + i if request.seed is not None else None),
+                seed=seeds[i] if i < len(seeds) else (first + i if first is not None else None),
                 size=size,
                 url=item.get("url") or None,
                 orig_prompt=item.get("orig_prompt"),
