@@ -21,6 +21,7 @@ from wanx_nb._client import AsyncWanxClient
 from wanx_nb._exceptions import (
     APIConnectionError,
     ConfigurationError,
+    ReuseUnfinishedError,
     SyncOutcomeUnknownError,
     TaskUnfinishedError,
     ValidationError,
@@ -204,6 +205,23 @@ def test_a_lost_sync_answer_is_unknown_journalled_and_never_sent_again(session, 
     assert len(emulator.requests("generate")) == 1  # resume looked, never re-sent
     assert [r for r in emulator.request_log if r.route in ("list", "query")] == []  # nothing to look up
     assert session.store.entry(entry.entry_id).state is EntryState.OUTCOME_UNKNOWN
+
+
+def test_a_lost_sync_answer_does_not_block_sending_the_request_again(session, emulator):
+    # Resume can never settle a sync call whose answer was lost (no task to look up): `reuse`
+    # (and the panel) do not refuse the request for 24 h as they do a task that resume can collect.
+    emulator.script("generate", Fault.drop_after())
+    request = GenerationRequest("a kite", model="qwen-image-max", seed=4)
+    (lost,) = session.start([request]).result()
+    assert isinstance(lost, SyncOutcomeUnknownError) and session.sent_unfinished(request) is None
+    again = session.generate(request, reuse=True)
+    assert isinstance(again, GenerationResult) and len(emulator.requests("generate")) == 2
+    emulator.script("query", Fault.status(400, code="InvalidParameter"))  # a task left unfinished: resume collects it
+    task = GenerationRequest("a kite", model="wanx2.1-t2i-turbo", seed=4)
+    session.start([task]).result()
+    assert session.sent_unfinished(task) is not None
+    with pytest.raises(ReuseUnfinishedError):
+        session.generate(task, reuse=True)
 
 
 def test_a_refused_sync_call_is_rejected_not_unknown(session, emulator):

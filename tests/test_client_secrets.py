@@ -99,6 +99,15 @@ def test_a_bad_setting_traceback_in_verbose_mode_has_no_key(shell, canary):
     assert_no_key(text, canary)
 
 
+def test_a_key_passed_to_a_session_is_not_in_its_verbose_traceback(shell, canary):
+    # A key passed as an argument (not read from the environment) was a local of Session.__init__.
+    cell = "import os\nfrom wanx_nb import Session\nSession(api_key=os.environ['DASHSCOPE_API_KEY'], mode='bogus')"
+    text = run_verbose(shell, cell)
+    ours = text[text.index("in Session.__init__("):]  # the cell's own line shows os.environ: that one is the user's
+    assert "ConfigurationError" in ours and "api_key=None" in ours  # Verbose printed the call's arguments
+    assert_no_key(ours, canary)
+
+
 @pytest.mark.parametrize(("spoiled", "what"), [
     (lambda key: key[:9] + " " + key[9:], "has a space at position 10"),
     (lambda key: key[:9] + "\u3000" + key[9:], "has a space at position 10"),  # an IME's full-width space

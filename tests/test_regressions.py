@@ -163,6 +163,18 @@ def test_a_budget_accepts_a_run_that_fits_exactly_even_after_spending(tmp_path):
     assert isinstance(fits, GenerationResult)
 
 
+def test_the_budget_counts_the_price_as_billed_with_prompt_rewriting(tmp_path):
+    # z-image-turbo is ¥0.10 an image, ¥0.20 with prompt rewriting on (2026 §8): a ¥0.15 budget must
+    # refuse the rewritten one before sending, not find out after it was billed.
+    session, emulator = fake_clock_session(tmp_path, budget_yuan=0.15)
+    rewritten = GenerationRequest("a kite", model="z-image-turbo", prompt_extend=True)
+    assert session.estimate_cost([rewritten]) == (1, 0.2)
+    with pytest.raises(BudgetExceededError):
+        session.check_budget([rewritten])
+    assert session.estimate_cost([rewritten.replace(prompt_extend=False)]) == (1, 0.1)
+    assert emulator.request_log == []
+
+
 def test_replay_costs_nothing_so_no_budget_can_refuse_it(tmp_path):
     # Mutant: the budget checked in replay mode too.
     recorder, emulator = fake_clock_session(tmp_path, mode="record")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import ImageExpiredError
 from ._png import strip_provenance
 from ._provenance import ImageProvenance, Provenance, store_relative
-from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 
 if TYPE_CHECKING:
@@ -259,7 +258,7 @@ class GenerationResult:
     def cost_yuan(self) -> float:
         """What the service bills: price per image times the billed images (not the downloaded ones)."""
         # z-image-turbo costs more with prompt rewriting on (2026 §8); other models have one price.
-        price = price_yuan(get_model(self.request.model), prompt_extend=self.request.effective_prompt_extend)
+        price = self.request.price_per_image
         return round(price * self.billed_images, 4)
 
     @property

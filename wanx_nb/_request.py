@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._params import canonical_size, canonical_style
-from ._registry import get_model
+from ._registry import get_model, price_yuan
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -104,6 +104,11 @@ class GenerationRequest:
         # The service's default: on for most models, off for z-image-turbo (2026 §3.3).
         default = bool(spec.defaults.get("prompt_extend", True))
         return default if self.prompt_extend is None else self.prompt_extend
+
+    @property
+    def price_per_image(self) -> float:
+        """CNY per successful image, as billed: z-image-turbo costs more with prompt rewriting on (2026 §8)."""
+        return price_yuan(get_model(self.model), prompt_extend=self.effective_prompt_extend)
 
     @property
     def seeds(self) -> tuple[int | None, ...]:

@@ -39,7 +39,6 @@ from ._exceptions import (
     WanxError,
 )
 from ._models import GenerationResult
-from ._registry import get_model, price_yuan
 from ._request import GenerationRequest
 from ._run_events import Outcome, Phase, Progress, RunSummary
 from ._run_queue import RequestQueues
@@ -119,7 +118,7 @@ class Run(RequestQueues):
                         entry_id=slot.entry_id, run_id=self.run_id, service=self._service, backend=self._backend,
                         mode=self._mode, state=EntryState.QUEUED, given=request, sent=None, task_id=None,
                         status=None, created_at=now, sent_at=None, finished_at=None, request_id=None, code=None,
-                        message=None, billed_images=0, saved_images=0, price_yuan=_price(request),
+                        message=None, billed_images=0, saved_images=0, price_yuan=request.price_per_image,
                     )
                 )
                 self._slots.append(slot)
@@ -251,7 +250,7 @@ class Run(RequestQueues):
         for s in self._slots:
             phases[s.phase.value] = phases.get(s.phase.value, 0) + 1
         billed = sum(s.billed for s in self._slots)
-        cost = sum(s.billed * _price(s.request) for s in self._slots if s.request.prompt or s.billed)
+        cost = sum(s.billed * s.request.price_per_image for s in self._slots if s.request.prompt or s.billed)
         unfinished = tuple(
             s.task_id or s.entry_id for s in self._slots if s.phase in (Phase.UNFINISHED,) or (s.sent and not s.phase.is_final)
         )
@@ -333,9 +332,6 @@ class Run(RequestQueues):
     # ---- the work (background loop) ---------------------------------------------------------------
 
 
-def _price(request: GenerationRequest) -> float:
-    """Per image, as billed: z-image-turbo costs more with prompt rewriting on (2026 §8)."""
-    return price_yuan(get_model(request.model), prompt_extend=request.effective_prompt_extend)
 
 
 class _CallOnce:

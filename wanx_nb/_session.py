@@ -21,7 +21,8 @@ from ._registry import get_model
 from ._request import GenerationRequest
 from ._resume import NEVER_SENT, ResumeReport, Takeover, resume_report
 from ._run import Outcome, Phase, Progress, Run
-from ._store import EntryState, Store
+from ._run_events import is_sync
+from ._store import EntryState, JournalEntry, Store
 from ._validation import validate
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_args: dict[str, Any] = dict(api_key=api_key, base_url=base_url, region=region, workspace=workspace, emulator=emulator)
+        api_key = None  # kept in _client_args only: a verbose traceback (%xmode Verbose) prints frame locals
         self._client = client
         # Set when this session builds its own client (see `client()`).
         self._close_owned_client: weakref.finalize[[AsyncWanxClient], Session] | None = None
@@ -127,12 +129,26 @@ class Session:
         """
         if self.mode != "replay":
             found = self.store.reusable(request, self.service)
-            if found is None and (pending := self.store.unfinished_send(request, self.service)) is not None:
+            if found is None and (pending := self.sent_unfinished(request)) is not None:
                 raise ReuseUnfinishedError(request.summary(), pending.task_id)
             return found
         served = self._replay_counts.get(self.store.replay_key(request), 0)
         outcome = self.store.replay(request, served - 1) if served else None
         return outcome if isinstance(outcome, GenerationResult) else None
+
+    def sent_unfinished(self, request: GenerationRequest) -> JournalEntry | None:
+        """An earlier run's send of this request (as given) to this service, not finished within 24 h,
+        that resume can still settle: its task may be billed and its images not saved, so sending the
+        request again would pay twice. None when there is none.
+
+        A sync call whose answer was lost is not one: it has no task to look up, resume can never
+        settle it (whatever it made is out of reach), and refusing the request would only block it
+        for 24 h.
+        """
+        entry = self.store.unfinished_send(request, self.service)
+        lost_sync = entry is not None and entry.task_id is None and is_sync(request) and entry.state in (
+            EntryState.SENDING, EntryState.OUTCOME_UNKNOWN)  # fmt: skip
+        return None if lost_sync else entry
 
     # ---- cost ----------------------------------------------------------------------------------
 
@@ -140,7 +156,7 @@ class Session:
     def estimate_cost(requests: Sequence[GenerationRequest]) -> tuple[int, float]:
         """(images, yuan) if every image of every request succeeds."""
         images = sum(r.effective_n for r in requests)
-        yuan = sum(get_model(r.model).price_yuan * r.effective_n for r in requests)
+        yuan = sum(r.price_per_image * r.effective_n for r in requests)
         return images, round(yuan, 4)
 
     def check_budget(self, requests: Sequence[GenerationRequest]) -> None:
