@@ -241,6 +241,21 @@ def test_next_step_is_plain_and_specific(code, words):
     assert words in rendering.next_step(code)
 
 
+def test_no_error_that_may_have_been_billed_is_told_to_retry():
+    # A plain retry pays again: where the first request may be billed, the step is resume (or says
+    # why nothing can be saved), whichever of our errors it is.
+    import wanx_nb._exceptions as errors
+
+    maybe_billed = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.WanxError)
+                    and isinstance(cls.__dict__.get("code"), str) and getattr(cls, "billed", False) is not False]  # fmt: skip
+    assert {"DownloadFailed", "SyncOutcomeUnknown", "SubmitOutcomeUnknown", "WaitTimeout"} <= {c.code for c in maybe_billed}
+    for cls in maybe_billed:
+        step = rendering.next_step(cls.code)
+        assert "retry" not in step and "read the message above" not in step, (cls.code, step)
+    for code in ("ReuseUnfinished", "InvalidImage"):  # billed False as errors, but about billed work
+        assert "%wanx resume" in rendering.next_step(code), code
+
+
 def test_failure_tile_escapes_and_uses_the_given_hint():
     html = rendering.failure_tile_html("<b>t</b>", "Code<1>", "msg <i>", hint="do <this>")
     assert "<b>t</b>" not in html and "&lt;b&gt;t&lt;/b&gt;" in html

@@ -34,7 +34,7 @@ def test_international_names_are_accepted():
     assert get_model("wanx2.1-t2i-plus").wire_name("beijing") == "wanx2.1-t2i-plus"
 
 
-@pytest.mark.parametrize("prompt", ["", "   "])
+@pytest.mark.parametrize("prompt", ["", "   ", "\u200b\u200b", "\u3000\ufeff\n", "\x00"])
 def test_empty_prompt_is_rejected(prompt):
     err = problems(prompt=prompt)
     assert "prompt=" in str(err) and "a non-empty text" in str(err)

@@ -28,6 +28,17 @@ _EXACT_STEPS = {
     "ReplayMiss": "record this request first (mode 'record'), or switch to mode 'live'",
     "Validation": "fix the parameters listed above (`%wanx models` shows what each model takes)",
     "Interrupted": "run `%wanx resume` later to collect the tasks that were still running",
+    # Our own codes after something was billed: never "retry", which would pay again.
+    "ReuseUnfinished": "run `%wanx resume` to save its images without paying again, then run this again",
+    "SyncOutcomeUnknown": (
+        "whatever this call made cannot be looked up; sending it again may be billed again, so check the "
+        "bill in the console first"
+    ),
+    "DownloadFailed": "run `%wanx resume` while the result URL lives (24 h): it downloads again without paying",
+    "InvalidImage": "run `%wanx resume` while the result URL lives (24 h): it downloads again without paying",
+    "ImageExpired": "the result URL expired after 24 h: this billed image cannot be downloaded any more",
+    "RunTimeout": "to wait longer, raise `%config WanxMagics.wait_timeout` (0: no limit)",
+    "NotCreated": "nothing was billed: run it again",
 }
 _PREFIX_STEPS = (
     ("InternalError", "retry in a moment: the service had an internal error"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,7 +111,7 @@ def validate(
 
 
 def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Problems, warnings: list[str]) -> None:
-    if not isinstance(request.prompt, str) or not request.prompt.strip():
+    if not isinstance(request.prompt, str) or not _visible(request.prompt):
         problems.add("prompt", request.prompt, "a non-empty text (Chinese or English)")
     elif (broken := _unencodable(request.prompt)) is not None:
         problems.add("prompt", request.prompt, broken)
@@ -129,6 +130,12 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
             warnings.append(
                 f"negative_prompt is {len(neg)} characters; the server keeps the first {spec.negative_prompt_limit}"
             )
+
+
+def _visible(text: str) -> bool:
+    """Whether `text` has a character that shows: not only spaces, zero-width or control characters
+    ("\u200b" is not whitespace to str.strip, and a prompt of it alone describes nothing)."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Cn", "Co", "Zs") for c in text)
 
 
 def _unencodable(text: str) -> str | None:
