@@ -2,16 +2,16 @@
 
 `PanelForm` builds every widget of the panel and lays them out; it keeps the controls in step with
 the chosen model (V1: style, its four sizes, a reference image; V2: free width and height, prompt
-rewriting, watermark), shows the cost, the equivalent `%%wanx` cell and errors, and reads the
-controls back as a GenerationRequest (`request()`). Running it is `panel.Panel`'s job.
+rewriting, watermark), shows the cost, the equivalent `%%wanx` cell, errors and the results (in the
+static output under the panel), and reads the controls back as a GenerationRequest (`request()`) and a
+sweep's grid (`_plan_sweep`). Running it is `panel.Panel`'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import math
-import shlex
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,50 +35,26 @@ from ipywidgets import (
 from ipywidgets import HTML as HTMLWidget
 
 from . import rendering
-from ._grid import Axis
-from ._params import BY_NAME, option_line
-from ._registry import CATALOG, ModelSpec, get_model
+from ._exceptions import Problem, ValidationError
+from ._grid import Axis, parse_axis
+from ._grid_html import xyz_grid_html
+from ._grid_state import GridState, build_state
+from ._models import GenerationResult
+from ._panel_status import code_cell, cost_text, magic_cell, model_label, param_label, param_tooltip, side_bounds
+from ._params import BY_NAME
+from ._registry import CATALOG, ModelSpec, get_model, price_yuan
 from ._request import MAX_SEED, GenerationRequest
 from ._validation import parse_size
 
 if TYPE_CHECKING:
-    from ._grid_state import GridState
+    from IPython.display import DisplayHandle
+
     from ._session import Session
 
 __all__ = ["PanelForm", "magic_cell"]
 
 _NARROW = {"description_width": "initial"}
 _UPLOAD_DIR = "uploads"
-
-
-def magic_cell(request: GenerationRequest) -> str:
-    """The `%%wanx` cell that sends `request` again: option line, then the prompt as the cell body.
-
-    The options come from the parameter table (`_params.option_line`), quoted for IPython's POSIX
-    split, in `--flag=value` form so a negative prompt starting with "-" survives; braces in the prompt
-    are doubled so the magic's `{name}` filling gives back the prompt as written.
-    """
-    body = request.prompt.replace("{", "{{").replace("}", "}}")
-    return "%%wanx " + option_line(request) + "\n" + body
-
-
-def _label(name: str) -> str:
-    return BY_NAME[name].label
-
-
-def _tooltip(name: str) -> str:
-    p = BY_NAME[name]
-    return f"{p.option}: {p.help_text()}"
-
-
-def _side_bounds(spec: ModelSpec) -> tuple[int, int]:
-    """Slider bounds for one side: the side range, or what the area and aspect rules allow."""
-    if spec.side_range is not None:
-        return spec.side_range
-    if spec.pixel_range is not None and spec.aspect_range is not None:
-        (lo, hi), (a, b) = spec.pixel_range, spec.aspect_range
-        return math.ceil(math.sqrt(lo * a)), math.floor(math.sqrt(hi * b))
-    return 256, 2048
 
 
 def _set_bounds(slider: IntSlider, lo: int, hi: int, value: int) -> None:
@@ -97,8 +73,14 @@ def _show(widget: Any, visible: bool) -> None:
 class PanelForm(VBox):
     """The widgets of a Panel and the request they describe; see `panel.Panel` for the parameters."""
 
-    def __init__(self, session: Session, *, model: ModelSpec, prompt: str, layout: Layout | None) -> None:
+    def __init__(self, session: Session, *, model: ModelSpec, prompt: str, layout: Layout | None,
+                 static_output: bool = True) -> None:  # fmt: skip
         self._session = session
+        self._lock = threading.Lock()  # the results, shown from the session's background thread too
+        self._results: list[GenerationResult] = []
+        self._sweeps: list[GridState] = []
+        self._static_output = static_output
+        self._static_handle: DisplayHandle | None = None  # set when IPython displays the panel (_ipython_display_)
         self._last_error: BaseException | None = None
         self._code_text = ""
         self._ref_path: str | None = None
@@ -114,39 +96,39 @@ class PanelForm(VBox):
         full = {"width": "100%"}
         self._prompt = Textarea(value=prompt, placeholder="Prompt (Chinese or English)", rows=3, layout=Layout(**full))
         self._negative = Textarea(
-            placeholder=f"{_label('negative_prompt')} (optional): what not to draw", rows=1, layout=Layout(**full),
-            tooltip=_tooltip("negative_prompt"),
+            placeholder=f"{param_label('negative_prompt')} (optional): what not to draw", rows=1, layout=Layout(**full),
+            tooltip=param_tooltip("negative_prompt"),
         )
         self._model = Dropdown(
-            options=[(_model_label(s), name) for name, s in CATALOG.items()],  # the guide's four first, then 2026
+            options=[(model_label(s), name) for name, s in CATALOG.items()],  # the guide's four first, then 2026
             value=spec.name,
-            description=_label("model"),
+            description=param_label("model"),
             layout=Layout(**full),
         )
         # V1: style, fixed sizes, reference image.
         self._style = Dropdown(
-            options=list(BY_NAME["style"].choices), value="<auto>", description=_label("style"), style=_NARROW,
-            tooltip=_tooltip("style"),
+            options=list(BY_NAME["style"].choices), value="<auto>", description=param_label("style"), style=_NARROW,
+            tooltip=param_tooltip("style"),
         )
         self._v1_size = Dropdown(
-            options=["1024*1024"], description=_label("size"), style=_NARROW, tooltip=_tooltip("size")
+            options=["1024*1024"], description=param_label("size"), style=_NARROW, tooltip=param_tooltip("size")
         )
         # Width "auto" so the button is as wide as its label (a fixed width cut it to "Reference ima…").
         self._ref_upload = FileUpload(
             accept="image/*", multiple=False, description="Reference image", layout=Layout(width="auto"),
-            tooltip=_tooltip("ref_img"),
+            tooltip=param_tooltip("ref_img"),
         )
         self._ref_label = Label("no reference image")
         self._ref_clear = Button(description="Remove", icon="times", layout=Layout(width="auto"))
         self._ref_strength = FloatSlider(
-            value=0.5, min=0.0, max=1.0, step=0.05, description=_label("ref_strength"), style=_NARROW,
-            tooltip=_tooltip("ref_strength"),
+            value=0.5, min=0.0, max=1.0, step=0.05, description=param_label("ref_strength"), style=_NARROW,
+            tooltip=param_tooltip("ref_strength"),
         )
         self._ref_mode = ToggleButtons(
             options=[("repaint (follow content)", "repaint"), ("refonly (follow style)", "refonly")],
             value="repaint",
-            description=_label("ref_mode"),
-            tooltip=_tooltip("ref_mode"),
+            description=param_label("ref_mode"),
+            tooltip=param_tooltip("ref_mode"),
             # Buttons as wide as their labels (the default fixed width cut "repaint (follow co…").
             style={**_NARROW, "button_width": "auto"},
         )
@@ -159,24 +141,24 @@ class PanelForm(VBox):
         self._height = IntSlider(value=1024, min=512, max=1440, step=16, description="Height", style=_NARROW)
         self._size_rule = Label("")
         self._extend = Checkbox(
-            value=True, description=f"{_label('prompt_extend')} (the service may rewrite it)", indent=False,
-            tooltip=_tooltip("prompt_extend"), layout=Layout(width="auto"),
+            value=True, description=f"{param_label('prompt_extend')} (the service may rewrite it)", indent=False,
+            tooltip=param_tooltip("prompt_extend"), layout=Layout(width="auto"),
         )
         self._watermark = Checkbox(
-            value=False, description=f"{_label('watermark')} (AI生成)", indent=False, tooltip=_tooltip("watermark"),
-            layout=Layout(width="auto"),
+            value=False, description=f"{param_label('watermark')} (AI生成)", indent=False,
+            tooltip=param_tooltip("watermark"), layout=Layout(width="auto"),
         )
         self._v2_box = VBox(
             [HBox([self._width, self._height]), self._size_rule, HBox([self._extend, self._watermark])]
         )
         # Both families.
         self._n = IntSlider(
-            value=1, min=1, max=spec.max_n, description=_label("n"), style=_NARROW, tooltip=_tooltip("n")
+            value=1, min=1, max=spec.max_n, description=param_label("n"), style=_NARROW, tooltip=param_tooltip("n")
         )
         # "Seed [42] [ ] keep this seed": the row reads as one phrase (it used to read "fixed seed seed").
         self._seed = BoundedIntText(
-            value=42, min=0, max=MAX_SEED, description=_label("seed"), disabled=True, style=_NARROW,
-            layout=Layout(width="14em"), tooltip=_tooltip("seed"),
+            value=42, min=0, max=MAX_SEED, description=param_label("seed"), disabled=True, style=_NARROW,
+            layout=Layout(width="14em"), tooltip=param_tooltip("seed"),
         )
         self._seed_fixed = Checkbox(
             value=False, description="keep this seed", indent=False, layout=Layout(width="auto"),
@@ -196,6 +178,10 @@ class PanelForm(VBox):
         )
         self._generate = Button(description="Generate", button_style="primary", icon="play")
         self._cancel = Button(description="Cancel", icon="stop", disabled=True)
+        self._resume = Button(
+            description="Resume", icon="rotate-right", layout=Layout(width="auto"),
+            tooltip="save the images of requests sent and not finished (this store's journal) without paying again",
+        )
         self._cost = Label("")
         self._status = HTMLWidget("")
         self._message = HTMLWidget("")
@@ -212,7 +198,7 @@ class PanelForm(VBox):
             self._v2_box,
             HBox([self._n, self._seed, self._seed_fixed]),
             HBox([self._sweep_seeds, self._sweep_styles, self._reuse]),
-            HBox([self._generate, self._cancel, self._cost]),
+            HBox([self._generate, self._cancel, self._resume, self._cost]),
             self._status,
             self._message,
             self._errors,
@@ -222,7 +208,8 @@ class PanelForm(VBox):
 
     def _wire_controls(self) -> None:
         self._model.observe(self._on_model_change, names="value")
-        self._n.observe(self._on_n_change, names="value")
+        for widget in (self._n, self._extend, self._sweep_seeds, self._sweep_styles):
+            widget.observe(self._on_cost_change, names="value")  # each changes what a click costs
         self._seed_fixed.observe(self._on_seed_fixed_change, names="value")
         self._ref_upload.observe(self._on_ref_upload_change, names="value")
         self._ref_clear.on_click(self._on_ref_clear_click)
@@ -270,8 +257,23 @@ class PanelForm(VBox):
         self._apply_model(get_model(change["new"]), previous=old)
         self._update_cost()
 
-    def _on_n_change(self, change: dict[str, Any]) -> None:
+    def _on_cost_change(self, change: dict[str, Any]) -> None:
         self._update_cost()
+
+    def _sweep_axes(self) -> list[Axis]:
+        """The sweep's axes (seeds across, then styles), [] without a sweep; a ValidationError naming the
+        field as the panel labels it. Styles only for a model that takes one (the field is hidden else)."""
+        axes = []
+        if self._sweep_seeds.value.strip():
+            seeds = parse_axis(("seed", self._sweep_seeds.value), "Sweep seeds")
+            top = MAX_SEED - self._n.value + 1  # image i of a cell uses seed + i
+            if bad := ", ".join(str(s) for s in seeds.values if not 0 <= s <= top):
+                allowed = f"seeds from 0 to {top}" + (" (image i of a cell uses seed + i)" if top < MAX_SEED else "")
+                raise ValidationError("grid", [Problem("Sweep seeds", bad, allowed)])
+            axes.append(seeds)
+        if self._sweep_styles.value.strip() and "style" in get_model(self._model.value).params:
+            axes.append(parse_axis(("style", self._sweep_styles.value), "Sweep styles"))
+        return axes
 
     def _on_seed_fixed_change(self, change: dict[str, Any]) -> None:
         self._seed.disabled = not change["new"]
@@ -309,7 +311,7 @@ class PanelForm(VBox):
             self._v1_size.options = list(spec.sizes)
             self._v1_size.value = keep
         else:
-            lo, hi = _side_bounds(spec)
+            lo, hi = side_bounds(spec)
             w, h = (self._width.value, self._height.value)
             if previous is None or previous.default_size != spec.default_size or previous.sizes is not None:
                 w, h = parse_size(spec.default_size) or (1024, 1024)
@@ -317,26 +319,37 @@ class PanelForm(VBox):
             _set_bounds(self._height, lo, hi, h)
             self._size_rule.value = f"{spec.name}: {spec.size_rule()}"
         self._n.max = spec.max_n
+        _show(self._sweep_styles, "style" in spec.params)
+
+    def _plan_sweep(self, request: GenerationRequest) -> GridState | None:
+        """The grid of a sweep (seeds across, styles down), or None when there is no sweep."""
+        axes: list[Axis | None] = [*self._sweep_axes(), None, None, None][:3]
+        if axes == [None, None, None]:
+            return None
+        fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
+        return build_state(GridState, [request.prompt], axes, fixed, self._session,
+                           preview_px=rendering.options.preview_px // 2, reuse=self._reuse.value)  # fmt: skip
 
     def _update_cost(self) -> None:
+        """What Generate will cost: the price as billed (z-image-turbo's rises with prompt rewriting on),
+        times each request of a sweep."""
         spec = get_model(self._model.value)
-        images, yuan = self._session.estimate_cost([GenerationRequest(prompt="", model=spec.name, n=self._n.value)])
-        text = f"{images} image{'s' if images != 1 else ''} x ¥{spec.price_yuan:.2f} = ¥{yuan:.2f}"
-        if getattr(self._session, "backend", None) == "emulator":
-            text += " (emulator: not billed)"
-        self._cost.value = text
+        extend = "prompt_extend" in spec.params and self._extend.value
+        cells, problem = 1, None
+        try:
+            for axis in self._sweep_axes():
+                cells *= len(axis.values)
+        except ValidationError as exc:
+            problem = exc.problems[0].param if exc.problems else "the sweep fields"
+        self._cost.value = cost_text(
+            images=self._n.value, price=price_yuan(spec, prompt_extend=extend), cells=cells,
+            emulator=getattr(self._session, "backend", None) == "emulator", sweep_problem=problem,
+        )
 
     def _set_code(self, request: GenerationRequest, sweep: GridState | None = None) -> None:
-        code = magic_cell(request if sweep is None or sweep.x is None or sweep.x.name != "seed" else request.replace(seed=None))
-        if sweep is not None:  # the sweep's axes on the option line: the magic draws the same grid
-            first, body = code.split("\n", 1)
-            axes = [(letter, a) for letter, a in (("x", sweep.x), ("y", sweep.y)) if a is not None]
-            first += "".join(f" --{letter} {shlex.quote(_axis_text(a))}" for letter, a in axes)
-            code = f"{first}\n{body}"
-        if self._reuse.value:
-            first, body = code.split("\n", 1)
-            code = f"{first} --reuse\n{body}"
-        self._code_text = code
+        axes = [] if sweep is None else [(letter, a.name, a.values) for letter, a in (("x", sweep.x), ("y", sweep.y))
+                                         if a is not None]  # fmt: skip
+        self._code_text = code_cell(request, axes, reuse=self._reuse.value)
         self._code.value = (
             "<details open><summary>Equivalent cell</summary>"
             f"<pre style='white-space:pre-wrap;user-select:all'>{html.escape(self._code_text)}</pre></details>"
@@ -347,6 +360,36 @@ class PanelForm(VBox):
         data, _ = rendering.error_mimebundle(exc)
         block = f'<div class="wanx-head"><b>{html.escape(title)}</b></div>{data["text/html"]}'
         self._errors.value = (self._errors.value if append else "") + block
+
+    def _ipython_display_(self) -> None:
+        """Show the panel, and under it an output that collects the results as static images.
+
+        Results arrive after the cell has finished. Updating a display by its id is the way a kernel
+        can still write into a finished cell, and that output is saved in the .ipynb as an ordinary
+        display, so exported notebooks and GitHub show the images (widget state they do not render).
+        """
+        from IPython.display import display, publish_display_data
+
+        publish_display_data(self._repr_mimebundle_())
+        if self._static_output:
+            self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def _emit_static(self) -> None:
+        """Show every result so far in ONE place: under the panel when IPython displayed it, else in its
+        Output widget. Plain results form one labelled gallery; each sweep is its own labelled grid."""
+        with self._lock:
+            plain = [r for r in self._results if not any(r is c.result for sw in self._sweeps for c in sw.cells)]
+            sweeps = list(self._sweeps)
+        data, metadata = rendering.Gallery(plain)._repr_mimebundle_() if plain else ({"text/plain": "", "text/html": ""}, {})
+        for sweep in sweeps:
+            data["text/html"] += xyz_grid_html(sweep, backends=sweep.backends, done=sweep.done)
+            data["text/plain"] += ("\n" if data["text/plain"] else "") + f"sweep: {sweep.plan}"
+        if not self._static_output:
+            return
+        if self._static_handle is not None:
+            self._static_handle.update(data, metadata=metadata, raw=True)
+            return
+        self._out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
     def _save_upload(self, name: str, content: bytes) -> str:
         """Write an uploaded reference image into the store (content-named, so re-runs find it)."""
@@ -359,12 +402,3 @@ class PanelForm(VBox):
             path.write_bytes(content)
         return str(path.resolve())
 
-
-def _axis_text(axis: Axis) -> str:
-    name = "seed" if axis.name == "seed" else "style"
-    return f"{name}=" + ",".join(str(v).strip("<>") for v in axis.values)
-
-
-def _model_label(spec: ModelSpec) -> str:
-    call = " · sync call" if spec.sync_only else ""
-    return f"{spec.name} · ¥{spec.price_yuan:.2f}/image · {spec.status}{call} · {spec.description}"

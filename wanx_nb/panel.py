@@ -1,22 +1,19 @@
 """The widget panel: a prompt, a model and its parameters in; images, costs and a re-runnable cell out.
 
-The panel composes widgets and wires them (ipywidgets `interactive`, ipyfilechooser); everything else
-is delegated: checking a request to `_validation.validate`, cost to `Session.estimate_cost`, running to
-`Session.start` (a Future on the background loop, so the kernel stays free and widget messages keep
-flowing), cancelling to `Session.cancel_pending`, and every piece of HTML to `rendering`.
+The form (widgets, the controls each model shows, the request they describe, the cost as billed, the
+equivalent cell) is `_panel_form.PanelForm`; `Panel` extends it with running it. Checking a request is
+`_validation.validate`'s job, running `Session.start` (a Future on the background loop, so the kernel
+stays free), cancelling the Run's, every piece of HTML `rendering`'s and every text `_panel_status`'s.
 
-Results arrive on the session's background thread. Handlers there only set widget values (which
-ipywidgets allows from any thread) and touch shared state under `self._lock`; they never raise into
-the session: whatever goes wrong is shown in the panel and kept in `.last_error`.
+Nothing is paid twice: whatever can refuse a click does so before anything is sent, with a message
+naming the field. A run that leaves a request sent and not finished (it may be billed) says so and
+offers Resume; Generate refuses to send that request again until Resume has settled it.
 
-Results are shown in ONE place: the static output under the panel (what a saved notebook keeps), or
-the panel's own Output widget when the panel was not displayed by IPython. While a run is in flight a
-small timer thread re-renders the status row every `tick_seconds` from the Run's last events, so
-elapsed time ticks while a task is PENDING; it stops when the run ends. A seed or style list in the
-sweep fields runs a labelled grid (`_grid` plans it, `_grid_html` draws it).
-
-The form (the widgets, the controls each model shows, the request they describe, the cost, the
-equivalent cell, errors) is `_panel_form.PanelForm`, which `Panel` extends with running it.
+Results arrive on the session's background thread. Handlers there only set widget values and touch
+shared state under `self._lock`; they never raise into the session. Results are shown in ONE place:
+the static output under the panel (what a saved notebook keeps), or the panel's own Output widget when
+IPython did not display it. A timer thread re-renders the status row every `tick_seconds` while a run
+is in flight, so elapsed time ticks while a task is PENDING.
 """
 
 from __future__ import annotations
@@ -25,38 +22,34 @@ import html
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ipywidgets import Button, CallbackDispatcher, Layout
 
 from . import rendering
-from ._exceptions import TaskCanceledError, WanxError
-from ._grid import Axis, parse_axis
-from ._grid_html import xyz_grid_html
-from ._grid_state import GridState, Key, build_state
+from ._exceptions import ReuseUnfinishedError, SubmitOutcomeUnknownError, TaskCanceledError, TaskUnfinishedError
+from ._grid_state import GridState, Key
 from ._models import GenerationResult
 from ._panel_form import PanelForm, magic_cell
-from ._panel_status import StatusRow, cancel_text, status_rows
+from ._panel_status import StatusRow, cancel_text, finish_text, status_rows
 from ._registry import get_model
 from ._request import DEFAULT_MODEL, GenerationRequest
-from ._session import Phase, Progress, Run, Session, get_session
+from ._resume import resume_report
+from ._session import Phase, Progress, Run, Session, Takeover, get_session
 from ._validation import validate
-
-if TYPE_CHECKING:
-    from IPython.display import DisplayHandle
 
 __all__ = ["Panel", "magic_cell"]
 
 
 class _Click:
-    """Bookkeeping of one click on Generate: its Run and what the panel has shown of it.
+    """Bookkeeping of one click on Generate (or Resume: `request` None): its Run and what the panel showed.
 
     `progress` keeps each request's last event and the clock reading when it arrived, so the status
     row can add the time since (elapsed ticks while a task waits). `sweep` is the grid of a sweep.
     """
 
     def __init__(
-        self, request: GenerationRequest, sweep: GridState | None = None, keys: list[Key] | None = None
+        self, request: GenerationRequest | None, sweep: GridState | None = None, keys: list[Key] | None = None
     ) -> None:
         self.request = request
         self.sweep = sweep
@@ -68,6 +61,8 @@ class _Click:
         self.run: Run | None = None
         self.finished = threading.Event()
         self.cancel_asked = False
+        self.late_cancels: set[str] = set()  # tasks created after Cancel (their create was on the wire)
+        self.takeover: Takeover | None = None  # a Resume: what it found besides the entries it took over
 
 
 class Panel(PanelForm):
@@ -104,22 +99,21 @@ class Panel(PanelForm):
         layout: Layout | None = None,
         tick_seconds: float = 1.0,
     ) -> None:
+        if not tick_seconds > 0:  # 0 would spin a thread; NaN fails the comparison too
+            raise ValueError(f"tick_seconds={tick_seconds!r}: how often the status row refreshes, in seconds above 0")
         session = session if session is not None else get_session()
         # The Run measures elapsed time on the session's clock (a fake one in tests): so does the ticker.
         self._clock: Callable[[], float] = getattr(session, "_clock", time.monotonic)
         self._tick_seconds = tick_seconds
-        self._sweeps: list[GridState] = []
-        self._lock = threading.Lock()
         self._done = threading.Event()
         self._done.set()
         self._click: _Click | None = None
-        self._results: list[GenerationResult] = []
         self._result_handlers = CallbackDispatcher()
-        self._static_output = static_output
-        self._static_handle: DisplayHandle | None = None  # set when IPython displays the panel (_ipython_display_)
-        super().__init__(session, model=get_model(model or DEFAULT_MODEL), prompt=prompt, layout=layout)
+        super().__init__(session, model=get_model(model or DEFAULT_MODEL), prompt=prompt, layout=layout,
+                         static_output=static_output)  # fmt: skip
         self._generate.on_click(self._on_generate_click)
         self._cancel.on_click(self._on_cancel_click)
+        self._resume.on_click(self._on_resume_click)
 
     # ---- public ----------------------------------------------------------------------------------
 
@@ -133,6 +127,10 @@ class Panel(PanelForm):
     def generate(self) -> None:
         """Start a generation from the current controls, exactly as the Generate button does."""
         self._generate.click()
+
+    def resume(self) -> None:
+        """Save what earlier runs sent and did not finish, without paying again, as the Resume button does."""
+        self._resume.click()
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         """Block until the current generation finishes; returns its results (for tests and scripts).
@@ -169,72 +167,120 @@ class Panel(PanelForm):
             return
         self._errors.value = ""
         self._message.value = ""
-        request = self.request()
-        try:
+        try:  # everything that can refuse, before anything is sent: said in the panel, never a traceback
+            request = self.request()
+            warnings = validate(request.replace(seed=None) if self._sweep_seeds.value.strip() else request)
             sweep = self._plan_sweep(request)
             keys = sweep.unique_keys() if sweep is not None else []
             requests = [request] if sweep is None else [sweep.cell_at(*k).request for k in keys]
-            warnings = validate(request) if sweep is None else []
             self._session.check_budget(requests)
-        except WanxError as exc:  # ValidationError, BudgetExceededError: nothing was sent
+            self._refuse_unfinished(requests)
+        except Exception as exc:  # ValidationError, BudgetExceededError, ReuseUnfinishedError...: nothing was sent
+            with self._lock:
+                self._click = None  # wait() then returns [] for this click, not the previous click's results
             self._show_error(exc, title="Not sent")
+            if isinstance(exc, ReuseUnfinishedError):
+                self._message.value = "Click Resume to save its images without paying again."
             return
-        if warnings:
-            self._message.value = "<br>".join(f"⚠ {html.escape(w)}" for w in warnings)
+        notes = [html.escape(f"⚠ {w}") for w in warnings]
         if sweep is not None:
-            self._message.value = html.escape(f"Sweep: {sweep.plan}")
+            notes.append(html.escape(f"Sweep: {sweep.plan}"))
+        self._message.value = "<br>".join(notes)
         click = _Click(request, sweep, keys)
-        with self._lock:
-            self._click = click
-        self._done.clear()
-        self._generate.disabled = True
-        self._cancel.disabled = False
         self._status.value = rendering.status_html([Progress(i, r.model, Phase.QUEUED) for i, r in enumerate(requests)])
         self._set_code(request, sweep)
-        try:
-            click.run = self._session.start(
+
+        def start() -> Run:
+            run = self._session.start(
                 requests,
                 reuse=self._reuse.value,
                 on_progress=lambda p: self._on_session_progress(click, p, keys),
                 on_result=lambda i, outcome: self._on_session_result(click, i, outcome, keys),
             )
+            if sweep is not None:
+                with self._lock:
+                    self._sweeps.append(sweep)
+                self._emit_static()
+            return run
+
+        self._begin(click, start)
+
+    def _on_resume_click(self, button: Button) -> None:
+        if self.running:
+            return
+        self._errors.value = self._message.value = self._status.value = ""
+        click = _Click(None)
+
+        def start() -> Run:
+            run, click.takeover = self._session.start_resume(
+                on_progress=lambda p: self._on_session_progress(click, p, []),
+                on_result=lambda i, outcome: self._on_session_result(click, i, outcome, []),
+            )
+            return run
+
+        self._begin(click, start)
+
+    def _begin(self, click: _Click, start: Callable[[], Run]) -> None:
+        """Show the click as running and start its Run; the buttons come back when it finishes."""
+        with self._lock:
+            self._click = click
+        self._done.clear()
+        self._generate.disabled = self._resume.disabled = True
+        self._cancel.disabled = False
+        try:
+            click.run = start()
         except Exception as exc:  # the session refused before anything was sent (store, budget, replay)
-            self._show_error(exc, title="Not sent")
+            self._status.value = ""  # no "queued" row for a request that will never go
+            self._show_error(exc, title="Not sent" if click.request is not None else "Resume failed")
             self._finish(click)
             return
-        if sweep is not None:
-            with self._lock:
-                self._sweeps.append(sweep)
-            self._emit_static()
         self._start_ticker(click)
         click.run.add_done_callback(lambda run: self._finish(click))
 
-    def _plan_sweep(self, request: GenerationRequest) -> GridState | None:
-        """The grid of a sweep (seeds across, styles down), or None when both sweep fields are empty."""
-        axes: list[Axis | None] = [None, None, None]
-        if self._sweep_seeds.value.strip():
-            axes[0] = parse_axis(("seed", self._sweep_seeds.value), "Sweep seeds")
-        if self._sweep_styles.value.strip():
-            axes[1 if axes[0] is not None else 0] = parse_axis(("style", self._sweep_styles.value), "Sweep styles")
-        if axes == [None, None, None]:
-            return None
-        fixed = {"model": request.model, **{k: v for k, v in request.given().items() if k != "prompt"}}
-        return build_state(GridState, [request.prompt], axes, fixed, self._session,
-                           preview_px=rendering.options.preview_px // 2, reuse=self._reuse.value)  # fmt: skip
+    def _refuse_unfinished(self, requests: list[GenerationRequest]) -> None:
+        """Refuse to send again a request an earlier run sent and did not finish: it may be billed and its
+        images not saved, and Resume saves them without paying twice. A run still going is left to finish."""
+        if self._session.mode == "replay":
+            return
+        store = self._session.store
+        for request in requests:
+            entry = self._session.sent_unfinished(request)
+            if entry is None or (lock := store.hold_run(entry.run_id)) is None:
+                continue  # none, or its run is still going (another cell's): that run finishes it
+            lock.release()
+            raise ReuseUnfinishedError(request.summary(), entry.task_id)
 
     def _on_cancel_click(self, button: Button) -> None:
         click = self._click
         if click is None or click.run is None or click.run.done():
             self._message.value = "Nothing to cancel: this panel has no request in flight."
             return
+        click.cancel_asked = True  # first: a create on the wire now has its task canceled when it comes back
         try:  # only this panel's run: another cell's tasks are never touched
             click.run.withdraw()
             click.run.cancel()
         except Exception as exc:
+            click.cancel_asked = False
             self._show_error(exc, title="Cancel failed")
             return
-        click.cancel_asked = True
         self._render_status(click)  # the message and the table come from the same snapshot
+
+    def _cancel_late(self, click: _Click, task_id: str) -> None:
+        """Cancel a task whose create was on the wire when Cancel was clicked (off the loop's thread)."""
+        with self._lock:
+            run = click.run
+            if run is None or task_id in click.late_cancels:
+                return
+            click.late_cancels.add(task_id)
+
+        def cancel() -> None:
+            try:
+                run.cancel()
+                self._render_status(click)
+            except Exception as exc:
+                self._show_error(exc, title="Cancel failed", append=True)
+
+        threading.Thread(target=cancel, name="wanx-panel-cancel", daemon=True).start()
 
     # ---- handlers: session (background thread) ---------------------------------------------------
 
@@ -244,6 +290,8 @@ class Panel(PanelForm):
                 click.progress[progress.index] = (progress, self._clock())
             if click.sweep is not None and keys:
                 click.sweep._on_progress(keys, progress)
+            if click.cancel_asked and progress.phase is Phase.PENDING and progress.task_id:
+                self._cancel_late(click, progress.task_id)
             self._render_status(click)
         except Exception as exc:  # never raise into the session
             self._show_error(exc, title="Panel error")
@@ -261,13 +309,13 @@ class Panel(PanelForm):
                         click.reused.append(outcome)
                     if click.sweep is None:
                         self._results.append(outcome)
-                if click.sweep is None:
+                if click.sweep is None and click.request is not None:
                     # The request as sent has the seed the client picked; keep the local reference path
                     # (the client swaps it for a temporary oss:// URL).
                     self._set_code(click.request.replace(seed=outcome.request.seed), None)
                     if not self._seed_fixed.value and outcome.request.seed is not None:
                         self._seed.value = outcome.request.seed  # tick "keep this seed" to repeat it
-                else:
+                elif click.sweep is not None:
                     with self._lock:
                         self._results.append(outcome)
                 self._emit_static()
@@ -277,29 +325,38 @@ class Panel(PanelForm):
                     click.errors.append(outcome)
                 if click.sweep is not None:
                     self._emit_static()
-                verb = "canceled" if isinstance(outcome, TaskCanceledError) else "failed"
+                verb = ("canceled" if isinstance(outcome, TaskCanceledError) else "not finished (may be billed)"
+                        if isinstance(outcome, (TaskUnfinishedError, SubmitOutcomeUnknownError)) else "failed")
                 self._show_error(outcome, title=f"{outcome_model(click, index)} {verb}", append=True)
         except Exception as exc:
             self._show_error(exc, title="Panel error", append=True)
 
     def _finish(self, click: _Click) -> None:
         click.finished.set()  # stops the ticker
-        self._render_status(click)
+        try:
+            self._render_status(click)
+            note = self._finish_note(click)
+            if note:
+                self._message.value = (self._message.value + "<br>" if self._message.value else "") + note
+        except Exception as exc:  # whatever happens, the panel is ready again
+            self._show_error(exc, title="Panel error", append=True)
+        finally:
+            self._generate.disabled = self._resume.disabled = False
+            self._cancel.disabled = True
+            self._done.set()
+
+    def _finish_note(self, click: _Click) -> str:
+        """What the click made and cost; what is left unfinished and how to save it (Resume, not Generate)."""
+        run = click.run
+        if click.request is None:  # a Resume
+            if run is None or click.takeover is None:
+                return ""
+            outcomes = [o for o in run.outcomes if o is not None]
+            return html.escape("Resume: " + resume_report(outcomes, click.takeover).text())
+        unfinished = len(run.summary().unfinished) if run is not None else 0
         with self._lock:
-            ok = sum(len(r.succeeded) for r in click.results)
-            reused_ids = {id(r) for r in click.reused}
-            cost = sum(r.cost_yuan for r in click.results if id(r) not in reused_ids)
-            reused = len(click.reused)
-        if click.results or click.errors:
-            note = f"Done: {ok} image{'s' if ok != 1 else ''}, ¥{cost:.2f}"
-            if reused:
-                note += f" ({reused} request{'s' if reused != 1 else ''} from the store, not paid again)"
-            if click.results and click.results[0].from_emulator:
-                note += " (emulator: nothing was billed)"
-            self._message.value = (self._message.value + "<br>" if self._message.value else "") + html.escape(note)
-        self._generate.disabled = False
-        self._cancel.disabled = True
-        self._done.set()
+            lines = finish_text(click.results, click.reused, failed=len(click.errors), unfinished=unfinished)
+        return "<br>".join(html.escape(line) for line in lines)
 
     # ---- the status row, refreshed while a run is in flight ----------------------------------------
 
@@ -325,39 +382,12 @@ class Panel(PanelForm):
         if click.cancel_asked:
             self._message.value = html.escape(cancel_text(rows))
 
-    def _ipython_display_(self) -> None:
-        """Show the panel, and under it an output that collects the results as static images.
-
-        Results arrive after the cell has finished. Updating a display by its id is the way a kernel
-        can still write into a finished cell, and that output is saved in the .ipynb as an ordinary
-        display, so exported notebooks and GitHub show the images (widget state they do not render).
-        """
-        from IPython.display import display, publish_display_data
-
-        publish_display_data(self._repr_mimebundle_())
-        if self._static_output:
-            self._static_handle = display({"text/plain": ""}, raw=True, display_id=True)
-
-    def _emit_static(self) -> None:
-        """Show every result so far in ONE place: under the panel when IPython displayed it, else in its
-        Output widget. Plain results form one labelled gallery; each sweep is its own labelled grid."""
-        with self._lock:
-            plain = [r for r in self._results if not any(r is c.result for sw in self._sweeps for c in sw.cells)]
-            sweeps = list(self._sweeps)
-        data, metadata = rendering.Gallery(plain)._repr_mimebundle_() if plain else ({"text/plain": "", "text/html": ""}, {})
-        for sweep in sweeps:
-            data["text/html"] += xyz_grid_html(sweep, backends=sweep.backends, done=sweep.done)
-            data["text/plain"] += ("\n" if data["text/plain"] else "") + f"sweep: {sweep.plan}"
-        if not self._static_output:
-            return
-        if self._static_handle is not None:
-            self._static_handle.update(data, metadata=metadata, raw=True)
-            return
-        self._out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
-
 
 def outcome_model(click: _Click, index: int) -> str:
     """The model of request `index` of a click (a sweep has several requests)."""
     if click.sweep is not None and 0 <= index < len(click.keys):
         return click.sweep.cell_at(*click.keys[index]).model
-    return click.request.model
+    if click.request is not None:
+        return click.request.model
+    requests = click.run.requests if click.run is not None else ()
+    return requests[index].model if 0 <= index < len(requests) else "request"
