@@ -101,7 +101,7 @@ def test_warnings_say_what_the_server_will_change():
     long = validate(GenerationRequest("a" * 801, model="wanx2.1-t2i-turbo", negative_prompt="b" * 501))
     assert long == ["prompt is 801 characters; wanx2.1-t2i-turbo keeps the first 800 and the server truncates the rest",
                     "negative_prompt is 501 characters; the server keeps the first 500"]
-    assert validate(GenerationRequest("a" * 800, model="wanx2.1-t2i-turbo", negative_prompt="b" * 500)) == []
+    assert validate(GenerationRequest("a" * 800, model="wanx2.0-t2i-turbo", negative_prompt="b" * 500)) == []
     no_ref = validate(GenerationRequest("a", model="wanx-v1", ref_mode="repaint"), names=NAMES)
     assert no_ref == ["ref_strength and --ref-mode have no effect without ref_img"]
     region = validate(GenerationRequest("a", model="wanx-v1"), region="singapore")

@@ -46,6 +46,15 @@ def test_long_prompt_warns_that_the_server_truncates():
     assert validate(GenerationRequest("x" * 2000, model="wan2.5-t2i-preview")) == []
 
 
+def test_a_prompt_past_the_lower_of_two_documented_limits_is_warned_about_and_sent():
+    # Protocol §1: 800 characters kept (S2, S3) or 500 for wan2.1/wan2.2 (S4, S7); truncation is silent.
+    (warning,) = validate(GenerationRequest("字" * 501, model="wanx2.1-t2i-turbo"))
+    assert warning == ("prompt is 501 characters; the docs give wanx2.1-t2i-turbo a limit of 800, but some say it "
+                       "keeps only the first 500: the server may cut the rest silently")
+    assert validate(GenerationRequest("字" * 500, model="wanx2.1-t2i-turbo")) == []
+    assert validate(GenerationRequest("字" * 700, model="wanx2.0-t2i-turbo")) == []  # 800 by every source
+
+
 def test_long_negative_prompt_warns():
     (warning,) = validate(GenerationRequest("fox", negative_prompt="n" * 501))
     assert "negative_prompt is 501 characters" in warning

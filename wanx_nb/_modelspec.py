@@ -54,6 +54,7 @@ class ModelSpec:
         submit_rps: task submissions per second per account (shared with RAM sub-accounts).
         concurrency: tasks the account may have running at once; the rest wait PENDING.
         prompt_limit: characters the server keeps; longer prompts are truncated, not rejected.
+        prompt_limit_low: a lower limit other sources give (a warning from there: the cut may come sooner).
         sizes: the fixed list of sizes (V1, qwen-image), or None when only the free rules apply.
         side_range: (min, max) pixels per side, for free sizes.
         pixel_range: (min, max) total pixels, for models ruled by area (wan2.5).
@@ -97,6 +98,7 @@ class ModelSpec:
     regions: tuple[str, ...] = ("beijing",)
     intl_name: str | None = None
     negative_prompt_limit: int = 500
+    prompt_limit_low: int | None = None
     max_n: int = 4
     default_n: int = 4
     # Seconds prompt rewriting adds ("3-4 s", user guide).

@@ -89,6 +89,7 @@ MODELS: dict[str, ModelSpec] = {
             price_yuan=0.20,
             # Disagreement (§6.4): 800 characters (S2, S3) or 500 (S4, S7); the server truncates.
             prompt_limit=800,
+            prompt_limit_low=500,  # disagreement (protocol §1, S4, S7 for wan2.1/wan2.2): 500 kept, not 800
             typical_seconds=25.0,
             regions=("beijing", "singapore", "virginia"),
             intl_name="wan2.1-t2i-plus",
@@ -99,6 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Wan 2.1 fast: quick, all-round, the best value",
             price_yuan=0.14,
             prompt_limit=800,
+            prompt_limit_low=500,  # disagreement (protocol §1, S4, S7 for wan2.1/wan2.2): 500 kept, not 800
             typical_seconds=12.0,
             regions=("beijing", "singapore", "virginia"),
             intl_name="wan2.1-t2i-turbo",
@@ -121,6 +123,7 @@ MODELS: dict[str, ModelSpec] = {
             concurrency=1,
             # Disagreement (§6.4): 800 (V1 reference) or 500 (a third-party SDK comment).
             prompt_limit=800,
+            prompt_limit_low=500,  # disagreement (protocol §1, S12, a source comment): 500 kept, not 800
             sizes=V1_SIZES,
             # The V1 service checks the size after queueing: the task FAILS (doc sample v1-query-failed-doc).
             size_deferred=True,
@@ -136,6 +139,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Wan 2.2 flash: fastest of the 2.2 line",
             price_yuan=0.14,
             prompt_limit=800,
+            prompt_limit_low=500,  # disagreement (protocol §1, S4, S7 for wan2.1/wan2.2): 500 kept, not 800
             typical_seconds=8.0,
             regions=("beijing", "singapore", "virginia"),
             **_V2_DEFAULTS,
@@ -145,6 +149,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Wan 2.2 professional: richer detail than flash",
             price_yuan=0.20,
             prompt_limit=800,
+            prompt_limit_low=500,  # disagreement (protocol §1, S4, S7 for wan2.1/wan2.2): 500 kept, not 800
             typical_seconds=20.0,
             regions=("beijing", "singapore", "virginia"),
             **_V2_DEFAULTS,

@@ -120,6 +120,11 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
             f"prompt is {len(request.prompt)} characters; {spec.name} keeps the first {spec.prompt_limit} "
             "and the server truncates the rest"
         )
+    elif spec.prompt_limit_low is not None and len(request.prompt) > spec.prompt_limit_low:
+        warnings.append(
+            f"prompt is {len(request.prompt)} characters; the docs give {spec.name} a limit of {spec.prompt_limit}, "
+            f"but some say it keeps only the first {spec.prompt_limit_low}: the server may cut the rest silently"
+        )
     neg = request.negative_prompt
     if neg is not None:
         if not isinstance(neg, str):
@@ -135,7 +140,7 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
 def _visible(text: str) -> bool:
     """Whether `text` has a character that shows: not only spaces, zero-width or control characters
     ("\u200b" is not whitespace to str.strip, and a prompt of it alone describes nothing)."""
-    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Cn", "Co", "Zs") for c in text)
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs") for c in text)
 
 
 def _unencodable(text: str) -> str | None:
