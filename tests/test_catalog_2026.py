@@ -194,6 +194,7 @@ def test_a_lost_sync_answer_is_unknown_journalled_and_never_sent_again(session, 
     (outcome,) = run.result()
     assert isinstance(outcome, SyncOutcomeUnknownError)
     assert outcome.billed is None and "cannot be looked up" in str(outcome) and "not retried" in str(outcome)
+    assert run.summary().unfinished == ()  # nothing a resume can finish: no "resume saves it" from the run
     (entry,) = session.store.unfinished()
     assert entry.state is EntryState.OUTCOME_UNKNOWN and entry.task_id is None
     assert len(emulator.requests("generate")) == 1
@@ -202,6 +203,7 @@ def test_a_lost_sync_answer_is_unknown_journalled_and_never_sent_again(session, 
     (unfinished,) = report.unfinished
     assert isinstance(unfinished, TaskUnfinishedError) and unfinished.code == "SyncOutcomeUnknown"
     assert "not sent again" in str(unfinished)
+    assert "sync call(s) whose answer was lost" in report.text() and "again later" not in report.text()
     assert len(emulator.requests("generate")) == 1  # resume looked, never re-sent
     assert [r for r in emulator.request_log if r.route in ("list", "query")] == []  # nothing to look up
     assert session.store.entry(entry.entry_id).state is EntryState.OUTCOME_UNKNOWN

@@ -39,9 +39,14 @@ class ResumeReport:
             parts.append(f"recovered {len(self.recovered)} task(s), {images} image(s) saved")
         if self.ended:
             parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
-        if self.unfinished:
-            why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in self.unfinished))
-            parts.append(f"{len(self.unfinished)} still unfinished ({why}: run `%wanx resume` again later)")
+        lost = [e for e in self.unfinished if getattr(e, "code", None) == "SyncOutcomeUnknown"]
+        pending = [e for e in self.unfinished if e not in lost]
+        if pending:
+            why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in pending))
+            parts.append(f"{len(pending)} still unfinished ({why}: run `%wanx resume` again later)")
+        if lost:  # no task to look up: no later resume reaches what they made
+            parts.append(f"{len(lost)} sync call(s) whose answer was lost: what they made cannot be looked up "
+                         "(check the bill in the console)")
         if self.expired:
             ids = ", ".join(e.task_id or e.entry_id for e in self.expired)
             parts.append(f"{len(self.expired)} gone for good (older than the service's 24 h): {ids}")
@@ -74,6 +79,12 @@ def resume_report(outcomes: list[Outcome], takeover: Takeover) -> ResumeReport:
     """Sort a resume run's outcomes into the report."""
     recovered = [o for o in outcomes if isinstance(o, GenerationResult)]
     unfinished = [o for o in outcomes if isinstance(o, TaskUnfinishedError)]
+    for result in recovered:  # recovered, but not all of it: the entry is still open, and the report says so
+        left = [im for im in result.images if im.billed and not im.path and not im.gone]
+        if left:
+            codes = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in left))
+            detail = f"{len(left)} of {result.billed_images} billed image(s) still not saved ({codes})"
+            unfinished.append(TaskUnfinishedError(result.task_id, detail, code=left[0].download_code or "DownloadFailed"))
     ended = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, TaskUnfinishedError)]
     return ResumeReport(
         recovered, unfinished, ended, takeover.expired, takeover.never_sent, takeover.left_to_live_runs,
