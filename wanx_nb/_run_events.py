@@ -1,13 +1,19 @@
-"""What a Run tells its views: the Phase of each request, Progress events, and the RunSummary."""
+"""What a Run tells its views: the Phase of each request, Progress events, and the RunSummary; and
+the run's own record of each request (`Slot`)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ._exceptions import WanxError
 from ._models import GenerationResult
+from ._registry import get_model, preferred_protocol
+from ._request import GenerationRequest
 
-__all__ = ["FINAL_PHASES", "Outcome", "Phase", "Progress", "RunSummary"]
+__all__ = ["FINAL_PHASES", "Outcome", "Phase", "Progress", "RunSummary", "Slot", "is_sync", "parse_utc", "utcnow"]
 
 Outcome = GenerationResult | BaseException
 
@@ -92,3 +98,48 @@ class RunSummary:
             line += f". {self.recovery}"
         return line
 
+
+
+@dataclass(slots=True)
+class Slot:
+    """The run's view of one request (one per request of a batch: kept small)."""
+
+    index: int
+    request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
+    notes: tuple[str, ...]
+    entry_id: str
+    phase: Phase = Phase.QUEUED
+    sent: bool = False
+    task_id: str | None = None
+    started: float = 0.0
+    outcome: Outcome | None = None
+    billed: int = 0
+    saved: int = 0
+    withdrawing: bool = False
+    store_error: WanxError | None = None  # the first journal write that failed after sending
+    # For the provenance record: the request as given (None: `request`; resume reads it from the
+    # journal) and the create call's request id (a poll's answer carries its own).
+    given: GenerationRequest | None = None
+    create_request_id: str | None = None
+    answered: bool = False  # a sync call's answer (its image URLs) is in the journal: never "unknown" again
+    said_unknown: bool = False  # the service already answered UNKNOWN for this task once (an earlier run)
+    worker: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def is_sync(request: GenerationRequest) -> bool:
+    """Whether the client sends this request as a synchronous call (a sync-only model: no task id)."""
+    try:
+        return not preferred_protocol(get_model(request.model)).is_async
+    except (KeyError, TypeError):
+        return False
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_utc(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

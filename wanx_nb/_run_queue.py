@@ -4,21 +4,29 @@ A request waiting for its model's place is a `Slot` in its model's queue, not a 
 stack: a batch of 200 holds 200 small records while only as many workers as the scheduler can keep in
 flight (plus one per concurrency slot, for downloads) drive requests, in order. Every request says
 QUEUED at the start; `Run._withdraw` drops the ones no worker has taken. A resume collects every
-unfinished task at once (the service already has them).
+unfinished task at once (the service already has them): `_resume_one` per journal entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 from collections import deque
 
+from ._exceptions import TaskUnfinishedError
+from ._models import GenerationResult, ImageResult, Task, TaskStatus
 from ._registry import get_model
 from ._request import GenerationRequest
-from ._run_events import Phase
+from ._run_events import Phase, is_sync, parse_utc
 from ._run_locks import RunLock
 from ._run_steps import RequestSteps, Slot
 from ._scheduler import in_flight
+from ._store import EntryState
+from ._store_read import stored_path
+
+# The wall time we wrote before sending brackets a create whose answer was lost, give or take clock skew.
+_SKEW = dt.timedelta(minutes=3)
 
 __all__ = ["RequestQueues"]
 
@@ -87,6 +95,69 @@ class RequestQueues(RequestSteps):
                 slot.worker = None
             if slot.withdrawing and sys.version_info >= (3, 11) and worker.cancelling():
                 worker.uncancel()  # the cancel was this request's withdrawal, handled by `_guarded`
+
+    # ---- resume: what an earlier run left unfinished -------------------------------------------------
+
+    async def _resume_one(self, slot: Slot) -> None:
+        """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
+        assert self._client is not None
+        entry = self._store.entry(slot.entry_id)
+        slot.given, slot.create_request_id = entry.given, entry.request_id
+        slot.said_unknown = entry.status == TaskStatus.UNKNOWN.value
+        if entry.task_id is None and is_sync(entry.sent or entry.given):
+            if entry.state is EntryState.COLLECTING or self._store.result_record(slot.entry_id) is not None:
+                await self._collect_sync(slot, entry.sent or entry.given)
+            else:
+                self._sync_unresolved(slot, entry.message)
+            return
+        if entry.task_id is None:
+            request = entry.sent or entry.given
+            sent_at = parse_utc(entry.sent_at) or parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
+            # The wall time we wrote before sending brackets the create, give or take the clocks' skew.
+            window = (sent_at - _SKEW, sent_at + _SKEW)
+            await self._reconcile(slot, request, window, entry.code, entry.message or "the create's outcome is unknown")
+            return
+        await self._collect(slot, entry.sent or entry.given)
+
+    def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
+        """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported
+        (never re-sent) and stays in the journal as it is."""
+        detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
+        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
+        self._set_outcome(slot, Phase.UNFINISHED, error)
+
+    async def _collect_sync(self, slot: Slot, sent: GenerationRequest) -> None:
+        """Resume of a sync call whose billed images were not all saved: there is no task to ask
+        again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
+        assert self._client is not None
+        record = self._store.result_record(slot.entry_id)
+        images = [
+            ImageResult(
+                index=m.index, seed=m.seed, size=m.size, url=m.url, orig_prompt=m.orig_prompt,
+                actual_prompt=m.actual_prompt, path=stored_path(self._store.images_dir, m.path), code=m.code,
+                message=m.message,
+            )
+            for m in (record.images if record is not None else ())
+        ]  # fmt: skip
+        if not any(im.url or im.path for im in images):  # (all saved already: `_save` below finishes it)
+            self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
+            return
+        slot.answered = True  # stopped from here on, it stays COLLECTING (never "unknown")
+        self._emit(slot, Phase.DOWNLOADING)
+        async with self._image_room.place() as place:
+            await place.take()
+            for image in images:
+                if image.url and not image.path and image.code is None:
+                    await self._client.fetch(image)
+            assert record is not None  # it held the URLs fetched above
+            task = Task(
+                task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.request_id, usage=record.usage,
+                results=tuple({"url": im.url} for im in images if im.url),
+            )  # fmt: skip
+            result = GenerationResult(
+                request=sent, task=task, images=images, backend=record.backend, created_at=record.created_at,
+            )  # fmt: skip
+            await self._save(slot, result)
 
 
 def _model_name(request: GenerationRequest) -> str:

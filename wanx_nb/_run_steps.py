@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from ._exceptions import (
     APIStatusError,
     SubmitOutcomeUnknownError,
+    StoreError,
     SyncOutcomeUnknownError,
     TaskCanceledError,
     TaskFailedError,
@@ -24,13 +24,14 @@ from ._exceptions import (
     TaskUnknownError,
     WanxError,
 )
-from ._models import GenerationResult, ImageResult, Task, TaskStatus
-from ._registry import get_model, preferred_protocol
+from ._models import GenerationResult, Task, TaskStatus
+from ._protocol import image_results
 from ._request import GenerationRequest
-from ._run_events import Outcome, Phase, Progress
+from ._run_events import Outcome, Phase, Progress, Slot, utcnow
+from ._run_events import is_sync as _is_sync
 from ._run_room import ImageRoom
 from ._store import EntryState
-from ._store_read import stored_path
+from ._store_db import StoreFailure
 
 if TYPE_CHECKING:
     from ._client import AsyncWanxClient
@@ -41,33 +42,6 @@ __all__ = ["RequestSteps", "Slot", "utcnow"]
 
 P = ParamSpec("P")
 
-# The wall time we wrote before sending brackets a create whose answer was lost, give or take clock skew.
-_SKEW = dt.timedelta(minutes=3)
-
-
-
-@dataclass(slots=True)
-class Slot:
-    """The run's view of one request (one per request of a batch: kept small)."""
-
-    index: int
-    request: GenerationRequest  # as prepared (validated, --reproducible applied); seed may be unset
-    notes: tuple[str, ...]
-    entry_id: str
-    phase: Phase = Phase.QUEUED
-    sent: bool = False
-    task_id: str | None = None
-    started: float = 0.0
-    outcome: Outcome | None = None
-    billed: int = 0
-    saved: int = 0
-    withdrawing: bool = False
-    store_error: WanxError | None = None  # the first journal write that failed after sending
-    # For the provenance record: the request as given (None: `request`; resume reads it from the
-    # journal) and the create call's request id (a poll's answer carries its own).
-    given: GenerationRequest | None = None
-    create_request_id: str | None = None
-    worker: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 
@@ -119,13 +93,36 @@ class RequestSteps:
         except WanxError:
             return set()  # reconcile then matches more loosely; it still never re-sends
 
+    def _refuse_if_the_store_failed(self) -> None:
+        """Before a create: a store that already failed this run (a full disk...) would only be paid into."""
+        failed = next((s.store_error for s in self._slots if isinstance(s.store_error, StoreFailure)), None)
+        if failed is not None:
+            raise StoreError(
+                str(self._store.root), f"not sent: the store failed after an earlier request of this run ({_trouble(failed)})",
+                "this request was not sent and not billed: free the store, `%wanx resume` what was sent, then run it",
+            )
+
+    def _journal_answer(self, slot: Slot, task: Task, sent: GenerationRequest) -> None:
+        """A sync call answered: its bill and image URLs go in the journal before anything is downloaded,
+        so a stop, a crash or a failed download leaves them to resume (no task can be asked again)."""
+        assert self._client is not None
+        backend = "emulator" if task.emulator or self._client.backend == "emulator" else self._client.backend
+        answer = GenerationResult(request=sent, task=task, images=image_results(task, sent), backend=backend,
+                                  created_at=utcnow(), given=slot.given or slot.request)  # fmt: skip
+        slot.billed = answer.billed_images
+        slot.answered = self._write(slot, self._store.set_billed, slot.billed, result=answer.provenance())
+
     async def _drive(self, slot: Slot) -> None:
         """One request from QUEUED to its outcome."""
         assert self._client is not None
 
+        sent_as: list[GenerationRequest] = []
+
         async def sending(sent: GenerationRequest) -> None:
+            self._refuse_if_the_store_failed()
             self._store.mark_sending(slot.entry_id, sent, utcnow())
             slot.sent = True
+            sent_as.append(sent)
             self._emit(slot, Phase.SENDING)
 
         def submitted(task: Task, sent: GenerationRequest) -> None:
@@ -137,10 +134,16 @@ class RequestSteps:
             self._emit(slot, Phase.PENDING)
 
         async with self._image_room.place() as place:
+
+            async def answered(task: Task) -> None:
+                if task.task_id is None and sent_as:  # a sync call's answer: its URLs are all there is to it
+                    self._journal_answer(slot, task, sent_as[-1])
+                await place.take()
+
             try:
                 result = await self._client.generate(
                     slot.request, on_sending=sending, on_submitted=submitted, on_status=lambda t: self._polled(slot, t),
-                    timeout=float("inf"), before_download=place.take,
+                    timeout=float("inf"), before_download=answered,
                 )
             except SyncOutcomeUnknownError as exc:
                 # No task id to look up and no task list holds sync calls: say so, never send it again.
@@ -154,26 +157,6 @@ class RequestSteps:
                 self._failed(slot, exc)
                 return
             await self._save(slot, result)
-
-    async def _resume_one(self, slot: Slot) -> None:
-        """An entry an earlier run left unfinished: reconcile it or collect it, then save."""
-        assert self._client is not None
-        entry = self._store.entry(slot.entry_id)
-        slot.given, slot.create_request_id = entry.given, entry.request_id
-        if entry.task_id is None and _is_sync(entry.sent or entry.given):
-            if entry.state is EntryState.COLLECTING:
-                await self._collect_sync(slot, entry.sent or entry.given)
-            else:
-                self._sync_unresolved(slot, entry.message)
-            return
-        if entry.task_id is None:
-            request = entry.sent or entry.given
-            sent_at = _parse_utc(entry.sent_at) or _parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
-            # The wall time we wrote before sending brackets the create, give or take the clocks' skew.
-            window = (sent_at - _SKEW, sent_at + _SKEW)
-            await self._reconcile(slot, request, window, entry.code, entry.message or "the create's outcome is unknown")
-            return
-        await self._collect(slot, entry.sent or entry.given)
 
     async def _collect(self, slot: Slot, sent: GenerationRequest) -> None:
         assert self._client is not None and slot.task_id is not None
@@ -231,45 +214,6 @@ class RequestSteps:
                 return found, found.reason
         return None, "another request of this store took its one candidate task meanwhile"
 
-    def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
-        """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported
-        (never re-sent) and stays in the journal as it is."""
-        detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
-        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
-        self._set_outcome(slot, Phase.UNFINISHED, error)
-
-    async def _collect_sync(self, slot: Slot, sent: GenerationRequest) -> None:
-        """Resume of a sync call whose billed images were not all saved: there is no task to ask
-        again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
-        assert self._client is not None
-        record = self._store.result_record(slot.entry_id)
-        images = [
-            ImageResult(
-                index=m.index, seed=m.seed, size=m.size, url=m.url, orig_prompt=m.orig_prompt,
-                actual_prompt=m.actual_prompt, path=stored_path(self._store.images_dir, m.path), code=m.code,
-                message=m.message,
-            )
-            for m in (record.images if record is not None else ())
-        ]  # fmt: skip
-        if not any(im.url and not im.path for im in images):
-            self._sync_unresolved(slot, "a synchronous call's billed images are not saved and no URL was recorded")
-            return
-        self._emit(slot, Phase.DOWNLOADING)
-        async with self._image_room.place() as place:
-            await place.take()
-            for image in images:
-                if image.url and not image.path and image.code is None:
-                    await self._client.fetch(image)
-            assert record is not None  # it held the URLs fetched above
-            task = Task(
-                task_id=None, status=TaskStatus.SUCCEEDED, request_id=record.request_id, usage=record.usage,
-                results=tuple({"url": im.url} for im in images if im.url),
-            )  # fmt: skip
-            result = GenerationResult(
-                request=sent, task=task, images=images, backend=record.backend, created_at=record.created_at,
-            )  # fmt: skip
-            await self._save(slot, result)
-
     def _polled(self, slot: Slot, task: Task) -> None:
         self._write(slot, self._store.update_status, task.status.value)
         # A succeeded task's images are fetched next: it is downloading from now on, not once they are here.
@@ -293,7 +237,7 @@ class RequestSteps:
             if image.data is not None:
                 saved = await asyncio.to_thread(self._write, slot, self._store.save_image, image, record)
                 if not saved:  # a full disk, a vanished store: the entry stays COLLECTING for resume
-                    image.download_error, image.download_code = str(slot.store_error), "StoreError"
+                    image.download_error, image.download_code = _trouble(slot.store_error), "StoreError"
             elif image.code is not None and image.download_code is None:
                 self._write(slot, self._store.record_image_failure, image.index, image.code, image.message)
         slot.saved = sum(1 for im in result.images if im.path)
@@ -302,23 +246,29 @@ class RequestSteps:
             self._write(
                 slot, self._store.finish, EntryState.GONE, status=result.task.status.value, code="ImageExpired",
                 message=f"{len(missing)} billed image(s) expired before they could be saved", result=result.provenance(),
+                billed_images=slot.billed,
             )
+            result.warnings.append(f"{len(missing)} of {slot.billed} billed image(s) expired before they could be "
+                                   "saved (result URLs live 24 h): the service no longer serves them")  # fmt: skip
         elif missing:
             details = "; ".join(dict.fromkeys(im.download_error or "not downloaded" for im in missing))
             self._write(slot, self._store.note_error, missing[0].download_code, details)  # the whole story, for history
             reasons = ", ".join(dict.fromkeys(im.download_code or "DownloadFailed" for im in missing))
             self._write(
-                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance()
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance(),
+                billed_images=slot.billed,
             )
+            first = f"free the store ({_trouble(slot.store_error)}), then " if slot.store_error else ""
             result.warnings.append(
-                f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); "
+                f"{len(missing)} of {slot.billed} billed image(s) are not saved yet ({reasons}); {first}"
                 "`%wanx resume` downloads them while their URLs live (24 h), without paying again"
             )
             self._set_outcome(slot, Phase.UNFINISHED, result)
             return
         else:
             self._write(
-                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance()
+                slot, self._store.finish, EntryState.DONE, status=result.task.status.value, result=result.provenance(),
+                billed_images=slot.billed,
             )
         self._set_outcome(slot, Phase.DONE, result)
 
@@ -335,11 +285,19 @@ class RequestSteps:
                 message=exc.server_message,
             )
             self._set_outcome(slot, Phase.CANCELED, exc)
-        elif isinstance(exc, TaskUnknownError):
+        elif isinstance(exc, TaskUnknownError) and slot.said_unknown:  # asked again later: still unknown
             self._write(
                 slot, self._store.finish, EntryState.GONE, status="UNKNOWN", code=exc.code, message=exc.server_message
             )
             self._set_outcome(slot, Phase.FAILED, exc)
+        elif isinstance(exc, TaskUnknownError):
+            # The service made this task (it gave us its id) less than 24 h ago: one UNKNOWN may pass. The
+            # entry stays open; a resume asks again, and a second UNKNOWN then ends it (GONE).
+            why = "the service answered UNKNOWN for a task it created; that may pass"
+            self._write(slot, self._store.note_error, "TaskUnknown", f"{why}: {exc}")
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(slot.task_id, why, code="TaskUnknown"))
+        elif slot.answered:  # a sync call's answer is in the journal: resume downloads what is missing
+            self._keep_open(slot, exc)
         elif slot.task_id is None and (not slot.sent or getattr(exc, "sent", None) is False):
             # Nothing reached the service (validation, upload, the store; or no connection could be made,
             # on every try: a submit is retried only then): the entry never was a request.
@@ -353,11 +311,15 @@ class RequestSteps:
             self._write(slot, self._store.mark_outcome_unknown, getattr(exc, "code", None), str(exc))
             self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, str(exc)))
         else:
-            code = getattr(exc, "code", None)
-            self._write(slot, self._store.note_error, code, str(exc))
-            unfinished = TaskUnfinishedError(slot.task_id, str(exc), code=code)
-            unfinished.__cause__ = exc
-            self._set_outcome(slot, Phase.UNFINISHED, unfinished)
+            self._keep_open(slot, exc)
+
+    def _keep_open(self, slot: Slot, exc: BaseException) -> None:
+        """A client-side error after the service made the images: noted, the entry left for resume."""
+        code = getattr(exc, "code", None)
+        self._write(slot, self._store.note_error, code, str(exc))
+        unfinished = TaskUnfinishedError(slot.task_id, str(exc), code=code)
+        unfinished.__cause__ = exc
+        self._set_outcome(slot, Phase.UNFINISHED, unfinished)
 
     def _cancelled(self, slot: Slot) -> None:
         """The run was stopped (or this request withdrawn) while this request was in flight."""
@@ -367,6 +329,10 @@ class RequestSteps:
             self._write(slot, self._store.mark_withdrawn)
             withdrawn = TaskCanceledError("(not sent)", "CANCELED", "Withdrawn", "withdrawn before it was sent")
             self._set_outcome(slot, Phase.WITHDRAWN, withdrawn)
+        elif slot.task_id is None and slot.answered:
+            why = "stopped while a synchronous call's billed images downloaded; its answer (their URLs) is journaled"
+            self._write(slot, self._store.note_error, "Interrupted", why)
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="Interrupted"))
         elif slot.task_id is None and _is_sync(slot.request):
             why = ("stopped while a synchronous call was on the wire: billed or not is unknown, and a sync call "
                    "cannot be looked up; it is not sent again")  # fmt: skip
@@ -385,9 +351,9 @@ class RequestSteps:
     def _set_outcome(self, slot: Slot, phase: Phase, outcome: Outcome) -> None:
         if slot.outcome is not None:
             return  # settled already (a cancel the service accepted): one outcome per request
-        if slot.store_error is not None and phase is not Phase.UNFINISHED:
+        if slot.store_error is not None and slot.sent and phase is not Phase.UNFINISHED:
             # The journal missed part of this request's story: keep it open for resume, and say why.
-            detail = f"the store could not record it ({slot.store_error})"
+            detail = f"the store could not record it ({_trouble(slot.store_error)})"
             if isinstance(outcome, GenerationResult):
                 outcome.warnings.append(f"{detail}; free the store, then `%wanx resume` saves what is missing")
             else:
@@ -413,21 +379,8 @@ _PHASE_OF_STATUS = {
 }
 
 
-def _is_sync(request: GenerationRequest) -> bool:
-    """Whether the client sends this request as a synchronous call (a sync-only model: no task id)."""
-    try:
-        return not preferred_protocol(get_model(request.model)).is_async
-    except (KeyError, TypeError):
-        return False
-
-
-def utcnow() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _parse_utc(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
+def _trouble(error: WanxError | None) -> str:
+    """What went wrong with the store. Its remedy is said before anything is sent ("try again", "use another
+    store"): after a create only a rebuild of a damaged index is, which comes before the resume."""
+    problem, remedy = getattr(error, "problem", None) or str(error), str(getattr(error, "remedy", ""))
+    return f"{problem}; {remedy}" if "rebuild" in remedy else problem

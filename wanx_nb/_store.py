@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ._exceptions import StoreError
 from ._journal import UNFINISHED_STATES, EntryState, JournalEntry, as_utc_iso, request_json, search_text, utc_iso
 from ._models import ImageResult
 from ._png import provenance_parts, read_provenance
@@ -160,14 +161,17 @@ class Store(StoreQueries):
         with self._update(entry_id, allow_final=True) as (db, _):
             db.execute("UPDATE entries SET code=?, message=? WHERE entry_id=?", (code, message, entry_id))
 
-    def set_billed(self, entry_id: str, billed_images: int) -> None:
-        """What the service billed; the entry is COLLECTING while fewer images are saved."""
+    def set_billed(self, entry_id: str, billed_images: int, *, result: Provenance | None = None) -> None:
+        """What the service billed; the entry is COLLECTING while fewer images are saved. `result`: the
+        answer's record (a sync call's image URLs, its only way back to them) kept before downloading."""
         with self._update(entry_id, allow_final=True) as (db, entry):
             state = entry.state
             if not state.is_final and entry.saved_images < billed_images:
                 state = EntryState.COLLECTING
-            db.execute("UPDATE entries SET billed_images=?, state=? WHERE entry_id=?",
-                       (int(billed_images), state.value, entry_id))  # fmt: skip
+            db.execute("UPDATE entries SET billed_images=?, state=?, result_json=COALESCE(?, result_json),"
+                       " request_id=COALESCE(request_id, ?) WHERE entry_id=?",
+                       (int(billed_images), state.value, result.to_json() if result is not None else None,
+                        result.request_id if result is not None else None, entry_id))  # fmt: skip
 
     def save_image(self, entry_id: str, image: ImageResult, record: Provenance | None = None) -> str:
         """Write one served image, with `record.for_image(index)` in its chunk, atomically and index it;
@@ -175,10 +179,20 @@ class Store(StoreQueries):
         Without a record (the result not built yet) the chunk holds what the journal knows."""
         if image.data is None:
             raise self._error(f"image {image.index} of entry {entry_id} has no bytes", "download it before saving")
-        with self._read() as db:
-            entry = self._row_entry(db, entry_id)
-            row = db.execute("SELECT path, sha256 FROM images WHERE entry_id=? AND idx=? AND path IS NOT NULL",
-                             (entry_id, image.index)).fetchone()  # fmt: skip
+        try:
+            with self._read() as db:
+                entry = self._row_entry(db, entry_id)
+                row = db.execute("SELECT path, sha256 FROM images WHERE entry_id=? AND idx=? AND path IS NOT NULL",
+                                 (entry_id, image.index)).fetchone()  # fmt: skip
+        except StoreError:
+            if (mine := self._mine.get(entry_id)) is None:
+                raise
+            # The index cannot be read (damaged, replaced): the paid bytes still go on disk, where a
+            # rebuild finds them by their provenance; then say the index failed.
+            sha = hashlib.sha256(image.data).hexdigest()
+            if read_stored_image(str(self.images_dir / f"{sha}.png"))[0] is None:
+                self._write_file(self.images_dir / f"{sha}.png", self._stamp(image, sha, mine, record or entry_record(mine)))
+            raise
         if row is not None:
             done = stored_path(self.images_dir, row["path"])  # not None: the query asks for a path
             if done is not None and read_stored_image(done)[0] is not None:
@@ -236,7 +250,7 @@ class Store(StoreQueries):
             tmp = None
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            raise self._error(
+            raise self._failure(
                 f"could not write {path} ({'disk full' if full else exc.strerror or exc})",
                 ("free some space, then " if full else "fix the directory, then ")
                 + "run `wanx-nb resume` (or %wanx resume) within 24 h: the task is kept and its images are fetched again",
@@ -256,21 +270,23 @@ class Store(StoreQueries):
 
     def finish(self, entry_id: str, state: EntryState, *, status: str | None = None, code: str | None = None,
                message: str | None = None, result: Provenance | None = None,
-               now: dt.datetime | None = None) -> None:  # fmt: skip
-        """A final state. DONE while fewer images are saved than billed records COLLECTING instead."""
+               now: dt.datetime | None = None, billed_images: int = 0) -> None:  # fmt: skip
+        """A final state. DONE while fewer images are saved than billed records COLLECTING instead.
+        `billed_images`: the bill, written with the state (an earlier `set_billed` may have failed)."""
         if not state.is_final:
             raise ValueError(f"finish() takes a final state, not {state.value!r}")
         with self._update(entry_id) as (db, entry):
-            if state is EntryState.DONE and entry.saved_images < entry.billed_images:
+            billed = max(entry.billed_images, int(billed_images))
+            if state is EntryState.DONE and entry.saved_images < billed:
                 state = EntryState.COLLECTING
             db.execute(
-                "UPDATE entries SET state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
+                "UPDATE entries SET billed_images=?, state=?, status=COALESCE(?, status), code=COALESCE(?, code),"
                 " message=COALESCE(?, message), finished_at=?, result_json=COALESCE(?, result_json),"
                 " backend=COALESCE(?, backend), request_id=COALESCE(request_id, ?) WHERE entry_id=?",
                 # The result knows where its images came from: a served emulator at a base URL was
                 # journaled as the session's "dashscope" before its first answer said otherwise. A sync
                 # call's request id, its only id, is known only now (`get` finds it by it).
-                (state.value, status, code, message, utc_iso(now) if state.is_final else None,
+                (billed, state.value, status, code, message, utc_iso(now) if state.is_final else None,
                  result.to_json() if result is not None else None, result.backend if result is not None else None,
                  result.request_id if result is not None else None, entry_id),
             )  # fmt: skip

@@ -22,7 +22,7 @@ from ._registry import get_model
 from ._sqlite import enter_wal
 from ._store_repair import REBUILD_HINT, index_version, migrate_v1, populate_from_pngs
 
-__all__ = ["REBUILD_HINT", "StoreConnection", "disk_refused"]
+__all__ = ["REBUILD_HINT", "StoreConnection", "StoreFailure", "disk_refused"]
 
 _CHECK_CACHE_SECONDS = 5.0  # quick_check reads the whole index; once per few seconds per process is enough
 
@@ -32,6 +32,11 @@ def disk_refused(exc: sqlite3.Error) -> bool:
     refused for want of room (full, quota, file size limit) as well as "database or disk is full"."""
     text = str(exc)
     return "full" in text or "disk I/O error" in text
+
+
+class StoreFailure(StoreError):
+    """The store itself failed (the disk, a lock, permissions, a damaged index), not a rule of the journal:
+    a run that meets one sends nothing more into that store."""
 
 
 class StoreConnection:
@@ -44,6 +49,7 @@ class StoreConnection:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the index we opened
+        self._lost = False  # the index we had went away (replaced, or found damaged) since we last opened one
         self._checked_at: float | None = None
         # Unfinished entries this object wrote: written again if the store is deleted under us.
         self._mine: dict[str, JournalEntry] = {}
@@ -56,22 +62,25 @@ class StoreConnection:
     def _error(self, problem: str, remedy: str) -> StoreError:
         return StoreError(str(self.root), problem, remedy)
 
+    def _failure(self, problem: str, remedy: str) -> StoreFailure:
+        return StoreFailure(str(self.root), problem, remedy)
+
     def _db_error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            return self._error(f"the index is busy ({text})", "another process holds it; try again in a moment")
+            return self._failure(f"the index is busy ({text})", "another process holds it; try again in a moment")
         if "readonly" in text or "read-only" in text or "unable to open" in text:
-            return self._error(
+            return self._failure(
                 f"cannot write the index {self.db_path} ({text})",
                 "make the directory writable or use another store (Session(store=...) or WANX_NB_STORE)",
             )
         if disk_refused(exc):
-            return self._error(
+            return self._failure(
                 f"could not write the index ({text}): is the disk full?",
                 "free some space, then run `%wanx resume` (or `wanx-nb resume`); if the index then reads as damaged, "
                 "`wanx-nb store rebuild` restores it from the images",
             )
-        return self._error(f"the index is damaged ({text})", REBUILD_HINT.format(root=str(self.root)))
+        return self._failure(f"the index is damaged ({text})", REBUILD_HINT.format(root=str(self.root)))
 
     def _current_identity(self) -> tuple[int, int] | None:
         try:
@@ -82,43 +91,53 @@ class StoreConnection:
 
     def _connect(self) -> sqlite3.Connection:
         """The open connection; reopened (and the store recreated) when the index file was deleted or replaced."""
-        recreated = False
         if self._conn is not None and self._current_identity() != self._identity:
             self._conn.close()
-            self._conn, recreated = None, True
+            self._conn, self._lost = None, True
         if self._conn is None:
             try:
-                self.images_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise self._error(
-                    f"cannot create {self.images_dir} ({exc.strerror or exc})",
-                    "choose a writable directory (Session(store=...) or WANX_NB_STORE)",
-                ) from None
-            try:
-                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            except sqlite3.Error as exc:  # not openable (a directory in its place, no permission): say so
-                raise self._db_error(exc) from None
-            conn.row_factory = sqlite3.Row
-            try:
-                conn.execute("PRAGMA busy_timeout=30000")
-                # Before anything is written (WAL mode included): a newer wanx_nb's index, or a file that is
-                # not an index of ours, is refused as it is.
-                version = index_version(conn, str(self.root), self.db_path)
-                enter_wal(conn, wait_seconds=30.0)  # as long as the busy timeout above
-                conn.execute("PRAGMA synchronous=FULL")  # a recorded entry survives a power cut, not just a crash
-                fresh = self._prepare(conn, version)
-                if fresh and any(self.images_dir.glob("*.png")):
-                    populate_from_pngs(conn, self.images_dir)  # an index lost but the images kept: rebuild
-            except sqlite3.Error as exc:
-                conn.close()
-                raise self._db_error(exc) from None
-            except BaseException:
-                conn.close()
+                conn = self._open()
+            except BaseException:  # an index we had cannot be opened now (damaged, replaced): it was lost
+                self._lost = self._lost or self._identity is not None
                 raise
-            self._conn, self._identity = conn, self._current_identity()
+            # Another index than the one we had (deleted, replaced, rebuilt; or one we lost, whose file's
+            # number the new one may reuse): this process's unfinished entries are written again.
+            recreated = self._identity is not None and (self._lost or self._current_identity() != self._identity)
+            self._conn, self._identity, self._lost = conn, self._current_identity(), False
             if recreated:
                 self._restore_mine(conn)
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._failure(
+                f"cannot create {self.images_dir} ({exc.strerror or exc})",
+                "choose a writable directory (Session(store=...) or WANX_NB_STORE)",
+            ) from None
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:  # not openable (a directory in its place, no permission): say so
+            raise self._db_error(exc) from None
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            # Before anything is written (WAL mode included): a newer wanx_nb's index, or a file that is
+            # not an index of ours, is refused as it is.
+            version = index_version(conn, str(self.root), self.db_path)
+            enter_wal(conn, wait_seconds=30.0)  # as long as the busy timeout above
+            conn.execute("PRAGMA synchronous=FULL")  # a recorded entry survives a power cut, not just a crash
+            fresh = self._prepare(conn, version)
+            if fresh and any(self.images_dir.glob("*.png")):
+                populate_from_pngs(conn, self.images_dir)  # an index lost but the images kept: rebuild
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._db_error(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _prepare(self, conn: sqlite3.Connection, version: int | None) -> bool:
         """Create the schema, migrating a previous one; True when the index had no tables at all."""
