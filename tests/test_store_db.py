@@ -127,8 +127,9 @@ def test_an_entry_never_recorded_is_a_clear_error(tmp_path):
 
 def test_a_store_whose_directory_cannot_be_made_says_where_else_to_go(tmp_path):
     store = store_under_a_file(tmp_path)
+    assert store.history() == []  # reading finds nothing there; the first write says why it cannot be
     with pytest.raises(StoreError) as info:
-        store.history()
+        store.record(new_entry("a fox"))
     assert (info.value.problem, info.value.remedy) == (
         f"cannot create {store.images_dir} (Not a directory)",
         "choose a writable directory (Session(store=...) or WANX_NB_STORE)")

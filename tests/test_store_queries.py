@@ -31,6 +31,17 @@ def test_history_pages_fifty_rows_by_default_and_all_on_request(tmp_path):
     assert [r.prompt for r in store.history(limit=2, offset=49)] == ["fox 1", "fox 0"]
 
 
+def test_reading_a_store_that_does_not_exist_finds_nothing_and_does_not_create_it(tmp_path):
+    store = Store(tmp_path / "typo")
+    request = GenerationRequest("a fox", seed=1)
+    assert store.history() == [] and store.history_count() == 0 and store.total_cost() == (0, 0.0)
+    assert store.reusable(request, "emulator") is None and store.unfinished_send(request, "emulator") is None
+    assert store.get("task-1") is None and store.manifest()["generations"] == []
+    assert not (tmp_path / "typo").exists()
+    recorded(store, "a fox")  # the first write creates it
+    assert [r.prompt for r in store.history()] == ["a fox"] and (tmp_path / "typo" / "index.sqlite").is_file()
+
+
 def test_history_text_search_takes_wildcards_and_backslashes_literally(tmp_path):
     store = Store(tmp_path)
     for prompt in ("a 50% grey fox", "a 500 grey fox", "snake_case fox", "snakeXcase fox", "back\\slash fox",

@@ -346,6 +346,9 @@ class Store(StoreQueries):
         """Move the index aside (index.sqlite.damaged-<UTC time>) and rebuild it from the PNGs' provenance."""
         with self._lock:
             self.close()
+            # The index we had is replaced, whatever file number the new one gets: this process's
+            # unfinished entries are written into it on reconnecting (their tasks may be billed).
+            self._lost = self._lost or self._identity is not None
             self._checked_at = None
             try:
                 report = rebuild(self.root, self.images_dir, self.db_path)

@@ -192,8 +192,18 @@ class StoreConnection:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for reads of several statements."""
+        """A consistent snapshot for reads of several statements.
+
+        A store never opened whose directory does not exist reads as empty, and reading does not create
+        it (`wanx-nb --store typo history`, a dry run with reuse): its first write does."""
         with self._lock:
+            if self._conn is None and self._identity is None and not self.root.exists():
+                empty = _empty_index()
+                try:
+                    yield empty
+                finally:
+                    empty.close()
+                return
             conn = self._connect()
             try:
                 with self._tx(conn, "DEFERRED") as db:
@@ -265,3 +275,10 @@ class StoreConnection:
             raise self._error(f"no journal entry {entry_id!r}", "record() the entry before updating it")
         return JournalEntry.from_row(row)
 
+
+def _empty_index() -> sqlite3.Connection:
+    """An empty index in memory, with the schema every query expects."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    create_schema(conn)
+    return conn
