@@ -117,8 +117,9 @@ def test_a_grid_dry_run_writes_nothing_and_says_what_it_would_write(emulator, ca
     assert code == 0 and f"would write {fresh} and {fresh.with_suffix('.json')}\n" in out
     assert not fresh.parent.exists() and not (tmp_path / "store").exists()  # no folder, no store either
     for argv in (("grid", "a fox", "--x", "seed=1,2", "--dry-run", "--reuse", "-o", str(fresh)), ("history",), ("cost",)):
-        code, _, err = run(capsys, *argv)  # reading a store that is not there does not create it
+        code, out, err = run(capsys, *argv)  # reading a store that is not there does not create it
         assert code == 0 and not (tmp_path / "store").exists(), (argv, err)
+    assert "¥0.00 for 0 images (there is no store there yet)" in out  # cost says so, for a mistyped --store
     assert emulator.request_log == []
 
 

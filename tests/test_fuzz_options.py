@@ -161,7 +161,7 @@ CLI_BAD_ARGS = [
     ["--store"], ["export"], ["export", "/proc/none/m.json"], ["rerun"], ["rerun", "nowhere.json"],
     ["report", "--timeout", "0"], ["report", "--notebook", "missing.ipynb"], ["generate"],
     ["generate", "a fox", "-o", "/proc/none/out"], ["generate", ""], ["generate", "   "],
-    ["--store", "/proc/none", "cost"], ["--store", "bad.json", "history"], ["--store", "/proc/none", "generate", "x"],
+    ["--store", "bad.json", "history"], ["--store", "/proc/none", "generate", "x"],
 ]  # fmt: skip
 
 

@@ -334,7 +334,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_cost(args: argparse.Namespace) -> int:
     store = _session(args).store
     images, yuan = store.total_cost()
-    _say(f"store {store.root}: ¥{yuan:.2f} for {counted(images, 'image')}")
+    made = "" if store.root.exists() else " (there is no store there yet)"
+    _say(f"store {store.root}: ¥{yuan:.2f} for {counted(images, 'image')}{made}")
     _say("at list prices; emulator and replayed results cost nothing on the real service")
     return 0
 
