@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -41,6 +38,9 @@ from wanx_nb._run import Phase
 from wanx_nb._session import Session
 from wanx_nb._store import EntryState, Store
 from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
+
+from test_fault_matrix import in_time as run_in_time
+from test_store_faults import on_a_small_disk
 
 PROMPT = "a red fox in snow"
 DEADLINE = 60.0
@@ -132,19 +132,9 @@ def says_resume_not_retry(text: str) -> None:
 
 def in_time(call):
     """(value, exception) of `call()` run on a thread; fails the test past DEADLINE (a hang)."""
-    box: dict = {}
-
-    def work() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    thread.join(DEADLINE)
-    assert not thread.is_alive(), "hung"
-    return box.get("value"), box.get("error")
+    value, error, finished = run_in_time(call)
+    assert finished, "hung"
+    return value, error
 
 
 def wait_until(predicate, what: str, timeout: float = 20.0) -> None:
@@ -217,14 +207,13 @@ def test_reuse_of_a_request_left_unfinished_refuses_instead_of_paying_twice(tmp_
 
 
 SMALL_IMAGES_DISK = r"""
-import asyncio, json, os, sys
-sys.path[:0] = [sys.argv[1]]
+import asyncio
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._request import GenerationRequest
 from wanx_nb._session import Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
-store, scratch = sys.argv[2], sys.argv[3]
+store, scratch = sys.argv[3], sys.argv[4]  # after the package and the tests' folder
 images = os.path.join(store, "images")
 request = GenerationRequest("a red fox in snow", model="wanx2.1-t2i-turbo", n=4, seed=21)
 
@@ -267,24 +256,6 @@ print(json.dumps({
     "indexed": sorted(os.path.basename(im.path) for im in session.store.get(state.task_id).images if im.path),
 }))
 """
-
-
-def on_a_small_disk(mount_at, size: str, script: str, *args: str) -> dict:
-    """Run `script` in a child that sees a `size` tmpfs at `mount_at` (its own mount namespace)."""
-    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
-        pytest.skip("a private tmpfs needs Linux and unshare(1)")
-    mount_at.mkdir(parents=True, exist_ok=True)
-    shell = 'mount -t tmpfs -o size="$1" tmpfs "$2" || exit 77; shift 2; exec "$@"'
-    package = os.path.dirname(os.path.dirname(wanx_nb.__file__))
-    out = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, "sh", size, str(mount_at),
-         sys.executable, "-c", script, package, *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if out.returncode == 77 or "unshare failed" in out.stderr:
-        pytest.skip(f"cannot mount a private tmpfs here (needs root): {out.stderr.strip()}")
-    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
-    return json.loads(out.stdout.splitlines()[-1])
 
 
 def test_a_disk_full_from_the_second_of_four_images_keeps_them_for_resume_which_saves_all_four(tmp_path):
@@ -602,10 +573,6 @@ def test_a_lost_sync_answer_is_never_told_to_retry(tmp_path):
 
 
 def test_an_index_found_damaged_mid_run_is_rebuilt_then_resume_saves_every_image(tmp_path):
-    import io
-
-    from wanx_nb import cli
-
     store = tmp_path / "store"
     emulator = fake_clock_emulator()
     session = fake_clock_session(store, emulator)
@@ -617,9 +584,7 @@ def test_an_index_found_damaged_mid_run_is_rebuilt_then_resume_saves_every_image
     assert "the index is damaged" in text and "wanx-nb store rebuild" in text
     says_resume_not_retry(text)
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):  # the user follows the message: rebuild, then resume
-        assert cli.main(["store", "rebuild", str(store)]) == 0
+    rebuild_as_told(store)  # the user follows the message: rebuild, then resume
     report = fake_clock_session(store, emulator).resume()  # a restarted kernel
     assert report.text() == "recovered 1 task(s), 2 image(s) saved"
     assert creates(emulator) == 1 and paid(emulator) == 2 == saved(Store(store))
@@ -635,6 +600,18 @@ def replace_index_with_garbage(store_root) -> None:
     os.replace(garbage, store_root / "index.sqlite")
 
 
+def a_run_whose_index_turns_to_garbage(tmp_path, seed: int):
+    """(store, emulator, session, run): a run of 2 images on the fake clock whose index file is replaced by
+    garbage once its task is created."""
+    store = tmp_path / "store"
+    emulator = fake_clock_emulator()
+    session = fake_clock_session(store, emulator)
+    run = session.start([GenerationRequest(PROMPT, model="wanx2.1-t2i-turbo", n=2, seed=seed)])
+    wait_until(lambda: run.phases()[0] is Phase.PENDING, "the task id")
+    replace_index_with_garbage(store)
+    return store, emulator, session, run
+
+
 def rebuild_as_told(store_root) -> None:
     import io
 
@@ -648,12 +625,7 @@ def rebuild_as_told(store_root) -> None:
 def test_images_paid_while_the_index_is_unreadable_are_still_written_for_the_rebuild(tmp_path):
     # Before the fix save_image read the entry from the index first: with the index unreadable no PNG was
     # written, the rebuild found nothing, and the 2 paid images were lost though the user did as told.
-    store = tmp_path / "store"
-    emulator = fake_clock_emulator()
-    session = fake_clock_session(store, emulator)
-    run = session.start([GenerationRequest(PROMPT, model="wanx2.1-t2i-turbo", n=2, seed=15)])
-    wait_until(lambda: run.phases()[0] is Phase.PENDING, "the task id")
-    replace_index_with_garbage(store)
+    store, emulator, session, run = a_run_whose_index_turns_to_garbage(tmp_path, seed=15)
     (outcome,) = run.result(on_tick=lambda: emulator.advance(3600))
     text = shown(outcome)
     assert "the index is damaged (file is not a database)" in text and "wanx-nb store rebuild" in text
@@ -672,12 +644,7 @@ def test_a_task_still_running_when_the_index_broke_is_resumed_after_the_rebuild(
     # Before the fix the session whose open of the index had failed reconnected to the rebuilt index as if it
     # were its first: its unfinished entry (in memory only, nothing saved yet) was not written back, and
     # resume found nothing to do while the task was billed.
-    store = tmp_path / "store"
-    emulator = fake_clock_emulator()
-    session = fake_clock_session(store, emulator)
-    run = session.start([GenerationRequest(PROMPT, model="wanx2.1-t2i-turbo", n=2, seed=16)])
-    wait_until(lambda: run.phases()[0] is Phase.PENDING, "the task id")
-    replace_index_with_garbage(store)
+    store, emulator, session, run = a_run_whose_index_turns_to_garbage(tmp_path, seed=16)
     (task,) = emulator.tasks.values()
 
     def running_then_interrupt() -> None:
