@@ -174,7 +174,7 @@ def test_a_billed_image_whose_download_failed_is_not_counted_as_made_and_is_resu
     (result,) = panel.wait(30)
     assert result.billed_images == 1 and result.saved_images == 0
     said = text(panel._message)
-    assert "Done: 0 images, ¥0.14" in said and "images are not saved yet. Click Resume" in said
+    assert "Done: 0 images, ¥0.14 billed so far" in said and "images are not saved yet. Click Resume" in said
     panel._resume.click()
     (recovered,) = panel.wait(30)
     assert recovered.saved_images == 1 and len(emulator.requests("create")) == 1

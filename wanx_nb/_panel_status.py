@@ -100,7 +100,8 @@ def finish_text(results: Sequence[GenerationResult], reused: Sequence[Generation
     if results or failed:
         saved = sum(r.saved_images for r in results)
         cost = sum(r.cost_yuan for r in results if not any(r is x for x in reused))
-        line = f"Done: {saved} image{_s(saved)}, ¥{cost:.2f}"
+        # With requests left unfinished, the bill is what is known so far: theirs comes with resume.
+        line = f"Done: {saved} image{_s(saved)}, ¥{cost:.2f}{' billed so far' if unfinished else ''}"
         if reused:
             line += f" ({len(reused)} request{_s(len(reused))} from the store, not paid again)"
         lines.append(line + (" (emulator: nothing was billed)" if results and results[0].from_emulator else ""))
