@@ -4,6 +4,7 @@ gives back, the recorded rewritten prompt, and the bill since a time."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import replace
 
 from wanx_nb._exceptions import TaskFailedError, TaskUnknownError
@@ -31,13 +32,14 @@ def test_history_pages_fifty_rows_by_default_and_all_on_request(tmp_path):
     assert [r.prompt for r in store.history(limit=2, offset=49)] == ["fox 1", "fox 0"]
 
 
-def test_reading_a_store_that_does_not_exist_finds_nothing_and_does_not_create_it(tmp_path):
+def test_reading_a_store_that_does_not_exist_finds_nothing_and_does_not_create_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nor any file in the working directory
     store = Store(tmp_path / "typo")
     request = GenerationRequest("a fox", seed=1)
     assert store.history() == [] and store.history_count() == 0 and store.total_cost() == (0, 0.0)
     assert store.reusable(request, "emulator") is None and store.unfinished_send(request, "emulator") is None
     assert store.get("task-1") is None and store.manifest()["generations"] == []
-    assert not (tmp_path / "typo").exists()
+    assert os.listdir(tmp_path) == []
     recorded(store, "a fox")  # the first write creates it
     assert [r.prompt for r in store.history()] == ["a fox"] and (tmp_path / "typo" / "index.sqlite").is_file()
 

@@ -412,6 +412,23 @@ def test_a_store_directory_deleted_before_the_rebuild_comes_back_usable_with_thi
     assert [r.task_id for r in store.history()] == ["waiting-1"] and store.integrity().ok
 
 
+class SameFileNumber(Store):
+    """A store whose index file always has the same file number, as when a new index reuses the number of
+    the one deleted (the file system's choice, so a real test cannot count on it either way)."""
+
+    def _current_identity(self):
+        return (0, 0) if self.db_path.exists() else None
+
+
+def test_a_rebuilt_index_gets_this_process_unfinished_task_even_under_the_old_file_number(tmp_path):
+    store = SameFileNumber(tmp_path / "store")
+    sent_entry(store, task_id="waiting-1")
+    store.close()
+    shutil.rmtree(tmp_path / "store")
+    store.rebuild()
+    assert [r.task_id for r in store.history()] == ["waiting-1"]  # it may be billed: resume still finds it
+
+
 def test_an_index_write_refused_half_way_leaves_nothing_half_indexed(tmp_path):
     store, _ = two_entries(tmp_path)
     store.close()

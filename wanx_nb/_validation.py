@@ -140,7 +140,7 @@ def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Proble
 def _visible(text: str) -> bool:
     """Whether `text` has a character that shows: not only spaces, zero-width or control characters
     ("\u200b" is not whitespace to str.strip, and a prompt of it alone describes nothing)."""
-    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zs") for c in text)
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)  # Zs: isspace
 
 
 def _unencodable(text: str) -> str | None:
