@@ -33,6 +33,7 @@ from wanx_nb._exceptions import (
     TaskUnknownError,
 )
 from wanx_nb._models import GenerationResult
+from wanx_nb._png import read_provenance
 from wanx_nb._request import GenerationRequest
 from wanx_nb._run import Phase
 from wanx_nb._session import Session
@@ -186,6 +187,20 @@ def test_a_bill_the_journal_missed_still_leaves_the_unsaved_image_to_resume(tmp_
     assert creates(emulator) == 1 and paid(emulator) == 2 == saved(session.store)
     (row,) = session.store.history()
     assert (row.state, row.billed, row.saved, row.cost_yuan) == ("done", 2, 2, 0.28)
+
+
+def test_a_sync_call_whose_bill_write_failed_is_still_found_by_its_request_id(tmp_path):
+    # A sync call has no task id: its request id, written with its answer, is how it is found again. When
+    # that write fails, the final write must still carry it.
+    emulator = new_emulator()
+    session = fast_session(tmp_path / "store", emulator)
+    index_refuses(session.store, "answer_refused", "UPDATE OF billed_images ON entries", "database is locked",
+                  when="NEW.finished_at IS NULL")  # the answer's write; the final one sets finished_at
+    (outcome,) = session.start([GenerationRequest(PROMPT, model=SYNC, n=1, seed=17)]).result()
+    index_accepts(session.store, "answer_refused")
+    assert isinstance(outcome, GenerationResult) and outcome.task_id is None and outcome.task.request_id
+    found = session.store.get(outcome.task.request_id)
+    assert found is not None and found.saved_images == 1 and creates(emulator) == 1
 
 
 def test_reuse_of_a_request_left_unfinished_refuses_instead_of_paying_twice(tmp_path):
@@ -630,7 +645,9 @@ def test_images_paid_while_the_index_is_unreadable_are_still_written_for_the_reb
     text = shown(outcome)
     assert "the index is damaged (file is not a database)" in text and "wanx-nb store rebuild" in text
     says_resume_not_retry(text)
-    assert len(list((store / "images").glob("*.png"))) == 2  # the paid bytes are on disk, with their provenance
+    written = sorted((store / "images").glob("*.png"))  # the paid bytes are on disk, with their provenance
+    assert [read_provenance(p.read_bytes())["images"][0]["sha256"] for p in written] == [p.stem for p in written]
+    assert len(written) == 2
 
     rebuild_as_told(store)
     restarted = fake_clock_session(store, emulator)
