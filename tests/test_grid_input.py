@@ -100,6 +100,18 @@ def test_a_field_ipython_left_unfilled_on_the_option_line_is_refused(shell):
     assert emulator.request_log == []
 
 
+def test_literal_braces_on_the_option_line_stay_literal_whatever_the_notebook_defines(shell):
+    # IPython turns {{x}} into {x} when it fills the line, which could not be told from a field it left
+    # unfilled: the magic reads its line as typed, checks it, then fills it as IPython does.
+    ip, emulator, _ = shell
+    ran = ip.run_cell('%%wanx --dry-run --negative "no {{x}} here" -o r\na fox\n')
+    assert ran.error_in_exec is None and ip.user_ns["r"].negative_prompt == "no {x} here"
+    ip.user_ns.update(x="filled", mood="calm", n_images=2)
+    ran = ip.run_cell('%%wanx --dry-run --negative "no {{x}}, {mood}" -n $n_images -o r\na fox\n')
+    assert ran.error_in_exec is None and (ip.user_ns["r"].negative_prompt, ip.user_ns["r"].n) == ("no {x}, calm", 2)
+    assert emulator.request_log == []
+
+
 # ---- sizes ---------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "SUBCOMMANDS",
     "cell_parser",
     "check_line_fields",
+    "expand_line",
     "interpolate",
     "normalize_size",
     "normalize_style",
@@ -358,16 +359,27 @@ def _lookup(dotted: str, namespace: Mapping[str, Any], where: str) -> Any:
     return value
 
 
+def expand_line(line: str, namespace: Mapping[str, Any]) -> tuple[str, bool]:
+    """The option line filled as IPython fills a magic's line (`$name`, `{name}`, `{{`/`}}` for literal
+    braces), and whether it could be: when any field fails, IPython's rule is the line as typed.
+
+    The magic asks for its line unexpanded (`no_var_expand`) to know which happened: filled, `{{x}}`
+    arrives as `{x}`, which must not be taken for a field left unfilled (`check_line_fields`)."""
+    from IPython.utils.text import DollarFormatter
+
+    try:
+        return DollarFormatter().vformat(line, args=[], kwargs=namespace), True
+    except Exception:  # noqa: BLE001 - IPython's var_expand falls back the same way
+        return line, False
+
+
 def check_line_fields(text: str, namespace: Mapping[str, Any], where: str) -> None:
     """Refuse a `{name}` / `{obj.attr}` field of `text` (a value on the option line) that `namespace`
     cannot fill, with `interpolate`'s message naming `where` (the option, e.g. "--x").
 
-    IPython fills `{name}` (and `$name`) on a magic's option line itself, before the magic sees it, with
-    `{{`/`}}` for literal braces; but when any field of the line fails (an undefined name, a missing
-    attribute) it passes the WHOLE line on as typed, without a word. A field left in a value is then
-    one IPython could not fill, and sending it would draw "{nomood} cat". `{{x}}` in such an unexpanded
-    line is still escaped and skipped here; on a line IPython did expand it arrives as `{x}`, which
-    cannot be told from an unfilled field, so it is refused too when `x` is not defined.
+    Run when `expand_line` could not fill the line: one failing field (an undefined name, a missing
+    attribute) leaves the WHOLE line as typed, without a word, and sending it would draw "{nomood} cat".
+    `{{x}}` is a literal brace here, as it is to the expansion.
     """
     for m in _FIELD.finditer(text):
         if m.group(1):

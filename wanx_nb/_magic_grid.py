@@ -18,7 +18,7 @@ from ._magic_args import CellArgs, check_line_fields, interpolate
 if TYPE_CHECKING:  # annotations only
     from ._session import Session
 
-__all__ = ["GridCommands", "cell_prompt"]
+__all__ = ["GridCommands", "cell_prompt", "check_typed_line"]
 
 _PROMPT_AXIS = ("prompt", "prompts")
 _TEXT_AXIS = ("negative", "negative_prompt", "negative-prompt")  # the spellings of --negative on an axis
@@ -32,19 +32,24 @@ def _axes(args: CellArgs) -> dict[str, tuple[str, str]]:
             for letter, spec in zip("xyz", args.axes or ()) if spec}  # fmt: skip
 
 
+def check_typed_line(typed: CellArgs, namespace: Mapping[str, Any]) -> None:
+    """Refuse a `{name}` field the namespace cannot fill in a text value of the option line as typed
+    (a prompt or negative prompt axis, --negative), naming the option; `{{`/`}}` are literal braces.
+    For a line `expand_line` could not fill: sent as it is, every field would go out as written."""
+    for option, (name, spec) in _axes(typed).items():
+        if name in _PROMPT_AXIS + _TEXT_AXIS:
+            check_line_fields(spec, namespace, option)
+    if typed.negative_prompt is not None:
+        check_line_fields(typed.negative_prompt, namespace, "--negative")
+
+
 def cell_prompt(args: CellArgs, cell: str, namespace: Mapping[str, Any]) -> str:
     """The cell's prompt: its body with `{name}` filled in, or "" when a prompt axis holds the prompts.
 
     The prompts come from one place: a prompt axis with a body is refused (the axis would silently drop
-    the body), and so is an empty body without one. Text values typed on the option line (a prompt or
-    negative prompt axis, --negative) are checked for `{name}` fields IPython left unfilled.
+    the body), and so is an empty body without one.
     """
     axes = _axes(args)
-    for option, (name, spec) in axes.items():
-        if name in _PROMPT_AXIS + _TEXT_AXIS:
-            check_line_fields(spec, namespace, option)
-    if args.negative_prompt is not None:
-        check_line_fields(args.negative_prompt, namespace, "--negative")
     body = cell.strip()
     on_axis = next((option for option, (name, _) in axes.items() if name in _PROMPT_AXIS), None)
     if on_axis is not None:

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from traitlets import CaselessStrEnum, Float, Int, Unicode, observe, validate
 
-from ._magic_args import CELL_HELP, LINE_HELP, SUBCOMMANDS, CellArgs, parse_cell_line
-from ._magic_grid import GridCommands, cell_prompt
+from ._magic_args import CELL_HELP, LINE_HELP, SUBCOMMANDS, CellArgs, expand_line, parse_cell_line
+from ._magic_grid import GridCommands, cell_prompt, check_typed_line
 from ._magic_line import LineCommands
 
 if TYPE_CHECKING:  # annotations only: these load on first use (see the module docstring)
@@ -139,11 +139,16 @@ class WanxMagics(LineCommands, GridCommands, Magics):
     # ---- %%wanx --------------------------------------------------------------------------------
 
     @_magic(cell_magic, "wanx")
+    @no_var_expand  # the line's fields are checked as typed, then filled as IPython would (see expand_line)
     def wanx_cell(self, line: str, cell: str) -> Any:
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        line, filled = expand_line(line, namespace)
         args = parse_cell_line(line)
         if args.help:
             return self.handle_help("")
-        prompt = cell_prompt(args, cell, self.shell.user_ns if self.shell is not None else {})
+        if not filled:  # the line as typed: a {name} left in a text value would be sent as written
+            check_typed_line(args, namespace)
+        prompt = cell_prompt(args, cell, namespace)
         if args.compare is not None:
             return self.handle_compare(args, prompt)
         if args.axes is not None:
