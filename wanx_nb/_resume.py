@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._exceptions import TaskUnfinishedError
+from ._exceptions import SyncOutcomeUnknownError, TaskUnfinishedError
 from ._models import GenerationResult
 from ._run import Outcome
 from ._store import JournalEntry
@@ -39,7 +39,7 @@ class ResumeReport:
             parts.append(f"recovered {len(self.recovered)} task(s), {images} image(s) saved")
         if self.ended:
             parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
-        lost = [e for e in self.unfinished if getattr(e, "code", None) == "SyncOutcomeUnknown"]
+        lost = [e for e in self.unfinished if getattr(e, "code", None) == SyncOutcomeUnknownError.code]
         pending = [e for e in self.unfinished if e not in lost]
         if pending:
             why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in pending))

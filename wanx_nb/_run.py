@@ -33,6 +33,7 @@ from ._constants import DOWNLOADS_AT_ONCE
 from ._exceptions import (
     RunInterruptedError,
     RunTimeoutError,
+    SyncOutcomeUnknownError,
     TaskCanceledError,
     TaskError,
     UnsupportedOperationError,
@@ -254,7 +255,7 @@ class Run(RequestQueues):
         unfinished = tuple(  # what resume can finish: not a sync call whose answer was lost (no task to look up)
             s.task_id or s.entry_id for s in self._slots
             if (s.phase in (Phase.UNFINISHED,) or (s.sent and not s.phase.is_final))
-            and getattr(s.outcome, "code", None) != "SyncOutcomeUnknown"
+            and getattr(s.outcome, "code", None) != SyncOutcomeUnknownError.code
         )
         return RunSummary(
             requests=len(self._slots), phases=phases, billed_images=billed, saved_images=sum(s.saved for s in self._slots),

@@ -14,8 +14,9 @@ import datetime as dt
 import sys
 from collections import deque
 
-from ._exceptions import TaskUnfinishedError
+from ._exceptions import SyncOutcomeUnknownError, TaskUnfinishedError
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
+from ._provenance import Provenance
 from ._registry import get_model
 from ._request import GenerationRequest
 from ._run_events import Phase, is_sync, parse_utc
@@ -104,33 +105,33 @@ class RequestQueues(RequestSteps):
         entry = self._store.entry(slot.entry_id)
         slot.given, slot.create_request_id = entry.given, entry.request_id
         slot.said_unknown = entry.status == TaskStatus.UNKNOWN.value
-        if entry.task_id is None and is_sync(entry.sent or entry.given):
-            if entry.state is EntryState.COLLECTING or self._store.result_record(slot.entry_id) is not None:
-                await self._collect_sync(slot, entry.sent or entry.given)
+        request = entry.sent or entry.given
+        if entry.task_id is None and is_sync(request):
+            record = self._store.result_record(slot.entry_id)  # the answer's URLs, when it came
+            if entry.state is EntryState.COLLECTING or record is not None:
+                await self._collect_sync(slot, request, record)
             else:
                 self._sync_unresolved(slot, entry.message)
             return
         if entry.task_id is None:
-            request = entry.sent or entry.given
             sent_at = parse_utc(entry.sent_at) or parse_utc(entry.created_at) or dt.datetime.now(dt.timezone.utc)
             # The wall time we wrote before sending brackets the create, give or take the clocks' skew.
             window = (sent_at - _SKEW, sent_at + _SKEW)
             await self._reconcile(slot, request, window, entry.code, entry.message or "the create's outcome is unknown")
             return
-        await self._collect(slot, entry.sent or entry.given)
+        await self._collect(slot, request)
 
     def _sync_unresolved(self, slot: Slot, message: str | None) -> None:
         """Resume of a sync call whose answer was lost: it has no task id to look up, so it is reported
         (never re-sent) and stays in the journal as it is."""
         detail = message or "a synchronous call was sent and its answer was lost: billed or not is unknown"
-        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code="SyncOutcomeUnknown")
+        error = TaskUnfinishedError(None, f"{detail}. It is not sent again", code=SyncOutcomeUnknownError.code)
         self._set_outcome(slot, Phase.UNFINISHED, error)
 
-    async def _collect_sync(self, slot: Slot, sent: GenerationRequest) -> None:
+    async def _collect_sync(self, slot: Slot, sent: GenerationRequest, record: Provenance | None) -> None:
         """Resume of a sync call whose billed images were not all saved: there is no task to ask
-        again, but the answer's image URLs are in the journal's result record (they live 24 h)."""
+        again, but the answer's image URLs are in the journal's result `record` (they live 24 h)."""
         assert self._client is not None
-        record = self._store.result_record(slot.entry_id)
         images = [
             ImageResult(
                 index=m.index, seed=m.seed, size=m.size, url=m.url, orig_prompt=m.orig_prompt,

@@ -337,7 +337,7 @@ class RequestSteps:
             why = ("stopped while a synchronous call was on the wire: billed or not is unknown, and a sync call "
                    "cannot be looked up; it is not sent again")  # fmt: skip
             self._write(slot, self._store.mark_outcome_unknown, "Interrupted", why)
-            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code="SyncOutcomeUnknown"))
+            self._set_outcome(slot, Phase.UNFINISHED, TaskUnfinishedError(None, why, code=SyncOutcomeUnknownError.code))
         elif slot.task_id is None:
             self._write(
                 slot, self._store.mark_outcome_unknown, "Interrupted", "stopped while the create was on the wire"

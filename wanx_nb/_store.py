@@ -189,19 +189,14 @@ class Store(StoreQueries):
                 raise
             # The index cannot be read (damaged, replaced): the paid bytes still go on disk, where a
             # rebuild finds them by their provenance; then say the index failed.
-            sha = hashlib.sha256(image.data).hexdigest()
-            if read_stored_image(str(self.images_dir / f"{sha}.png"))[0] is None:
-                self._write_file(self.images_dir / f"{sha}.png", self._stamp(image, sha, mine, record or entry_record(mine)))
+            self._write_image_file(image, mine, record)
             raise
         if row is not None:
             done = stored_path(self.images_dir, row["path"])  # not None: the query asks for a path
             if done is not None and read_stored_image(done)[0] is not None:
                 image.path, image.sha256 = done, row["sha256"]
                 return done
-        sha = hashlib.sha256(image.data).hexdigest()
-        path = self.images_dir / f"{sha}.png"
-        if read_stored_image(str(path))[0] is None:  # absent (or damaged): write it
-            self._write_file(path, self._stamp(image, sha, entry, record or entry_record(entry)))
+        sha, path = self._write_image_file(image, entry, record)
         with self._write() as db:
             inserted = db.execute(
                 "INSERT INTO images (entry_id, idx, sha256, path) VALUES (?,?,?,?) ON CONFLICT(entry_id, idx)"
@@ -220,6 +215,16 @@ class Store(StoreQueries):
         image.path, image.sha256 = str(path), sha
         image.release()  # on disk now: read back on use, so a long batch does not hold every image in memory
         return str(path)
+
+    def _write_image_file(self, image: ImageResult, entry: JournalEntry, record: Provenance | None) -> tuple[str, Path]:
+        """(sha256, path) of the image's file, named by its content; written, with its provenance, unless a
+        sound one is there already (absent or damaged: written)."""
+        assert image.data is not None
+        sha = hashlib.sha256(image.data).hexdigest()
+        path = self.images_dir / f"{sha}.png"
+        if read_stored_image(str(path))[0] is None:
+            self._write_file(path, self._stamp(image, sha, entry, record or entry_record(entry)))
+        return sha, path
 
     def _stamp(
         self, image: ImageResult, sha: str, entry: JournalEntry, record: Provenance
