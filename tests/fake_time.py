@@ -1,4 +1,6 @@
-"""Virtual time for async tests: sleeps on an emulator's fake clock, advanced whenever the loop is idle.
+"""Virtual time for async tests: sleeps on an emulator's fake clock, advanced whenever the loop is idle
+and no work is out in a thread (the emulator renders images in starlette's thread pool: fake time
+passing while it renders would make real slowness look like a late poll).
 
 Give a client `client._clock = time.now`, `client._wall = time.now` and `client._sleep = time.sleep`, and
 run `time.drive()` as a task beside the code under test: nothing then waits in real time.
@@ -9,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+
+import anyio.to_thread
 
 from wanx_nb.emulator import Emulator
 
@@ -41,10 +45,15 @@ class FakeTime:
                     break
             while self._sleepers and self._sleepers[0][2].done():
                 heapq.heappop(self._sleepers)  # cancelled sleeps
-            if self._sleepers:
+            if self._sleepers and not _threads_busy():
                 at, _, fut = heapq.heappop(self._sleepers)
                 if at > self.now():
                     self.emu.advance(at - self.now())
                 fut.set_result(None)
             else:
                 await asyncio.sleep(0.001)  # waiting on a thread (image rendering): let it finish
+
+
+def _threads_busy() -> bool:
+    """Whether starlette's `run_in_threadpool` (anyio's worker threads) has work out on this loop."""
+    return anyio.to_thread.current_default_thread_limiter().borrowed_tokens > 0
