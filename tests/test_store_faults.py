@@ -403,6 +403,15 @@ def test_cli_store_check_and_rebuild(tmp_path, capsys):
     assert main(["--store", root, "store", "check"]) == 0
 
 
+@pytest.mark.parametrize("action", ["check", "rebuild"])
+def test_cli_store_check_of_a_path_with_no_store_says_so_and_makes_nothing(tmp_path, capsys, action):
+    typo = tmp_path / "wanx_stroe"
+    assert main(["store", action, str(typo)]) == 1
+    out = capsys.readouterr()
+    assert f"no store at '{typo}'" in out.err and "Traceback" not in out.err
+    assert not typo.exists()
+
+
 V1_SCHEMA = """
 CREATE TABLE tasks (
     task_id TEXT PRIMARY KEY, replay_key TEXT NOT NULL, request_key TEXT NOT NULL, model TEXT NOT NULL,

@@ -371,7 +371,11 @@ def _cmd_store(args: argparse.Namespace) -> int:
     from ._exceptions import StoreError
     from ._store import Store
 
-    store = Store(args.dir or args.store or env_store())
+    where = args.dir or args.store or env_store()
+    if not Path(where).exists():  # a typo'd path: checking or rebuilding would make an empty store there
+        _say(f"error: there is no store at {str(where)!r}; nothing to {args.action}", err=True)
+        return 1
+    store = Store(where)
     if args.action == "rebuild":
         _say(store.rebuild().text())
         return 0
