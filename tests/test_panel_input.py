@@ -183,6 +183,17 @@ def test_a_billed_image_whose_download_failed_is_not_counted_as_made_and_is_resu
     assert panel.wait(30) == [] and "nothing to resume" in text(panel._message)
 
 
+def test_a_sync_call_whose_answer_was_lost_is_not_shown_as_free_and_says_to_check_the_bill(session, emulator):
+    emulator.script("generate", Fault.drop_after())  # qwen-image-max is sync only: no task to look up
+    panel = Panel(session=session, prompt="a kite", model="qwen-image-max")
+    panel._generate.click()
+    assert panel.wait(30) == []
+    said = text(panel._message)
+    assert "Done: 0 images, ¥0.00 billed so far" in said, said
+    assert "1 call sent with no answer: it may be billed" in said and "Check the bill" in said
+    assert "Click Resume" not in said  # resume cannot settle it: no promise that it will
+
+
 def test_another_cells_run_of_the_same_request_still_going_does_not_block_generate(tmp_path):
     emulator = Emulator(EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None))
     session = Session(store=tmp_path / "store", emulator=emulator)

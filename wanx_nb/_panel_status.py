@@ -93,20 +93,28 @@ def cost_text(*, images: int, price: float, cells: int = 1, emulator: bool = Fal
 
 
 def finish_text(results: Sequence[GenerationResult], reused: Sequence[GenerationResult], *, failed: int,
-                unfinished: int) -> list[str]:
+                unfinished: int, unanswered: int = 0) -> list[str]:
     """The lines a Generate run ends with: images saved, what the service billed (not what `reused` took
-    from the store), and what it left unfinished (to Resume, never to send again)."""
+    from the store), what it left unfinished (to Resume, never to send again), and the sync calls whose
+    answer was lost (`unanswered`: maybe billed, and nothing can look them up)."""
     lines = []
     if results or failed:
         saved = sum(r.saved_images for r in results)
         cost = sum(r.cost_yuan for r in results if not any(r is x for x in reused))
-        # With requests left unfinished, the bill is what is known so far: theirs comes with resume.
-        line = f"Done: {saved} image{_s(saved)}, ¥{cost:.2f}{' billed so far' if unfinished else ''}"
+        # With requests left unfinished or unanswered, the bill is what is known so far.
+        known = " billed so far" if unfinished or unanswered else ""
+        line = f"Done: {saved} image{_s(saved)}, ¥{cost:.2f}{known}"
         if reused:
             line += f" ({len(reused)} request{_s(len(reused))} from the store, not paid again)"
         lines.append(line + (" (emulator: nothing was billed)" if results and results[0].from_emulator else ""))
     if unfinished:
         lines.append(unfinished_text(unfinished))
+    if unanswered:
+        it = "it" if unanswered == 1 else "they"
+        lines.append(
+            f"⚠ {unanswered} call{_s(unanswered)} sent with no answer: {it} may be billed, and a sync call cannot be "
+            "looked up afterwards. Check the bill in the Model Studio console before sending it again."
+        )
     return lines
 
 

@@ -27,7 +27,13 @@ from typing import Any
 from ipywidgets import Button, CallbackDispatcher, Layout
 
 from . import rendering
-from ._exceptions import ReuseUnfinishedError, SubmitOutcomeUnknownError, TaskCanceledError, TaskUnfinishedError
+from ._exceptions import (
+    ReuseUnfinishedError,
+    SubmitOutcomeUnknownError,
+    SyncOutcomeUnknownError,
+    TaskCanceledError,
+    TaskUnfinishedError,
+)
 from ._grid_state import GridState, Key
 from ._models import GenerationResult
 from ._panel_form import PanelForm, magic_cell
@@ -354,8 +360,10 @@ class Panel(PanelForm):
             outcomes = [o for o in run.outcomes if o is not None]
             return html.escape("Resume: " + resume_report(outcomes, click.takeover).text())
         unfinished = len(run.summary().unfinished) if run is not None else 0
+        unanswered = sum(1 for error in click.errors if isinstance(error, SyncOutcomeUnknownError))
         with self._lock:
-            lines = finish_text(click.results, click.reused, failed=len(click.errors), unfinished=unfinished)
+            lines = finish_text(click.results, click.reused, failed=len(click.errors), unfinished=unfinished,
+                                unanswered=unanswered)
         return "<br>".join(html.escape(line) for line in lines)
 
     # ---- the status row, refreshed while a run is in flight ----------------------------------------
