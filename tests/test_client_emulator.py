@@ -20,6 +20,7 @@ from PIL import Image
 
 import wanx_nb._client_config as client_config
 from wanx_nb import _protocol
+from wanx_nb._protocol_list import format_list_time
 from wanx_nb._client import AsyncWanxClient
 from wanx_nb._client_sync import WanxClient
 from wanx_nb._exceptions import (
@@ -229,7 +230,7 @@ async def test_list_tasks_pages_and_filters(make):
     assert {i.task_id for i in page} | {i.task_id for i in page2} == {r.task_id for r in results}
     only_v1 = await c.list_tasks(model_name="wanx-v1", status=TaskStatus.SUCCEEDED)
     assert [i.listed and i.listed.model_name for i in only_v1] == ["wanx-v1"]
-    later = await c.list_tasks(start_time=_protocol.format_list_time(
+    later = await c.list_tasks(start_time=format_list_time(
         __import__("datetime").datetime.fromtimestamp(h.emu.now() + 3600, _protocol.SERVER_TZ)))
     assert later.total == 0
 

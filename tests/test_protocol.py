@@ -21,19 +21,15 @@ from wanx_nb._protocol import (
     CREATE_PATH,
     build_cancel,
     build_create,
-    build_list,
-    build_policy,
     build_query,
-    format_list_time,
     image_results,
     is_local_path,
     parse_error,
-    parse_policy,
     parse_task,
-    parse_task_page,
     status_error,
-    upload_form,
 )
+from wanx_nb._protocol_list import build_list, format_list_time, parse_task_page
+from wanx_nb._protocol_upload import build_policy, parse_policy, upload_form
 from wanx_nb._request import GenerationRequest
 
 

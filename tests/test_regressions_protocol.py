@@ -14,19 +14,17 @@ from wanx_nb._exceptions import APIError
 from wanx_nb._models import Task, TaskStatus
 from wanx_nb._protocol import (
     build_cancel,
-    build_policy,
     build_query,
     image_results,
     parse_error,
-    parse_policy,
     parse_server_time,
     parse_size,
     parse_task,
-    parse_task_page,
     says_expired,
     status_error,
-    upload_form,
 )
+from wanx_nb._protocol_list import parse_task_page
+from wanx_nb._protocol_upload import build_policy, parse_policy, upload_form
 from wanx_nb._request import GenerationRequest
 
 
@@ -159,7 +157,8 @@ def test_a_task_behind_a_finished_one_starts_at_once_and_a_zero_duration_stays_z
 
 
 def test_every_request_names_its_workspace_and_a_list_sends_each_filter():
-    from wanx_nb._protocol import build_cancel, build_list, build_query
+    from wanx_nb._protocol import build_cancel, build_query
+    from wanx_nb._protocol_list import build_list
 
     for wire in (build_cancel("t-1", workspace="ws-1"), build_query("t-1", workspace="ws-1"),
                  build_list(workspace="ws-1")):

@@ -45,16 +45,8 @@ from ._client_types import BeforeDownload, OnSending, OnStatus, OnSubmitted, Sub
 from ._client_upload import upload
 from ._exceptions import ConfigurationError
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
-from ._protocol import (
-    TaskPage,
-    build_cancel,
-    build_list,
-    build_query,
-    image_results,
-    is_local_path,
-    parse_size,
-    parse_task_page,
-)
+from ._protocol import build_cancel, build_query, image_results, is_local_path, parse_size
+from ._protocol_list import TaskPage, build_list, parse_task_page
 from ._reconcile import Reconciliation
 from ._registry import Region, get_model, get_region, preferred_protocol, submit_limits
 from ._request import MAX_SEED, GenerationRequest

@@ -13,7 +13,7 @@ from typing import Protocol as Structural  # `Protocol` in the client's modules 
 from ._constants import TASK_TTL_SECONDS
 from ._exceptions import WanxError
 from ._models import Task
-from ._protocol import TaskPage
+from ._protocol_list import TaskPage
 from ._reconcile import Reconciliation, decide, in_window, list_window
 from ._registry import get_model
 from ._request import GenerationRequest

@@ -18,7 +18,7 @@ from ._auth import APIKeyAuth
 from ._client import AsyncWanxClient, InProcessService, OnSending, OnStatus, OnSubmitted, Submission
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 from ._models import GenerationResult, ImageResult, Task, TaskStatus
-from ._protocol import TaskPage
+from ._protocol_list import TaskPage
 from ._reconcile import Reconciliation
 from ._request import GenerationRequest
 

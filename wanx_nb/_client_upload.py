@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ._client_http import Sender, response_json
 from ._exceptions import APIStatusError, ConfigurationError
-from ._protocol import WireRequest, build_policy, parse_policy, upload_form
+from ._protocol import WireRequest
+from ._protocol_upload import build_policy, parse_policy, upload_form
 from ._registry import get_model, get_region
 
 __all__ = ["upload"]

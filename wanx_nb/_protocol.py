@@ -4,11 +4,10 @@ Everything here turns our objects into (method, path, headers, params, json) and
 back into our objects. Nothing here opens a socket, sleeps or reads a clock; `_client` does the I/O.
 Section numbers (§n) refer to `shared/spec/dashscope-t2i-protocol.md`.
 
-- `build_create / build_query / build_cancel / build_list / build_policy` -> `WireRequest`
+- `build_create / build_query / build_cancel` -> `WireRequest`
 - `parse_task(body)` -> `Task` (create and query responses; V1 and V2 result items)
 - `parse_error(content, headers)` -> `ErrorInfo`; `status_error(...)` -> the typed APIStatusError
-- `parse_task_page(body)` -> `TaskPage` (the flat list response, §1.5 and §6.9)
-- `parse_policy(body)` -> `UploadPolicy`; `upload_form(policy, filename, content_type)` (§1.6)
+- the task list and the upload policy: `_protocol_list`, `_protocol_upload`
 - `image_results(task, request)` -> one `ImageResult` per image, seed + i and the effective size
 """
 
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._exceptions import APIError, APIStatusError, make_status_error
-from ._models import ImageResult, ListedTask, Task, TaskStatus
+from ._models import ImageResult, Task, TaskStatus
 from ._request import GenerationRequest
 
 __all__ = [
@@ -34,29 +33,23 @@ __all__ = [
     "LIST_PATH",
     "QUERY_PATH",
     "TIME_SCALE_HEADER",
-    "TaskPage",
     "UPLOAD_PATH",
-    "UploadPolicy",
     "WireRequest",
     "build_cancel",
     "build_create",
-    "build_list",
-    "build_policy",
     "build_query",
-    "format_list_time",
+    "excerpt",
     "image_results",
     "is_local_path",
+    "optional_int",
     "parse_error",
     "parse_json",
-    "parse_policy",
     "parse_server_time",
     "parse_size",
     "parse_task",
-    "parse_task_page",
     "request_headers",
     "says_expired",
     "status_error",
-    "upload_form",
 ]
 
 CREATE_PATH = "/services/aigc/text2image/image-synthesis"
@@ -129,54 +122,6 @@ def build_cancel(task_id: str, *, workspace: str | None = None) -> WireRequest:
     return WireRequest("POST", CANCEL_PATH.format(task_id=_id(task_id)), request_headers(workspace))
 
 
-def format_list_time(value: dt.datetime | dt.date | str) -> str:
-    """A list filter time as `YYYYMMDDhhmmss` (§1.5). Aware datetimes are converted to UTC+8.
-
-    Strings pass through unchanged, so `"20250108160000"` works as is.
-    """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(SERVER_TZ)
-        return value.strftime("%Y%m%d%H%M%S")
-    return value.strftime("%Y%m%d") + "000000"
-
-
-def build_list(
-    *,
-    workspace: str | None = None,
-    page_no: int = 1,
-    page_size: int = 10,
-    start_time: dt.datetime | dt.date | str | None = None,
-    end_time: dt.datetime | dt.date | str | None = None,
-    model_name: str | None = None,
-    api_key_id: str | None = None,
-    region: str | None = None,
-    status: TaskStatus | str | None = None,
-) -> WireRequest:
-    """GET /tasks with the SDK's parameter order (§1.5): page_no and page_size are always sent."""
-    params: dict[str, str] = {"page_no": str(page_no), "page_size": str(page_size)}
-    if start_time is not None:
-        params["start_time"] = format_list_time(start_time)
-    if end_time is not None:
-        params["end_time"] = format_list_time(end_time)
-    if model_name:
-        params["model_name"] = model_name
-    if api_key_id:
-        params["api_key_id"] = api_key_id
-    if region:
-        params["region"] = region
-    if status is not None:
-        params["status"] = status.value if isinstance(status, TaskStatus) else str(status).upper()
-    return WireRequest("GET", LIST_PATH, request_headers(workspace), params)
-
-
-def build_policy(model: str, *, workspace: str | None = None) -> WireRequest:
-    """GET the temporary-upload policy for files used with `model` (§1.6, Beijing only)."""
-    return WireRequest("GET", UPLOAD_PATH, request_headers(workspace), {"action": "getPolicy", "model": model})
-
-
 def _id(task_id: str) -> str:
     # Task ids are UUIDs; refuse anything that would change the path.
     if not task_id or not re.fullmatch(r"[A-Za-z0-9._\-]+", task_id):
@@ -204,11 +149,11 @@ def parse_task(body: Any, *, emulator: bool = False) -> Task:
     still be running and billed, so it must not end as UNKNOWN (the journal keeps it for resume).
     """
     if not isinstance(body, Mapping) or not isinstance(body.get("output"), Mapping):
-        raise APIError(f"unexpected response: no 'output' object in {_excerpt(body)}", code="InvalidResponse")
+        raise APIError(f"unexpected response: no 'output' object in {excerpt(body)}", code="InvalidResponse")
     out = body["output"]
     task_id = out.get("task_id")
     if not task_id:
-        raise APIError(f"unexpected response: no task_id in {_excerpt(body)}", code="InvalidResponse")
+        raise APIError(f"unexpected response: no task_id in {excerpt(body)}", code="InvalidResponse")
     raw_status = out.get("task_status")
     if raw_status and raw_status not in TaskStatus.__members__:
         raise APIError(
@@ -405,153 +350,16 @@ _REASONS = {
 }
 
 
-# ---- list --------------------------------------------------------------------------------------
+def excerpt(body: Any) -> str:
+    """A body shown in an error: JSON, at most 200 characters."""
+    text = json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
-@dataclass(frozen=True)
-class TaskPage:
-    """One page of `GET /tasks`: `items` plus the paging fields."""
-
-    items: tuple[Task, ...]  # each with `listed` set
-    total: int
-    page_no: int
-    page_size: int
-    total_page: int
-    request_id: str | None = None
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __repr__(self) -> str:
-        return f"<TaskPage {self.page_no}/{self.total_page} {len(self.items)} of {self.total} tasks>"
-
-
-def parse_task_page(body: Any) -> TaskPage:
-    """The flat list response `{total, data: [...], total_page, page_no, page_size, request_id}`.
-
-    The recorded wire key is `data`; the 2.0.2 SDK reads `tasks` (§6.9), so both are accepted, as
-    is an `output` wrapper around either.
-    """
-    if not isinstance(body, Mapping):
-        raise APIError(f"unexpected list response: {_excerpt(body)}", code="InvalidResponse")
-    page: Mapping[str, Any] = body
-    if isinstance(body.get("output"), Mapping) and not any(k in body for k in ("data", "tasks")):
-        page = body["output"]
-    rows = page.get("data")
-    if rows is None:
-        rows = page.get("tasks")
-    if not isinstance(rows, list):
-        rows = []
-    items = tuple(_listed(r) for r in rows if isinstance(r, Mapping))
-    page_size = _int(page.get("page_size"), len(items) or 10)
-    total = _int(page.get("total"), len(items))
-    default_pages = (total + page_size - 1) // page_size if page_size else 1
-    return TaskPage(
-        items=items,
-        total=total,
-        page_no=_int(page.get("page_no"), 1),
-        page_size=page_size,
-        total_page=_int(page.get("total_page"), default_pages),
-        request_id=body.get("request_id"),
-    )
-
-
-def _listed(row: Mapping[str, Any]) -> Task:
-    listed = ListedTask(
-        model_name=row.get("model_name"),
-        gmt_create=_opt_int(row.get("gmt_create")),
-        start_time=_opt_int(row.get("start_time")),
-        end_time=_opt_int(row.get("end_time")),
-        region=row.get("region"),
-    )
-    return Task(
-        task_id=str(row.get("task_id", "")),
-        status=TaskStatus.parse(row.get("status") or row.get("task_status")),
-        request_id=row.get("request_id"),
-        listed=listed,
-    )
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _opt_int(value: Any) -> int | None:
+def optional_int(value: Any) -> int | None:
+    """An integer field that may be absent or malformed: None then."""
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
 
-
-# ---- upload ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadPolicy:
-    """The temporary-upload policy (`GET /uploads?action=getPolicy`, the `data` object, §1.6)."""
-
-    upload_host: str
-    upload_dir: str
-    policy: str
-    signature: str
-    oss_access_key_id: str
-    x_oss_object_acl: str = "private"
-    x_oss_forbid_overwrite: str = "true"
-    expire_in_seconds: int | None = None
-    max_file_size_mb: float | None = None
-
-    def __repr__(self) -> str:
-        return f"<UploadPolicy {self.upload_host} {self.upload_dir}>"
-
-
-def parse_policy(body: Any) -> UploadPolicy:
-    """The policy from `{"data": {...}, "request_id": ...}` (an `output` wrapper is accepted too)."""
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(data, Mapping) and isinstance(body, Mapping):
-        data = body.get("output")
-    if not isinstance(data, Mapping):
-        raise APIError(f"unexpected upload-policy response: {_excerpt(body)}", code="InvalidResponse")
-    try:
-        return UploadPolicy(
-            upload_host=str(data["upload_host"]),
-            upload_dir=str(data["upload_dir"]).rstrip("/"),
-            policy=str(data["policy"]),
-            signature=str(data["signature"]),
-            oss_access_key_id=str(data["oss_access_key_id"]),
-            x_oss_object_acl=str(data.get("x_oss_object_acl", "private")),
-            x_oss_forbid_overwrite=str(data.get("x_oss_forbid_overwrite", "true")),
-            expire_in_seconds=_opt_int(data.get("expire_in_seconds")),
-            max_file_size_mb=data.get("max_file_size_mb"),
-        )
-    except KeyError as exc:
-        raise APIError(f"upload policy lacks {exc.args[0]!r}", code="InvalidResponse") from None
-
-
-def upload_form(policy: UploadPolicy, filename: str, content_type: str | None) -> tuple[str, dict[str, str]]:
-    """(object key, form fields in the SDK's order) for the multipart POST to `upload_host` (§1.6).
-
-    The file itself goes last, as the field `file`. The API key is never part of this form.
-    """
-    key = f"{policy.upload_dir}/{filename}"
-    fields = {
-        "OSSAccessKeyId": policy.oss_access_key_id,
-        "Signature": policy.signature,
-        "policy": policy.policy,
-        "key": key,
-        "x-oss-object-acl": policy.x_oss_object_acl,
-        "x-oss-forbid-overwrite": policy.x_oss_forbid_overwrite,
-        "success_action_status": "200",
-        "x-oss-content-type": content_type or "application/octet-stream",
-    }
-    return key, fields
-
-
-def _excerpt(body: Any) -> str:
-    text = json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body
-    return text if len(text) <= 200 else text[:199] + "…"
