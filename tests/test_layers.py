@@ -10,7 +10,7 @@ test, so a new module has to be given a row.
         _sizes, _modelspec, _catalog_2026            (the registry's size rules, types and 2026 data)
     L2  _validation, _grid, _grid_plan, _protocol,   L0-L2
         _backoff, _auth, _imagecheck, _reconcile,
-        _protocol_image
+        _protocol_image, _protocol_list, _protocol_upload
     L3  _client, _scheduler, _store, _run_locks,     L0-L3  (_client and its parts: never _store, IPython,
         _loop, _journal, _store_db, _store_read,            ipywidgets; _client_config imports the emulator
         _store_queries, _store_repair,                      lazily, for the keyless default; the parts
@@ -59,7 +59,7 @@ LAYERS: dict[str, int] = {
     "_version": 0, "_constants": 0, "_exceptions": 0, "_sqlite": 0,
     "_registry": 1, "_params": 1, "_request": 1, "_models": 1, "_png": 1, "_provenance": 1,
     "_sizes": 1, "_modelspec": 1, "_catalog_2026": 1,
-    "_validation": 2, "_grid": 2, "_grid_plan": 2, "_protocol": 2, "_protocol_image": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
+    "_validation": 2, "_grid": 2, "_grid_plan": 2, "_protocol": 2, "_protocol_image": 2, "_protocol_list": 2, "_protocol_upload": 2, "_backoff": 2, "_auth": 2, "_imagecheck": 2, "_reconcile": 2,
     "_client": 3, "_client_sync": 3, "_client_errors": 3, "_client_base": 3, "_client_config": 3, "_client_types": 3,
     "_client_http": 3, "_client_create": 3, "_client_poll": 3, "_client_download": 3, "_client_upload": 3,
     "_client_reconcile": 3, "_scheduler": 3, "_store": 3, "_run_locks": 3, "_loop": 3,
