@@ -39,8 +39,9 @@ from wanx_nb.emulator import Emulator, EmulatorSettings, Fault
 CATALOG_NAMES = [spec.name for spec in CATALOG_2026]
 SYNC_ONLY = [name for name in CATALOG_NAMES if not preferred_protocol(get_model(name)).is_async]
 ASYNC_HEADER = "x-dashscope-async"
-# Fields of the docs' bodies that GenerationRequest does not carry (the server's default applies).
-NOT_REQUEST_FIELDS = {"thinking_mode"}
+# Fields of the docs' bodies that GenerationRequest does not carry (the server's default applies): none
+# since wan2.7's thinking_mode became a request field.
+NOT_REQUEST_FIELDS: set[str] = set()
 
 
 def canary_key() -> str:

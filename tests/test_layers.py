@@ -26,10 +26,12 @@ test, so a new module has to be given a row.
         _tiles_html, _error_card, _history_html, _cli_text
                                                      ipywidgets, _progress only inside functions
     L6  magics, _magic_args, _magic_line, panel,     anything below; panel and comparison never import each
-        _magic_grid, _panel_form, comparison, cli,   other or magics; magics imports panel/comparison lazily,
+        _magic_grid, _panel_form, _panel_toggles,    other or magics; magics imports panel/comparison lazily,
+        comparison, cli,
         _cli_parser
                                                      cli imports comparison lazily (`wanx-nb grid`); panel
-                                                     imports _panel_form (its form), nothing else does; cli
+                                                     imports _panel_form (its form), which imports
+                                                     _panel_toggles (its on/off controls), nothing else does; cli
                                                      imports _cli_parser (its arguments), nothing else does;
                                                      magics imports _magic_line (its `%wanx` subcommands),
                                                      which imports _magic_args and panel (lazily) only, and
@@ -68,7 +70,7 @@ LAYERS: dict[str, int] = {
     "rendering": 5, "_progress": 5, "_preview": 5,
     "_html_style": 5, "_next_steps": 5, "_captions": 5, "_grid_html": 5, "_grid_paint": 5, "_panel_status": 5, "_tables_html": 5, "_interrupt_card": 5,
     "_render_options": 5, "_tiles_html": 5, "_error_card": 5, "_history_html": 5,
-    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_grid": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "comparison": 6, "cli": 6, "_cli_parser": 6, "_cli_text": 5,
+    "magics": 6, "_magic_args": 6, "_magic_line": 6, "_magic_grid": 6, "_magic_settings": 6, "panel": 6, "_panel_form": 6, "_panel_toggles": 6, "comparison": 6, "cli": 6, "_cli_parser": 6, "_cli_text": 5,
 }  # fmt: skip
 UI = ("IPython", "ipywidgets")
 SERVER = ("starlette", "uvicorn")
@@ -235,6 +237,8 @@ def allowed_internal(importer: str, imported: str, imp: Import) -> str | None:
         if imported == "comparison":
             return None if imp.lazy else "_magic_grid may import comparison only inside a function"
     if importer == "panel" and imported == "_panel_form":  # the panel's widgets, which it extends
+        return None
+    if importer == "_panel_form" and imported == "_panel_toggles":  # the form's on/off controls
         return None
     if importer == "cli" and imported == "_cli_parser":  # the command line's parser, which it runs
         return None

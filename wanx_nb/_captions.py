@@ -24,6 +24,8 @@ CAPTION_PARAMS = (
     ("negative_prompt", "negative"),
     ("prompt_extend", "extend"),
     ("watermark", "watermark"),
+    ("thinking_mode", "thinking"),
+    ("enable_sequential", "sequence"),
 )
 
 

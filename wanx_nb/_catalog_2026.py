@@ -174,7 +174,10 @@ CATALOG_2026: tuple[ModelSpec, ...] = (
         params=_MESSAGES_PARAMS | {"thinking_mode", "enable_sequential", "color_palette"},
         # Disagreement (2026 §13.7): thinking_mode defaults to true or false by source; the docs' examples send true.
         defaults={"n": 1, "watermark": False, "size": "2K", "thinking_mode": True},
-        max_n=4,  # up to 12 with enable_sequential (third-party)
+        max_n=4,
+        # 2026 §3.3, §13.7: "with enable_sequential=true up to 12", third-party documented only; no source
+        # refuses it, so it is accepted (the server has the last word).
+        sequential_max_n=12,
         default_n=1,
         typical_seconds=13.0,
         prompt_extend_seconds=0.0,
@@ -198,6 +201,7 @@ CATALOG_2026: tuple[ModelSpec, ...] = (
         params=_MESSAGES_PARAMS | {"thinking_mode", "enable_sequential", "color_palette"},
         defaults={"n": 1, "watermark": False, "size": "2K", "thinking_mode": True},
         max_n=4,
+        sequential_max_n=12,  # third-party, as wan2.7-image-pro
         default_n=1,
         typical_seconds=13.0,
         prompt_extend_seconds=0.0,

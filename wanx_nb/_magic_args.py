@@ -21,7 +21,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 
 from ._exceptions import Problem, ValidationError, redact
-from ._params import OPTION_NAMES, add_request_options, canonical_size, canonical_style
+from ._params import OPTION_NAMES, PARAMS, add_request_options, canonical_size, canonical_style
 from ._params import namespace_params, toggle_conflict
 
 __all__ = [
@@ -195,6 +195,8 @@ class CellArgs:
     ref_img: str | None = None
     ref_strength: float | None = None
     ref_mode: str | None = None
+    thinking_mode: bool | None = None
+    enable_sequential: bool | None = None
     output: str | None = None
     reproducible: bool = False
     compare: tuple[str, ...] | None = None
@@ -236,8 +238,7 @@ class CellArgs:
 
     def params(self) -> dict[str, Any]:
         """The request parameters that were given (no model, n or prompt)."""
-        keys = ("size", "seed", "negative_prompt", "prompt_extend", "watermark", "style", "ref_img",
-                "ref_strength", "ref_mode")
+        keys = (p.name for p in PARAMS if p.name not in ("model", "n"))
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def to_request(
@@ -293,7 +294,7 @@ def parse_cell_line(line: str) -> CellArgs:
 
 
 def _check_toggles(ns: argparse.Namespace) -> None:
-    """`--extend --no-extend` (or the watermark pair) on one line: refused, not the last one winning."""
+    """`--extend --no-extend` (or any other on/off pair) on one line: refused, not the last one winning."""
     conflict = toggle_conflict(ns)
     if conflict is not None:
         raise UsageError(conflict)

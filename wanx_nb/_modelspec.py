@@ -66,6 +66,7 @@ class ModelSpec:
         regions: the regions that list the model.
         intl_name: the name the international (Singapore, Virginia) regions use, when it differs.
         negative_prompt_limit, max_n, default_n, prompt_extend_seconds: as named.
+        sequential_max_n: images per call with `enable_sequential` on (wan2.7: 12), where that raises `max_n`.
         protocols: the endpoints the documentation gives the model, async first (2026 §1.1).
         unofficial_protocols: endpoints only third parties report working; the emulator accepts them,
             a client should not choose them.
@@ -101,6 +102,7 @@ class ModelSpec:
     prompt_limit_low: int | None = None
     max_n: int = 4
     default_n: int = 4
+    sequential_max_n: int | None = None
     # Seconds prompt rewriting adds ("3-4 s", user guide).
     prompt_extend_seconds: float = 3.5
     aliases: tuple[str, ...] = field(default=())
@@ -142,6 +144,12 @@ class ModelSpec:
     @property
     def n_range(self) -> tuple[int, int]:
         return (1, self.max_n)
+
+    def max_n_for(self, sequential: bool) -> int:
+        """The most images one call may ask for, with `enable_sequential` on or off."""
+        if sequential and self.sequential_max_n is not None and "enable_sequential" in self.params:
+            return max(self.max_n, self.sequential_max_n)
+        return self.max_n
 
     @property
     def sync_only(self) -> bool:

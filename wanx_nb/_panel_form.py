@@ -2,9 +2,10 @@
 
 `PanelForm` builds every widget of the panel and lays them out; it keeps the controls in step with
 the chosen model (V1: style, its four sizes, a reference image; V2: free width and height, prompt
-rewriting, watermark), shows the cost, the equivalent `%%wanx` cell, errors and the results (in the
-static output under the panel), and reads the controls back as a GenerationRequest (`request()`) and a
-sweep's grid (`_plan_sweep`). Running it is `panel.Panel`'s job.
+rewriting, watermark; wan2.7 also thinking and image sequences, the on/off ones from `_panel_toggles`),
+shows the cost, the equivalent `%%wanx` cell, errors and the results (in the static output under the
+panel), and reads the controls back as a GenerationRequest (`request()`) and a sweep's grid
+(`_plan_sweep`). Running it is `panel.Panel`'s job.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ._grid_html import xyz_grid_html
 from ._grid_state import GridState, build_state
 from ._models import GenerationResult
 from ._panel_status import code_cell, cost_text, magic_cell, model_label, param_label, param_tooltip, side_bounds
+from ._panel_toggles import PanelToggles
 from ._params import BY_NAME
 from ._registry import CATALOG, ModelSpec, get_model, price_yuan
 from ._request import MAX_SEED, GenerationRequest
@@ -136,21 +138,13 @@ class PanelForm(VBox):
             [HBox([self._ref_upload, self._ref_label, self._ref_clear]), HBox([self._ref_strength, self._ref_mode])]
         )
         self._v1_box = VBox([HBox([self._style, self._v1_size]), self._ref_box])
-        # V2: free size, prompt rewriting, watermark.
+        # V2 and 2026: free size and the on/off parameters (rewriting, watermark, wan2.7's thinking and sequence).
         self._width = IntSlider(value=1024, min=512, max=1440, step=16, description="Width", style=_NARROW)
         self._height = IntSlider(value=1024, min=512, max=1440, step=16, description="Height", style=_NARROW)
         self._size_rule = Label("")
-        self._extend = Checkbox(
-            value=True, description=f"{param_label('prompt_extend')} (the service may rewrite it)", indent=False,
-            tooltip=param_tooltip("prompt_extend"), layout=Layout(width="auto"),
-        )
-        self._watermark = Checkbox(
-            value=False, description=f"{param_label('watermark')} (AI生成)", indent=False,
-            tooltip=param_tooltip("watermark"), layout=Layout(width="auto"),
-        )
-        self._v2_box = VBox(
-            [HBox([self._width, self._height]), self._size_rule, HBox([self._extend, self._watermark])]
-        )
+        self._toggles = PanelToggles()
+        self._extend, self._watermark = self._toggles.boxes["prompt_extend"], self._toggles.boxes["watermark"]
+        self._v2_box = VBox([HBox([self._width, self._height]), self._size_rule, self._toggles.row])
         # Both families.
         self._n = IntSlider(
             value=1, min=1, max=spec.max_n, description=param_label("n"), style=_NARROW, tooltip=param_tooltip("n")
@@ -211,6 +205,8 @@ class PanelForm(VBox):
         for widget in (self._n, self._extend, self._sweep_seeds, self._sweep_styles):
             widget.observe(self._on_cost_change, names="value")  # each changes what a click costs
         self._seed_fixed.observe(self._on_seed_fixed_change, names="value")
+        # The sequence toggle moves the n slider's top (wan2.7: 4, or 12 with it on); the slider keeps n within it.
+        self._toggles.boxes["enable_sequential"].observe(self._on_sequential_change, names="value")
         self._ref_upload.observe(self._on_ref_upload_change, names="value")
         self._ref_clear.on_click(self._on_ref_clear_click)
 
@@ -244,10 +240,7 @@ class PanelForm(VBox):
             params["style"] = self._style.value
         if "ref_img" in spec.params and self._ref_path:
             params.update(ref_img=self._ref_path, ref_strength=self._ref_strength.value, ref_mode=self._ref_mode.value)
-        if "prompt_extend" in spec.params:
-            params["prompt_extend"] = self._extend.value
-        if "watermark" in spec.params:
-            params["watermark"] = self._watermark.value
+        params.update(self._toggles.params(spec))
         return GenerationRequest(prompt=self._prompt.value.strip(), model=spec.name, **params)
 
     # ---- handlers: controls ----------------------------------------------------------------------
@@ -259,6 +252,9 @@ class PanelForm(VBox):
 
     def _on_cost_change(self, change: dict[str, Any]) -> None:
         self._update_cost()
+
+    def _on_sequential_change(self, change: dict[str, Any]) -> None:
+        self._n.max = self._toggles.max_n(get_model(self._model.value))
 
     def _sweep_axes(self) -> list[Axis]:
         """The sweep's axes (seeds across, then styles), [] without a sweep; a ValidationError naming the
@@ -301,8 +297,7 @@ class PanelForm(VBox):
         """Show the controls `spec` takes, hide the others, and fit ranges and options to it."""
         _show(self._style, "style" in spec.params)
         _show(self._ref_box, "ref_img" in spec.params)
-        _show(self._extend, "prompt_extend" in spec.params)
-        _show(self._watermark, "watermark" in spec.params)
+        self._toggles.show_for(spec)
         _show(self._v1_box, spec.sizes is not None or "style" in spec.params or "ref_img" in spec.params)
         _show(self._v1_size, spec.sizes is not None)
         _show(self._v2_box, spec.sizes is None)
@@ -318,7 +313,7 @@ class PanelForm(VBox):
             _set_bounds(self._width, lo, hi, w)
             _set_bounds(self._height, lo, hi, h)
             self._size_rule.value = f"{spec.name}: {spec.size_rule()}"
-        self._n.max = spec.max_n
+        self._n.max = self._toggles.max_n(spec)
         _show(self._sweep_styles, "style" in spec.params)
 
     def _plan_sweep(self, request: GenerationRequest) -> GridState | None:

@@ -160,13 +160,15 @@ _V2 = frozenset({"V2"})
 # The 2026 catalog's families (`_catalog_2026`): which of them take the on/off parameters (2026 §3.3).
 _EXTENDS = frozenset({"wan2.6", "wan2.7", "qwen-image", "qwen-image-2.0", "qwen-image-3.0", "z-image"})
 _WATERMARKS = frozenset({"wan2.6", "qwen-image", "qwen-image-2.0", "qwen-image-3.0", "wan2.7"})
+# wan2.7's own switches (2026 §3.3 "other"): thinking mode and image sequences.
+_WAN27 = frozenset({"wan2.7"})
 _BOTH = _V1 | _V2 | _EXTENDS | _WATERMARKS  # every family: model, n, size, seed, negative prompt
 
 PARAMS: tuple[Param, ...] = (
     Param("model", ("-m", "--model"), "model id (`wanx-nb models` or the magic's `models` subcommand lists them)",
           "wanx2.1-t2i-turbo", _BOTH, "choice", "Model", metavar="MODEL"),
-    Param("n", ("-n",), "images per task, 1-4", "1; the API's own default is 4", _BOTH, "int", "Images (n)",
-          read=_read_int, metavar="N"),
+    Param("n", ("-n",), "images per task, 1-4 (wan2.7: up to 12 with --sequential)", "1; the API's own default is 4",
+          _BOTH, "int", "Images (n)", read=_read_int, metavar="N"),
     Param("size", ("--size",), "image size W*H (also WxH, W×H), e.g. 1024*768", "the model's", _BOTH, "size",
           "Size", metavar="W*H"),
     Param("seed", ("--seed",), "seed of the first image; image i uses seed + i (0-2147483647)",
@@ -177,6 +179,12 @@ PARAMS: tuple[Param, ...] = (
           "on (the service's default; off for z-image-turbo)", _V2 | _EXTENDS, "toggle", "Rewrite prompt", read=None, off_flag="--no-extend"),
     Param("watermark", ("--watermark",), "draw the service's watermark (V2 and most 2026 models)",
           "off (the service's default)", _V2 | _WATERMARKS, "toggle", "Watermark", read=None, off_flag="--no-watermark"),
+    Param("thinking_mode", ("--thinking",), "wan2.7: let the model reason about the prompt before drawing",
+          "the service's (the docs' examples turn it on)", _WAN27, "toggle", "Thinking", read=None,
+          off_flag="--no-thinking"),
+    Param("enable_sequential", ("--sequential",),
+          "wan2.7: a coherent sequence of images; allows n up to 12 (third-party documented)", "off", _WAN27,
+          "toggle", "Image sequence", read=None, off_flag="--no-sequential"),
     Param("style", ("--style",), "wanx-v1 style: " + ", ".join(s.strip("<>") for s in V1_STYLES)
           + " (with or without <>)", "<auto>", _V1, "choice", "Style", metavar="STYLE", choices=V1_STYLES),
     Param("ref_img", ("--ref",), "wanx-v1 reference image: a local path, an http(s) or oss:// URL", "none", _V1,

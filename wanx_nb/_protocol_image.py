@@ -36,7 +36,8 @@ def build_image_create(
     if not protocol.uses_messages:
         raise ValueError(f"{protocol.name} is not a messages-based endpoint")
     given = request.given()
-    # 2026 §3.2: negative_prompt lives in parameters on these endpoints (not in input).
+    # 2026 §3.2: negative_prompt lives in parameters on these endpoints (not in input), and so do wan2.7's
+    # thinking_mode and enable_sequential on both (§3.3, §4.1: one body); validate() refuses them elsewhere.
     params = {k: v for k, v in given.items() if k not in _NOT_PARAMETERS}
     body = {
         "model": wire_model or request.model,

@@ -35,6 +35,8 @@ PARAMETERS = (
     "ref_img",
     "ref_strength",
     "ref_mode",
+    "thinking_mode",
+    "enable_sequential",
 )
 
 
@@ -48,7 +50,7 @@ class GenerationRequest:
         negative_prompt: what not to draw.
         size: "W*H" (V2: any size within the model's rule; V1: one of four). "WxH", "W×H", spaces and
             full-width digits are read too, and stored as "W*H".
-        n: images per task, 1-4 (server default 4).
+        n: images per task, 1-4 (server default 4); wan2.7 up to 12 with enable_sequential.
         seed: seed of the first image; image i uses seed + i. The client picks one when omitted.
         prompt_extend: V2 only: let the server rewrite the prompt (server default on).
         watermark: V2 only: draw "AI生成" bottom right (server default off).
@@ -56,6 +58,9 @@ class GenerationRequest:
         ref_img: V1 only: reference image as an http(s) URL, an oss:// URL or a local path.
         ref_strength: V1 only: 0.0-1.0, closeness to the reference (server default 0.5).
         ref_mode: V1 only: "repaint" (follow content) or "refonly" (follow style).
+        thinking_mode: wan2.7 only: let the model reason about the prompt first (the server's default is
+            disputed; the docs' examples send true).
+        enable_sequential: wan2.7 only: a coherent sequence of images; n may then be up to 12.
 
     Example:
         >>> GenerationRequest("a red fox in snow", model="wanx2.1-t2i-plus", n=2, seed=7).seeds
@@ -74,6 +79,9 @@ class GenerationRequest:
     ref_img: str | None = None
     ref_strength: float | None = None
     ref_mode: str | None = None
+    # Last, so positional construction of the fields above keeps working.
+    thinking_mode: bool | None = None
+    enable_sequential: bool | None = None
 
     def __post_init__(self) -> None:
         # The client sends what it is given: whatever the validator accepts is stored in the
@@ -126,6 +134,8 @@ class GenerationRequest:
         if "prompt_extend" in spec.params:
             out["prompt_extend"] = self.effective_prompt_extend
             out.setdefault("watermark", False)
+        # thinking_mode and enable_sequential are not filled in: thinking_mode's default is disputed (2026
+        # §13.7), and a request that leaves them out keeps the key it had before they existed.
         if spec.is_v1:
             out.setdefault("style", "<auto>")
             if "ref_img" in out:

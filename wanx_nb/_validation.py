@@ -62,17 +62,18 @@ def validate(
             family = f"{spec.name} ({spec.family})"
             # Name the families of the same tier first (a V1 user is told "V2", not every 2026 family).
             tier = MODELS if spec.name in MODELS else CATALOG
-            owners = sorted({m.family for m in tier.values() if name in m.params})
+            owners = sorted({m.family for m in tier.values() if name in m.params}) or sorted(
+                {m.family for m in CATALOG.values() if name in m.params}  # wan2.7's own, on a legacy model
+            )
             where = f"; it is a {'/'.join(owners)} parameter" if owners else ""
             problems.add(name, value, f"{family} does not take {problems.name(name)}{where}. It takes: {takes}")
 
     _check_prompt(request, spec, problems, warnings)
     if request.size is not None:
         _check_size(request.size, spec, problems)
-    n_ok = request.n is None or _is_int_in(request.n, 1, spec.max_n)
+    n_ok = request.n is None or _is_int_in(request.n, 1, spec.max_n_for(request.enable_sequential is True))
     if not n_ok:
-        allowed = f"1 ({spec.name} makes one image per call)" if spec.max_n == 1 else f"an integer from 1 to {spec.max_n}"
-        problems.add("n", request.n, allowed)
+        problems.add("n", request.n, _n_allowed(spec, request, problems))
     if request.seed is not None:
         if not _is_int_in(request.seed, 0, MAX_SEED):
             problems.add("seed", request.seed, f"an integer from 0 to {MAX_SEED}")
@@ -84,7 +85,7 @@ def validate(
                 f"with {problems.name('n')} {n}, image i uses seed + i, so the seed must be at most "
                 f"{MAX_SEED - n + 1} (the largest seed is {MAX_SEED})",
             )  # fmt: skip
-    for flag in ("prompt_extend", "watermark"):
+    for flag in ("prompt_extend", "watermark", "thinking_mode", "enable_sequential"):
         value = given.get(flag)
         if value is not None and flag in spec.params and not isinstance(value, bool):
             problems.add(flag, value, "true or false")
@@ -108,6 +109,22 @@ def validate(
     if problems:
         raise ValidationError(spec.name, problems)
     return warnings
+
+
+def _n_allowed(spec: ModelSpec, request: GenerationRequest, problems: _Problems) -> str:
+    """What `n` may be for `spec`, with `enable_sequential` as the request sets it (named as typed)."""
+    if spec.max_n == 1:
+        return f"1 ({spec.name} makes one image per call)"
+    most = spec.max_n_for(True)
+    if most == spec.max_n:
+        return f"an integer from 1 to {spec.max_n}"
+    # wan2.7: up to 12 with enable_sequential is third-party documented only (2026 §13.7). Accepted:
+    # accept what any source accepts, let the server have the last word.
+    sequential = problems.name("enable_sequential")
+    turned_on = sequential if sequential.startswith("-") else f"{sequential}=True"
+    if request.enable_sequential is True:
+        return f"an integer from 1 to {most} with {turned_on} ({spec.name})"
+    return f"1-{spec.max_n} for {spec.name}, or up to {most} with {turned_on}"
 
 
 def _check_prompt(request: GenerationRequest, spec: ModelSpec, problems: _Problems, warnings: list[str]) -> None:
