@@ -204,7 +204,9 @@ def test_a_lost_sync_answer_is_unknown_journalled_and_never_sent_again(session, 
     (unfinished,) = report.unfinished
     assert isinstance(unfinished, TaskUnfinishedError) and unfinished.code == "SyncOutcomeUnknown"
     assert "not sent again" in str(unfinished)
-    assert "sync call(s) whose answer was lost" in report.text() and "again later" not in report.text()
+    assert report.text() == (
+        "1 sync call(s) whose answer was lost: what they made cannot be looked up (check the bill in the console)"
+    )
     assert len(emulator.requests("generate")) == 1  # resume looked, never re-sent
     assert [r for r in emulator.request_log if r.route in ("list", "query")] == []  # nothing to look up
     assert session.store.entry(entry.entry_id).state is EntryState.OUTCOME_UNKNOWN
@@ -215,6 +217,7 @@ def test_a_lost_sync_answer_does_not_block_sending_the_request_again(session, em
     # (and the panel) do not refuse the request for 24 h as they do a task that resume can collect.
     emulator.script("generate", Fault.drop_after())
     request = GenerationRequest("a kite", model="qwen-image-max", seed=4)
+    assert session.sent_unfinished(request) is None  # never sent: nothing to refuse
     (lost,) = session.start([request]).result()
     assert isinstance(lost, SyncOutcomeUnknownError) and session.sent_unfinished(request) is None
     again = session.generate(request, reuse=True)

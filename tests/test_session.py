@@ -415,6 +415,27 @@ def test_prepare_leaves_rewriting_alone_unless_asked_and_the_budget_allows_float
     assert session.generate(request).saved_images == 1
 
 
+def test_resume_that_saves_only_some_of_a_tasks_images_says_which_are_left_and_the_next_saves_them(tmp_path):
+    emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
+    store = tmp_path / "store"
+    crash_after_sending(store, emulator, [GenerationRequest("fox", n=2, seed=1)])
+    emulator.advance(3600)
+    emulator.script("image", Fault.body(b"<html>busy</html>"))  # one of the two downloads is not an image
+    session = Session(store=store, client=fast_client(emulator), clock=emulator.now)
+    report = session.resume()
+    (recovered,) = report.recovered
+    (left,) = report.unfinished
+    assert recovered.saved_images == 1 and recovered.billed_images == 2
+    assert isinstance(left, TaskUnfinishedError) and left.task_id == recovered.task_id
+    assert "1 of 2 billed image(s) still not saved (InvalidImage)" in str(left) and left.code == "InvalidImage"
+    assert report.text() == (
+        "recovered 1 task(s), 1 image(s) saved; 1 still unfinished (InvalidImage: run `%wanx resume` again later)"
+    )
+    (again,) = session.resume().recovered  # the image left behind, from the same task: nothing created again
+    assert again.saved_images == 2 and len(emulator.requests("create")) == 1
+    assert session.resume().text() == "nothing to resume: every task in the journal is finished"
+
+
 def test_resume_marks_a_task_older_than_the_services_24_hours_gone_and_says_why(tmp_path):
     emulator = Emulator(EmulatorSettings(clock="fake", time_scale=1.0, rate_limits=False))
     store = tmp_path / "store"

@@ -39,10 +39,10 @@ class ResumeReport:
             parts.append(f"recovered {len(self.recovered)} task(s), {images} image(s) saved")
         if self.ended:
             parts.append(f"{len(self.ended)} ended without images on the service's side (not billed)")
-        lost = [e for e in self.unfinished if getattr(e, "code", None) == SyncOutcomeUnknownError.code]
+        lost = [e for e in self.unfinished if e.code == SyncOutcomeUnknownError.code]
         pending = [e for e in self.unfinished if e not in lost]
         if pending:
-            why = ", ".join(dict.fromkeys(str(getattr(e, "code", None) or type(e).__name__) for e in pending))
+            why = ", ".join(dict.fromkeys(e.code or type(e).__name__ for e in pending))
             parts.append(f"{len(pending)} still unfinished ({why}: run `%wanx resume` again later)")
         if lost:  # no task to look up: no later resume reaches what they made
             parts.append(f"{len(lost)} sync call(s) whose answer was lost: what they made cannot be looked up "

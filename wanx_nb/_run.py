@@ -251,7 +251,7 @@ class Run(RequestQueues):
         for s in self._slots:
             phases[s.phase.value] = phases.get(s.phase.value, 0) + 1
         billed = sum(s.billed for s in self._slots)
-        cost = sum(s.billed * s.request.price_per_image for s in self._slots if s.request.prompt or s.billed)
+        cost = sum(s.billed * s.request.price_per_image for s in self._slots if s.billed)
         unfinished = tuple(  # what resume can finish: not a sync call whose answer was lost (no task to look up)
             s.task_id or s.entry_id for s in self._slots
             if (s.phase in (Phase.UNFINISHED,) or (s.sent and not s.phase.is_final))
