@@ -136,3 +136,10 @@ def test_history_rows_say_what_the_journal_knows(tmp_path):
     assert (wolf["status"], wolf["submitted_at"], wolf["seed"], wolf["size"], wolf["task_id"]) == (
         "COLLECTING", queued.created_at, 7, "1280*720", None)
     assert wolf["cost_yuan"] == store.entry(queued.entry_id).cost_yuan == 0.1235  # every cost to 4 places
+
+
+def test_reading_a_store_that_is_not_there_makes_no_file_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a mistyped in-memory database name would land as a file
+    store = Store(tmp_path / "wanx_stroe")
+    assert store.history() == [] and store.history_count() == 0 and store.unfinished() == []
+    assert os.listdir(tmp_path) == []
