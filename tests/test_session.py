@@ -420,18 +420,20 @@ def test_resume_that_saves_only_some_of_a_tasks_images_says_which_are_left_and_t
     store = tmp_path / "store"
     crash_after_sending(store, emulator, [GenerationRequest("fox", n=2, seed=1)])
     emulator.advance(3600)
-    emulator.script("image", Fault.body(b"<html>busy</html>"))  # one of the two downloads is not an image
+    # One download is not an image, the other keeps failing (a 500 on each of its 4 tries).
+    emulator.script("image", Fault.body(b"<html>busy</html>"), *[Fault.status(500, code="InternalError")] * 4)
     session = Session(store=store, client=fast_client(emulator), clock=emulator.now)
     report = session.resume()
     (recovered,) = report.recovered
     (left,) = report.unfinished
-    assert recovered.saved_images == 1 and recovered.billed_images == 2
+    assert recovered.saved_images == 0 and recovered.billed_images == 2
     assert isinstance(left, TaskUnfinishedError) and left.task_id == recovered.task_id
-    assert "1 of 2 billed image(s) still not saved (InvalidImage)" in str(left) and left.code == "InvalidImage"
+    assert "2 of 2 billed image(s) still not saved (InvalidImage, DownloadFailed)" in str(left), str(left)
+    assert left.code == "InvalidImage"  # the first image's reason names the entry
     assert report.text() == (
-        "recovered 1 task(s), 1 image(s) saved; 1 still unfinished (InvalidImage: run `%wanx resume` again later)"
+        "recovered 1 task(s), 0 image(s) saved; 1 still unfinished (InvalidImage: run `%wanx resume` again later)"
     )
-    (again,) = session.resume().recovered  # the image left behind, from the same task: nothing created again
+    (again,) = session.resume().recovered  # the images left behind, from the same task: nothing created again
     assert again.saved_images == 2 and len(emulator.requests("create")) == 1
     assert session.resume().text() == "nothing to resume: every task in the journal is finished"
 
