@@ -192,6 +192,7 @@ def test_a_sync_call_whose_answer_was_lost_is_not_shown_as_free_and_says_to_chec
     assert "Done: 0 images, ¥0.00 billed so far" in said, said
     assert "1 call sent with no answer: it may be billed" in said and "Check the bill" in said
     assert "Click Resume" not in said  # resume cannot settle it: no promise that it will
+    assert "no answer" in text(panel._status) and "unfinished" not in text(panel._status)
 
 
 def test_another_cells_run_of_the_same_request_still_going_does_not_block_generate(tmp_path):

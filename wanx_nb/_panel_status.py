@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ._models import GenerationResult
@@ -40,13 +40,16 @@ class StatusRow:
     elapsed: float
 
 
-def status_rows(events: Sequence[tuple[Any, float]], now: float, *, canceling: bool = False) -> list[StatusRow]:
-    """Rows from (Progress, clock reading when it arrived) pairs; `canceling`: Cancel was clicked."""
+def status_rows(events: Sequence[tuple[Any, float]], now: float, *, canceling: bool = False,
+                unanswered: Collection[int] = ()) -> list[StatusRow]:
+    """Rows from (Progress, clock reading when it arrived) pairs; `canceling`: Cancel was clicked;
+    `unanswered`: the requests that are sync calls whose answer was lost (not "unfinished": resume
+    cannot finish them)."""
     rows = []
     for progress, seen_at in events:
         final = progress.phase.is_final
         elapsed = progress.elapsed + (0.0 if final else max(now - seen_at, 0.0))
-        phase = str(progress.phase)
+        phase = "no answer" if progress.index in unanswered else str(progress.phase)
         if canceling and phase in _CANCELABLE:
             phase = "canceling"  # asked; the service confirms with CANCELED
         rows.append(StatusRow(progress.index, progress.model, phase, progress.task_id, elapsed))

@@ -381,7 +381,9 @@ class Panel(PanelForm):
     def _status_rows(self, click: _Click) -> list[StatusRow]:
         with self._lock:
             events = [click.progress[i] for i in sorted(click.progress)]
-        return status_rows(events, self._clock(), canceling=click.cancel_asked)
+        outcomes = click.run.outcomes if click.run is not None else []
+        unanswered = {i for i, outcome in enumerate(outcomes) if isinstance(outcome, SyncOutcomeUnknownError)}
+        return status_rows(events, self._clock(), canceling=click.cancel_asked, unanswered=unanswered)
 
     def _render_status(self, click: _Click) -> None:
         rows = self._status_rows(click)
