@@ -26,9 +26,6 @@ __all__ = [
 
 MAX_SEED = 2_147_483_647
 
-# 2026 §3.3, §13.7: wan2.7 makes 1-4 images, "with enable_sequential=true up to 12" (third parties; no
-# source refuses it).
-_SEQUENTIAL_MAX_N = 12
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*\*\s*(\d+)\s*$")
 _REF_MODES = ("repaint", "refonly")
 
@@ -179,9 +176,9 @@ def _check_n_and_seed(spec: ModelSpec, params: Mapping[str, Any]) -> tuple[int, 
     n = _param(params, "n", spec.default_n)
     if spec.max_n == 1 and spec.family in ("qwen-image", "z-image") and n != 1:
         raise errors.invalid_parameter("num_images_per_prompt must be 1")  # verbatim (2026 §6, A7)
-    max_n = spec.max_n
-    if "enable_sequential" in spec.params and params.get("enable_sequential") is True:
-        max_n = max(max_n, _SEQUENTIAL_MAX_N)
+    # 2026 §3.3, §13.7: wan2.7 makes 1-4 images, "with enable_sequential=true up to 12" (third parties;
+    # no source refuses it): the catalog's rule, which the client reads too.
+    max_n = spec.max_n_for(params.get("enable_sequential") is True)
     if not _is_int(n) or not 1 <= n <= max_n:
         raise errors.invalid_parameter(f"The parameter n must be an integer in [1, {max_n}], got {n!r}.")
     seed = params.get("seed")
