@@ -9,6 +9,8 @@ import pytest
 from wanx_nb._session import Session
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
+from cli_env import use_default_emulator
+
 
 _STATE_DIR = tempfile.mkdtemp(prefix="wanx-nb-emulator-state-")
 
@@ -24,6 +26,12 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(_STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def cli_emulator(monkeypatch, tmp_path):
+    """The CLI's (and any keyless session's) default emulator, fast, one the test can watch."""
+    return use_default_emulator(monkeypatch, tmp_path, Emulator(EmulatorSettings(time_scale=0.001)))
 
 
 @pytest.fixture

@@ -150,18 +150,6 @@ def test_every_catalog_model_generates_through_the_run_api(session, emulator, mo
     assert (ASYNC_HEADER in {k.lower() for k in sends[0].headers}) is not sync
 
 
-@pytest.fixture
-def cli_emulator(monkeypatch, tmp_path):
-    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "DASHSCOPE_REGION", "DASHSCOPE_WORKSPACE_ID",
-                 "WANX_NB_MODE", "WANX_NB_BUDGET_YUAN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANX_NB_STORE", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    fast = Emulator(EmulatorSettings(time_scale=0.001))
-    monkeypatch.setattr("wanx_nb.emulator._emulator._default", fast)
-    return fast
-
-
 @pytest.mark.parametrize("model", CATALOG_NAMES)
 def test_every_catalog_model_generates_through_the_cli(cli_emulator, capsys, tmp_path, model):
     code = cli.main(["generate", "a lighthouse at dusk", "-m", model, "-n", "1", "--seed", "3", "-o", str(tmp_path / "o")])

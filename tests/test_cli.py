@@ -32,26 +32,11 @@ from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
 
 GUIDE_MODELS = ["wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo", "wanx-v1"]
 GUIDE_PRICES = {"wanx2.1-t2i-plus": "0.20", "wanx2.1-t2i-turbo": "0.14", "wanx2.0-t2i-turbo": "0.04", "wanx-v1": "0.16"}
-ENV_CLEARED = [
-    "DASHSCOPE_API_KEY",
-    "DASHSCOPE_HTTP_BASE_URL",
-    "DASHSCOPE_REGION",
-    "DASHSCOPE_WORKSPACE_ID",
-    "WANX_NB_MODE",
-    "WANX_NB_BUDGET_YUAN",
-]
 
 
 @pytest.fixture
-def emulator(monkeypatch, tmp_path):
-    """No key anywhere, the store in tmp, the cwd in tmp, and a fast default emulator."""
-    for name in ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANX_NB_STORE", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    fast = Emulator(EmulatorSettings(time_scale=0.001))
-    monkeypatch.setattr("wanx_nb.emulator._emulator._default", fast)
-    return fast
+def emulator(cli_emulator):
+    return cli_emulator
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

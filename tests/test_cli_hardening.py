@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_env import ENV_CLEARED, use_default_emulator
 from run_waits import blocked_in_a_runs_wait
 
 from wanx_nb import cli
@@ -24,24 +25,12 @@ from wanx_nb._request import GenerationRequest
 from wanx_nb._store import EntryState, JournalEntry, Store
 from wanx_nb.emulator import Emulator, EmulatorSettings
 
-ENV_CLEARED = ["DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "DASHSCOPE_REGION", "DASHSCOPE_WORKSPACE_ID",
-               "WANX_NB_MODE", "WANX_NB_BUDGET_YUAN"]  # fmt: skip
 ESC_PROMPT = "a \x1b[31mred\x1b[0m fox"
 
 
-def use_emulator(monkeypatch, tmp_path, emulator: Emulator) -> Emulator:
-    for name in ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANX_NB_STORE", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("wanx_nb.emulator._emulator._default", emulator)
-    return emulator
-
-
 @pytest.fixture
-def emulator(monkeypatch, tmp_path):
-    """No key anywhere, the store in tmp, the cwd in tmp, and a fast default emulator."""
-    return use_emulator(monkeypatch, tmp_path, Emulator(EmulatorSettings(time_scale=0.001)))
+def emulator(cli_emulator):
+    return cli_emulator
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -202,7 +191,7 @@ def interrupted(call):
 def stalled(monkeypatch, tmp_path):
     """The service's clock stands still: every task waits PENDING until canceled."""
     settings = EmulatorSettings(clock="fake", time_scale=0.001, pending_seconds=1e9, query_qps=None)
-    return use_emulator(monkeypatch, tmp_path, Emulator(settings))
+    return use_default_emulator(monkeypatch, tmp_path, Emulator(settings))
 
 
 def test_ctrl_c_during_resume_is_a_clean_message_and_exit_130(stalled, capsys, tmp_path):

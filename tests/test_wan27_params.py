@@ -38,19 +38,6 @@ def shell(wanx_shell, session):
     return wanx_shell
 
 
-@pytest.fixture
-def cli_emulator(monkeypatch, tmp_path):
-    """No key, the store and the cwd in tmp, and the CLI's default emulator one the test can watch."""
-    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "DASHSCOPE_REGION", "DASHSCOPE_WORKSPACE_ID",
-                 "WANX_NB_MODE", "WANX_NB_BUDGET_YUAN"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANX_NB_STORE", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    fast = Emulator(EmulatorSettings(time_scale=0.001))
-    monkeypatch.setattr("wanx_nb.emulator._emulator._default", fast)
-    return fast
-
-
 def posts(emulator: Emulator) -> list:
     return [r for r in emulator.request_log if r.method == "POST"]
 
