@@ -28,7 +28,7 @@ from wanx_nb._registry import get_model
 from wanx_nb._request import GenerationRequest
 from wanx_nb._store import Store, read_png_provenance
 from wanx_nb._validation import validate
-from wanx_nb.emulator import EMULATOR_HEADER, Emulator, EmulatorSettings, Fault
+from wanx_nb.emulator import EMULATOR_HEADER, EmulatorSettings, Fault
 
 GUIDE_MODELS = ["wanx2.1-t2i-plus", "wanx2.1-t2i-turbo", "wanx2.0-t2i-turbo", "wanx-v1"]
 GUIDE_PRICES = {"wanx2.1-t2i-plus": "0.20", "wanx2.1-t2i-turbo": "0.14", "wanx2.0-t2i-turbo": "0.04", "wanx-v1": "0.16"}

@@ -24,7 +24,7 @@ from wanx_nb._session import Session, set_session
 from wanx_nb._store import read_png_provenance
 from wanx_nb._validation import validate
 from wanx_nb.comparison import grid
-from wanx_nb.emulator import Emulator, EmulatorSettings
+from wanx_nb.emulator import Emulator
 from wanx_nb.panel import Panel
 from wanx_nb.rerun import check_manifest
 
