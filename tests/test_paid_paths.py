@@ -516,6 +516,9 @@ def test_a_process_killed_while_a_sync_answer_downloads_loses_nothing(tmp_path, 
     assert process.returncode == -signal.SIGKILL
     (entry,) = Store(store).unfinished()
     assert (entry.state, entry.billed_images, entry.saved_images) == (EntryState.COLLECTING, 2, 0)
+    # The answer's request id (what the service's support asks for about a bill) is in the history already.
+    answer = Store(store).result_record(entry.entry_id)
+    assert answer is not None and answer.request_id and entry.request_id == answer.request_id
 
     session = served_session(server, store)
     report, error = in_time(session.resume)
@@ -648,6 +651,8 @@ def test_images_paid_while_the_index_is_unreadable_are_still_written_for_the_reb
     written = sorted((store / "images").glob("*.png"))  # the paid bytes are on disk, with their provenance
     assert [read_provenance(p.read_bytes())["images"][0]["sha256"] for p in written] == [p.stem for p in written]
     assert len(written) == 2
+    record = read_provenance(written[0].read_bytes())  # the task's final word, not the journal's last state
+    assert (record["status"], record["billed_images"], record["task_id"]) == ("SUCCEEDED", 2, outcome.task_id)
 
     rebuild_as_told(store)
     restarted = fake_clock_session(store, emulator)

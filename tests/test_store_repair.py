@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from wanx_nb._exceptions import TaskCanceledError, TaskFailedError, TaskUnknownError
+from wanx_nb._exceptions import StoreError, TaskCanceledError, TaskFailedError, TaskUnknownError
 from wanx_nb._journal import EntryState, create_schema
 from wanx_nb._png import add_provenance
 from wanx_nb._request import GenerationRequest
@@ -427,6 +427,29 @@ def test_a_rebuilt_index_gets_this_process_unfinished_task_even_under_the_old_fi
     shutil.rmtree(tmp_path / "store")
     store.rebuild()
     assert [r.task_id for r in store.history()] == ["waiting-1"]  # it may be billed: resume still finds it
+
+
+def test_an_index_another_process_replaced_gets_this_process_unfinished_task_back(tmp_path):
+    root = tmp_path / "store"
+    mine = Store(root)
+    sent_entry(mine, task_id="waiting-1")
+    mine.close()
+    # Another process moves the index aside (kept: its file number cannot be reused) and starts a new one.
+    os.rename(root / "index.sqlite", tmp_path / "moved-aside.sqlite")
+    assert Store(root).history() == []
+    assert [r.task_id for r in mine.history()] == ["waiting-1"]  # a new file: this process writes its task back
+
+
+def test_an_index_found_damaged_then_rebuilt_by_another_process_gets_this_process_unfinished_task_back(tmp_path):
+    root = tmp_path / "store"
+    mine = SameFileNumber(root)  # the rebuilt index may take the damaged one's file number
+    sent_entry(mine, task_id="waiting-1")
+    mine.close()
+    (root / "index.sqlite").write_bytes(b"garbage" * 1000)  # damaged in place
+    with pytest.raises(StoreError):
+        mine.history()  # this process finds it damaged: what it had is lost
+    Store(root).rebuild()  # `wanx-nb store rebuild` in a terminal
+    assert [r.task_id for r in mine.history()] == ["waiting-1"]
 
 
 def test_an_index_write_refused_half_way_leaves_nothing_half_indexed(tmp_path):

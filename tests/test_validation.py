@@ -300,3 +300,36 @@ def test_text_that_cannot_be_sent_as_utf8_is_refused_naming_the_character(field,
         validate(request)
     assert f"{field}={text!r}: text in UTF-8: {why}" in str(refused.value)
     assert validate(GenerationRequest("狐狸 🦊 in snow", model="wanx-v1", negative_prompt="模糊")) == []
+
+
+# ---- wan2.7: thinking mode and image sequences (2026 §3.3; n up to 12 is third-party documented) ----------
+
+
+def test_wan27_n_above_4_needs_a_sequence_and_the_message_says_how_many_with_it():
+    from wanx_nb._params import OPTION_NAMES
+
+    for sequential in (None, False):
+        with pytest.raises(ValidationError) as err:
+            validate(GenerationRequest("a comic", model="wan2.7-image", n=8, enable_sequential=sequential))
+        assert "n=8: 1-4 for wan2.7-image, or up to 12 with enable_sequential=True" in str(err.value)
+    with pytest.raises(ValidationError) as err:  # as the magic and the CLI name it
+        validate(GenerationRequest("a comic", model="wan2.7-image-pro", n=5), names=OPTION_NAMES)
+    assert "-n=5: 1-4 for wan2.7-image-pro, or up to 12 with --sequential" in str(err.value)
+    assert validate(GenerationRequest("a comic", model="wan2.7-image", n=12, enable_sequential=True)) == []
+    with pytest.raises(ValidationError) as err:
+        validate(GenerationRequest("a comic", model="wan2.7-image", n=13, enable_sequential=True))
+    assert "n=13: an integer from 1 to 12 with enable_sequential=True (wan2.7-image)" in str(err.value)
+    with pytest.raises(ValidationError) as err:  # other models keep their own rule, sequence or not
+        validate(GenerationRequest("a comic", model="wanx2.1-t2i-turbo", n=5))
+    assert "n=5: an integer from 1 to 4" in str(err.value)
+
+
+def test_wan27_switches_are_booleans_and_only_wan27_takes_them():
+    for field in ("thinking_mode", "enable_sequential"):
+        with pytest.raises(ValidationError) as err:
+            validate(GenerationRequest("a fox", model="wan2.7-image", **{field: "yes"}))
+        assert f"{field}='yes': true or false" in str(err.value)
+        with pytest.raises(ValidationError) as err:
+            validate(GenerationRequest("a fox", model="wanx2.1-t2i-turbo", **{field: True}))
+        assert f"wanx2.1-t2i-turbo (V2) does not take {field}; it is a wan2.7 parameter" in str(err.value)
+    assert validate(GenerationRequest("a fox", model="wan2.7-image", thinking_mode=False, enable_sequential=False)) == []
