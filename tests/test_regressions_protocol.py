@@ -116,6 +116,9 @@ def test_images_left_out_of_an_answer_leave_every_seed_unknown_rather_than_shift
     assert [im.seed for im in image_results(made, GenerationRequest("f", n=4, seed=3))] == [None, None, None]
     every = Task("t", TaskStatus.SUCCEEDED, results=({"url": "u0"}, {"url": "u1"}))
     assert [im.seed for im in image_results(every, GenerationRequest("f", n=2, seed=3))] == [3, 4]
+    # A list that reports its failures in place (the task answer's layout) keeps its order: the seeds hold.
+    reported = Task("t", TaskStatus.SUCCEEDED, results=({"url": "u0"}, {"code": "DataInspectionFailed"}))
+    assert [im.seed for im in image_results(reported, GenerationRequest("f", n=3, seed=3))] == [3, 4]
 
 
 # ---- the scheduler's bookkeeping -------------------------------------------------------------------

@@ -315,6 +315,7 @@ def test_wan27_n_above_4_needs_a_sequence_and_the_message_says_how_many_with_it(
     with pytest.raises(ValidationError) as err:  # as the magic and the CLI name it
         validate(GenerationRequest("a comic", model="wan2.7-image-pro", n=5), names=OPTION_NAMES)
     assert "-n=5: 1-4 for wan2.7-image-pro, or up to 12 with --sequential" in str(err.value)
+    assert "--sequential=" not in str(err.value)  # a flag, as typed: no value
     assert validate(GenerationRequest("a comic", model="wan2.7-image", n=12, enable_sequential=True)) == []
     with pytest.raises(ValidationError) as err:
         validate(GenerationRequest("a comic", model="wan2.7-image", n=13, enable_sequential=True))
