@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import Problem, ValidationError
-from ._params import parse_size
+from ._params import PARAMS, parse_size
 from ._registry import CATALOG, MODELS, V1_STYLES, ModelSpec, get_model
 from ._request import MAX_SEED, PARAMETERS, GenerationRequest
 
@@ -85,7 +85,7 @@ def validate(
                 f"with {problems.name('n')} {n}, image i uses seed + i, so the seed must be at most "
                 f"{MAX_SEED - n + 1} (the largest seed is {MAX_SEED})",
             )  # fmt: skip
-    for flag in ("prompt_extend", "watermark", "thinking_mode", "enable_sequential"):
+    for flag in _FLAGS:
         value = given.get(flag)
         if value is not None and flag in spec.params and not isinstance(value, bool):
             problems.add(flag, value, "true or false")
@@ -109,6 +109,10 @@ def validate(
     if problems:
         raise ValidationError(spec.name, problems)
     return warnings
+
+
+# The on/off parameters, from the one parameter table (a new toggle is checked without a change here).
+_FLAGS = tuple(p.name for p in PARAMS if p.widget == "toggle")
 
 
 def _n_allowed(spec: ModelSpec, request: GenerationRequest, problems: _Problems) -> str:
